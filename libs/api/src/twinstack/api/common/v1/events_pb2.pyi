@@ -1,0 +1,64 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from twinstack.api.common.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_CREATED: _ClassVar[ChangeKind]
+    CHANGE_KIND_UPDATED: _ClassVar[ChangeKind]
+    CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
+CHANGE_KIND_UNSPECIFIED: ChangeKind
+CHANGE_KIND_CREATED: ChangeKind
+CHANGE_KIND_UPDATED: ChangeKind
+CHANGE_KIND_DELETED: ChangeKind
+
+class TelemetryBatch(_message.Message):
+    __slots__ = ("twin_id", "model_id", "samples", "ingest_time")
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    INGEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    model_id: str
+    samples: _containers.RepeatedCompositeFieldContainer[TelemetrySample]
+    ingest_time: _timestamp_pb2.Timestamp
+    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[TelemetrySample, _Mapping]]] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TelemetrySample(_message.Message):
+    __slots__ = ("time", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _types_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Value, _Mapping]] = ...) -> None: ...
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    fields: _containers.MessageMap[str, _types_pb2.Value]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Mapping[str, _types_pb2.Value]] = ...) -> None: ...
+
+class TwinChangedEvent(_message.Message):
+    __slots__ = ("twin_id", "model_id", "kind", "revision", "time")
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    model_id: str
+    kind: ChangeKind
+    revision: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
