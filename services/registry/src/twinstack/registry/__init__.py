@@ -1,0 +1,1 @@
+"""The twin registry: models, twins and their relationships, stored in JetStream KV."""

@@ -1,0 +1,1 @@
+"""Live twin state, kept current from the TELEMETRY stream and stored in JetStream KV."""

@@ -1,0 +1,189 @@
+"""Domain errors and the rich gRPC statuses they become.
+
+Domain modules raise these without knowing about gRPC; the server's interceptor turns them into
+a ``google.rpc.Status`` with an ``ErrorInfo`` (a stable machine-readable reason) and the detail
+that fits the error: ``BadRequest`` field violations, ``ResourceInfo``, ``RetryInfo`` or a
+:class:`RevisionMismatch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from twinstack.api.common.v1 import types_pb2
+
+ERROR_DOMAIN = "twinstack.io"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: where (a path such as ``points[3].fields.temp``) and why."""
+
+    field: str
+    description: str
+
+
+class TwinstackError(Exception):
+    """Base of every error a twinstack API reports to its caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+
+    def details(self) -> list[Message]:
+        """The detail messages besides ``ErrorInfo``."""
+        return []
+
+    def to_status(self) -> status_pb2.Status:
+        """The ``google.rpc.Status`` sent to the caller."""
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
+        )
+        packed = []
+        for detail in [info, *self.details()]:
+            wrapper = any_pb2.Any()
+            wrapper.Pack(detail)
+            packed.append(wrapper)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+
+
+class InvalidArgumentError(TwinstackError):
+    """The request is malformed; ``violations`` say which fields and why."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        message: str,
+        violations: Sequence[FieldViolation] = (),
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.violations = list(violations)
+
+    def details(self) -> list[Message]:
+        return [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in self.violations
+                ]
+            )
+        ]
+
+
+class _ResourceError(TwinstackError):
+    def __init__(self, resource_type: str, resource_name: str, message: str) -> None:
+        super().__init__(message, metadata={"resource_type": resource_type})
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+
+    def details(self) -> list[Message]:
+        return [
+            error_details_pb2.ResourceInfo(
+                resource_type=self.resource_type, resource_name=self.resource_name
+            )
+        ]
+
+
+class NotFoundError(_ResourceError):
+    """The named resource does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExistsError(_ResourceError):
+    """A resource with that name exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class RevisionMismatchError(TwinstackError):
+    """A conditional write named a revision that is no longer the current one."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = "REVISION_MISMATCH"
+
+    def __init__(self, resource_name: str, expected_revision: int, current_revision: int) -> None:
+        super().__init__(
+            f"{resource_name} is at revision {current_revision}, not {expected_revision}"
+        )
+        self.mismatch = types_pb2.RevisionMismatch(
+            resource_name=resource_name,
+            expected_revision=expected_revision,
+            current_revision=current_revision,
+        )
+
+    def details(self) -> list[Message]:
+        return [self.mismatch]
+
+
+class _RetryableError(TwinstackError):
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Message]:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(self.retry_after_s * 1e9))
+        return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class UnavailableError(_RetryableError):
+    """A dependency (NATS, InfluxDB, Ray) cannot be reached now; retrying later may work."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "DEPENDENCY_UNAVAILABLE"
+
+
+class ResourceExhaustedError(_RetryableError):
+    """The service is pushing back: too much work in flight."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+def internal_status(message: str) -> status_pb2.Status:
+    """The status for an unexpected failure: no internals leak to the caller."""
+    return TwinstackError(message).to_status()
+
+
+def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
+    """Converts a ``google.rpc.Status`` into what ``context.abort_with_status`` takes."""
+    return rpc_status.to_status(status)
+
+
+def unpack_details(status: status_pb2.Status) -> list[Message]:
+    """Unpacks the known detail messages of a status (used by clients and tests)."""
+    known: list[type[Message]] = [
+        error_details_pb2.ErrorInfo,
+        error_details_pb2.BadRequest,
+        error_details_pb2.ResourceInfo,
+        error_details_pb2.RetryInfo,
+        types_pb2.RevisionMismatch,
+    ]
+    found: list[Message] = []
+    for wrapper in status.details:
+        for kind in known:
+            if wrapper.Is(kind.DESCRIPTOR):
+                message = kind()
+                wrapper.Unpack(message)
+                found.append(message)
+    return found

@@ -1,0 +1,320 @@
+"""The InfluxDB store: telemetry and forecast points in, InfluxQL results out.
+
+InfluxDB speaks two write protocols. Servers from 1.8 on (2.x and 3.x too) take the v2 write
+API, used here through ``influxdb-client``. Older 1.x servers, such as Debian's 1.6.7, only
+take the v1 ``/write`` endpoint. :meth:`InfluxStore.connect` reads the version from ``/ping`` and
+picks the protocol; both send the same line protocol, built by ``influxdb-client``. Reads use
+InfluxQL over ``/query`` with bound parameters, which every version answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from influxdb_client import Point, WritePrecision
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.rest import ApiException
+from pydantic import SecretStr
+
+from twinstack.common.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+FieldValue = float | int | bool | str
+
+
+class WriteProtocol(enum.Enum):
+    """Which HTTP write endpoint a server gets."""
+
+    V1 = "v1"  # POST /write?db=&rp=&precision=ns
+    V2 = "v2"  # POST /api/v2/write?bucket=&org=&precision=ns, through influxdb-client
+
+
+class InfluxError(Exception):
+    """A request to InfluxDB failed.
+
+    Attributes:
+        status: HTTP status, or None when the server could not be reached.
+        retryable: Whether the same request may succeed later (5xx, 429, network errors).
+        retry_after_s: The server's Retry-After, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.retryable = status is None or status == 429 or status >= 500
+
+
+@dataclass(frozen=True)
+class InfluxPoint:
+    """One point: measurement, tags, fields and a nanosecond timestamp."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    time_ns: int
+
+    def to_line(self) -> str:
+        """The point in line protocol, escaped by ``influxdb-client``."""
+        point = Point(self.measurement)
+        for key, tag in self.tags.items():
+            point.tag(key, tag)
+        for key, value in self.fields.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                # Line protocol has no NaN or infinity; callers validate them away first.
+                raise ValueError(f"field {key!r} is not finite")
+            point.field(key, value)
+        point.time(self.time_ns, WritePrecision.NS)
+        line: str = point.to_line_protocol()
+        return line
+
+
+@dataclass(frozen=True)
+class QuerySeries:
+    """One series of an InfluxQL result."""
+
+    name: str
+    columns: list[str]
+    values: list[list[Any]]
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The values as one dict per row, keyed by column."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def write_protocol_for(version: str) -> WriteProtocol:
+    """The write protocol a server of ``version`` (as ``/ping`` reports it) accepts."""
+    match = _VERSION.match(version)
+    if match is None:
+        # Servers that do not say (3.x builds, proxies) are current ones.
+        return WriteProtocol.V2
+    major, minor = int(match.group(1)), int(match.group(2))
+    return WriteProtocol.V2 if (major, minor) >= (1, 8) else WriteProtocol.V1
+
+
+def quote_identifier(name: str) -> str:
+    """An InfluxQL identifier in double quotes, safe whatever ``name`` holds."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class InfluxStore:
+    """Writes points to and queries one InfluxDB database.
+
+    Args:
+        url: Base URL, e.g. ``http://influxdb:8086``.
+        database: Database (1.x) or bucket (2.x/3.x, through DBRP for InfluxQL).
+        retention_policy: Retention policy for 1.x writes.
+        username: 1.x user, when authentication is on.
+        password: 1.x password.
+        token: 2.x/3.x API token; used instead of username and password when set.
+        org: 2.x organisation; ``-`` for 1.8.
+        timeout_s: Timeout of every HTTP request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retention_policy: str = "autogen",
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        org: str = "-",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy
+        self._username = username
+        self._password = password
+        self._token = token
+        self._org = org
+        self._timeout_s = timeout_s
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s, headers=headers)
+        self._v2_client: InfluxDBClientAsync | None = None
+        self.server_version = ""
+        self.protocol: WriteProtocol | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> InfluxStore:
+        """A store for the database the settings name."""
+
+        def secret(value: SecretStr | None) -> str | None:
+            return None if value is None else value.get_secret_value()
+
+        return cls(
+            settings.influx_url,
+            settings.influx_database,
+            retention_policy=settings.influx_retention_policy,
+            username=settings.influx_username,
+            password=secret(settings.influx_password),
+            token=secret(settings.influx_token),
+            org=settings.influx_org,
+            timeout_s=settings.influx_timeout_s,
+        )
+
+    async def connect(self, protocol: WriteProtocol | None = None) -> WriteProtocol:
+        """Pings the server, picks the write protocol and, on 1.x, creates the database.
+
+        Args:
+            protocol: Forces a protocol instead of choosing from the version.
+        """
+        try:
+            response = await self._http.get("/ping")
+        except httpx.HTTPError as error:
+            raise InfluxError(
+                f"InfluxDB at {self.url} unreachable: {error}", status=None
+            ) from error
+        if response.status_code != 204:
+            raise InfluxError(f"/ping answered {response.status_code}", status=response.status_code)
+        self.server_version = response.headers.get("X-Influxdb-Version", "")
+        self.protocol = protocol or write_protocol_for(self.server_version)
+        if self.protocol is WriteProtocol.V2:
+            self._v2_client = InfluxDBClientAsync(
+                url=self.url,
+                token=self._token or f"{self._username or ''}:{self._password or ''}",
+                org=self._org,
+                timeout=int(self._timeout_s * 1000),
+            )
+        if self.server_version.startswith("1."):
+            await self._post_query(f"CREATE DATABASE {quote_identifier(self.database)}")
+        logger.info(
+            "influxdb connected",
+            extra={"version": self.server_version, "write_protocol": self.protocol.value},
+        )
+        return self.protocol
+
+    async def close(self) -> None:
+        await self._http.aclose()
+        if self._v2_client is not None:
+            await self._v2_client.close()
+
+    async def write(self, points: Sequence[InfluxPoint]) -> None:
+        """Writes points in one request. Rewriting a point (same series and time) is harmless.
+
+        Raises:
+            InfluxError: with ``retryable`` telling whether a retry may succeed.
+        """
+        if not points:
+            return
+        body = "\n".join(point.to_line() for point in points)
+        if self.protocol is WriteProtocol.V2:
+            await self._write_v2(body)
+        elif self.protocol is WriteProtocol.V1:
+            await self._write_v1(body)
+        else:
+            raise RuntimeError("InfluxStore.connect() was not called")
+
+    async def _write_v1(self, body: str) -> None:
+        params = {"db": self.database, "rp": self.retention_policy, "precision": "ns"}
+        params.update(self._credentials())
+        try:
+            response = await self._http.post("/write", params=params, content=body.encode())
+        except httpx.HTTPError as error:
+            raise InfluxError(f"write failed: {error}", status=None) from error
+        if response.status_code != 204:
+            raise InfluxError(
+                f"write answered {response.status_code}: {response.text.strip()}",
+                status=response.status_code,
+                retry_after_s=_retry_after(response.headers.get("Retry-After")),
+            )
+
+    async def _write_v2(self, body: str) -> None:
+        assert self._v2_client is not None
+        bucket = self.database
+        if self.server_version.startswith("1."):
+            bucket = f"{self.database}/{self.retention_policy}"
+        try:
+            await self._v2_client.write_api().write(
+                bucket=bucket, org=self._org, record=body, write_precision=WritePrecision.NS
+            )
+        except ApiException as error:
+            headers = error.headers or {}
+            raise InfluxError(
+                f"write answered {error.status}: {error.body}",
+                status=error.status,
+                retry_after_s=_retry_after(headers.get("Retry-After")),
+            ) from error
+        except (OSError, TimeoutError) as error:
+            raise InfluxError(f"write failed: {error}", status=None) from error
+
+    async def query(
+        self, influxql: str, params: Mapping[str, FieldValue] | None = None
+    ) -> list[QuerySeries]:
+        """Runs one InfluxQL SELECT; values are bound as ``$name`` parameters, never spliced.
+
+        Timestamps come back as integer nanoseconds.
+        """
+        query_params = {"db": self.database, "q": influxql, "epoch": "ns"}
+        if params:
+            query_params["params"] = json.dumps(dict(params))
+        query_params.update(self._credentials())
+        try:
+            response = await self._http.get("/query", params=query_params)
+        except httpx.HTTPError as error:
+            raise InfluxError(f"query failed: {error}", status=None) from error
+        return _parse_results(response)
+
+    async def _post_query(self, influxql: str) -> None:
+        params = {"q": influxql, **self._credentials()}
+        try:
+            response = await self._http.post("/query", params=params)
+        except httpx.HTTPError as error:
+            raise InfluxError(f"query failed: {error}", status=None) from error
+        _parse_results(response)
+
+    def _credentials(self) -> dict[str, str]:
+        if self._token or not self._username:
+            return {}
+        return {"u": self._username, "p": self._password or ""}
+
+
+def _parse_results(response: httpx.Response) -> list[QuerySeries]:
+    if response.status_code >= 300:
+        raise InfluxError(
+            f"query answered {response.status_code}: {response.text.strip()}",
+            status=response.status_code,
+        )
+    payload = response.json()
+    if "error" in payload:
+        raise InfluxError(f"query failed: {payload['error']}", status=response.status_code)
+    series: list[QuerySeries] = []
+    for result in payload.get("results", []):
+        if "error" in result:
+            raise InfluxError(f"query failed: {result['error']}", status=400)
+        series.extend(
+            QuerySeries(
+                name=item.get("name", ""),
+                columns=item["columns"],
+                values=item.get("values", []),
+                tags=item.get("tags", {}),
+            )
+            for item in result.get("series", [])
+        )
+    return series
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

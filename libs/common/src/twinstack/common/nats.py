@@ -1,0 +1,191 @@
+"""NATS connection and the JetStream layout every service relies on.
+
+The layout is provisioned idempotently by each service at start, so no service depends on
+another having started first, and a changed setting (replicas, retention) is applied by
+updating the stream in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import (
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from twinstack.common.ids import partition_of
+from twinstack.common.settings import ServiceSettings
+from twinstack.common.tracing import inject_trace_headers
+
+logger = logging.getLogger(__name__)
+
+TELEMETRY_STREAM = "TELEMETRY"
+EVENTS_STREAM = "EVENTS"
+REGISTRY_TWINS_BUCKET = "registry_twins"
+STATE_TWINS_BUCKET = "state_twins"
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+# JetStream's error code for "stream name already in use with a different configuration".
+_STREAM_CONFIG_CONFLICT = 10058
+_DAY_S = 24 * 3600.0
+
+
+def telemetry_subject(twin_id: str, partitions: int) -> str:
+    """Subject of a twin's telemetry: ``tel.<partition>.<twin_id>``."""
+    return f"tel.{partition_of(twin_id, partitions)}.{twin_id}"
+
+
+def telemetry_partition_filter(partition: int | None = None) -> str:
+    """Subject filter of one partition, or of all of them."""
+    return "tel.>" if partition is None else f"tel.{partition}.*"
+
+
+def event_subject(area: str, kind: str, resource_id: str) -> str:
+    """Subject of an event: ``evt.<area>.<kind>.<resource_id>``."""
+    return f"evt.{area}.{kind}.{resource_id}"
+
+
+def message_headers(msg_id: str) -> dict[str, str]:
+    """Headers of a published message: the de-duplication id and the current trace context."""
+    return inject_trace_headers({MSG_ID_HEADER: msg_id})
+
+
+@dataclass(frozen=True)
+class JetStreamLayout:
+    """Streams and KV buckets of the platform, sized from settings."""
+
+    replicas: int = 1
+    dedup_window_s: float = 120.0
+    telemetry_retention_s: float = 7 * _DAY_S
+    events_retention_s: float = 7 * _DAY_S
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> JetStreamLayout:
+        return cls(
+            replicas=settings.nats_replicas, dedup_window_s=settings.telemetry_dedup_window_s
+        )
+
+    def streams(self) -> list[StreamConfig]:
+        return [
+            StreamConfig(
+                name=TELEMETRY_STREAM,
+                description="Telemetry batches, one twin per message",
+                subjects=["tel.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=self.dedup_window_s,
+                max_age=self.telemetry_retention_s,
+            ),
+            StreamConfig(
+                name=EVENTS_STREAM,
+                description="Registry, state, alert and simulation events",
+                subjects=["evt.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=self.dedup_window_s,
+                max_age=self.events_retention_s,
+            ),
+        ]
+
+    def buckets(self) -> list[KeyValueConfig]:
+        return [
+            KeyValueConfig(
+                bucket=REGISTRY_TWINS_BUCKET,
+                description="Twin documents (registry)",
+                history=5,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=STATE_TWINS_BUCKET,
+                description="Live twin state documents (state)",
+                history=1,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+        ]
+
+
+async def connect_nats(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NatsClient:
+    """Connects with unbounded reconnects, so a restarted nats-server is picked up again."""
+
+    async def on_error(error: Exception) -> None:
+        logger.warning("nats error: %s", error)
+
+    async def on_disconnected() -> None:
+        logger.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        logger.info("nats reconnected")
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=connect_timeout_s,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+
+
+async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> None:
+    """Creates the platform's streams and KV buckets, or updates them to ``layout``."""
+    for config in layout.streams():
+        try:
+            await js.add_stream(config)
+        except BadRequestError as error:
+            if error.err_code != _STREAM_CONFIG_CONFLICT:
+                raise
+            await js.update_stream(config)
+    for bucket in layout.buckets():
+        try:
+            await js.create_key_value(bucket)
+        except BadRequestError as error:
+            if error.err_code != _STREAM_CONFIG_CONFLICT:
+                raise
+            # KV streams carry settings the client library derives itself; an existing bucket
+            # with other settings is kept, never recreated, because that would drop its data.
+            logger.warning("KV bucket %s exists with other settings; kept as it is", bucket.bucket)
+
+
+async def key_value(js: JetStreamContext, bucket: str) -> KeyValue:
+    """Binds to a KV bucket that :func:`provision_jetstream` created."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError as error:
+        raise RuntimeError(f"KV bucket {bucket!r} is missing: provision JetStream first") from error
+
+
+@dataclass
+class Backbone:
+    """A service's connection to NATS, with the JetStream layout provisioned."""
+
+    client: NatsClient
+    js: JetStreamContext
+
+    @classmethod
+    async def connect(cls, settings: ServiceSettings, name: str) -> Backbone:
+        client = await connect_nats(
+            settings.nats_url, name, connect_timeout_s=settings.nats_connect_timeout_s
+        )
+        js = client.jetstream(timeout=settings.nats_request_timeout_s)
+        await provision_jetstream(js, JetStreamLayout.from_settings(settings))
+        return cls(client, js)
+
+    async def close(self) -> None:
+        """Drains: subscriptions finish what they hold and pending publishes are flushed."""
+        if not self.client.is_closed:
+            await self.client.drain()

@@ -1,0 +1,281 @@
+"""The gRPC server every twinstack service runs on.
+
+A service supplies the servicers and its own start and stop (connections to NATS, InfluxDB,
+Ray); the bootstrap adds what every service must have: health checking and reflection, rich
+error statuses, optional bearer-token auth and TLS, a default deadline, message size limits,
+trace context from incoming metadata, and a graceful shutdown on SIGTERM: NOT_SERVING first,
+then a drain of the calls in flight, then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from twinstack.common.errors import (
+    TwinstackError,
+    internal_status,
+    to_grpc_status,
+)
+from twinstack.common.logs import configure_logging
+from twinstack.common.settings import ServiceSettings
+from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("twinstack.grpc")
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Probes and tooling must work without credentials.
+_UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class Service(Protocol):
+    """What a twinstack service gives the bootstrap."""
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        """Full names of the gRPC services it serves, for health and reflection."""
+        ...
+
+    async def start(self) -> None:
+        """Connects to its dependencies; the server serves only after this returns."""
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Adds its servicers to the server."""
+
+    async def stop(self) -> None:
+        """Releases its dependencies, after the last call has drained."""
+
+
+Behavior = Callable[..., Any]
+Handler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+
+
+class _AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires ``authorization: Bearer <token>`` on every call but health and reflection."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        method: str = handler_call_details.method
+        if method.startswith(_UNAUTHENTICATED_PREFIXES):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        presented = metadata.get("authorization", "")
+        presented_bytes = presented.encode() if isinstance(presented, str) else presented
+        if hmac.compare_digest(presented_bytes, self._expected):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _replace_behavior(handler, _reject_unauthenticated)
+
+
+async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+
+
+class _CallInterceptor(grpc.aio.ServerInterceptor):
+    """Traces each call, applies the default deadline and maps errors to rich statuses."""
+
+    def __init__(self, default_deadline_s: float) -> None:
+        self._default_deadline_s = default_deadline_s
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        parent = context_from_headers(
+            {
+                key: value
+                for key, value in (handler_call_details.invocation_metadata or ())
+                if isinstance(value, str)
+            }
+        )
+        if handler.response_streaming:
+            return _replace_behavior(handler, self._wrap_stream(method, parent, handler))
+        return _replace_behavior(handler, self._wrap_unary(method, parent, handler))
+
+    def _wrap_unary(self, method: str, parent: otel_context.Context, handler: Handler) -> Behavior:
+        behavior = _behavior_of(handler)
+        default_deadline_s = self._default_deadline_s
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+                budget = context.time_remaining()
+                try:
+                    async with asyncio.timeout(default_deadline_s if budget is None else None):
+                        return await behavior(request, context)
+                except TimeoutError:
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"no answer within the default deadline of {default_deadline_s} s",
+                    )
+                except TwinstackError as error:
+                    await context.abort_with_status(to_grpc_status(error.to_status()))
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    logger.exception("unhandled error in %s", method)
+                    await context.abort_with_status(
+                        to_grpc_status(internal_status(f"internal error in {method}"))
+                    )
+
+        return unary
+
+    def _wrap_stream(self, method: str, parent: otel_context.Context, handler: Handler) -> Behavior:
+        behavior = _behavior_of(handler)
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+                try:
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        async for item in result:
+                            yield item
+                    else:
+                        await result
+                except TwinstackError as error:
+                    await context.abort_with_status(to_grpc_status(error.to_status()))
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    logger.exception("unhandled error in %s", method)
+                    await context.abort_with_status(
+                        to_grpc_status(internal_status(f"internal error in {method}"))
+                    )
+
+        return stream
+
+
+def _behavior_of(handler: Handler) -> Behavior:
+    behavior = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+    assert behavior is not None
+    return behavior
+
+
+def _replace_behavior(handler: Handler, behavior: Behavior) -> Handler:
+    factories = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    factory = factories[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class GrpcServer:
+    """A ``grpc.aio`` server around one :class:`Service`.
+
+    Args:
+        settings: Port, limits, auth, TLS and shutdown timings.
+        service: The service to serve.
+    """
+
+    def __init__(self, settings: ServiceSettings, service: Service) -> None:
+        self._settings = settings
+        self._service = service
+        self._health = HealthServicer()
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if settings.auth_token is not None:
+            interceptors.append(_AuthInterceptor(settings.auth_token.get_secret_value()))
+        interceptors.append(_CallInterceptor(settings.grpc_default_deadline_s))
+        self._server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.port = 0
+
+    @property
+    def health_names(self) -> list[str]:
+        """Names whose health is reported: the overall server ("") and each service."""
+        return ["", *self._service.service_names]
+
+    async def start(self) -> int:
+        """Starts the service, binds the port and reports SERVING. Returns the bound port."""
+        await self._service.start()
+        self._service.register(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
+        )
+        address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
+        if self._settings.tls_cert_file and self._settings.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [
+                    (
+                        self._settings.tls_key_file.read_bytes(),
+                        self._settings.tls_cert_file.read_bytes(),
+                    )
+                ]
+            )
+            self.port = self._server.add_secure_port(address, credentials)
+        else:
+            self.port = self._server.add_insecure_port(address)
+        await self._server.start()
+        for name in self.health_names:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("serving", extra={"port": self.port, "services": self._service.service_names})
+        return self.port
+
+    async def stop(self) -> None:
+        """NOT_SERVING, wait for probes to notice, drain calls in flight, stop the service."""
+        for name in self.health_names:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._settings.shutdown_not_serving_delay_s:
+            await asyncio.sleep(self._settings.shutdown_not_serving_delay_s)
+        await self._server.stop(self._settings.shutdown_grace_s)
+        await self._service.stop()
+        logger.info("stopped")
+
+
+async def serve(settings: ServiceSettings, service: Service, *, name: str) -> None:
+    """Runs ``service`` until SIGTERM or SIGINT, then shuts it down gracefully."""
+    configure_logging(settings.log_level, settings.log_format, service=name)
+    configure_tracing(name, settings.otel_exporter_otlp_endpoint)
+    server = GrpcServer(settings, service)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await server.start()
+        await stopping.wait()
+        logger.info("shutdown requested")
+    finally:
+        await server.stop()
+        shutdown_tracing()

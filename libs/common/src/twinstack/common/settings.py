@@ -1,0 +1,61 @@
+"""Typed, frozen settings read from the environment.
+
+Every variable starts with ``TWINSTACK_``; names carry their unit (``_s``, ``_bytes``) so a
+value can never be read in the wrong one. Services extend :class:`ServiceSettings` with their
+own fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every twinstack service shares."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", frozen=True, extra="ignore")
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Applied to unary calls that arrive without a deadline of their own.
+    grpc_default_deadline_s: float = Field(default=30.0, gt=0)
+    # Time between NOT_SERVING and the start of the drain, so that load balancers and probes
+    # stop sending new calls before the server refuses them.
+    shutdown_not_serving_delay_s: float = Field(default=0.0, ge=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    auth_token: SecretStr | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_connect_timeout_s: float = Field(default=5.0, gt=0)
+    nats_request_timeout_s: float = Field(default=5.0, gt=0)
+    # Replicas of every stream and KV bucket: 1 locally, 3 on a production cluster.
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    telemetry_partitions: int = Field(default=8, ge=1, le=1024)
+    telemetry_dedup_window_s: float = Field(default=120.0, gt=0)
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "twinstack"
+    influx_retention_policy: str = "autogen"
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    influx_org: str = "-"
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_files_come_in_pairs(self) -> ServiceSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TWINSTACK_TLS_CERT_FILE and TWINSTACK_TLS_KEY_FILE go together")
+        return self

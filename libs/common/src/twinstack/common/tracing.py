@@ -1,0 +1,50 @@
+"""OpenTelemetry traces and metrics, and W3C trace context carried in NATS headers.
+
+With no OTLP endpoint configured nothing is installed and the OpenTelemetry API stays the
+no-op default, which costs next to nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context, metrics, propagate, trace
+
+
+def configure_tracing(service_name: str, otlp_endpoint: str | None) -> None:
+    """Installs OTLP exporting trace and meter providers when an endpoint is given."""
+    if not otlp_endpoint:
+        return
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": service_name})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(otlp_endpoint)))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(otlp_endpoint))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def shutdown_tracing() -> None:
+    """Flushes and stops the SDK providers, if :func:`configure_tracing` installed them."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def inject_trace_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Adds ``traceparent`` (and ``tracestate``) of the current span to message headers."""
+    propagate.inject(headers)
+    return headers
+
+
+def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
+    """The trace context a publisher put in message or gRPC metadata headers."""
+    return propagate.extract(dict(headers or {}))

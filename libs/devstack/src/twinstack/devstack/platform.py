@@ -1,0 +1,121 @@
+"""The whole platform as local processes: nats-server, influxd and the four services."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from twinstack.devstack.infra import InfluxServer, NatsServer
+from twinstack.devstack.processes import ManagedProcess, free_port
+
+SERVICES = ("registry", "ingestion", "state", "simulation")
+DEFAULT_SERVICE_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulation": 50054}
+
+
+def grpc_serving(target: str, service: str = "", *, timeout_s: float = 1.0) -> bool:
+    """Whether the gRPC health service at ``target`` reports ``service`` as SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        # The published stubs of grpc_health declare no methods on HealthStub.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class ServiceProcess:
+    """One twinstack service running as ``python -m twinstack.<name>``."""
+
+    name: str
+    port: int
+    process: ManagedProcess
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class LocalPlatform:
+    """Starts and stops the platform; data stays in ``data_dir`` across restarts.
+
+    Args:
+        data_dir: Holds the JetStream store, InfluxDB's files and every process's log.
+        nats_port: nats-server client port (0: a free one).
+        influx_port: influxd HTTP port (0: a free one).
+        service_ports: gRPC port of each service (a 0 means a free one).
+        service_env: Extra environment for every service (for example ``RAY_ADDRESS``).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        nats_port: int = 4222,
+        influx_port: int = 8086,
+        service_ports: Mapping[str, int] | None = None,
+        service_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.nats = NatsServer(data_dir / "nats", port=nats_port)
+        self.influx = InfluxServer(data_dir / "influxdb", port=influx_port)
+        ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
+        self.services = {
+            name: self._service(name, ports[name] or free_port(), service_env or {})
+            for name in SERVICES
+        }
+
+    def _service(self, name: str, port: int, extra_env: Mapping[str, str]) -> ServiceProcess:
+        env = {
+            "TWINSTACK_GRPC_HOST": "127.0.0.1",
+            "TWINSTACK_GRPC_PORT": str(port),
+            "TWINSTACK_NATS_URL": self.nats.url,
+            "TWINSTACK_INFLUX_URL": self.influx.url,
+            "TWINSTACK_LOG_FORMAT": "json",
+            **extra_env,
+        }
+        target = f"127.0.0.1:{port}"
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", f"twinstack.{name}"],
+            log_path=self.data_dir / "logs" / f"{name}.log",
+            env=env,
+            ready=lambda: grpc_serving(target),
+        )
+        return ServiceProcess(name, port, process)
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Starts everything in dependency order; stops what started if anything fails."""
+        try:
+            progress(f"nats-server on {self.nats.url}")
+            self.nats.start()
+            progress(f"influxd on {self.influx.url}")
+            self.influx.start()
+            for service in self.services.values():
+                progress(f"{service.name} on {service.target}")
+                service.process.start(timeout_s=180.0)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stops the services, then influxd and nats-server."""
+        for service in reversed(self.services.values()):
+            service.process.stop()
+        self.influx.stop()
+        self.nats.stop()
+
+    def endpoints(self) -> dict[str, str]:
+        """Name to address of every part of the platform."""
+        return {
+            **{name: service.target for name, service in self.services.items()},
+            "nats": self.nats.url,
+            "influxdb": self.influx.url,
+        }

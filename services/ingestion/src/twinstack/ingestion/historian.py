@@ -1,0 +1,188 @@
+"""The historian: a durable pull consumer that persists the TELEMETRY stream into InfluxDB.
+
+A message is acknowledged only after its points were written, so a crash at any moment means
+redelivery, never loss; redelivery is harmless because InfluxDB keys a point by series and
+timestamp, and rewriting it stores it once. Server errors and network failures are retried
+with backoff (honouring Retry-After) for as long as it takes; a message InfluxDB rejects as
+malformed is isolated from its batch and parked on a dead-letter subject with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from twinstack.api.common.v1 import events_pb2
+from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore
+from twinstack.common.nats import TELEMETRY_STREAM, event_subject, message_headers
+from twinstack.common.values import to_python
+
+logger = logging.getLogger(__name__)
+
+TELEMETRY_MEASUREMENT = "telemetry"
+DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
+ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
+
+
+def influx_points(batch: events_pb2.TelemetryBatch) -> list[InfluxPoint]:
+    """The InfluxDB points of a batch: measurement ``telemetry``, tag ``twin_id``."""
+    tags = {"twin_id": batch.twin_id}
+    return [
+        InfluxPoint(
+            measurement=TELEMETRY_MEASUREMENT,
+            tags=tags,
+            fields={name: to_python(value) for name, value in sample.fields.items()},
+            time_ns=sample.time.ToNanoseconds(),
+        )
+        for sample in batch.samples
+    ]
+
+
+@dataclass(frozen=True)
+class HistorianConfig:
+    durable: str = "historian"
+    fetch_messages: int = 256
+    fetch_timeout_s: float = 1.0
+    ack_wait_s: float = 60.0
+    max_deliveries: int = 10
+    max_backoff_s: float = 30.0
+
+
+class Historian:
+    """Runs the consume, write, acknowledge loop until stopped."""
+
+    def __init__(self, js: JetStreamContext, store: InfluxStore, config: HistorianConfig) -> None:
+        self._js = js
+        self._store = store
+        self._config = config
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+        self.points_written = 0
+        self.dead_letters = 0
+
+    async def start(self) -> None:
+        subscription = await self._js.pull_subscribe(
+            "tel.>",
+            durable=self._config.durable,
+            stream=TELEMETRY_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._config.ack_wait_s,
+                max_ack_pending=self._config.fetch_messages * 8,
+            ),
+        )
+        self._task = asyncio.create_task(self._run(subscription), name="historian")
+
+    async def stop(self) -> None:
+        """Finishes the batch in hand, then stops; unacknowledged messages are redelivered."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self._config.ack_wait_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = await subscription.fetch(
+                    self._config.fetch_messages, timeout=self._config.fetch_timeout_s
+                )
+            except NatsTimeoutError:
+                continue
+            except Exception:
+                # Lost connection and the like: the client reconnects by itself.
+                logger.warning("historian fetch failed", exc_info=True)
+                await self._backoff(None)
+                continue
+            await self._persist(messages)
+
+    async def _persist(self, messages: list[Msg]) -> None:
+        decoded: list[tuple[Msg, list[InfluxPoint]]] = []
+        for message in messages:
+            if message.metadata.num_delivered > self._config.max_deliveries:
+                await self._dead_letter(
+                    message, f"delivered {message.metadata.num_delivered} times without success"
+                )
+                continue
+            try:
+                decoded.append(
+                    (message, influx_points(events_pb2.TelemetryBatch.FromString(message.data)))
+                )
+            except (DecodeError, ValueError) as error:
+                await self._dead_letter(message, f"undecodable telemetry batch: {error}")
+        if not decoded:
+            return
+        try:
+            await self._store.write([point for _, points in decoded for point in points])
+        except InfluxError as error:
+            if error.retryable:
+                await self._retry_later(decoded, error)
+                return
+            # One bad message must not hold back the good ones it was batched with.
+            await self._persist_one_by_one(decoded)
+            return
+        await self._ack(decoded)
+
+    async def _persist_one_by_one(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
+        for message, points in decoded:
+            try:
+                await self._store.write(points)
+            except InfluxError as error:
+                if error.retryable:
+                    await self._retry_later([(message, points)], error)
+                else:
+                    await self._dead_letter(message, f"InfluxDB rejected the points: {error}")
+                continue
+            await self._ack([(message, points)])
+
+    async def _ack(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
+        for message, points in decoded:
+            await message.ack()
+            self.points_written += len(points)
+        self._failures = 0
+
+    async def _retry_later(
+        self, decoded: list[tuple[Msg, list[InfluxPoint]]], error: InfluxError
+    ) -> None:
+        logger.warning("InfluxDB write failed; will retry: %s", error)
+        delay_s = await self._backoff(error.retry_after_s)
+        for message, _ in decoded:
+            with contextlib.suppress(Exception):
+                await message.nak(delay=delay_s)
+
+    async def _backoff(self, retry_after_s: float | None) -> float:
+        self._failures += 1
+        exponential = min(self._config.max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
+        delay_s = retry_after_s if retry_after_s is not None else exponential
+        delay_s = min(delay_s, self._config.max_backoff_s) * random.uniform(0.8, 1.2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
+        return delay_s
+
+    async def _dead_letter(self, message: Msg, reason: str) -> None:
+        twin_id = message.subject.rsplit(".", 1)[-1] or "unknown"
+        headers = message_headers(f"dlq:{message.metadata.sequence.stream}")
+        headers[DEAD_LETTER_REASON_HEADER] = reason
+        headers[ORIGINAL_SUBJECT_HEADER] = message.subject
+        await self._js.publish(
+            event_subject("ingestion", "deadletter", twin_id), message.data, headers=headers
+        )
+        await message.ack()
+        self.dead_letters += 1
+        logger.error(
+            "telemetry message dead-lettered", extra={"reason": reason, "twin_id": twin_id}
+        )

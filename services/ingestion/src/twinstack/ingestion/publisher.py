@@ -1,0 +1,81 @@
+"""Publishing telemetry batches to JetStream, acknowledged before the caller is answered."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+
+from twinstack.api.common.v1 import events_pb2
+from twinstack.common.errors import ResourceExhaustedError, UnavailableError
+from twinstack.common.nats import TELEMETRY_STREAM, message_headers, telemetry_subject
+from twinstack.ingestion.batching import dedup_id
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    messages: int
+    duplicates: int
+
+
+class TelemetryPublisher:
+    """Publishes one message per twin batch and waits for every JetStream ack.
+
+    A bounded number of publishes is in flight at once across all calls: when the stream falls
+    behind, callers are pushed back with RESOURCE_EXHAUSTED instead of queueing without limit.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        partitions: int,
+        max_in_flight: int,
+        slot_wait_s: float,
+    ) -> None:
+        self._js = js
+        self._partitions = partitions
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slot_wait_s = slot_wait_s
+
+    async def publish(self, batches: list[events_pb2.TelemetryBatch]) -> PublishResult:
+        """Publishes all batches; raises if any was not acknowledged.
+
+        A failure after some batches were acknowledged is safe to retry whole: the retried
+        copies carry the same de-duplication ids and are dropped by the stream.
+        """
+        acks = await asyncio.gather(*(self._publish_one(batch) for batch in batches))
+        return PublishResult(messages=len(acks), duplicates=sum(acks))
+
+    async def _publish_one(self, batch: events_pb2.TelemetryBatch) -> bool:
+        msg_id = dedup_id(batch)
+        batch.ingest_time.GetCurrentTime()
+        try:
+            async with asyncio.timeout(self._slot_wait_s):
+                await self._slots.acquire()
+        except TimeoutError as error:
+            raise ResourceExhaustedError(
+                "ingestion is at its limit of publishes in flight; retry with backoff",
+                retry_after_s=self._slot_wait_s,
+            ) from error
+        try:
+            ack = await self._js.publish(
+                telemetry_subject(batch.twin_id, self._partitions),
+                batch.SerializeToString(),
+                stream=TELEMETRY_STREAM,
+                headers=message_headers(msg_id),
+            )
+        except (
+            NatsTimeoutError,
+            NoStreamResponseError,
+            NoRespondersError,
+            ConnectionClosedError,
+        ) as error:
+            raise UnavailableError(f"telemetry stream did not acknowledge: {error!r}") from error
+        finally:
+            self._slots.release()
+        return bool(ack.duplicate)

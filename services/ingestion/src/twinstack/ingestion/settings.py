@@ -1,0 +1,25 @@
+"""Ingestion settings (``TWINSTACK_*``)."""
+
+from pydantic import Field
+
+from twinstack.common.settings import ServiceSettings
+
+
+class IngestionSettings(ServiceSettings):
+    grpc_port: int = Field(default=50052, ge=0, le=65535)
+    max_points_per_request: int = Field(default=100_000, gt=0)
+    # Source timestamps later than now plus this are rejected: a clock gone wrong at the source.
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    # Stream messages awaiting their JetStream ack at once, across all calls. A call that
+    # cannot get a slot within publish_slot_wait_s is pushed back with RESOURCE_EXHAUSTED.
+    max_publishes_in_flight: int = Field(default=512, gt=0)
+    publish_slot_wait_s: float = Field(default=2.0, gt=0)
+
+    historian_enabled: bool = True
+    historian_durable: str = "historian"
+    historian_fetch_messages: int = Field(default=256, gt=0)
+    historian_fetch_timeout_s: float = Field(default=1.0, gt=0)
+    historian_ack_wait_s: float = Field(default=60.0, gt=0)
+    # Tries of one message before it is parked on the dead-letter subject.
+    historian_max_deliveries: int = Field(default=10, gt=1)
+    historian_retry_max_backoff_s: float = Field(default=30.0, gt=0)
