@@ -53,3 +53,5 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One line per HTTP request to InfluxDB would drown everything else.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -7,6 +7,7 @@ updating the stream in place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -185,7 +186,14 @@ class Backbone:
         await provision_jetstream(js, JetStreamLayout.from_settings(settings))
         return cls(client, js)
 
-    async def close(self) -> None:
-        """Drains: subscriptions finish what they hold and pending publishes are flushed."""
-        if not self.client.is_closed:
-            await self.client.drain()
+    async def close(self, *, flush_timeout_s: float = 5.0) -> None:
+        """Flushes pending publishes, then closes.
+
+        Not ``drain()``: consumers are stopped by their owners before this, and a drain waits
+        on pull subscriptions and KV watchers for up to its whole timeout.
+        """
+        if self.client.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await self.client.flush(timeout=int(max(1, flush_timeout_s)))
+        await self.client.close()

@@ -15,7 +15,7 @@ import inspect
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -60,8 +60,9 @@ class Service(Protocol):
 
 
 Behavior = Callable[..., Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+# Strings: grpc's handler type is generic only in its stubs, not at run time.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
 
 class _AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -269,11 +270,13 @@ async def serve(settings: ServiceSettings, service: Service, *, name: str) -> No
     configure_tracing(name, settings.otel_exporter_otlp_endpoint)
     server = GrpcServer(settings, service)
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     try:
         await server.start()
+        # Installed after start: dependencies such as Ray install signal handlers of their own
+        # when they connect, and the graceful path must be the one that runs.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         logger.info("shutdown requested")
     finally:

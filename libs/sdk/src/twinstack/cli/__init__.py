@@ -1,0 +1,1 @@
+"""The ``twinstack`` command-line interface."""

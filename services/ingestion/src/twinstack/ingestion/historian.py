@@ -101,7 +101,7 @@ class Historian:
                 messages = await subscription.fetch(
                     self._config.fetch_messages, timeout=self._config.fetch_timeout_s
                 )
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception:
                 # Lost connection and the like: the client reconnects by itself.

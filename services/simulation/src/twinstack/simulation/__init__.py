@@ -1,0 +1,1 @@
+"""Simulation: numba-compiled scenario kernels, fanned out as sweeps on Ray."""

@@ -78,7 +78,7 @@ class StateUpdater:
                 messages = await subscription.fetch(
                     self._config.fetch_messages, timeout=self._config.fetch_timeout_s
                 )
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception:
                 logger.warning("state fetch failed", exc_info=True)

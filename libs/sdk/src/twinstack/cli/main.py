@@ -1,0 +1,345 @@
+"""``twinstack``: run the platform locally, inspect it, and walk its paths."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.table import Table
+
+from twinstack.common.influx import InfluxStore
+from twinstack.common.values import Scalar, to_python
+from twinstack.devstack import LocalPlatform, wait_until
+from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
+
+app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
+twin_app = typer.Typer(help="Twins in the registry.", no_args_is_help=True)
+state_app = typer.Typer(help="Live twin state.", no_args_is_help=True)
+sim_app = typer.Typer(help="Simulation: sweeps on Ray.", no_args_is_help=True)
+app.add_typer(twin_app, name="twin")
+app.add_typer(state_app, name="state")
+app.add_typer(sim_app, name="sim")
+
+console = Console()
+
+TokenOption = Annotated[
+    str | None, typer.Option(envvar="TWINSTACK_AUTH_TOKEN", help="Bearer token for the APIs.")
+]
+InfluxUrlOption = Annotated[
+    str, typer.Option(envvar="TWINSTACK_INFLUX_URL", help="InfluxDB URL (history reads).")
+]
+InfluxDbOption = Annotated[str, typer.Option(envvar="TWINSTACK_INFLUX_DATABASE")]
+
+
+def _client(token: str | None) -> TwinstackClient:
+    return TwinstackClient(Endpoints(), token=token)
+
+
+def _parse_scalar(text: str) -> Scalar:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _parse_assignments(items: list[str], what: str) -> dict[str, Scalar]:
+    values: dict[str, Scalar] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{what} {item!r} is not NAME=VALUE")
+        values[name] = _parse_scalar(raw)
+    return values
+
+
+def _fail(error: ApiError) -> typer.Exit:
+    console.print(f"[red]{error.code.name}[/red]: {error.message}")
+    for detail in error.details:
+        console.print(f"  {type(detail).__name__}: {MessageToDict(detail)}")
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Where all data and logs live.")] = Path(
+        ".local/twinstack"
+    ),
+    feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
+) -> None:
+    """Start nats-server, influxd, the four services and Ray locally; Ctrl-C stops them all."""
+    platform = LocalPlatform(data_dir.resolve())
+    with console.status("starting twinstack") as status:
+        platform.start(progress=lambda step: status.update(f"starting {step}"))
+    table = Table(title="twinstack is up", show_lines=False)
+    table.add_column("part")
+    table.add_column("endpoint")
+    for name, endpoint in platform.endpoints().items():
+        table.add_row(name, endpoint)
+    console.print(table)
+    console.print(f"data and logs: {data_dir.resolve()}")
+    feeder: SensorFeeder | None = None
+    client = TwinstackClient()
+    try:
+        if feed:
+            ensure_example_twins(client)
+            feeder = SensorFeeder(client)
+            feeder.start()
+            names = ", ".join(f"{t.twin_id} ({t.use_case})" for t in EXAMPLE_TWINS)
+            console.print(f"feeding example twins: {names}")
+        console.print("[bold]Ctrl-C[/bold] stops everything.")
+        stop = asyncio.Event()
+
+        async def wait_for_signal() -> None:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+
+        asyncio.run(wait_for_signal())
+    finally:
+        if feeder is not None:
+            feeder.stop()
+        client.close()
+        with console.status("stopping twinstack"):
+            platform.stop()
+        console.print("stopped")
+
+
+@app.command()
+def status(token: TokenOption = None) -> None:
+    """Health of each service."""
+    with _client(token) as client:
+        health = client.health()
+    table = Table(title="twinstack services")
+    table.add_column("service")
+    table.add_column("address")
+    table.add_column("health")
+    for name, address in client.endpoints.items():
+        state = health[name]
+        color = "green" if state == "SERVING" else "red"
+        table.add_row(name, address, f"[{color}]{state}[/{color}]")
+    console.print(table)
+    if any(state != "SERVING" for state in health.values()):
+        raise typer.Exit(1)
+
+
+@twin_app.command("create")
+def twin_create(
+    twin_id: str,
+    model: Annotated[str, typer.Option(help="Model id, e.g. dtmi:acme:Pump;1")],
+    prop: Annotated[list[str] | None, typer.Option(help="Property NAME=VALUE")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Create a twin."""
+    with _client(token) as client:
+        try:
+            twin = client.create_twin(twin_id, model, _parse_assignments(prop or [], "property"))
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(data=MessageToDict(twin))
+
+
+@twin_app.command("get")
+def twin_get(twin_id: str, token: TokenOption = None) -> None:
+    """Show a twin."""
+    with _client(token) as client:
+        try:
+            twin = client.get_twin(twin_id)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(data=MessageToDict(twin))
+
+
+@app.command()
+def ingest(
+    twin_id: str,
+    fields: Annotated[list[str], typer.Argument(help="Field NAME=VALUE ...")],
+    token: TokenOption = None,
+) -> None:
+    """Ingest one sample (now) for a twin."""
+    with _client(token) as client:
+        try:
+            response = client.ingest([Point(twin_id, _parse_assignments(fields, "field"))])
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(f"accepted {response.accepted_points} point(s)")
+
+
+@state_app.command("get")
+def state_get(twin_id: str, token: TokenOption = None) -> None:
+    """Live state of a twin: the latest value of each field."""
+    with _client(token) as client:
+        try:
+            state = client.get_state(twin_id)
+        except ApiError as error:
+            raise _fail(error) from error
+    table = Table(title=f"{twin_id} (revision {state.revision})")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_column("source time")
+    for name in sorted(state.reported):
+        reported = state.reported[name]
+        table.add_row(name, str(to_python(reported.value)), reported.time.ToJsonString())
+    console.print(table)
+
+
+def _history(influx_url: str, database: str, twin_id: str, limit: int) -> list[dict[str, object]]:
+    async def query() -> list[dict[str, object]]:
+        store = InfluxStore(influx_url, database)
+        try:
+            series = await store.query(
+                "SELECT * FROM telemetry WHERE twin_id = $twin_id ORDER BY time DESC LIMIT "
+                + str(int(limit)),
+                {"twin_id": twin_id},
+            )
+        finally:
+            await store.close()
+        return [row for s in series for row in s.rows()]
+
+    return asyncio.run(query())
+
+
+@app.command()
+def history(
+    twin_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    influx_url: InfluxUrlOption = "http://127.0.0.1:8086",
+    database: InfluxDbOption = "twinstack",
+) -> None:
+    """The latest stored points of a twin, straight from InfluxDB."""
+    rows = _history(influx_url, database, twin_id, limit)
+    table = Table(title=f"{twin_id}: last {len(rows)} point(s) in InfluxDB")
+    # One measurement holds every model's fields; show only those this twin has.
+    columns = sorted(
+        {key for row in rows for key, value in row.items() if value is not None}
+        - {"time", "twin_id"}
+    )
+    table.add_column("time (UTC)")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        when = datetime.fromtimestamp(int(str(row["time"])) / 1e9, tz=UTC).isoformat()
+        table.add_row(when, *(str(row.get(c, "")) for c in columns))
+    console.print(table)
+
+
+@sim_app.command("sweep")
+def sim_sweep(
+    model: Annotated[str, typer.Option()] = "pump_thermal",
+    scenarios: Annotated[int, typer.Option(min=1)] = 10_000,
+    horizon_s: Annotated[float, typer.Option()] = 3600.0,
+    step_s: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    param: Annotated[list[str] | None, typer.Option(help="NAME=MIN:MAX")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a sweep of a built-in model and show the KPI distributions."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for item in param or []:
+        name, _, span = item.partition("=")
+        low, _, high = span.partition(":")
+        try:
+            ranges[name] = (float(low), float(high))
+        except ValueError as error:
+            raise typer.BadParameter(f"{item!r} is not NAME=MIN:MAX") from error
+    started = time.perf_counter()
+    with _client(token) as client, console.status(f"running {scenarios} scenarios on Ray"):
+        try:
+            result = client.run_sweep(
+                model, scenarios, horizon_s=horizon_s, step_s=step_s, seed=seed, parameters=ranges
+            )
+        except ApiError as error:
+            raise _fail(error) from error
+    elapsed = time.perf_counter() - started
+    table = Table(
+        title=f"{model}: {result.scenario_count} scenarios, {result.task_count} Ray task(s), "
+        f"{elapsed:.1f} s"
+    )
+    for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max"):
+        table.add_column(column, justify="left" if column == "KPI" else "right")
+    for kpi in result.kpis:
+        table.add_row(
+            kpi.name, *(f"{v:.3f}" for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max))
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    points: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    influx_url: InfluxUrlOption = "http://127.0.0.1:8086",
+    database: InfluxDbOption = "twinstack",
+    token: TokenOption = None,
+) -> None:
+    """Walk the skeleton path: create a twin, ingest, read live state and history, sweep."""
+    twin_id = f"demo-pump-{uuid.uuid4().hex[:8]}"
+    steps = Table(title="twinstack skeleton path")
+    steps.add_column("step")
+    steps.add_column("result")
+    now_ns = time.time_ns()
+    samples = [
+        Point(
+            twin_id,
+            {"temperature_c": 40.0 + i * 0.1, "running": True},
+            now_ns - (points - i) * 10**9,
+        )
+        for i in range(points)
+    ]
+    with _client(token) as client:
+        try:
+            twin = client.create_twin(twin_id, "dtmi:twinstack:examples:Pump;1", {"rated_kw": 30.0})
+            steps.add_row("registry: twin created", f"{twin.id} at revision {twin.revision}")
+            response = client.ingest(samples)
+            steps.add_row("ingestion: acknowledged", f"{response.accepted_points} points")
+            wait_until(
+                lambda: _state_has(client, twin_id, samples[-1]),
+                timeout_s=30,
+                interval_s=0.2,
+                what="live state",
+            )
+            state = client.get_state(twin_id)
+            temperature = to_python(state.reported["temperature_c"].value)
+            steps.add_row("state: latest value", f"temperature_c = {temperature}")
+            wait_until(
+                lambda: len(_history(influx_url, database, twin_id, points)) == points,
+                timeout_s=30,
+                interval_s=0.2,
+                what="history in InfluxDB",
+            )
+            steps.add_row("historian: stored in InfluxDB", f"{points} points")
+            sweep = client.run_sweep(
+                "pump_thermal", 20_000, horizon_s=1800, step_s=1.0, parameters={"load": (0.5, 1.0)}
+            )
+            peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
+            steps.add_row(
+                "simulation: sweep on Ray",
+                f"{sweep.scenario_count} scenarios, peak p95 {peak.p95:.1f} °C",
+            )
+        except ApiError as error:
+            console.print(steps)
+            raise _fail(error) from error
+    console.print(steps)
+
+
+def _state_has(client: TwinstackClient, twin_id: str, last: Point) -> bool:
+    try:
+        state = client.get_state(twin_id)
+    except ApiError:
+        return False
+    expected = last.fields["temperature_c"]
+    reported = state.reported.get("temperature_c")
+    return reported is not None and to_python(reported.value) == expected

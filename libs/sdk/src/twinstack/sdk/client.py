@@ -1,0 +1,215 @@
+"""A synchronous client of the four twinstack services."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from twinstack.api.common.v1 import types_pb2
+from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
+from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.errors import unpack_details
+from twinstack.common.values import Scalar, from_python
+
+
+class ApiError(Exception):
+    """A twinstack API call failed.
+
+    Attributes:
+        code: The gRPC status code.
+        message: The server's message.
+        details: The rich details (``ErrorInfo``, ``BadRequest``, ``ResourceInfo``, ...).
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, details: list[Message]) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> ApiError:
+        call: Any = error
+        status = rpc_status.from_call(call)
+        details = unpack_details(status) if status is not None else []
+        return cls(call.code(), call.details() or "", details)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses (host:port) of the services; defaults from ``TWINSTACK_<SERVICE>_ADDR``."""
+
+    registry: str = field(
+        default_factory=lambda: _env("TWINSTACK_REGISTRY_ADDR", "127.0.0.1:50051")
+    )
+    ingestion: str = field(
+        default_factory=lambda: _env("TWINSTACK_INGESTION_ADDR", "127.0.0.1:50052")
+    )
+    state: str = field(default_factory=lambda: _env("TWINSTACK_STATE_ADDR", "127.0.0.1:50053"))
+    simulation: str = field(
+        default_factory=lambda: _env("TWINSTACK_SIMULATION_ADDR", "127.0.0.1:50054")
+    )
+
+    def items(self) -> list[tuple[str, str]]:
+        return [
+            ("registry", self.registry),
+            ("ingestion", self.ingestion),
+            ("state", self.state),
+            ("simulation", self.simulation),
+        ]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One telemetry sample: a twin, field values, and the source time (now when omitted)."""
+
+    twin_id: str
+    fields: Mapping[str, Scalar]
+    time: datetime | int | None = None  # datetime, or integer nanoseconds since the epoch
+
+    def to_proto(self) -> types_pb2.TelemetryPoint:
+        point = types_pb2.TelemetryPoint(
+            twin_id=self.twin_id,
+            fields={name: from_python(value) for name, value in self.fields.items()},
+        )
+        if isinstance(self.time, datetime):
+            point.time.FromDatetime(self.time)
+        else:
+            point.time.FromNanoseconds(time.time_ns() if self.time is None else self.time)
+        return point
+
+
+class TwinstackClient:
+    """Calls the registry, ingestion, state and simulation services.
+
+    Args:
+        endpoints: Where the services listen.
+        token: Bearer token, when the services require one.
+        tls: Use TLS (system roots) instead of plaintext.
+        timeout_s: Deadline of every call.
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.endpoints = endpoints or Endpoints()
+        self._timeout_s = timeout_s
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channels = {
+            name: (
+                grpc.secure_channel(address, grpc.ssl_channel_credentials())
+                if tls
+                else grpc.insecure_channel(address)
+            )
+            for name, address in self.endpoints.items()
+        }
+        self._registry = registry_pb2_grpc.RegistryServiceStub(self._channels["registry"])
+        self._ingestion = ingestion_pb2_grpc.IngestionServiceStub(self._channels["ingestion"])
+        self._state = state_pb2_grpc.StateServiceStub(self._channels["state"])
+        self._simulation = simulation_pb2_grpc.SimulationServiceStub(self._channels["simulation"])
+
+    def __enter__(self) -> TwinstackClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+    def _call(self, method: Any, request: Message, timeout_s: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout_s or self._timeout_s, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise ApiError.from_rpc_error(error) from error
+
+    def health(self, timeout_s: float = 2.0) -> dict[str, str]:
+        """Service name to ``SERVING``, ``NOT_SERVING`` or ``UNREACHABLE``."""
+        found = {}
+        for name, channel in self._channels.items():
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+                found[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            except grpc.RpcError:
+                found[name] = "UNREACHABLE"
+        return found
+
+    def create_twin(
+        self, twin_id: str, model_id: str, properties: Mapping[str, Scalar] | None = None
+    ) -> registry_pb2.Twin:
+        twin = registry_pb2.Twin(
+            id=twin_id,
+            model_id=model_id,
+            properties={k: from_python(v) for k, v in (properties or {}).items()},
+        )
+        response = self._call(self._registry.CreateTwin, registry_pb2.CreateTwinRequest(twin=twin))
+        created: registry_pb2.Twin = response.twin
+        return created
+
+    def get_twin(self, twin_id: str) -> registry_pb2.Twin:
+        response = self._call(self._registry.GetTwin, registry_pb2.GetTwinRequest(twin_id=twin_id))
+        twin: registry_pb2.Twin = response.twin
+        return twin
+
+    def ingest(self, points: Iterable[Point]) -> ingestion_pb2.IngestBatchResponse:
+        """Ingests points in one batch; returns once all are durable in the stream."""
+        request = ingestion_pb2.IngestBatchRequest(points=[p.to_proto() for p in points])
+        response: ingestion_pb2.IngestBatchResponse = self._call(
+            self._ingestion.IngestBatch, request
+        )
+        return response
+
+    def get_state(self, twin_id: str) -> state_pb2.TwinState:
+        response = self._call(self._state.GetState, state_pb2.GetStateRequest(twin_id=twin_id))
+        state: state_pb2.TwinState = response.state
+        return state
+
+    def run_sweep(
+        self,
+        model: str,
+        scenario_count: int,
+        *,
+        horizon_s: float,
+        step_s: float,
+        seed: int = 0,
+        parameters: Mapping[str, tuple[float, float]] | None = None,
+        timeout_s: float = 600.0,
+    ) -> simulation_pb2.RunSweepResponse:
+        """Runs a sweep of a built-in model; ``parameters`` maps names to (min, max)."""
+        request = simulation_pb2.RunSweepRequest(
+            model=model,
+            scenario_count=scenario_count,
+            horizon_s=horizon_s,
+            step_s=step_s,
+            seed=seed,
+            parameters={
+                name: simulation_pb2.ParameterRange(min=low, max=high)
+                for name, (low, high) in (parameters or {}).items()
+            },
+        )
+        response: simulation_pb2.RunSweepResponse = self._call(
+            self._simulation.RunSweep, request, timeout_s
+        )
+        return response
