@@ -1,0 +1,140 @@
+"""Fixtures that start real infrastructure: nats-server with JetStream, influxd and Ray.
+
+Every server runs on free ports with its data in a temporary directory and is stopped
+afterwards. nats-server is started per test (it starts in a fraction of a second and gives each
+test empty streams); influxd and Ray are shared by the session (each test gets its own InfluxDB
+database), because they take seconds to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from twinstack.common.nats import Backbone
+from twinstack.common.server import GrpcServer, Service
+from twinstack.common.settings import ServiceSettings
+from twinstack.devstack import InfluxServer, NatsServer
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test by its folder: unit, integration or e2e."""
+    for item in items:
+        kind = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        if kind in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """One local Ray (2 CPUs) for the whole session; its GCS address, for subprocesses."""
+    import ray
+
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield str(context.address_info["gcs_address"])
+    ray.shutdown()
+
+
+@pytest.fixture
+def influx_database() -> str:
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def infra_settings(
+    nats_server: NatsServer, influxd: InfluxServer, influx_database: str
+) -> dict[str, Any]:
+    """Settings fields that point a service at this test's servers."""
+    return {
+        "grpc_host": "127.0.0.1",
+        "grpc_port": 0,
+        "nats_url": nats_server.url,
+        "influx_url": influxd.url,
+        "influx_database": influx_database,
+        "log_format": "console",
+    }
+
+
+@pytest.fixture
+async def backbone(infra_settings: dict[str, Any]) -> AsyncIterator[Backbone]:
+    """A NATS connection with the platform's streams and buckets provisioned."""
+    connection = await Backbone.connect(ServiceSettings(**infra_settings), "tests")
+    yield connection
+    await connection.close()
+
+
+ServeApp = Callable[[ServiceSettings, Service], AbstractAsyncContextManager[grpc.aio.Channel]]
+
+
+@pytest.fixture
+def serve_app() -> ServeApp:
+    """Runs a service in this process on a free port; yields a channel to it."""
+
+    @asynccontextmanager
+    async def serve(settings: ServiceSettings, app: Service) -> AsyncIterator[grpc.aio.Channel]:
+        server = GrpcServer(settings, app)
+        port = await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                yield channel
+        finally:
+            await server.stop()
+
+    return serve
+
+
+@pytest.fixture
+def new_twin_id() -> Callable[[str], str]:
+    """Makes twin ids no other test uses."""
+    return lambda prefix="twin": f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+Eventually = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def eventually() -> Eventually:
+    """Awaits ``probe()`` until ``accept(result)`` holds; fails after ``timeout_s``."""
+
+    async def wait(
+        probe: Callable[[], Awaitable[Any]],
+        accept: Callable[[Any], bool] = bool,
+        *,
+        timeout_s: float = 20.0,
+        interval_s: float = 0.05,
+    ) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            result = await probe()
+            if accept(result):
+                return result
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"condition not met within {timeout_s} s; last result: {result!r}")
+            await asyncio.sleep(interval_s)
+
+    return wait
