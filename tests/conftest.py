@@ -55,7 +55,7 @@ def ray_address() -> Iterator[str]:
     """One local Ray (2 CPUs) for the whole session; its GCS address, for subprocesses."""
     import ray
 
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context: Any = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield str(context.address_info["gcs_address"])
     ray.shutdown()
 
@@ -108,12 +108,6 @@ def serve_app() -> ServeApp:
     return serve
 
 
-@pytest.fixture
-def new_twin_id() -> Callable[[str], str]:
-    """Makes twin ids no other test uses."""
-    return lambda prefix="twin": f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 Eventually = Callable[..., Awaitable[Any]]
 
 
@@ -138,3 +132,20 @@ def eventually() -> Eventually:
             await asyncio.sleep(interval_s)
 
     return wait
+
+
+def rpc_details(error: grpc.aio.AioRpcError) -> list[Any]:
+    """The rich details of a failed call (``ErrorInfo``, ``BadRequest``, ...)."""
+    from google.rpc import status_pb2
+
+    from twinstack.common.errors import unpack_details
+
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return unpack_details(status_pb2.Status.FromString(value))
+    return []
+
+
+@pytest.fixture
+def details_of() -> Callable[[grpc.aio.AioRpcError], list[Any]]:
+    return rpc_details

@@ -17,11 +17,16 @@ NOW_NS = 1_800_000_000 * 10**9
 MODELS = {"pump-1": "dtmi:acme:Pump;1", "pump-2": "dtmi:acme:Pump;1"}
 
 
-def point(twin_id: str = "pump-1", time_ns: int | None = NOW_NS, **fields: object) -> types_pb2.TelemetryPoint:
+def point(
+    twin_id: str = "pump-1",
+    time_ns: int | None = NOW_NS,
+    fields: dict[str, object] | None = None,
+    **named: object,
+) -> types_pb2.TelemetryPoint:
     p = types_pb2.TelemetryPoint(twin_id=twin_id)
     if time_ns is not None:
         p.time.FromNanoseconds(time_ns)
-    for name, value in (fields or {"temp": 1.0}).items():
+    for name, value in ({**(fields or {}), **named} or {"temp": 1.0}).items():
         if isinstance(value, bool):
             p.fields[name].bool_value = value
         elif isinstance(value, int):
@@ -42,7 +47,9 @@ def violations(points: list[types_pb2.TelemetryPoint]) -> list[tuple[str, str]]:
 
 
 def test_valid_points_pass() -> None:
-    check_points([point(), point("pump-2", temp=2, ok=True, mode="auto")], MODELS, latest_allowed_ns=NOW_NS)
+    check_points(
+        [point(), point("pump-2", temp=2, ok=True, mode="auto")], MODELS, latest_allowed_ns=NOW_NS
+    )
 
 
 def test_every_bad_point_is_named() -> None:
@@ -54,7 +61,7 @@ def test_every_bad_point_is_named() -> None:
             point(temp=math.inf),
             point(time_ns=None),
             point(time_ns=NOW_NS + 3600 * 10**9),
-            point(**{"bad-name": 1.0}),
+            point(fields={"bad-name": 1.0}),
             point(temp=None),
             point("a.b>"),
         ]

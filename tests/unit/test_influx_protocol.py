@@ -2,6 +2,7 @@ import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_identifiers_are_quoted() -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str, dict[str, str], bytes]] = []
+    requests: ClassVar[list[tuple[str, str, dict[str, str], bytes]]] = []
 
     def do_GET(self) -> None:
         self.send_response(204)
@@ -89,7 +90,7 @@ async def test_v2_write_request_shape(recorder: str) -> None:
     assert await store.connect() is WriteProtocol.V2
     await store.write([InfluxPoint("telemetry", {"twin_id": "p1"}, {"temp": 1.5}, 42)])
     await store.close()
-    method, path, headers, body = _Recorder.requests[-1]
+    _, path, headers, body = _Recorder.requests[-1]
     assert path.startswith("/api/v2/write?")
     assert "bucket=plant" in path
     assert "org=acme" in path

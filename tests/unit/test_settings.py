@@ -21,7 +21,7 @@ def test_settings_come_from_twinstack_environment(monkeypatch: pytest.MonkeyPatc
 def test_settings_are_frozen_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ServiceSettings()
     with pytest.raises(ValidationError):
-        settings.grpc_port = 1  # type: ignore[misc]
+        settings.grpc_port = 1
     monkeypatch.setenv("TWINSTACK_GRPC_PORT", "70000")
     with pytest.raises(ValidationError):
         ServiceSettings()

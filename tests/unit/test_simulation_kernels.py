@@ -42,7 +42,9 @@ def test_rk4_converges_at_fourth_order() -> None:
 def test_time_above_alarm_counts_steps_over_the_threshold() -> None:
     kpis = run(3600.0, 1.0, [0.0, 1.0])
     assert kpis[2, 0] == 0.0, "an idle pump never reaches the alarm"
-    crossing_s = next(t for t in range(1, 3601) if analytic_temperature(t, load=1.0) > DEFAULTS["alarm_c"])
+    crossing_s = next(
+        t for t in range(1, 3601) if analytic_temperature(t, load=1.0) > DEFAULTS["alarm_c"]
+    )
     assert kpis[2, 1] == pytest.approx(3600 - crossing_s + 1, abs=1.0)
 
 

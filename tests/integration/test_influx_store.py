@@ -1,0 +1,89 @@
+"""The InfluxDB store against a real influxd (Debian's 1.6.7 on these machines)."""
+
+import pytest
+
+from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore, WriteProtocol
+from twinstack.devstack import InfluxServer, free_port
+
+
+@pytest.fixture
+async def store(influxd: InfluxServer, influx_database: str):  # type: ignore[no-untyped-def]
+    store = InfluxStore(influxd.url, influx_database)
+    yield store
+    await store.close()
+
+
+def points(twin_id: str, count: int, start_ns: int = 1_700_000_000 * 10**9) -> list[InfluxPoint]:
+    return [
+        InfluxPoint("telemetry", {"twin_id": twin_id}, {"temp": float(i), "n": i}, start_ns + i)
+        for i in range(count)
+    ]
+
+
+async def test_version_picks_the_v1_write_path_and_database_is_created(store: InfluxStore) -> None:
+    assert await store.connect() is WriteProtocol.V1
+    assert store.server_version.startswith("1.6")
+    databases = await store.query("SHOW DATABASES")
+    assert [store.database] in databases[0].values
+
+
+async def test_write_then_read_back_exactly(store: InfluxStore) -> None:
+    await store.connect()
+    await store.write(points("pump-1", 50))
+    series = await store.query(
+        "SELECT temp, n FROM telemetry WHERE twin_id = $twin ORDER BY time ASC", {"twin": "pump-1"}
+    )
+    rows = series[0].rows()
+    assert [r["temp"] for r in rows] == [float(i) for i in range(50)]
+    assert [r["n"] for r in rows] == list(range(50))
+    assert rows[0]["time"] == 1_700_000_000 * 10**9
+
+
+async def test_rewriting_points_stores_them_once(store: InfluxStore) -> None:
+    await store.connect()
+    batch = points("pump-2", 20)
+    await store.write(batch)
+    await store.write(batch)
+    await store.write(batch[:5])
+    series = await store.query(
+        "SELECT count(temp) FROM telemetry WHERE twin_id = $twin", {"twin": "pump-2"}
+    )
+    assert series[0].values[0][1] == 20
+
+
+async def test_bound_parameters_defeat_injection(store: InfluxStore) -> None:
+    await store.connect()
+    await store.write(points("pump-3", 3))
+    hostile = "pump-3' OR twin_id =~ /.*/ --"
+    assert await store.query("SELECT * FROM telemetry WHERE twin_id = $t", {"t": hostile}) == []
+    series = await store.query("SELECT * FROM telemetry WHERE twin_id = $t", {"t": "pump-3"})
+    assert len(series[0].values) == 3
+
+
+async def test_malformed_points_are_rejected_as_not_retryable(store: InfluxStore) -> None:
+    await store.connect()
+    await store.write(points("pump-4", 1))
+    # Same shard as the point above: a field cannot change type within a shard.
+    conflicting = InfluxPoint(
+        "telemetry", {"twin_id": "pump-4"}, {"temp": "hot"}, 1_700_000_000 * 10**9 + 99
+    )
+    with pytest.raises(InfluxError) as raised:
+        await store.write([conflicting])
+    assert raised.value.status == 400
+    assert not raised.value.retryable
+
+
+async def test_v2_path_against_a_v1_only_server_fails_clearly(store: InfluxStore) -> None:
+    """1.6.7 has no /api/v2/write: forcing the v2 path must fail loudly, not drop points."""
+    await store.connect(protocol=WriteProtocol.V2)
+    with pytest.raises(InfluxError) as raised:
+        await store.write(points("pump-5", 1))
+    assert raised.value.status == 404
+
+
+async def test_unreachable_server_is_retryable() -> None:
+    store = InfluxStore(f"http://127.0.0.1:{free_port()}", "nowhere", timeout_s=1.0)
+    with pytest.raises(InfluxError) as raised:
+        await store.connect()
+    assert raised.value.retryable
+    await store.close()

@@ -1,0 +1,252 @@
+"""Ingestion and the historian against real nats-server and influxd."""
+
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from twinstack.api.common.v1 import events_pb2, types_pb2
+from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.influx import InfluxStore
+from twinstack.common.nats import EVENTS_STREAM, TELEMETRY_STREAM, Backbone
+from twinstack.devstack import InfluxServer
+from twinstack.ingestion.historian import DEAD_LETTER_REASON_HEADER
+from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.settings import IngestionSettings
+from twinstack.registry.service import RegistryApp
+from twinstack.registry.settings import RegistrySettings
+
+T0_NS = (time.time_ns() // 10**9 - 3600) * 10**9
+
+
+def points(twin_id: str, count: int, start: int = 0) -> list[types_pb2.TelemetryPoint]:
+    made = []
+    for i in range(start, start + count):
+        point = types_pb2.TelemetryPoint(
+            twin_id=twin_id,
+            fields={
+                "temp": types_pb2.Value(double_value=20 + i / 10),
+                "seq": types_pb2.Value(int_value=i),
+            },
+        )
+        point.time.FromNanoseconds(T0_NS + i * 10**6)
+        made.append(point)
+    return made
+
+
+@contextlib.asynccontextmanager
+async def platform(
+    infra_settings: dict[str, Any], serve_app: Any, twin_ids: list[str], **ingestion: Any
+) -> AsyncIterator[ingestion_pb2_grpc.IngestionServiceAsyncStub]:
+    registry_settings = RegistrySettings(**infra_settings)
+    async with serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel:
+        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
+        for twin_id in twin_ids:
+            await registry.CreateTwin(
+                registry_pb2.CreateTwinRequest(
+                    twin=registry_pb2.Twin(id=twin_id, model_id="dtmi:acme:Pump;1")
+                )
+            )
+        settings = IngestionSettings(**{**infra_settings, **ingestion})
+        async with serve_app(settings, IngestionApp(settings)) as channel:
+            yield ingestion_pb2_grpc.IngestionServiceStub(channel)
+
+
+async def stored_count(store: InfluxStore, twin_id: str) -> int:
+    series = await store.query(
+        "SELECT count(seq) FROM telemetry WHERE twin_id = $t", {"t": twin_id}
+    )
+    return int(series[0].values[0][1]) if series else 0
+
+
+@pytest.fixture
+async def reader(influxd: InfluxServer, influx_database: str) -> AsyncIterator[InfluxStore]:
+    store = InfluxStore(influxd.url, influx_database)
+    await store.connect()
+    yield store
+    await store.close()
+
+
+async def test_acknowledged_points_reach_influxdb_exactly_once(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    backbone: Backbone,
+    reader: InfluxStore,
+    eventually: Callable[..., Any],
+) -> None:
+    twins = ["press-1", "press-2", "press-3"]
+    request = ingestion_pb2.IngestBatchRequest(points=[p for t in twins for p in points(t, 200)])
+    async with platform(infra_settings, serve_app, twins) as ingestion:
+        response = await ingestion.IngestBatch(request, timeout=10)
+        assert (
+            response.accepted_points,
+            response.published_messages,
+            response.duplicate_messages,
+        ) == (600, 3, 0)
+
+        again = await ingestion.IngestBatch(request, timeout=10)
+        assert again.duplicate_messages == 3, "a retried batch is de-duplicated by the stream"
+        info = await backbone.js.stream_info(TELEMETRY_STREAM)
+        assert info.state.messages == 3
+
+        for twin_id in twins:
+            await eventually(lambda t=twin_id: stored_count(reader, t), lambda n: n == 200)
+        series = await reader.query(
+            "SELECT temp, seq FROM telemetry WHERE twin_id = $t ORDER BY time ASC", {"t": "press-2"}
+        )
+        rows = series[0].rows()
+        assert [r["seq"] for r in rows] == list(range(200))
+        assert rows[10]["temp"] == pytest.approx(21.0)
+        assert rows[0]["time"] == T0_NS
+
+
+def set_nan(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["temp"].double_value = math.nan
+
+
+def set_future(p: types_pb2.TelemetryPoint) -> None:
+    p.time.FromNanoseconds(time.time_ns() + 3600 * 10**9)
+
+
+def set_bad_field_name(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["bad.name"].int_value = 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "reason"),
+    [
+        (lambda p: setattr(p, "twin_id", "ghost-9"), "points[1].twin_id", "unknown twin"),
+        (lambda p: setattr(p, "twin_id", "tel.>"), "points[1].twin_id", "twin ids are"),
+        (lambda p: setattr(p, "twin_id", "a'; DROP"), "points[1].twin_id", "twin ids are"),
+        (set_nan, "points[1].fields['temp']", "NaN"),
+        (lambda p: p.ClearField("time"), "points[1].time", "required"),
+        (set_future, "points[1].time", "future"),
+        (set_bad_field_name, "points[1].fields['bad.name']", "field names"),
+    ],
+)
+async def test_bad_points_reject_the_whole_batch_and_leave_the_service_serving(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    backbone: Backbone,
+    details_of: Any,
+    mutate: Callable[[types_pb2.TelemetryPoint], None],
+    field: str,
+    reason: str,
+) -> None:
+    async with platform(
+        infra_settings, serve_app, ["pump-7"], historian_enabled=False
+    ) as ingestion:
+        batch = points("pump-7", 3)
+        mutate(batch[1])
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingestion.IngestBatch(ingestion_pb2.IngestBatchRequest(points=batch), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violations = details_of(raised.value)[1].field_violations
+        assert [(v.field, reason in v.description) for v in violations] == [(field, True)]
+        assert (await backbone.js.stream_info(TELEMETRY_STREAM)).state.messages == 0
+
+        ok = await ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(points=points("pump-7", 3)), timeout=10
+        )
+        assert ok.accepted_points == 3
+
+
+async def test_empty_and_oversized_requests(infra_settings: dict[str, Any], serve_app: Any) -> None:
+    async with platform(
+        infra_settings, serve_app, ["pump-8"], historian_enabled=False, max_points_per_request=10
+    ) as ingestion:
+        for batch in ([], points("pump-8", 11)):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await ingestion.IngestBatch(
+                    ingestion_pb2.IngestBatchRequest(points=batch), timeout=10
+                )
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_poison_messages_are_dead_lettered_with_a_reason(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    backbone: Backbone,
+    reader: InfluxStore,
+    eventually: Callable[..., Any],
+) -> None:
+    async with platform(infra_settings, serve_app, ["pump-9"]) as ingestion:
+        await backbone.js.publish("tel.0.junk-1", b"\xff\xfenot a protobuf")
+        conflicting = events_pb2.TelemetryBatch(twin_id="pump-9")
+        sample = conflicting.samples.add(fields={"seq": types_pb2.Value(string_value="text")})
+        sample.time.FromNanoseconds(T0_NS + 5)
+        await ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(points=points("pump-9", 20)), timeout=10
+        )
+        await eventually(lambda: stored_count(reader, "pump-9"), lambda n: n == 20)
+        await backbone.js.publish("tel.0.pump-9", conflicting.SerializeToString())
+        await ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(points=points("pump-9", 20, start=20)), timeout=10
+        )
+        await eventually(lambda: stored_count(reader, "pump-9"), lambda n: n == 40)
+
+        async def dead_letter(twin_id: str) -> Any:
+            try:
+                return await backbone.js.get_last_msg(
+                    EVENTS_STREAM, f"evt.ingestion.deadletter.{twin_id}"
+                )
+            except Exception:
+                return None
+
+        junk = await eventually(lambda: dead_letter("junk-1"))
+        assert "undecodable" in junk.headers[DEAD_LETTER_REASON_HEADER]
+        assert junk.data == b"\xff\xfenot a protobuf"
+        rejected = await eventually(lambda: dead_letter("pump-9"))
+        assert "InfluxDB rejected" in rejected.headers[DEAD_LETTER_REASON_HEADER]
+
+
+async def test_influxdb_outage_loses_nothing(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    tmp_path: Path,
+    influx_database: str,
+    eventually: Callable[..., Any],
+) -> None:
+    """InfluxDB stops mid-stream; ingestion keeps acknowledging; after the restart every
+    acknowledged point is stored exactly once."""
+    own_influx = InfluxServer(tmp_path / "influx")
+    own_influx.start()
+    try:
+        settings = {
+            **infra_settings,
+            "influx_url": own_influx.url,
+            "historian_retry_max_backoff_s": 0.5,
+        }
+        async with platform(settings, serve_app, ["pump-10"]) as ingestion:
+            store = InfluxStore(own_influx.url, influx_database)
+            await store.connect()
+            await ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(points=points("pump-10", 50)), timeout=10
+            )
+            await eventually(lambda: stored_count(store, "pump-10"), lambda n: n == 50)
+
+            own_influx.stop()
+            for chunk in range(5):
+                batch = points("pump-10", 50, start=50 + chunk * 50)
+                response = await ingestion.IngestBatch(
+                    ingestion_pb2.IngestBatchRequest(points=batch), timeout=10
+                )
+                assert response.accepted_points == 50
+            own_influx.start()
+
+            await eventually(
+                lambda: stored_count(store, "pump-10"), lambda n: n == 300, timeout_s=60
+            )
+            series = await store.query(
+                "SELECT seq FROM telemetry WHERE twin_id = $t", {"t": "pump-10"}
+            )
+            assert sorted(r["seq"] for r in series[0].rows()) == list(range(300))
+            await store.close()
+    finally:
+        own_influx.stop()

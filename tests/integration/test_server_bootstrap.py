@@ -1,0 +1,95 @@
+"""What every service gets from the bootstrap: health, reflection, statuses, auth, shutdown."""
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from pydantic import SecretStr
+
+from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.server import GrpcServer
+from twinstack.registry.service import SERVICE_NAME, RegistryApp
+from twinstack.registry.settings import RegistrySettings
+
+
+async def health(channel: grpc.aio.Channel, service: str = "") -> int:
+    stub: Any = health_pb2_grpc.HealthStub(channel)
+    response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(response.status)
+
+
+async def test_health_and_reflection(infra_settings: dict[str, Any], serve_app: Any) -> None:
+    settings = RegistrySettings(**infra_settings)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert await health(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
+        # The published grpc_reflection stubs leave this stub untyped.
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name async for r in responses for s in r.list_services_response.service}
+        assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
+
+
+async def test_domain_errors_become_rich_statuses(
+    infra_settings: dict[str, Any], serve_app: Any, details_of: Any
+) -> None:
+    settings = RegistrySettings(**infra_settings)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetTwin(registry_pb2.GetTwinRequest(twin_id="nope-1"), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        info, resource = details_of(raised.value)
+        assert info.reason == "NOT_FOUND"
+        assert resource.resource_name == "nope-1"
+
+
+async def test_bearer_token_guards_apis_but_not_probes(
+    infra_settings: dict[str, Any], serve_app: Any
+) -> None:
+    settings = RegistrySettings(**infra_settings, auth_token=SecretStr("s3cret"))
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        request = registry_pb2.GetTwinRequest(twin_id="pump-1")
+        for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)]:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetTwin(request, metadata=metadata, timeout=5)
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetTwin(request, metadata=(("authorization", "Bearer s3cret"),), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND, "authenticated, then not found"
+        assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_oversized_messages_are_refused_and_the_server_keeps_serving(
+    infra_settings: dict[str, Any], serve_app: Any
+) -> None:
+    settings = RegistrySettings(**infra_settings, grpc_max_message_bytes=64 * 1024)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetTwin(registry_pb2.GetTwinRequest(twin_id="x" * 100_000), timeout=5)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_shutdown_reports_not_serving_before_it_stops(
+    infra_settings: dict[str, Any], eventually: Any
+) -> None:
+    settings = RegistrySettings(**infra_settings, shutdown_not_serving_delay_s=1.0)
+    server = GrpcServer(settings, RegistryApp(settings))
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stopping = asyncio.create_task(server.stop())
+        await eventually(
+            lambda: health(channel), lambda s: s == health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        assert not stopping.done(), "still draining while probes see NOT_SERVING"
+        await stopping
+        with pytest.raises(grpc.aio.AioRpcError):
+            await health(channel)
