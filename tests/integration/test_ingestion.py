@@ -1,5 +1,7 @@
 """Ingestion and the historian against real nats-server and influxd."""
 
+from __future__ import annotations
+
 import contextlib
 import math
 import time

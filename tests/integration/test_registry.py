@@ -1,5 +1,7 @@
 """The registry against a real nats-server."""
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any

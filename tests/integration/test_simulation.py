@@ -1,5 +1,7 @@
 """Sweeps on the session's real local Ray."""
 
+from __future__ import annotations
+
 import math
 from collections.abc import AsyncIterator
 from typing import Any

@@ -1,5 +1,7 @@
 """Live state from the real TELEMETRY stream."""
 
+from __future__ import annotations
+
 from collections.abc import AsyncIterator
 from typing import Any
 
