@@ -42,7 +42,11 @@ def generate(output_root: Path) -> None:
         f"--mypy_grpc_out={output_root}",
         *protos,
     ]
-    subprocess.run(command, check=True, cwd=PROTO_ROOT)
+    # mypy-protobuf reports every file it writes; only a failure is worth showing.
+    result = subprocess.run(command, cwd=PROTO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(result.returncode)
     package_root = output_root / GENERATED_PACKAGE
     for directory in [package_root, *(p for p in package_root.rglob("*") if p.is_dir())]:
         (directory / "__init__.py").touch()

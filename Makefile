@@ -1,0 +1,50 @@
+# twinstack — every target installs what it needs first (tools/bootstrap.sh is idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := uv
+PYTEST_ARGS ?=
+
+.PHONY: help deps up test test-unit test-integration test-e2e bench lint fmt proto proto-check deploy-check
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+deps: ## Install uv, influxd and the Python environment
+	@tools/bootstrap.sh
+
+up: deps ## Run the whole platform locally (nats-server, influxd, 4 services, Ray, example twins)
+	$(UV) run twinstack up
+
+test: deps proto-check ## Run unit, integration and e2e tests against real servers
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: deps ## Unit tests only
+	$(UV) run pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: deps ## Integration tests only
+	$(UV) run pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: deps ## End-to-end tests only
+	$(UV) run pytest tests/e2e $(PYTEST_ARGS)
+
+bench: deps ## Benchmarks: ratios against baselines measured in the same run
+	$(UV) run python -m bench
+
+lint: deps ## ruff (format check + lint), mypy strict, buf lint
+	$(UV) run ruff format --check .
+	$(UV) run ruff check .
+	$(UV) run mypy
+	tools/buf.sh lint
+
+fmt: deps ## Format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+proto: deps ## Regenerate libs/api from protos/
+	$(UV) run python tools/protogen.py
+
+proto-check: deps ## Fail if libs/api is not what protos/ generate
+	$(UV) run python tools/protogen.py --check
+
+deploy-check: deps ## Render every kustomize overlay and validate it against Kubernetes schemas
+	$(UV) run pytest tests/unit/test_deploy_manifests.py $(PYTEST_ARGS)
