@@ -3,7 +3,7 @@
 InfluxDB speaks two write protocols. Servers from 1.8 on (2.x and 3.x too) take the v2 write
 API, used here through ``influxdb-client``. Older 1.x servers, such as Debian's 1.6.7, only
 take the v1 ``/write`` endpoint. :meth:`InfluxStore.connect` reads the version from ``/ping`` and
-picks the protocol; both send the same line protocol, built by ``influxdb-client``. Reads use
+picks the protocol; both send the same line protocol. Reads use
 InfluxQL over ``/query`` with bound parameters, which every version answers.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from influxdb_client import Point, WritePrecision
+from influxdb_client import WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from pydantic import SecretStr
@@ -66,18 +66,37 @@ class InfluxPoint:
     time_ns: int
 
     def to_line(self) -> str:
-        """The point in line protocol, escaped by ``influxdb-client``."""
-        point = Point(self.measurement)
-        for key, tag in self.tags.items():
-            point.tag(key, tag)
-        for key, value in self.fields.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                # Line protocol has no NaN or infinity; callers validate them away first.
-                raise ValueError(f"field {key!r} is not finite")
-            point.field(key, value)
-        point.time(self.time_ns, WritePrecision.NS)
-        line: str = point.to_line_protocol()
-        return line
+        """The point in line protocol, tags sorted by key as InfluxDB prefers."""
+        measurement = self.measurement.translate(_MEASUREMENT_ESCAPES)
+        tags = "".join(
+            f",{key.translate(_KEY_ESCAPES)}={self.tags[key].translate(_KEY_ESCAPES)}"
+            for key in sorted(self.tags)
+        )
+        fields = ",".join(
+            f"{key.translate(_KEY_ESCAPES)}={_field_value(key, value)}"
+            for key, value in self.fields.items()
+        )
+        return f"{measurement}{tags} {fields} {self.time_ns}"
+
+
+# Line protocol escaping: commas and spaces end a measurement; commas, equals signs and spaces
+# end a tag or field key or tag value. Control characters would end the line itself.
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL_ESCAPES})
+_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL_ESCAPES})
+
+
+def _field_value(key: str, value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            # Line protocol has no NaN or infinity; callers validate them away first.
+            raise ValueError(f"field {key!r} is not finite")
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)

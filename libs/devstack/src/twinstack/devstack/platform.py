@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class LocalPlatform:
         influx_port: influxd HTTP port (0: a free one).
         service_ports: gRPC port of each service (a 0 means a free one).
         service_env: Extra environment for every service (for example ``RAY_ADDRESS``).
+        services: Which services to run (all four by default), started in this order.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class LocalPlatform:
         influx_port: int = 8086,
         service_ports: Mapping[str, int] | None = None,
         service_env: Mapping[str, str] | None = None,
+        services: Sequence[str] = SERVICES,
     ) -> None:
         self.data_dir = data_dir
         self.nats = NatsServer(data_dir / "nats", port=nats_port)
@@ -69,7 +71,7 @@ class LocalPlatform:
         ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
         self.services = {
             name: self._service(name, ports[name] or free_port(), service_env or {})
-            for name in SERVICES
+            for name in services
         }
 
     def _service(self, name: str, port: int, extra_env: Mapping[str, str]) -> ServiceProcess:

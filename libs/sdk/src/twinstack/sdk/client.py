@@ -175,7 +175,14 @@ class TwinstackClient:
 
     def ingest(self, points: Iterable[Point]) -> ingestion_pb2.IngestBatchResponse:
         """Ingests points in one batch; returns once all are durable in the stream."""
-        request = ingestion_pb2.IngestBatchRequest(points=[p.to_proto() for p in points])
+        return self.ingest_batch(
+            ingestion_pb2.IngestBatchRequest(points=[p.to_proto() for p in points])
+        )
+
+    def ingest_batch(
+        self, request: ingestion_pb2.IngestBatchRequest
+    ) -> ingestion_pb2.IngestBatchResponse:
+        """Ingests a request built by the caller (producers that keep protos at hand)."""
         response: ingestion_pb2.IngestBatchResponse = self._call(
             self._ingestion.IngestBatch, request
         )
