@@ -1,6 +1,7 @@
 """What every service gets from the bootstrap: health, reflection, statuses, auth, shutdown."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import SecretStr
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.errors import NotFoundError
 from twinstack.common.server import GrpcServer
 from twinstack.registry.service import SERVICE_NAME, RegistryApp
 from twinstack.registry.settings import RegistrySettings
@@ -93,3 +95,69 @@ async def test_shutdown_reports_not_serving_before_it_stops(
         await stopping
         with pytest.raises(grpc.aio.AioRpcError):
             await health(channel)
+
+
+class _Misbehaving:
+    """A service whose handlers fail in the ways the bootstrap must contain."""
+
+    service_names = ("test.Misbehaving",)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def register(self, server: grpc.aio.Server) -> None:
+        async def explode(request: bytes, context: Any) -> bytes:
+            raise RuntimeError("secret internal detail")
+
+        async def hang(request: bytes, context: Any) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+        async def stream_then_fail(request: bytes, context: Any) -> AsyncIterator[bytes]:
+            yield b"first"
+            raise NotFoundError("twinstack.io/Twin", "pump-1", "gone mid-stream")
+
+        identity = {"request_deserializer": None, "response_serializer": None}
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "test.Misbehaving",
+                    {
+                        "Explode": grpc.unary_unary_rpc_method_handler(explode, **identity),
+                        "Hang": grpc.unary_unary_rpc_method_handler(hang, **identity),
+                        "Stream": grpc.unary_stream_rpc_method_handler(
+                            stream_then_fail, **identity
+                        ),
+                    },
+                )
+            ]
+        )
+
+
+async def test_failures_are_contained_and_the_server_keeps_serving(
+    serve_app: Any, details_of: Any
+) -> None:
+    settings = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, grpc_default_deadline_s=0.3)
+    async with serve_app(settings, _Misbehaving()) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await channel.unary_unary("/test.Misbehaving/Explode")(b"", timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        assert "secret" not in (raised.value.details() or "")
+        assert details_of(raised.value)[0].reason == "INTERNAL"
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await channel.unary_unary("/test.Misbehaving/Hang")(b"")
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "default deadline" in (raised.value.details() or "")
+
+        call = channel.unary_stream("/test.Misbehaving/Stream")(b"", timeout=5)
+        assert await call.read() == b"first"
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call.read()
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert details_of(raised.value)[1].resource_name == "pump-1"
+
+        assert await health(channel) == health_pb2.HealthCheckResponse.SERVING

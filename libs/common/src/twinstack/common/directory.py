@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.nats import read_document
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,10 @@ class TwinDirectory:
         twin = self._twins.get(twin_id)
         if twin is not None:
             return twin
-        try:
-            entry = await self._bucket.get(twin_id)
-        except KeyNotFoundError:
+        found = await read_document(self._bucket, twin_id, registry_pb2.Twin)
+        if found is None:
             return None
-        if not entry.value:
-            return None
-        twin = registry_pb2.Twin.FromString(entry.value)
-        twin.revision = entry.revision or 0
+        twin, revision = found
+        twin.revision = revision
         self._twins[twin_id] = twin
         return twin

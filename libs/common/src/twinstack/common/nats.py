@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats
+from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -20,7 +22,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from twinstack.common.ids import partition_of
@@ -28,6 +30,8 @@ from twinstack.common.settings import ServiceSettings
 from twinstack.common.tracing import inject_trace_headers
 
 logger = logging.getLogger(__name__)
+
+MessageT = TypeVar("MessageT", bound=Message)
 
 TELEMETRY_STREAM = "TELEMETRY"
 EVENTS_STREAM = "EVENTS"
@@ -77,27 +81,33 @@ class JetStreamLayout:
 
     def streams(self) -> list[StreamConfig]:
         return [
-            StreamConfig(
-                name=TELEMETRY_STREAM,
-                description="Telemetry batches, one twin per message",
-                subjects=["tel.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=self.replicas,
-                duplicate_window=self.dedup_window_s,
-                max_age=self.telemetry_retention_s,
+            self._stream(
+                TELEMETRY_STREAM,
+                "Telemetry batches, one twin per message",
+                "tel.>",
+                self.telemetry_retention_s,
             ),
-            StreamConfig(
-                name=EVENTS_STREAM,
-                description="Registry, state, alert and simulation events",
-                subjects=["evt.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=self.replicas,
-                duplicate_window=self.dedup_window_s,
-                max_age=self.events_retention_s,
+            self._stream(
+                EVENTS_STREAM,
+                "Registry, state, alert and simulation events",
+                "evt.>",
+                self.events_retention_s,
             ),
         ]
+
+    def _stream(
+        self, name: str, description: str, subjects: str, retention_s: float
+    ) -> StreamConfig:
+        return StreamConfig(
+            name=name,
+            description=description,
+            subjects=[subjects],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.dedup_window_s,
+            max_age=retention_s,
+        )
 
     def buckets(self) -> list[KeyValueConfig]:
         return [
@@ -160,6 +170,19 @@ async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> 
             # KV streams carry settings the client library derives itself; an existing bucket
             # with other settings is kept, never recreated, because that would drop its data.
             logger.warning("KV bucket %s exists with other settings; kept as it is", bucket.bucket)
+
+
+async def read_document(
+    bucket: KeyValue, key: str, kind: type[MessageT]
+) -> tuple[MessageT, int] | None:
+    """The protobuf document stored under ``key`` and its KV revision; None if there is none."""
+    try:
+        entry = await bucket.get(key)
+    except KeyNotFoundError:
+        return None
+    if not entry.value:  # a delete marker
+        return None
+    return kind.FromString(entry.value), entry.revision or 0
 
 
 async def key_value(js: JetStreamContext, bucket: str) -> KeyValue:

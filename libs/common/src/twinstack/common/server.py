@@ -10,11 +10,12 @@ then a drain of the calls in flight, then stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -126,24 +127,16 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                budget = context.time_remaining()
-                try:
-                    async with asyncio.timeout(default_deadline_s if budget is None else None):
-                        return await behavior(request, context)
-                except TimeoutError:
-                    await context.abort(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        f"no answer within the default deadline of {default_deadline_s} s",
-                    )
-                except TwinstackError as error:
-                    await context.abort_with_status(to_grpc_status(error.to_status()))
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    raise
-                except Exception:
-                    logger.exception("unhandled error in %s", method)
-                    await context.abort_with_status(
-                        to_grpc_status(internal_status(f"internal error in {method}"))
-                    )
+                async with _rich_statuses(method, context):
+                    budget = context.time_remaining()
+                    try:
+                        async with asyncio.timeout(default_deadline_s if budget is None else None):
+                            return await behavior(request, context)
+                    except TimeoutError:
+                        await context.abort(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"no answer within the default deadline of {default_deadline_s} s",
+                        )
 
         return unary
 
@@ -152,24 +145,33 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                try:
+                async with _rich_statuses(method, context):
                     result = behavior(request, context)
                     if inspect.isasyncgen(result):
                         async for item in result:
                             yield item
                     else:
                         await result
-                except TwinstackError as error:
-                    await context.abort_with_status(to_grpc_status(error.to_status()))
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    raise
-                except Exception:
-                    logger.exception("unhandled error in %s", method)
-                    await context.abort_with_status(
-                        to_grpc_status(internal_status(f"internal error in {method}"))
-                    )
 
         return stream
+
+
+@contextlib.asynccontextmanager
+async def _rich_statuses(
+    method: str, context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[None]:
+    """Ends the call with the rich status of a domain error, or INTERNAL for anything else."""
+    try:
+        yield
+    except TwinstackError as error:
+        await context.abort_with_status(to_grpc_status(error.to_status()))
+    except (grpc.aio.AbortError, asyncio.CancelledError):
+        raise
+    except Exception:
+        logger.exception("unhandled error in %s", method)
+        await context.abort_with_status(
+            to_grpc_status(internal_status(f"internal error in {method}"))
+        )
 
 
 def _behavior_of(handler: Handler) -> Behavior:

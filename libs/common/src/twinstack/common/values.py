@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from twinstack.api.common.v1 import types_pb2
+from twinstack.common.errors import FieldViolation
+from twinstack.common.ids import field_name_violation
 
 Scalar = float | int | bool | str
 
@@ -32,3 +36,17 @@ def from_python(scalar: Scalar) -> types_pb2.Value:
     if isinstance(scalar, str):
         return types_pb2.Value(string_value=scalar)
     raise TypeError(f"unsupported value type {type(scalar).__name__}")
+
+
+def named_value_violations(name: str, value: types_pb2.Value, path: str) -> list[FieldViolation]:
+    """What is wrong with a named value (a property or a telemetry field) found at ``path``."""
+    violations = []
+    bad_name = field_name_violation(name, path)
+    if bad_name is not None:
+        violations.append(bad_name)
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        violations.append(FieldViolation(path, "value has no kind set"))
+    elif kind == "double_value" and not math.isfinite(value.double_value):
+        violations.append(FieldViolation(path, "NaN and infinity are not valid values"))
+    return violations

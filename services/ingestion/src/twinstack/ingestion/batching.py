@@ -7,12 +7,12 @@ rejected whole: every bad point is named in the rejection, none is dropped silen
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
-from twinstack.common.ids import field_name_violation, twin_id_violation
+from twinstack.common.ids import twin_id_violation
+from twinstack.common.values import named_value_violations
 
 # A rejection names at most this many points; more would only bloat the status.
 MAX_REPORTED_VIOLATIONS = 100
@@ -75,15 +75,7 @@ def point_violations(
     if not point.fields:
         violations.append(FieldViolation(f"{path}.fields", "at least one field is required"))
     for name, value in point.fields.items():
-        field_path = f"{path}.fields[{name!r}]"
-        bad_name = field_name_violation(name, field_path)
-        if bad_name is not None:
-            violations.append(bad_name)
-        kind = value.WhichOneof("kind")
-        if kind is None:
-            violations.append(FieldViolation(field_path, "value has no kind set"))
-        elif kind == "double_value" and not math.isfinite(value.double_value):
-            violations.append(FieldViolation(field_path, "NaN and infinity are not valid values"))
+        violations.extend(named_value_violations(name, value, f"{path}.fields[{name!r}]"))
     return violations
 
 

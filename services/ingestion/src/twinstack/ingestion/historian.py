@@ -9,7 +9,6 @@ malformed is isolated from its batch and parked on a dead-letter subject with th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -17,13 +16,17 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from twinstack.api.common.v1 import events_pb2
+from twinstack.common.consumer import PullConsumer, PullConsumerSettings
 from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore
-from twinstack.common.nats import TELEMETRY_STREAM, event_subject, message_headers
+from twinstack.common.nats import (
+    TELEMETRY_STREAM,
+    event_subject,
+    message_headers,
+    telemetry_partition_filter,
+)
 from twinstack.common.values import to_python
 
 logger = logging.getLogger(__name__)
@@ -58,57 +61,34 @@ class HistorianConfig:
 
 
 class Historian:
-    """Runs the consume, write, acknowledge loop until stopped."""
+    """Consumes the TELEMETRY stream into InfluxDB until stopped."""
 
     def __init__(self, js: JetStreamContext, store: InfluxStore, config: HistorianConfig) -> None:
         self._js = js
         self._store = store
         self._config = config
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._consumer = PullConsumer(
+            js,
+            PullConsumerSettings(
+                stream=TELEMETRY_STREAM,
+                subject=telemetry_partition_filter(),
+                durable=config.durable,
+                fetch_messages=config.fetch_messages,
+                fetch_timeout_s=config.fetch_timeout_s,
+                ack_wait_s=config.ack_wait_s,
+            ),
+            self._persist,
+        )
         self._failures = 0
         self.points_written = 0
         self.dead_letters = 0
 
     async def start(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            "tel.>",
-            durable=self._config.durable,
-            stream=TELEMETRY_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._config.ack_wait_s,
-                max_ack_pending=self._config.fetch_messages * 8,
-            ),
-        )
-        self._task = asyncio.create_task(self._run(subscription), name="historian")
+        await self._consumer.start()
 
     async def stop(self) -> None:
         """Finishes the batch in hand, then stops; unacknowledged messages are redelivered."""
-        self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, self._config.ack_wait_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-
-    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(
-                    self._config.fetch_messages, timeout=self._config.fetch_timeout_s
-                )
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            except Exception:
-                # Lost connection and the like: the client reconnects by itself.
-                logger.warning("historian fetch failed", exc_info=True)
-                await self._backoff(None)
-                continue
-            await self._persist(messages)
+        await self._consumer.stop()
 
     async def _persist(self, messages: list[Msg]) -> None:
         decoded: list[tuple[Msg, list[InfluxPoint]]] = []
@@ -169,8 +149,7 @@ class Historian:
         exponential = min(self._config.max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
         delay_s = retry_after_s if retry_after_s is not None else exponential
         delay_s = min(delay_s, self._config.max_backoff_s) * random.uniform(0.8, 1.2)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay_s)
+        await self._consumer.pause(delay_s)
         return delay_s
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:

@@ -7,11 +7,10 @@ conditional updates be a single compare-and-set on the bucket.
 from __future__ import annotations
 
 import logging
-import math
 
 from google.protobuf import timestamp_pb2
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from twinstack.api.common.v1 import events_pb2
@@ -22,13 +21,9 @@ from twinstack.common.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from twinstack.common.ids import (
-    field_name_violation,
-    model_id_violation,
-    require_twin_id,
-    twin_id_violation,
-)
-from twinstack.common.nats import event_subject, message_headers
+from twinstack.common.ids import model_id_violation, require_twin_id, twin_id_violation
+from twinstack.common.nats import event_subject, message_headers, read_document
+from twinstack.common.values import named_value_violations
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +43,7 @@ def validate_new_twin(twin: registry_pb2.Twin, max_properties: int) -> None:
     if len(twin.properties) > max_properties:
         violations.append(FieldViolation("twin.properties", f"at most {max_properties} properties"))
     for name, value in twin.properties.items():
-        path = f"twin.properties[{name!r}]"
-        violation = field_name_violation(name, path)
-        if violation is not None:
-            violations.append(violation)
-        kind = value.WhichOneof("kind")
-        if kind is None:
-            violations.append(FieldViolation(path, "value has no kind set"))
-        elif kind == "double_value" and not math.isfinite(value.double_value):
-            violations.append(FieldViolation(path, "NaN and infinity are not valid values"))
+        violations.extend(named_value_violations(name, value, f"twin.properties[{name!r}]"))
     if violations:
         raise InvalidArgumentError("invalid twin", violations)
 
@@ -94,14 +81,11 @@ class TwinStore:
 
     async def get(self, twin_id: str) -> registry_pb2.Twin:
         require_twin_id(twin_id)
-        try:
-            entry = await self._bucket.get(twin_id)
-        except KeyNotFoundError as error:
-            raise NotFoundError(TWIN_RESOURCE, twin_id, f"no twin {twin_id!r}") from error
-        if not entry.value:
+        found = await read_document(self._bucket, twin_id, registry_pb2.Twin)
+        if found is None:
             raise NotFoundError(TWIN_RESOURCE, twin_id, f"no twin {twin_id!r}")
-        twin = registry_pb2.Twin.FromString(entry.value)
-        twin.revision = entry.revision or 0
+        twin, revision = found
+        twin.revision = revision
         return twin
 
     async def _publish(self, twin: registry_pb2.Twin, kind: events_pb2.ChangeKind) -> None:

@@ -8,22 +8,20 @@ touch the same twin at once from losing each other's update.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
-from twinstack.common.nats import TELEMETRY_STREAM, telemetry_partition_filter
+from twinstack.common.consumer import PullConsumer, PullConsumerSettings
+from twinstack.common.nats import TELEMETRY_STREAM, read_document, telemetry_partition_filter
 from twinstack.state.live import merge
 
 logger = logging.getLogger(__name__)
@@ -40,56 +38,28 @@ class UpdaterConfig:
 
 
 class StateUpdater:
-    """The consume, merge, store, acknowledge loop."""
+    """Consumes the TELEMETRY stream into the twins' state documents until stopped."""
 
     def __init__(self, js: JetStreamContext, bucket: KeyValue, config: UpdaterConfig) -> None:
-        self._js = js
         self._bucket = bucket
-        self._config = config
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._consumer = PullConsumer(
+            js,
+            PullConsumerSettings(
+                stream=TELEMETRY_STREAM,
+                subject=telemetry_partition_filter(),
+                durable=config.durable,
+                fetch_messages=config.fetch_messages,
+                fetch_timeout_s=config.fetch_timeout_s,
+                ack_wait_s=config.ack_wait_s,
+            ),
+            self._apply,
+        )
 
     async def start(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            telemetry_partition_filter(),
-            durable=self._config.durable,
-            stream=TELEMETRY_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._config.ack_wait_s,
-            ),
-        )
-        self._task = asyncio.create_task(self._run(subscription), name="state-updater")
+        await self._consumer.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, self._config.ack_wait_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-
-    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(
-                    self._config.fetch_messages, timeout=self._config.fetch_timeout_s
-                )
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            except Exception:
-                logger.warning("state fetch failed", exc_info=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 1.0)
-                continue
-            try:
-                await self._apply(messages)
-            except Exception:
-                # Unacknowledged messages come back after ack_wait; nothing is lost.
-                logger.exception("state update failed; messages will be redelivered")
+        await self._consumer.stop()
 
     async def _apply(self, messages: list[Msg]) -> None:
         by_twin: dict[str, list[events_pb2.TelemetryBatch]] = defaultdict(list)
@@ -109,12 +79,8 @@ class StateUpdater:
 
     async def _store(self, twin_id: str, batches: list[events_pb2.TelemetryBatch]) -> None:
         for _ in range(_MAX_CAS_ATTEMPTS):
-            try:
-                entry = await self._bucket.get(twin_id)
-                state = state_pb2.TwinState.FromString(entry.value or b"")
-                revision = entry.revision
-            except KeyNotFoundError:
-                state, revision = state_pb2.TwinState(twin_id=twin_id), None
+            found = await read_document(self._bucket, twin_id, state_pb2.TwinState)
+            state, revision = found or (state_pb2.TwinState(twin_id=twin_id), None)
             if not merge(state, batches):
                 return
             state.ClearField("revision")
@@ -131,12 +97,9 @@ class StateUpdater:
 
 async def read_state(bucket: KeyValue, twin_id: str) -> state_pb2.TwinState | None:
     """The stored state of a twin, with its revision, or None if none is stored."""
-    try:
-        entry = await bucket.get(twin_id)
-    except KeyNotFoundError:
+    found = await read_document(bucket, twin_id, state_pb2.TwinState)
+    if found is None:
         return None
-    if not entry.value:
-        return None
-    state = state_pb2.TwinState.FromString(entry.value)
-    state.revision = entry.revision or 0
+    state, revision = found
+    state.revision = revision
     return state
