@@ -1,8 +1,9 @@
 """The whole platform as real processes (python -m twinstack.<service>), driven by the SDK.
 
-Walks the skeleton path: twin created, points ingested, live state shows them, the points are in
-InfluxDB, a sweep runs on Ray. Then stops everything with SIGTERM, checks every service exited
-cleanly, restarts on the same data directory and finds the data again.
+Walks the skeleton path, with the SDK and with the CLI: twin created, points ingested, live
+state shows them, the points are in InfluxDB, a sweep runs on Ray. Then stops everything with
+SIGTERM, checks every service exited cleanly, restarts on the same data directory and finds the
+data again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from twinstack.cli.main import app
 from twinstack.common.influx import InfluxStore
 from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, wait_until
@@ -93,6 +96,20 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
             with pytest.raises(ApiError) as raised:
                 client.ingest([Point("press-7", {"temperature_c": float("nan")})])
             assert raised.value.code.name == "INVALID_ARGUMENT"
+
+            cli_env = {
+                **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+                "TWINSTACK_INFLUX_URL": platform.influx.url,
+            }
+            status = CliRunner().invoke(app, ["status"], env=cli_env)
+            assert status.exit_code == 0, status.output
+            assert status.output.count("SERVING") == 4
+            demo = CliRunner().invoke(app, ["demo", "--points", "50"], env=cli_env)
+            assert demo.exit_code == 0, demo.output
+            for step in ("twin created", "acknowledged", "latest value", "InfluxDB", "sweep"):
+                assert step in demo.output, demo.output
+            state_table = CliRunner().invoke(app, ["state", "get", "press-7"], env=cli_env)
+            assert "159.0" in state_table.output
 
             sweep = client.run_sweep(
                 "pump_thermal",
