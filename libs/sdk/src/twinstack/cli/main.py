@@ -111,6 +111,10 @@ def up(
 
         asyncio.run(wait_for_signal())
     finally:
+        # A second Ctrl-C (or the one a wrapper such as `uv run` forwards) must not cut the
+        # shutdown short and leave servers running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if feeder is not None:
             feeder.stop()
         client.close()
