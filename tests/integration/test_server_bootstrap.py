@@ -1,7 +1,9 @@
 """What every service gets from the bootstrap: health, reflection, statuses, auth, shutdown."""
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,6 +17,7 @@ from twinstack.common.errors import NotFoundError
 from twinstack.common.server import GrpcServer
 from twinstack.registry.service import SERVICE_NAME, RegistryApp
 from twinstack.registry.settings import RegistrySettings
+from twinstack.sdk import Endpoints, TwinstackClient
 
 
 async def health(channel: grpc.aio.Channel, service: str = "") -> int:
@@ -161,3 +164,42 @@ async def test_failures_are_contained_and_the_server_keeps_serving(
         assert details_of(raised.value)[1].resource_name == "pump-1"
 
         assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made with the openssl command."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_serves_verified_clients_only(
+    infra_settings: dict[str, Any], self_signed: tuple[Path, Path]
+) -> None:
+    cert, key = self_signed
+    settings = RegistrySettings(**infra_settings, tls_cert_file=cert, tls_key_file=key)
+    server = GrpcServer(settings, RegistryApp(settings))
+    port = await server.start()
+    try:
+        target = f"127.0.0.1:{port}"
+        with TwinstackClient(
+            Endpoints(registry=target), tls=True, root_certificates=cert.read_bytes()
+        ) as client:
+            health_by_service = await asyncio.to_thread(client.health)
+        assert health_by_service["registry"] == "SERVING"
+        async with grpc.aio.insecure_channel(target) as plaintext:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health(plaintext)
+        untrusted = grpc.ssl_channel_credentials()  # system roots do not know this cert
+        async with grpc.aio.secure_channel(target, untrusted) as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health(channel)
+    finally:
+        await server.stop()

@@ -100,7 +100,8 @@ class TwinstackClient:
     Args:
         endpoints: Where the services listen.
         token: Bearer token, when the services require one.
-        tls: Use TLS (system roots) instead of plaintext.
+        tls: Use TLS instead of plaintext.
+        root_certificates: PEM roots to verify the servers with (system roots when None).
         timeout_s: Deadline of every call.
     """
 
@@ -110,6 +111,7 @@ class TwinstackClient:
         *,
         token: str | None = None,
         tls: bool = False,
+        root_certificates: bytes | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         self.endpoints = endpoints or Endpoints()
@@ -117,7 +119,7 @@ class TwinstackClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._channels = {
             name: (
-                grpc.secure_channel(address, grpc.ssl_channel_credentials())
+                grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
                 if tls
                 else grpc.insecure_channel(address)
             )
