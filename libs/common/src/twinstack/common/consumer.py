@@ -18,8 +18,12 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+
+from twinstack.common.tracing import context_from_headers
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("twinstack.nats")
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 
@@ -95,7 +99,30 @@ class PullConsumer:
                 logger.warning("%s: fetch failed", settings.durable, exc_info=True)
                 await self.pause(settings.retry_pause_s)
                 continue
-            try:
-                await self._handle(messages)
-            except Exception:
-                logger.exception("%s: batch failed; it will be redelivered", settings.durable)
+            # One span per batch, linked to the trace of every message's publisher.
+            with tracer.start_as_current_span(
+                f"{settings.durable} process",
+                kind=trace.SpanKind.CONSUMER,
+                links=_publisher_links(messages),
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.batch.message_count": len(messages),
+                },
+            ):
+                try:
+                    await self._handle(messages)
+                except Exception:
+                    logger.exception("%s: batch failed; it will be redelivered", settings.durable)
+
+
+def _publisher_links(messages: list[Msg]) -> list[trace.Link]:
+    links = []
+    for message in messages:
+        if not message.headers:
+            continue
+        span_context = trace.get_current_span(
+            context_from_headers(message.headers)
+        ).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context))
+    return links

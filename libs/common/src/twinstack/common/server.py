@@ -15,6 +15,7 @@ import hmac
 import inspect
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -23,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from twinstack.common.errors import (
     TwinstackError,
@@ -36,6 +37,9 @@ from twinstack.common.tracing import configure_tracing, context_from_headers, sh
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("twinstack.grpc")
+_CALL_DURATION = metrics.get_meter("twinstack.grpc").create_histogram(
+    "rpc.server.duration", unit="ms", description="Duration of gRPC calls handled"
+)
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Probes and tooling must work without credentials.
@@ -160,17 +164,31 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 async def _rich_statuses(
     method: str, context: grpc.aio.ServicerContext[Any, Any]
 ) -> AsyncIterator[None]:
-    """Ends the call with the rich status of a domain error, or INTERNAL for anything else."""
+    """Ends the call with the rich status of a domain error, or INTERNAL for anything else, and
+    records the call's duration by method and status."""
+    started = time.perf_counter()
+    code = grpc.StatusCode.OK
     try:
         yield
     except TwinstackError as error:
+        code = error.code
         await context.abort_with_status(to_grpc_status(error.to_status()))
-    except (grpc.aio.AbortError, asyncio.CancelledError):
+    except grpc.aio.AbortError:
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        raise
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
         raise
     except Exception:
+        code = grpc.StatusCode.INTERNAL
         logger.exception("unhandled error in %s", method)
         await context.abort_with_status(
             to_grpc_status(internal_status(f"internal error in {method}"))
+        )
+    finally:
+        _CALL_DURATION.record(
+            (time.perf_counter() - started) * 1000,
+            {"rpc.method": method, "rpc.grpc.status_code": getattr(code, "name", str(code))},
         )
 
 

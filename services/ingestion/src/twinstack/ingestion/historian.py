@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
@@ -30,6 +31,16 @@ from twinstack.common.nats import (
 from twinstack.common.values import to_python
 
 logger = logging.getLogger(__name__)
+_meter = metrics.get_meter("twinstack.historian")
+_POINTS_WRITTEN = _meter.create_counter(
+    "twinstack.historian.points_written", description="Points stored in InfluxDB and acknowledged"
+)
+_WRITE_RETRIES = _meter.create_counter(
+    "twinstack.historian.write_retries", description="InfluxDB writes put back for a retry"
+)
+_DEAD_LETTERS = _meter.create_counter(
+    "twinstack.historian.dead_letters", description="Messages parked on the dead-letter subject"
+)
 
 TELEMETRY_MEASUREMENT = "telemetry"
 DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
@@ -80,8 +91,6 @@ class Historian:
             self._persist,
         )
         self._failures = 0
-        self.points_written = 0
-        self.dead_letters = 0
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -132,13 +141,14 @@ class Historian:
     async def _ack(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
         for message, points in decoded:
             await message.ack()
-            self.points_written += len(points)
+            _POINTS_WRITTEN.add(len(points))
         self._failures = 0
 
     async def _retry_later(
         self, decoded: list[tuple[Msg, list[InfluxPoint]]], error: InfluxError
     ) -> None:
         logger.warning("InfluxDB write failed; will retry: %s", error)
+        _WRITE_RETRIES.add(1)
         delay_s = await self._backoff(error.retry_after_s)
         for message, _ in decoded:
             with contextlib.suppress(Exception):
@@ -161,7 +171,7 @@ class Historian:
             event_subject("ingestion", "deadletter", twin_id), message.data, headers=headers
         )
         await message.ack()
-        self.dead_letters += 1
+        _DEAD_LETTERS.add(1)
         logger.error(
             "telemetry message dead-lettered", extra={"reason": reason, "twin_id": twin_id}
         )

@@ -9,11 +9,17 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
+from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.errors import ResourceExhaustedError, UnavailableError
 from twinstack.common.nats import TELEMETRY_STREAM, message_headers, telemetry_subject
 from twinstack.ingestion.batching import dedup_id
+
+_POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
+    "twinstack.ingestion.points_published",
+    description="Points acknowledged by the TELEMETRY stream (retried copies included)",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class TelemetryPublisher:
         copies carry the same de-duplication ids and are dropped by the stream.
         """
         acks = await asyncio.gather(*(self._publish_one(batch) for batch in batches))
+        _POINTS_PUBLISHED.add(sum(len(batch.samples) for batch in batches))
         return PublishResult(messages=len(acks), duplicates=sum(acks))
 
     async def _publish_one(self, batch: events_pb2.TelemetryBatch) -> bool:
