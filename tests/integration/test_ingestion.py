@@ -180,6 +180,9 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
 ) -> None:
     async with platform(infra_settings, serve_app, ["pump-9"]) as ingestion:
         await backbone.js.publish("tel.0.junk-1", b"\xff\xfenot a protobuf")
+        not_finite = events_pb2.TelemetryBatch(twin_id="nan-1")
+        not_finite.samples.add(fields={"temp": types_pb2.Value(double_value=math.inf)})
+        await backbone.js.publish("tel.0.nan-1", not_finite.SerializeToString())
         conflicting = events_pb2.TelemetryBatch(twin_id="pump-9")
         sample = conflicting.samples.add(fields={"seq": types_pb2.Value(string_value="text")})
         sample.time.FromNanoseconds(T0_NS + 5)
@@ -206,24 +209,34 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
         assert junk.data == b"\xff\xfenot a protobuf"
         rejected = await eventually(lambda: dead_letter("pump-9"))
         assert "InfluxDB rejected" in rejected.headers[DEAD_LETTER_REASON_HEADER]
+        not_finite_letter = await eventually(lambda: dead_letter("nan-1"))
+        assert "not finite" in not_finite_letter.headers[DEAD_LETTER_REASON_HEADER]
+        events = await backbone.js.stream_info(EVENTS_STREAM, subjects_filter="evt.ingestion.>")
+        assert events.state.subjects == {
+            "evt.ingestion.deadletter.junk-1": 1,
+            "evt.ingestion.deadletter.nan-1": 1,
+            "evt.ingestion.deadletter.pump-9": 1,
+        }
 
 
 async def test_influxdb_outage_loses_nothing(
     infra_settings: dict[str, Any],
     serve_app: Any,
+    backbone: Backbone,
     tmp_path: Path,
     influx_database: str,
     eventually: Callable[..., Any],
 ) -> None:
-    """InfluxDB stops mid-stream; ingestion keeps acknowledging; after the restart every
-    acknowledged point is stored exactly once."""
+    """InfluxDB stops mid-stream; ingestion keeps acknowledging; the historian retries each
+    message many times over; after the restart every acknowledged point is stored exactly once
+    and nothing was dead-lettered."""
     own_influx = InfluxServer(tmp_path / "influx")
     own_influx.start()
     try:
         settings = {
             **infra_settings,
             "influx_url": own_influx.url,
-            "historian_retry_max_backoff_s": 0.5,
+            "historian_retry_max_backoff_s": 0.1,
         }
         async with platform(settings, serve_app, ["pump-10"]) as ingestion:
             store = InfluxStore(own_influx.url, influx_database)
@@ -240,6 +253,13 @@ async def test_influxdb_outage_loses_nothing(
                     ingestion_pb2.IngestBatchRequest(points=batch), timeout=10
                 )
                 assert response.accepted_points == 50
+
+            async def deliveries() -> int:
+                info = await backbone.js.consumer_info(TELEMETRY_STREAM, "historian")
+                return int(info.delivered.consumer_seq or 0)
+
+            # Each of the 5 waiting messages delivered over 15 times: far past any delivery cap.
+            await eventually(deliveries, lambda n: n > 1 + 5 * 15, timeout_s=60)
             own_influx.start()
 
             await eventually(
@@ -250,5 +270,7 @@ async def test_influxdb_outage_loses_nothing(
             )
             assert sorted(r["seq"] for r in series[0].rows()) == list(range(300))
             await store.close()
+            events = await backbone.js.stream_info(EVENTS_STREAM, subjects_filter="evt.ingestion.>")
+            assert not events.state.subjects, "nothing was dead-lettered"
     finally:
         own_influx.stop()

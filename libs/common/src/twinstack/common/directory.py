@@ -26,6 +26,8 @@ class TwinDirectory:
         self._bucket = bucket
         self._twins: dict[str, registry_pb2.Twin] = {}
         self._watch_task: asyncio.Task[None] | None = None
+        # Lookups are cached only while the watch keeps the cache current.
+        self._cache = True
 
     async def start(self) -> None:
         watcher = await self._bucket.watchall()
@@ -38,15 +40,22 @@ class TwinDirectory:
                 await self._watch_task
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
-            if entry is None:  # end of the initial values
-                continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._twins.pop(entry.key, None)
-                continue
-            twin = registry_pb2.Twin.FromString(entry.value)
-            twin.revision = entry.revision or 0
-            self._twins[entry.key] = twin
+        try:
+            async for entry in watcher:
+                if entry is None:  # end of the initial values
+                    continue
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    self._twins.pop(entry.key, None)
+                    continue
+                twin = registry_pb2.Twin.FromString(entry.value)
+                twin.revision = entry.revision or 0
+                self._twins[entry.key] = twin
+        except Exception:
+            # Without the watch, cached twins could go stale: drop them all and serve every
+            # lookup from the bucket itself.
+            logger.exception("twin directory watch ended; reading the bucket directly from now")
+            self._twins.clear()
+            self._cache = False
 
     async def get(self, twin_id: str) -> registry_pb2.Twin | None:
         """The twin, or None if the registry has no twin with that id."""
@@ -58,5 +67,8 @@ class TwinDirectory:
             return None
         twin, revision = found
         twin.revision = revision
-        self._twins[twin_id] = twin
+        cached = self._twins.get(twin_id)
+        # The watch may have delivered a newer revision while the read was in flight.
+        if self._cache and (cached is None or cached.revision < twin.revision):
+            self._twins[twin_id] = twin
         return twin

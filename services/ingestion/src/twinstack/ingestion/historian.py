@@ -5,12 +5,15 @@ redelivery, never loss; redelivery is harmless because InfluxDB keys a point by 
 timestamp, and rewriting it stores it once. Server errors and network failures are retried
 with backoff (honouring Retry-After) for as long as it takes; a message InfluxDB rejects as
 malformed is isolated from its batch and parked on a dead-letter subject with the reason.
+Only such definitive failures are dead-lettered: a transient one is retried however many times it
+takes, because the number of deliveries says nothing about whether the next write can succeed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 from dataclasses import dataclass
 
@@ -48,17 +51,21 @@ ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
 
 
 def influx_points(batch: events_pb2.TelemetryBatch) -> list[InfluxPoint]:
-    """The InfluxDB points of a batch: measurement ``telemetry``, tag ``twin_id``."""
+    """The InfluxDB points of a batch: measurement ``telemetry``, tag ``twin_id``.
+
+    Raises:
+        ValueError: a value line protocol cannot carry (unset, NaN, infinity). Ingestion
+            rejects those; a message published around it is poison.
+    """
     tags = {"twin_id": batch.twin_id}
-    return [
-        InfluxPoint(
-            measurement=TELEMETRY_MEASUREMENT,
-            tags=tags,
-            fields={name: to_python(value) for name, value in sample.fields.items()},
-            time_ns=sample.time.ToNanoseconds(),
-        )
-        for sample in batch.samples
-    ]
+    points = []
+    for sample in batch.samples:
+        fields = {name: to_python(value) for name, value in sample.fields.items()}
+        for name, value in fields.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"field {name!r} is not finite")
+        points.append(InfluxPoint(TELEMETRY_MEASUREMENT, tags, fields, sample.time.ToNanoseconds()))
+    return points
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,6 @@ class HistorianConfig:
     fetch_messages: int = 256
     fetch_timeout_s: float = 1.0
     ack_wait_s: float = 60.0
-    max_deliveries: int = 10
     max_backoff_s: float = 30.0
 
 
@@ -102,17 +108,14 @@ class Historian:
     async def _persist(self, messages: list[Msg]) -> None:
         decoded: list[tuple[Msg, list[InfluxPoint]]] = []
         for message in messages:
-            if message.metadata.num_delivered > self._config.max_deliveries:
-                await self._dead_letter(
-                    message, f"delivered {message.metadata.num_delivered} times without success"
-                )
-                continue
             try:
                 decoded.append(
                     (message, influx_points(events_pb2.TelemetryBatch.FromString(message.data)))
                 )
-            except (DecodeError, ValueError) as error:
+            except DecodeError as error:
                 await self._dead_letter(message, f"undecodable telemetry batch: {error}")
+            except ValueError as error:
+                await self._dead_letter(message, f"a value InfluxDB cannot store: {error}")
         if not decoded:
             return
         try:
@@ -149,18 +152,19 @@ class Historian:
     ) -> None:
         logger.warning("InfluxDB write failed; will retry: %s", error)
         _WRITE_RETRIES.add(1)
-        delay_s = await self._backoff(error.retry_after_s)
+        # Wait here rather than in the stream: the next fetch gets the same messages back.
+        await self._backoff(error.retry_after_s)
         for message, _ in decoded:
             with contextlib.suppress(Exception):
-                await message.nak(delay=delay_s)
+                await message.nak()
 
-    async def _backoff(self, retry_after_s: float | None) -> float:
+    async def _backoff(self, retry_after_s: float | None) -> None:
         self._failures += 1
         exponential = min(self._config.max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
         delay_s = retry_after_s if retry_after_s is not None else exponential
-        delay_s = min(delay_s, self._config.max_backoff_s) * random.uniform(0.8, 1.2)
-        await self._consumer.pause(delay_s)
-        return delay_s
+        await self._consumer.pause(
+            min(delay_s, self._config.max_backoff_s) * random.uniform(0.8, 1.2)
+        )
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
         twin_id = message.subject.rsplit(".", 1)[-1] or "unknown"

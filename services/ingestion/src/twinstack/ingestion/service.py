@@ -90,7 +90,6 @@ class IngestionApp:
                     fetch_messages=settings.historian_fetch_messages,
                     fetch_timeout_s=settings.historian_fetch_timeout_s,
                     ack_wait_s=settings.historian_ack_wait_s,
-                    max_deliveries=settings.historian_max_deliveries,
                     max_backoff_s=settings.historian_retry_max_backoff_s,
                 ),
             )

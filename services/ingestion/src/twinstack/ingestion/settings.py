@@ -20,6 +20,4 @@ class IngestionSettings(ServiceSettings):
     historian_fetch_messages: int = Field(default=256, gt=0)
     historian_fetch_timeout_s: float = Field(default=1.0, gt=0)
     historian_ack_wait_s: float = Field(default=60.0, gt=0)
-    # Tries of one message before it is parked on the dead-letter subject.
-    historian_max_deliveries: int = Field(default=10, gt=1)
     historian_retry_max_backoff_s: float = Field(default=30.0, gt=0)
