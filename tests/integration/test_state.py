@@ -10,7 +10,7 @@ import pytest
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
-from twinstack.common.nats import Backbone, message_headers, telemetry_subject
+from twinstack.common.nats import TELEMETRY_STREAM, Backbone, message_headers, telemetry_subject
 from twinstack.state.service import StateApp
 from twinstack.state.settings import StateSettings
 
@@ -67,6 +67,25 @@ async def test_state_follows_the_stream_and_ignores_late_samples(
     assert current.reported["pressure"].value.double_value == 2.0, "but a new field is taken"
     assert current.last_seen_time.seconds == 110
     assert current.revision > 0
+
+
+async def test_bad_messages_do_not_block_good_ones(
+    state: state_pb2_grpc.StateServiceAsyncStub, backbone: Backbone, eventually: Any
+) -> None:
+    await backbone.js.publish("tel.0.junk", b"\x00\xffnot protobuf")
+    bad_id = events_pb2.TelemetryBatch(twin_id="bad id.>")
+    bad_id.samples.add(fields={"temp": types_pb2.Value(double_value=1.0)}).time.FromSeconds(5)
+    await backbone.js.publish("tel.0.x", bad_id.SerializeToString())
+    await publish(backbone, "pump-2", (100, {"temp": 7.0}))
+    current = await eventually(lambda: get(state, "pump-2"), lambda s: s is not None)
+    assert current.reported["temp"].value.double_value == 7.0
+
+    async def unacknowledged() -> int:
+        info = await backbone.js.consumer_info(TELEMETRY_STREAM, "state")
+        return int(info.num_ack_pending or 0) + int(info.num_redelivered or 0)
+
+    # Every message was settled at once: none waits for a redelivery that would fail again.
+    await eventually(unacknowledged, lambda n: n == 0, timeout_s=10)
 
 
 async def test_unknown_and_invalid_twins(

@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
+from twinstack.common.ids import TWIN_ID_PATTERN
 from twinstack.common.nats import TELEMETRY_STREAM, read_document, telemetry_partition_filter
 from twinstack.state.live import merge
 
@@ -69,6 +70,11 @@ class StateUpdater:
             except DecodeError:
                 # The historian parks undecodable messages; here they carry no state.
                 logger.error("undecodable telemetry message", extra={"subject": message.subject})
+                continue
+            if not TWIN_ID_PATTERN.fullmatch(batch.twin_id):
+                # Only a publisher that bypassed ingestion can send this; it must not block
+                # the batch it came with, and it is no valid KV key.
+                logger.error("telemetry for an invalid twin id", extra={"subject": message.subject})
                 continue
             by_twin[batch.twin_id].append(batch)
         await asyncio.gather(
