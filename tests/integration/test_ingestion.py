@@ -217,6 +217,8 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
             "evt.ingestion.deadletter.nan-1": 1,
             "evt.ingestion.deadletter.pump-9": 1,
         }
+        info = await backbone.js.consumer_info(TELEMETRY_STREAM, "historian")
+        assert info.num_ack_pending == 0, "poison is settled, not left for redelivery"
 
 
 async def test_influxdb_outage_loses_nothing(
