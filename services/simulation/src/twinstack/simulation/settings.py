@@ -15,6 +15,6 @@ class SimulationSettings(ServiceSettings):
     # CPUs of the local Ray; ignored with ray_address.
     ray_num_cpus: int | None = Field(default=None, gt=0)
     # Scenarios per Ray task: enough work per task that Ray's per-task cost stays small.
-    scenarios_per_task: int = Field(default=8192, gt=0)
+    scenarios_per_task: int = Field(default=65_536, gt=0)
     max_scenarios: int = Field(default=10_000_000, gt=0)
     max_steps: int = Field(default=1_000_000, gt=0)
