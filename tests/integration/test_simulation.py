@@ -71,3 +71,22 @@ async def test_invalid_sweeps_get_details(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = [v.field for v in details_of(raised.value)[1].field_violations]
     assert fields == ["model", "scenario_count", "horizon_s"]
+
+
+async def test_a_sweep_past_its_deadline_frees_the_cluster(
+    simulation: simulation_pb2_grpc.SimulationServiceAsyncStub, eventually: Any
+) -> None:
+    import ray
+
+    long_sweep = simulation_pb2.RunSweepRequest(
+        model="pump_thermal", scenario_count=1_000_000, horizon_s=360_000.0, step_s=1.0
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await simulation.RunSweep(long_sweep, timeout=1.0)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    async def idle_cpus() -> float:
+        return float(ray.available_resources().get("CPU", 0.0))
+
+    # The whole sweep is over a minute of work on 2 CPUs; cancelled, they are free in seconds.
+    await eventually(idle_cpus, lambda cpus: cpus == 2.0, timeout_s=15)

@@ -6,6 +6,7 @@ the caller gets the KPI distributions.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ def summarize(model: BuiltinModel, kpis: FloatArray) -> list[KpiStats]:
     return stats
 
 
-@ray.remote(max_retries=3)
+@ray.remote(max_retries=3)  # type: ignore[untyped-decorator]
 def run_chunk(model_name: str, params: FloatArray, steps: int, dt_s: float) -> FloatArray:
     """One Ray task: the kernel over one chunk of scenarios. Retried if its worker dies."""
     return BUILTIN_MODELS[model_name].run(params, steps, dt_s)
@@ -129,7 +130,14 @@ async def run_sweep(spec: SweepSpec, model: BuiltinModel, scenarios_per_task: in
         )
         for start in bounds
     ]
-    chunks = [await ref for ref in refs]
+    try:
+        chunks = [await ref for ref in refs]
+    except asyncio.CancelledError:
+        # The caller went away (cancelled, or past its deadline): free the cluster. force=True
+        # because a running numba kernel cannot be interrupted, only its worker stopped.
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
     kpis = np.concatenate(chunks, axis=1)
     return SweepResult(
         scenario_count=spec.scenario_count, task_count=len(refs), kpis=summarize(model, kpis)
