@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 
+from twinstack.common.nats import TELEMETRY_STREAM, telemetry_partition_filter
 from twinstack.common.tracing import context_from_headers
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,20 @@ class PullConsumerSettings:
     ack_wait_s: float = 60.0
     # Pause after a failed fetch, so a lost connection is not hammered.
     retry_pause_s: float = 1.0
+
+    @classmethod
+    def for_telemetry(
+        cls, durable: str, *, fetch_messages: int, fetch_timeout_s: float, ack_wait_s: float
+    ) -> PullConsumerSettings:
+        """A consumer of every partition of the TELEMETRY stream."""
+        return cls(
+            stream=TELEMETRY_STREAM,
+            subject=telemetry_partition_filter(),
+            durable=durable,
+            fetch_messages=fetch_messages,
+            fetch_timeout_s=fetch_timeout_s,
+            ack_wait_s=ack_wait_s,
+        )
 
 
 class PullConsumer:

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import random
-from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -25,12 +24,7 @@ from opentelemetry import metrics
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
 from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore
-from twinstack.common.nats import (
-    TELEMETRY_STREAM,
-    event_subject,
-    message_headers,
-    telemetry_partition_filter,
-)
+from twinstack.common.nats import event_subject, message_headers
 from twinstack.common.values import to_python
 
 logger = logging.getLogger(__name__)
@@ -68,34 +62,28 @@ def influx_points(batch: events_pb2.TelemetryBatch) -> list[InfluxPoint]:
     return points
 
 
-@dataclass(frozen=True)
-class HistorianConfig:
-    durable: str = "historian"
-    fetch_messages: int = 256
-    fetch_timeout_s: float = 1.0
-    ack_wait_s: float = 60.0
-    max_backoff_s: float = 30.0
-
-
 class Historian:
-    """Consumes the TELEMETRY stream into InfluxDB until stopped."""
+    """Consumes the TELEMETRY stream into InfluxDB until stopped.
 
-    def __init__(self, js: JetStreamContext, store: InfluxStore, config: HistorianConfig) -> None:
+    Args:
+        js: JetStream.
+        store: Where points go.
+        consumer: The durable consumer to read with.
+        max_backoff_s: Longest wait between retries of a failed write.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: InfluxStore,
+        consumer: PullConsumerSettings,
+        *,
+        max_backoff_s: float = 30.0,
+    ) -> None:
         self._js = js
         self._store = store
-        self._config = config
-        self._consumer = PullConsumer(
-            js,
-            PullConsumerSettings(
-                stream=TELEMETRY_STREAM,
-                subject=telemetry_partition_filter(),
-                durable=config.durable,
-                fetch_messages=config.fetch_messages,
-                fetch_timeout_s=config.fetch_timeout_s,
-                ack_wait_s=config.ack_wait_s,
-            ),
-            self._persist,
-        )
+        self._max_backoff_s = max_backoff_s
+        self._consumer = PullConsumer(js, consumer, self._persist)
         self._failures = 0
 
     async def start(self) -> None:
@@ -160,11 +148,9 @@ class Historian:
 
     async def _backoff(self, retry_after_s: float | None) -> None:
         self._failures += 1
-        exponential = min(self._config.max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
+        exponential = min(self._max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
         delay_s = retry_after_s if retry_after_s is not None else exponential
-        await self._consumer.pause(
-            min(delay_s, self._config.max_backoff_s) * random.uniform(0.8, 1.2)
-        )
+        await self._consumer.pause(min(delay_s, self._max_backoff_s) * random.uniform(0.8, 1.2))
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
         twin_id = message.subject.rsplit(".", 1)[-1] or "unknown"

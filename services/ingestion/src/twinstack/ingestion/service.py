@@ -9,12 +9,13 @@ from collections.abc import Sequence
 import grpc
 
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.directory import TwinDirectory
 from twinstack.common.ids import TWIN_ID_PATTERN
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import REGISTRY_TWINS_BUCKET, Backbone, key_value
 from twinstack.ingestion.batching import check_points, check_size, group_by_twin
-from twinstack.ingestion.historian import Historian, HistorianConfig
+from twinstack.ingestion.historian import Historian
 from twinstack.ingestion.publisher import TelemetryPublisher
 from twinstack.ingestion.settings import IngestionSettings
 
@@ -66,7 +67,7 @@ class IngestionApp:
         self._directory: TwinDirectory | None = None
         self._publisher: TelemetryPublisher | None = None
         self._store: InfluxStore | None = None
-        self.historian: Historian | None = None
+        self._historian: Historian | None = None
 
     async def start(self) -> None:
         settings = self._settings
@@ -82,18 +83,18 @@ class IngestionApp:
         if settings.historian_enabled:
             self._store = InfluxStore.from_settings(settings)
             await self._store.connect()
-            self.historian = Historian(
+            self._historian = Historian(
                 self._backbone.js,
                 self._store,
-                HistorianConfig(
-                    durable=settings.historian_durable,
+                PullConsumerSettings.for_telemetry(
+                    settings.historian_durable,
                     fetch_messages=settings.historian_fetch_messages,
                     fetch_timeout_s=settings.historian_fetch_timeout_s,
                     ack_wait_s=settings.historian_ack_wait_s,
-                    max_backoff_s=settings.historian_retry_max_backoff_s,
                 ),
+                max_backoff_s=settings.historian_retry_max_backoff_s,
             )
-            await self.historian.start()
+            await self._historian.start()
 
     def register(self, server: grpc.aio.Server) -> None:
         assert self._directory is not None, "start() first"
@@ -103,8 +104,8 @@ class IngestionApp:
         )
 
     async def stop(self) -> None:
-        if self.historian is not None:
-            await self.historian.stop()
+        if self._historian is not None:
+            await self._historian.stop()
         if self._directory is not None:
             await self._directory.stop()
         if self._store is not None:

@@ -8,11 +8,12 @@ import grpc
 from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.errors import NotFoundError
 from twinstack.common.ids import require_twin_id
 from twinstack.common.nats import STATE_TWINS_BUCKET, Backbone, key_value
 from twinstack.state.settings import StateSettings
-from twinstack.state.updater import StateUpdater, UpdaterConfig, read_state
+from twinstack.state.updater import StateUpdater, read_state
 
 SERVICE_NAME = state_pb2.DESCRIPTOR.services_by_name["StateService"].full_name
 STATE_RESOURCE = "twinstack.io/TwinState"
@@ -54,8 +55,8 @@ class StateApp:
         self._updater = StateUpdater(
             self._backbone.js,
             self._bucket,
-            UpdaterConfig(
-                durable=settings.state_durable,
+            PullConsumerSettings.for_telemetry(
+                settings.state_durable,
                 fetch_messages=settings.state_fetch_messages,
                 fetch_timeout_s=settings.state_fetch_timeout_s,
                 ack_wait_s=settings.state_ack_wait_s,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -22,7 +21,7 @@ from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
 from twinstack.common.ids import TWIN_ID_PATTERN
-from twinstack.common.nats import TELEMETRY_STREAM, read_document, telemetry_partition_filter
+from twinstack.common.nats import read_document
 from twinstack.state.live import merge
 
 logger = logging.getLogger(__name__)
@@ -30,31 +29,14 @@ logger = logging.getLogger(__name__)
 _MAX_CAS_ATTEMPTS = 20
 
 
-@dataclass(frozen=True)
-class UpdaterConfig:
-    durable: str = "state"
-    fetch_messages: int = 512
-    fetch_timeout_s: float = 0.5
-    ack_wait_s: float = 30.0
-
-
 class StateUpdater:
     """Consumes the TELEMETRY stream into the twins' state documents until stopped."""
 
-    def __init__(self, js: JetStreamContext, bucket: KeyValue, config: UpdaterConfig) -> None:
+    def __init__(
+        self, js: JetStreamContext, bucket: KeyValue, consumer: PullConsumerSettings
+    ) -> None:
         self._bucket = bucket
-        self._consumer = PullConsumer(
-            js,
-            PullConsumerSettings(
-                stream=TELEMETRY_STREAM,
-                subject=telemetry_partition_filter(),
-                durable=config.durable,
-                fetch_messages=config.fetch_messages,
-                fetch_timeout_s=config.fetch_timeout_s,
-                ack_wait_s=config.ack_wait_s,
-            ),
-            self._apply,
-        )
+        self._consumer = PullConsumer(js, consumer, self._apply)
 
     async def start(self) -> None:
         await self._consumer.start()
