@@ -287,7 +287,11 @@ class GrpcServer:
 async def serve(settings: ServiceSettings, service: Service, *, name: str) -> None:
     """Runs ``service`` until SIGTERM or SIGINT, then shuts it down gracefully."""
     configure_logging(settings.log_level, settings.log_format, service=name)
-    configure_tracing(name, settings.otel_exporter_otlp_endpoint)
+    configure_tracing(
+        name,
+        settings.otel_exporter_otlp_endpoint,
+        export_timeout_s=settings.otel_export_timeout_s,
+    )
     server = GrpcServer(settings, service)
     stopping = asyncio.Event()
     try:

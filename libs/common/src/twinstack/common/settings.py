@@ -53,6 +53,7 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     otel_exporter_otlp_endpoint: str | None = None
+    otel_export_timeout_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _tls_files_come_in_pairs(self) -> ServiceSettings:

@@ -11,8 +11,14 @@ from collections.abc import Mapping
 from opentelemetry import context, metrics, propagate, trace
 
 
-def configure_tracing(service_name: str, otlp_endpoint: str | None) -> None:
-    """Installs OTLP exporting trace and meter providers when an endpoint is given."""
+def configure_tracing(
+    service_name: str, otlp_endpoint: str | None, *, export_timeout_s: float = 2.0
+) -> None:
+    """Installs OTLP exporting trace and meter providers when an endpoint is given.
+
+    ``export_timeout_s`` bounds every export, retries included, so that a collector that is
+    down can delay a service's shutdown by that much and no more.
+    """
     if not otlp_endpoint:
         return
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -25,9 +31,13 @@ def configure_tracing(service_name: str, otlp_endpoint: str | None) -> None:
 
     resource = Resource.create({"service.name": service_name})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(otlp_endpoint)))
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(otlp_endpoint, timeout=export_timeout_s))
+    )
     trace.set_tracer_provider(tracer_provider)
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter(otlp_endpoint))
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(otlp_endpoint, timeout=export_timeout_s)
+    )
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
