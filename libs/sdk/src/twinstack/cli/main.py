@@ -92,7 +92,9 @@ def up(
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
     feeder: SensorFeeder | None = None
-    client = TwinstackClient()
+    client = TwinstackClient(
+        Endpoints(**{name: service.target for name, service in platform.services.items()})
+    )
     try:
         if feed:
             ensure_example_twins(client)
