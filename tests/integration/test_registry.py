@@ -12,6 +12,7 @@ import pytest
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
+from twinstack.devstack import NatsServer
 from twinstack.registry.service import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
@@ -99,3 +100,40 @@ async def test_bad_twins_are_rejected_with_the_field(
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="ok-1"))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_registry_survives_a_nats_server_restart(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    nats_server: NatsServer,
+    eventually: Any,
+    details_of: Any,
+) -> None:
+    """While NATS is down, calls fail clearly (UNAVAILABLE, retry later); once it is back on
+    the same storage, the registry reconnects by itself and nothing was lost."""
+    settings = RegistrySettings(**infra_settings, nats_request_timeout_s=1.0)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("before-1")))
+
+        nats_server.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="before-1"), timeout=30)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        info, retry = details_of(raised.value)
+        assert info.reason == "DEPENDENCY_UNAVAILABLE"
+        assert retry.retry_delay.seconds >= 1
+        nats_server.start()
+
+        async def create_after() -> bool:
+            try:
+                await registry.CreateTwin(
+                    registry_pb2.CreateTwinRequest(twin=twin("after-1")), timeout=5
+                )
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        await eventually(create_after, timeout_s=30, interval_s=0.2)
+        kept = await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="before-1"))
+        assert kept.twin.id == "before-1", "JetStream storage survived the restart"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import nats
+import nats.errors
+import nats.js.errors
 from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -37,6 +39,19 @@ TELEMETRY_STREAM = "TELEMETRY"
 EVENTS_STREAM = "EVENTS"
 REGISTRY_TWINS_BUCKET = "registry_twins"
 STATE_TWINS_BUCKET = "state_twins"
+
+# Failures to reach NATS, as opposed to answers from it: a retry later can succeed.
+NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.NoServersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 # JetStream's error code for "stream name already in use with a different configuration".

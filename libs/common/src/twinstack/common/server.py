@@ -28,10 +28,12 @@ from opentelemetry import metrics, trace
 
 from twinstack.common.errors import (
     TwinstackError,
+    UnavailableError,
     internal_status,
     to_grpc_status,
 )
 from twinstack.common.logs import configure_logging
+from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
 from twinstack.common.settings import ServiceSettings
 from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
 
@@ -133,10 +135,13 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
                 async with _rich_statuses(method, context):
                     budget = context.time_remaining()
+                    scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
-                        async with asyncio.timeout(default_deadline_s if budget is None else None):
+                        async with scope:
                             return await behavior(request, context)
                     except TimeoutError:
+                        if not scope.expired():
+                            raise  # a timeout of a dependency, not of this call
                         await context.abort(
                             grpc.StatusCode.DEADLINE_EXCEEDED,
                             f"no answer within the default deadline of {default_deadline_s} s",
@@ -173,6 +178,10 @@ async def _rich_statuses(
     except TwinstackError as error:
         code = error.code
         await context.abort_with_status(to_grpc_status(error.to_status()))
+    except NATS_UNAVAILABLE_ERRORS as error:
+        unavailable = UnavailableError(f"NATS is unavailable ({type(error).__name__}); retry later")
+        code = unavailable.code
+        await context.abort_with_status(to_grpc_status(unavailable.to_status()))
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
         raise

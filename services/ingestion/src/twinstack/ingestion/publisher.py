@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from nats.errors import ConnectionClosedError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
 from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.errors import ResourceExhaustedError, UnavailableError
-from twinstack.common.nats import TELEMETRY_STREAM, message_headers, telemetry_subject
+from twinstack.common.nats import (
+    NATS_UNAVAILABLE_ERRORS,
+    TELEMETRY_STREAM,
+    message_headers,
+    telemetry_subject,
+)
 from twinstack.ingestion.batching import dedup_id
 
 _POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
@@ -76,12 +78,7 @@ class TelemetryPublisher:
                 stream=TELEMETRY_STREAM,
                 headers=message_headers(msg_id),
             )
-        except (
-            NatsTimeoutError,
-            NoStreamResponseError,
-            NoRespondersError,
-            ConnectionClosedError,
-        ) as error:
+        except NATS_UNAVAILABLE_ERRORS as error:
             raise UnavailableError(f"telemetry stream did not acknowledge: {error!r}") from error
         finally:
             self._slots.release()
