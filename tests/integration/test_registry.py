@@ -137,3 +137,200 @@ async def test_registry_survives_a_nats_server_restart(
         await eventually(create_after, timeout_s=30, interval_s=0.2)
         kept = await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="before-1"))
         assert kept.twin.id == "before-1", "JetStream storage survived the restart"
+
+
+async def test_fifty_conditional_writers_one_winner_per_revision_no_lost_update(
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub, details_of: Any
+) -> None:
+    created = await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("hot-1", n=0.0)))
+    winners: list[tuple[int, int]] = []  # (revision the winner expected, revision it produced)
+    losers: list[tuple[int, grpc.aio.AioRpcError]] = []  # (revision expected, the refusal)
+
+    async def writer() -> None:
+        while True:
+            current = (await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="hot-1"))).twin
+            count = current.properties["n"].double_value
+            try:
+                updated = await registry.UpdateTwin(
+                    registry_pb2.UpdateTwinRequest(
+                        twin_id="hot-1",
+                        set_properties={"n": types_pb2.Value(double_value=count + 1)},
+                        expected_revision=current.revision,
+                    )
+                )
+            except grpc.aio.AioRpcError as error:
+                losers.append((current.revision, error))
+                continue
+            winners.append((current.revision, updated.twin.revision))
+            return
+
+    await asyncio.gather(*(writer() for _ in range(50)))
+    final = (await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="hot-1"))).twin
+    assert final.properties["n"].double_value == 50.0, "no increment was lost"
+    expected_revisions = [expected for expected, _ in winners]
+    assert len(set(expected_revisions)) == 50, "exactly one winner per revision"
+    chain = sorted(winners)
+    assert chain[0][0] == created.twin.revision
+    assert all(chain[i][1] == chain[i + 1][0] for i in range(49)), "each win builds on the last"
+    assert losers, "the writers really did race"
+    for expected, refusal in losers:
+        assert refusal.code() == grpc.StatusCode.ABORTED
+        mismatch = details_of(refusal)[1]
+        assert mismatch.expected_revision == expected
+        assert mismatch.current_revision > expected
+
+
+async def test_unconditional_patches_never_lose_each_other(
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub,
+) -> None:
+    await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("busy-1")))
+    await asyncio.gather(
+        *(
+            registry.UpdateTwin(
+                registry_pb2.UpdateTwinRequest(
+                    twin_id="busy-1", set_properties={f"p{i}": types_pb2.Value(int_value=i)}
+                )
+            )
+            for i in range(30)
+        )
+    )
+    final = (await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="busy-1"))).twin
+    assert {name: value.int_value for name, value in final.properties.items()} == {
+        f"p{i}": i for i in range(30)
+    }
+
+
+async def test_patch_delete_and_their_events(
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub, backbone: Backbone, details_of: Any
+) -> None:
+    created = (
+        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-5", a=1.0, b=2.0)))
+    ).twin
+    updated = (
+        await registry.UpdateTwin(
+            registry_pb2.UpdateTwinRequest(
+                twin_id="pump-5",
+                set_properties={"a": types_pb2.Value(double_value=10.0)},
+                remove_properties=["b"],
+                expected_revision=created.revision,
+            )
+        )
+    ).twin
+    assert dict(updated.properties) == {"a": types_pb2.Value(double_value=10.0)}
+    assert updated.revision > created.revision
+    assert updated.create_time == created.create_time
+    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.registry.twin.pump-5")
+    changed = events_pb2.TwinChangedEvent.FromString(event.data or b"")
+    assert (changed.kind, changed.revision) == (events_pb2.CHANGE_KIND_UPDATED, updated.revision)
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await registry.DeleteTwin(
+            registry_pb2.DeleteTwinRequest(twin_id="pump-5", expected_revision=created.revision)
+        )
+    assert raised.value.code() == grpc.StatusCode.ABORTED
+    assert details_of(raised.value)[1].current_revision == updated.revision
+
+    deleted = await registry.DeleteTwin(
+        registry_pb2.DeleteTwinRequest(twin_id="pump-5", expected_revision=updated.revision)
+    )
+    assert deleted.revision > updated.revision
+    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.registry.twin.pump-5")
+    changed = events_pb2.TwinChangedEvent.FromString(event.data or b"")
+    assert (changed.kind, changed.revision) == (events_pb2.CHANGE_KIND_DELETED, deleted.revision)
+    for call in (
+        registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="pump-5")),
+        registry.DeleteTwin(registry_pb2.DeleteTwinRequest(twin_id="pump-5")),
+        registry.UpdateTwin(
+            registry_pb2.UpdateTwinRequest(
+                twin_id="pump-5", set_properties={"a": types_pb2.Value(double_value=1.0)}
+            )
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+    again = await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-5")))
+    assert again.twin.revision > deleted.revision, "a deleted id can be created again"
+
+
+def patch(
+    twin_id: str = "pump-6", remove: tuple[str, ...] = (), **values: types_pb2.Value
+) -> registry_pb2.UpdateTwinRequest:
+    return registry_pb2.UpdateTwinRequest(
+        twin_id=twin_id, set_properties=values, remove_properties=remove
+    )
+
+
+ONE = types_pb2.Value(int_value=1)
+NAN = types_pb2.Value(double_value=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("bad_patch", "field"),
+    [
+        (patch(), "set_properties"),
+        (patch(remove=("bad name",)), "remove_properties[0]"),
+        (patch(a=NAN), "set_properties['a']"),
+        (patch(remove=("a",), a=ONE), "remove_properties[0]"),
+        (patch("pump.6", a=ONE), "twin_id"),
+    ],
+)
+async def test_bad_patches_change_nothing(
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub,
+    details_of: Any,
+    bad_patch: registry_pb2.UpdateTwinRequest,
+    field: str,
+) -> None:
+    created = (
+        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-6", a=1.0)))
+    ).twin
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await registry.UpdateTwin(bad_patch)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in [v.field for v in details_of(raised.value)[1].field_violations]
+    unchanged = (await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="pump-6"))).twin
+    assert unchanged == created
+
+
+async def test_list_pages_in_id_order_and_reads_its_own_writes(
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub, details_of: Any
+) -> None:
+    ids = [f"line-{i:02d}" for i in range(25)]
+    last_revision = 0
+    for twin_id in reversed(ids):
+        created = await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin(twin_id)))
+        last_revision = created.twin.revision
+
+    listed: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        response = await registry.ListTwins(
+            registry_pb2.ListTwinsRequest(
+                page=types_pb2.PageRequest(page_size=10, page_token=token),
+                min_revision=last_revision,
+            )
+        )
+        listed.extend(t.id for t in response.twins)
+        pages += 1
+        token = response.page.next_page_token
+        if not token:
+            break
+    assert listed == ids
+    assert pages == 3
+
+    deleted = await registry.DeleteTwin(registry_pb2.DeleteTwinRequest(twin_id="line-00"))
+    after_delete = await registry.ListTwins(
+        registry_pb2.ListTwinsRequest(min_revision=deleted.revision)
+    )
+    assert [t.id for t in after_delete.twins] == ids[1:]
+
+    for page, field in [
+        (types_pb2.PageRequest(page_size=-1), "page.page_size"),
+        (types_pb2.PageRequest(page_token="not-a-token"), "page.page_token"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await registry.ListTwins(registry_pb2.ListTwinsRequest(page=page))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert details_of(raised.value)[1].field_violations[0].field == field

@@ -1,19 +1,24 @@
-"""A read-side view of the registry's twins, for services that must know a twin's model.
+"""A read-side view of the registry's twins: lookups for services that must know a twin's
+model, and the registry's own index for listing.
 
 The registry owns the ``registry_twins`` KV bucket; other services only read it. The view
 follows the bucket with a KV watch, so lookups are in memory, and falls back to a direct read
-for a twin it has not seen yet, so a twin created a moment ago is never reported unknown.
+for a twin it has not seen yet, so a twin created a moment ago is never reported unknown. It
+tracks the highest KV revision it has applied, so a caller can wait until its own write is
+reflected (read-your-write).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 
 from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.errors import UnavailableError
 from twinstack.common.nats import read_document
 
 logger = logging.getLogger(__name__)
@@ -26,8 +31,13 @@ class TwinDirectory:
         self._bucket = bucket
         self._twins: dict[str, registry_pb2.Twin] = {}
         self._watch_task: asyncio.Task[None] | None = None
-        # Lookups are cached only while the watch keeps the cache current.
-        self._cache = True
+        # True while the watch keeps the view current; lookups are cached only then.
+        self._following = True
+        # Highest KV revision applied; the initial values end at the bucket's last revision.
+        self._revision = 0
+        self._changed = asyncio.Condition()
+        self._loaded = asyncio.Event()
+        self._sorted_ids: list[str] | None = None
 
     async def start(self) -> None:
         watcher = await self._bucket.watchall()
@@ -43,19 +53,29 @@ class TwinDirectory:
         try:
             async for entry in watcher:
                 if entry is None:  # end of the initial values
+                    self._loaded.set()
                     continue
                 if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    self._twins.pop(entry.key, None)
-                    continue
-                twin = registry_pb2.Twin.FromString(entry.value)
-                twin.revision = entry.revision or 0
-                self._twins[entry.key] = twin
+                    if self._twins.pop(entry.key, None) is not None:
+                        self._sorted_ids = None
+                else:
+                    twin = registry_pb2.Twin.FromString(entry.value)
+                    twin.revision = entry.revision or 0
+                    if entry.key not in self._twins:
+                        self._sorted_ids = None
+                    self._twins[entry.key] = twin
+                self._revision = max(self._revision, entry.revision or 0)
+                async with self._changed:
+                    self._changed.notify_all()
         except Exception:
-            # Without the watch, cached twins could go stale: drop them all and serve every
-            # lookup from the bucket itself.
+            # Without the watch, the view could go stale: drop it, serve lookups from the
+            # bucket itself, and refuse listings.
             logger.exception("twin directory watch ended; reading the bucket directly from now")
+            self._following = False
             self._twins.clear()
-            self._cache = False
+            self._sorted_ids = None
+            async with self._changed:
+                self._changed.notify_all()
 
     async def get(self, twin_id: str) -> registry_pb2.Twin | None:
         """The twin, or None if the registry has no twin with that id."""
@@ -69,6 +89,30 @@ class TwinDirectory:
         twin.revision = revision
         cached = self._twins.get(twin_id)
         # The watch may have delivered a newer revision while the read was in flight.
-        if self._cache and (cached is None or cached.revision < twin.revision):
+        if self._following and (cached is None or cached.revision < twin.revision):
+            if cached is None:
+                self._sorted_ids = None
             self._twins[twin_id] = twin
         return twin
+
+    async def wait_for_revision(self, revision: int) -> None:
+        """Returns once every change up to ``revision`` is reflected (callers bound the wait)."""
+        await self._loaded.wait()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._revision >= revision or not self._following)
+        self._require_following()
+
+    async def page(self, after_id: str, limit: int) -> tuple[list[registry_pb2.Twin], bool]:
+        """Up to ``limit`` twins after ``after_id`` in id order, and whether more follow."""
+        await self._loaded.wait()
+        self._require_following()
+        if self._sorted_ids is None:
+            self._sorted_ids = sorted(self._twins)
+        ids = self._sorted_ids
+        start = bisect.bisect_right(ids, after_id)
+        chunk = ids[start : start + limit]
+        return [self._twins[twin_id] for twin_id in chunk], start + limit < len(ids)
+
+    def _require_following(self) -> None:
+        if not self._following:
+            raise UnavailableError("the registry's twin index lost its watch; retry later")

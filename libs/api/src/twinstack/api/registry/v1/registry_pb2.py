@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from twinstack.api.common.v1 import types_pb2 as twinstack_dot_api_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(twinstack/api/registry/v1/registry.proto\x12\x19twinstack.api.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#twinstack/api/common/v1/types.proto\"\xb0\x02\n\x04Twin\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x43\n\nproperties\x18\x03 \x03(\x0b\x32/.twinstack.api.registry.v1.Twin.PropertiesEntry\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aQ\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"B\n\x11\x43reateTwinRequest\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"C\n\x12\x43reateTwinResponse\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"!\n\x0eGetTwinRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\"@\n\x0fGetTwinResponse\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin2\xde\x01\n\x0fRegistryService\x12i\n\nCreateTwin\x12,.twinstack.api.registry.v1.CreateTwinRequest\x1a-.twinstack.api.registry.v1.CreateTwinResponse\x12`\n\x07GetTwin\x12).twinstack.api.registry.v1.GetTwinRequest\x1a*.twinstack.api.registry.v1.GetTwinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(twinstack/api/registry/v1/registry.proto\x12\x19twinstack.api.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#twinstack/api/common/v1/types.proto\"\xb0\x02\n\x04Twin\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x43\n\nproperties\x18\x03 \x03(\x0b\x32/.twinstack.api.registry.v1.Twin.PropertiesEntry\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aQ\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"B\n\x11\x43reateTwinRequest\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"C\n\x12\x43reateTwinResponse\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"!\n\x0eGetTwinRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\"@\n\x0fGetTwinResponse\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"\x89\x02\n\x11UpdateTwinRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12W\n\x0eset_properties\x18\x02 \x03(\x0b\x32?.twinstack.api.registry.v1.UpdateTwinRequest.SetPropertiesEntry\x12\x19\n\x11remove_properties\x18\x03 \x03(\t\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x04\x1aT\n\x12SetPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"C\n\x12UpdateTwinResponse\x12-\n\x04twin\x18\x01 \x01(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\"?\n\x11\x44\x65leteTwinRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x04\"&\n\x12\x44\x65leteTwinResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\\\n\x10ListTwinsRequest\x12\x32\n\x04page\x18\x01 \x01(\x0b\x32$.twinstack.api.common.v1.PageRequest\x12\x14\n\x0cmin_revision\x18\x02 \x01(\x04\"x\n\x11ListTwinsResponse\x12.\n\x05twins\x18\x01 \x03(\x0b\x32\x1f.twinstack.api.registry.v1.Twin\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32%.twinstack.api.common.v1.PageResponse2\x9c\x04\n\x0fRegistryService\x12i\n\nCreateTwin\x12,.twinstack.api.registry.v1.CreateTwinRequest\x1a-.twinstack.api.registry.v1.CreateTwinResponse\x12`\n\x07GetTwin\x12).twinstack.api.registry.v1.GetTwinRequest\x1a*.twinstack.api.registry.v1.GetTwinResponse\x12i\n\nUpdateTwin\x12,.twinstack.api.registry.v1.UpdateTwinRequest\x1a-.twinstack.api.registry.v1.UpdateTwinResponse\x12i\n\nDeleteTwin\x12,.twinstack.api.registry.v1.DeleteTwinRequest\x1a-.twinstack.api.registry.v1.DeleteTwinResponse\x12\x66\n\tListTwins\x12+.twinstack.api.registry.v1.ListTwinsRequest\x1a,.twinstack.api.registry.v1.ListTwinsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TWIN_PROPERTIESENTRY']._loaded_options = None
   _globals['_TWIN_PROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATETWINREQUEST_SETPROPERTIESENTRY']._loaded_options = None
+  _globals['_UPDATETWINREQUEST_SETPROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_TWIN']._serialized_start=142
   _globals['_TWIN']._serialized_end=446
   _globals['_TWIN_PROPERTIESENTRY']._serialized_start=365
@@ -47,6 +49,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTWINREQUEST']._serialized_end=618
   _globals['_GETTWINRESPONSE']._serialized_start=620
   _globals['_GETTWINRESPONSE']._serialized_end=684
-  _globals['_REGISTRYSERVICE']._serialized_start=687
-  _globals['_REGISTRYSERVICE']._serialized_end=909
+  _globals['_UPDATETWINREQUEST']._serialized_start=687
+  _globals['_UPDATETWINREQUEST']._serialized_end=952
+  _globals['_UPDATETWINREQUEST_SETPROPERTIESENTRY']._serialized_start=868
+  _globals['_UPDATETWINREQUEST_SETPROPERTIESENTRY']._serialized_end=952
+  _globals['_UPDATETWINRESPONSE']._serialized_start=954
+  _globals['_UPDATETWINRESPONSE']._serialized_end=1021
+  _globals['_DELETETWINREQUEST']._serialized_start=1023
+  _globals['_DELETETWINREQUEST']._serialized_end=1086
+  _globals['_DELETETWINRESPONSE']._serialized_start=1088
+  _globals['_DELETETWINRESPONSE']._serialized_end=1126
+  _globals['_LISTTWINSREQUEST']._serialized_start=1128
+  _globals['_LISTTWINSREQUEST']._serialized_end=1220
+  _globals['_LISTTWINSRESPONSE']._serialized_start=1222
+  _globals['_LISTTWINSRESPONSE']._serialized_end=1342
+  _globals['_REGISTRYSERVICE']._serialized_start=1345
+  _globals['_REGISTRYSERVICE']._serialized_end=1885
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,21 @@ class RegistryServiceStub:
                 request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinResponse.FromString,
                 _registered_method=True)
+        self.UpdateTwin = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/UpdateTwin',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinResponse.FromString,
+                _registered_method=True)
+        self.DeleteTwin = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/DeleteTwin',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinResponse.FromString,
+                _registered_method=True)
+        self.ListTwins = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/ListTwins',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -65,6 +80,29 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTwin(self, request, context):
+        """Patches a twin's properties. With expected_revision set, the patch applies only if the twin
+        is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
+        concurrent patches are applied one after the other and none is lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTwin(self, request, context):
+        """Deletes a twin, optionally only at an expected revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTwins(self, request, context):
+        """Lists twins in id order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +115,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetTwin,
                     request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinResponse.SerializeToString,
+            ),
+            'UpdateTwin': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTwin,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinResponse.SerializeToString,
+            ),
+            'DeleteTwin': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTwin,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinResponse.SerializeToString,
+            ),
+            'ListTwins': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTwins,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +187,87 @@ class RegistryService:
             '/twinstack.api.registry.v1.RegistryService/GetTwin',
             twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinRequest.SerializeToString,
             twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetTwinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTwin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/UpdateTwin',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTwin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/DeleteTwin',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTwins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/ListTwins',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.FromString,
             options,
             channel_credentials,
             insecure,

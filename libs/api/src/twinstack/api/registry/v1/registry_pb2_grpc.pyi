@@ -37,6 +37,15 @@ class RegistryServiceStub:
     """Creates a twin. ALREADY_EXISTS if a twin with that id exists."""
     GetTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetTwinRequest, _registry_pb2.GetTwinResponse]
     """Gets a twin by id. NOT_FOUND if there is none."""
+    UpdateTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateTwinRequest, _registry_pb2.UpdateTwinResponse]
+    """Patches a twin's properties. With expected_revision set, the patch applies only if the twin
+    is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
+    concurrent patches are applied one after the other and none is lost.
+    """
+    DeleteTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteTwinRequest, _registry_pb2.DeleteTwinResponse]
+    """Deletes a twin, optionally only at an expected revision."""
+    ListTwins: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListTwinsRequest, _registry_pb2.ListTwinsResponse]
+    """Lists twins in id order, a page at a time."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -47,6 +56,15 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Creates a twin. ALREADY_EXISTS if a twin with that id exists."""
     GetTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetTwinRequest, _registry_pb2.GetTwinResponse]  # type: ignore[assignment]
     """Gets a twin by id. NOT_FOUND if there is none."""
+    UpdateTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateTwinRequest, _registry_pb2.UpdateTwinResponse]  # type: ignore[assignment]
+    """Patches a twin's properties. With expected_revision set, the patch applies only if the twin
+    is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
+    concurrent patches are applied one after the other and none is lost.
+    """
+    DeleteTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteTwinRequest, _registry_pb2.DeleteTwinResponse]  # type: ignore[assignment]
+    """Deletes a twin, optionally only at an expected revision."""
+    ListTwins: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListTwinsRequest, _registry_pb2.ListTwinsResponse]  # type: ignore[assignment]
+    """Lists twins in id order, a page at a time."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns twin models, twins and their relationships."""
@@ -66,5 +84,32 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.GetTwinResponse, _abc.Awaitable[_registry_pb2.GetTwinResponse]]:
         """Gets a twin by id. NOT_FOUND if there is none."""
+
+    @_abc_1.abstractmethod
+    def UpdateTwin(
+        self,
+        request: _registry_pb2.UpdateTwinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateTwinResponse, _abc.Awaitable[_registry_pb2.UpdateTwinResponse]]:
+        """Patches a twin's properties. With expected_revision set, the patch applies only if the twin
+        is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
+        concurrent patches are applied one after the other and none is lost.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteTwin(
+        self,
+        request: _registry_pb2.DeleteTwinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteTwinResponse, _abc.Awaitable[_registry_pb2.DeleteTwinResponse]]:
+        """Deletes a twin, optionally only at an expected revision."""
+
+    @_abc_1.abstractmethod
+    def ListTwins(
+        self,
+        request: _registry_pb2.ListTwinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListTwinsResponse, _abc.Awaitable[_registry_pb2.ListTwinsResponse]]:
+        """Lists twins in id order, a page at a time."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
