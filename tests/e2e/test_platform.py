@@ -69,6 +69,58 @@ def state_of(client: TwinstackClient, twin_id: str) -> float | None:
     return None if reported is None else float(to_python(reported.value))
 
 
+def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
+    """status, demo, state get, twin patch (conditional, then stale), twin list."""
+    cli_env = {
+        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        "TWINSTACK_INFLUX_URL": platform.influx.url,
+    }
+    status = CliRunner().invoke(app, ["status"], env=cli_env)
+    assert status.exit_code == 0, status.output
+    assert status.output.count("SERVING") == 4
+    demo = CliRunner().invoke(app, ["demo", "--points", "50"], env=cli_env)
+    assert demo.exit_code == 0, demo.output
+    for step in ("twin created", "acknowledged", "latest value", "InfluxDB", "sweep"):
+        assert step in demo.output, demo.output
+    state_table = CliRunner().invoke(app, ["state", "get", "press-7"], env=cli_env)
+    assert "159.0" in state_table.output
+    current = client.get_twin("press-7").revision
+    patched = CliRunner().invoke(
+        app,
+        [
+            "twin",
+            "patch",
+            "press-7",
+            "--set",
+            "rated_kw=55",
+            "--expected-revision",
+            str(current),
+        ],
+        env=cli_env,
+    )
+    assert patched.exit_code == 0, patched.output
+    stale = CliRunner().invoke(
+        app,
+        [
+            "twin",
+            "patch",
+            "press-7",
+            "--set",
+            "rated_kw=60",
+            "--expected-revision",
+            str(current),
+        ],
+        env=cli_env,
+    )
+    assert stale.exit_code == 1
+    assert "ABORTED" in stale.output
+    assert "RevisionMismatch" in stale.output
+    listing = CliRunner().invoke(app, ["twin", "list"], env=cli_env)
+    assert "press-7" in listing.output
+    assert "rated_kw=55" in listing.output
+    assert client.get_twin("press-7").properties["rated_kw"].int_value == 55
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "platform"
@@ -103,19 +155,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
                 client.ingest([Point("press-7", {"temperature_c": float("nan")})])
             assert raised.value.code.name == "INVALID_ARGUMENT"
 
-            cli_env = {
-                **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
-                "TWINSTACK_INFLUX_URL": platform.influx.url,
-            }
-            status = CliRunner().invoke(app, ["status"], env=cli_env)
-            assert status.exit_code == 0, status.output
-            assert status.output.count("SERVING") == 4
-            demo = CliRunner().invoke(app, ["demo", "--points", "50"], env=cli_env)
-            assert demo.exit_code == 0, demo.output
-            for step in ("twin created", "acknowledged", "latest value", "InfluxDB", "sweep"):
-                assert step in demo.output, demo.output
-            state_table = CliRunner().invoke(app, ["state", "get", "press-7"], env=cli_env)
-            assert "159.0" in state_table.output
+            walk_with_the_cli(platform, client)
 
             sweep = client.run_sweep(
                 "pump_thermal",
@@ -136,7 +176,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     restarted = start_platform(data_dir, ray_address)
     try:
         with client_for(restarted) as client:
-            assert client.get_twin("press-7").properties["rated_kw"].double_value == 45.0
+            assert client.get_twin("press-7").properties["rated_kw"].int_value == 55
             assert state_of(client, "press-7") == 159.0
             assert influx_count(restarted.influx.url, "press-7") == 120
     finally:

@@ -170,6 +170,70 @@ def twin_get(twin_id: str, token: TokenOption = None) -> None:
     console.print_json(data=MessageToDict(twin))
 
 
+@twin_app.command("patch")
+def twin_patch(
+    twin_id: str,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Property NAME=VALUE")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="Property NAME to remove")] = None,
+    expected_revision: Annotated[
+        int, typer.Option(help="Apply only at this revision (0: any)", min=0)
+    ] = 0,
+    token: TokenOption = None,
+) -> None:
+    """Patch a twin's properties, optionally only at an expected revision."""
+    with _client(token) as client:
+        try:
+            twin = client.update_twin(
+                twin_id,
+                _parse_assignments(set_ or [], "property"),
+                remove or [],
+                expected_revision=expected_revision,
+            )
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(data=MessageToDict(twin))
+
+
+@twin_app.command("delete")
+def twin_delete(
+    twin_id: str,
+    expected_revision: Annotated[
+        int, typer.Option(help="Delete only at this revision (0: any)", min=0)
+    ] = 0,
+    token: TokenOption = None,
+) -> None:
+    """Delete a twin."""
+    with _client(token) as client:
+        try:
+            revision = client.delete_twin(twin_id, expected_revision=expected_revision)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(f"deleted {twin_id} (revision {revision})")
+
+
+@twin_app.command("list")
+def twin_list(
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many")] = 100,
+    token: TokenOption = None,
+) -> None:
+    """List twins in id order."""
+    table = Table(title="twins")
+    for column in ("id", "model", "revision", "properties"):
+        table.add_column(column, justify="right" if column == "revision" else "left")
+    with _client(token) as client:
+        try:
+            for shown, twin in enumerate(client.list_twins(page_size=min(limit, 500))):
+                if shown == limit:
+                    break
+                properties = ", ".join(
+                    f"{name}={to_python(value)}" for name, value in sorted(twin.properties.items())
+                )
+                table.add_row(twin.id, twin.model_id, str(twin.revision), properties)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(table)
+
+
 @app.command()
 def ingest(
     twin_id: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,6 +174,51 @@ class TwinstackClient:
         response = self._call(self._registry.GetTwin, registry_pb2.GetTwinRequest(twin_id=twin_id))
         twin: registry_pb2.Twin = response.twin
         return twin
+
+    def update_twin(
+        self,
+        twin_id: str,
+        set_properties: Mapping[str, Scalar] | None = None,
+        remove_properties: Sequence[str] = (),
+        *,
+        expected_revision: int = 0,
+    ) -> registry_pb2.Twin:
+        """Patches properties; with ``expected_revision``, only if the twin is still at it
+        (``ApiError`` ABORTED with a ``RevisionMismatch`` detail otherwise)."""
+        request = registry_pb2.UpdateTwinRequest(
+            twin_id=twin_id,
+            set_properties={k: from_python(v) for k, v in (set_properties or {}).items()},
+            remove_properties=remove_properties,
+            expected_revision=expected_revision,
+        )
+        response = self._call(self._registry.UpdateTwin, request)
+        updated: registry_pb2.Twin = response.twin
+        return updated
+
+    def delete_twin(self, twin_id: str, *, expected_revision: int = 0) -> int:
+        """Deletes a twin; returns a revision at or after the deletion."""
+        request = registry_pb2.DeleteTwinRequest(
+            twin_id=twin_id, expected_revision=expected_revision
+        )
+        response = self._call(self._registry.DeleteTwin, request)
+        return int(response.revision)
+
+    def list_twins(
+        self, *, page_size: int = 500, min_revision: int = 0
+    ) -> Iterator[registry_pb2.Twin]:
+        """Every twin in id order, fetched a page at a time. ``min_revision`` (a revision one of
+        your writes returned) makes the listing reflect that write."""
+        token = ""
+        while True:
+            request = registry_pb2.ListTwinsRequest(
+                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
+                min_revision=min_revision,
+            )
+            response = self._call(self._registry.ListTwins, request)
+            yield from response.twins
+            token = response.page.next_page_token
+            if not token:
+                return
 
     def ingest(self, points: Iterable[Point]) -> ingestion_pb2.IngestBatchResponse:
         """Ingests points in one batch; returns once all are durable in the stream."""
