@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): every benchmark, each with its in-run baselines."""
 
-from bench import pipeline, simulation
+from bench import pipeline, registry, simulation
 
 if __name__ == "__main__":
+    registry.run()
     pipeline.run()
     simulation.run()
