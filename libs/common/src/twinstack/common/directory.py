@@ -55,15 +55,18 @@ class TwinDirectory:
                 if entry is None:  # end of the initial values
                     self._loaded.set()
                     continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                revision = entry.revision or 0
+                known = self._twins.get(entry.key)
+                # A write the registry already remembered may be newer than this entry.
+                if known is not None and known.revision > revision:
+                    pass
+                elif entry.operation in ("DEL", "PURGE") or not entry.value:
                     if self._twins.pop(entry.key, None) is not None:
                         self._sorted_ids = None
                 else:
                     twin = registry_pb2.Twin.FromString(entry.value)
-                    twin.revision = entry.revision or 0
-                    if entry.key not in self._twins:
-                        self._sorted_ids = None
-                    self._twins[entry.key] = twin
+                    twin.revision = revision
+                    self.remember(twin)
                 self._revision = max(self._revision, entry.revision or 0)
                 async with self._changed:
                     self._changed.notify_all()
@@ -94,6 +97,24 @@ class TwinDirectory:
                 self._sorted_ids = None
             self._twins[twin_id] = twin
         return twin
+
+    def cached(self, twin_id: str) -> registry_pb2.Twin | None:
+        """A copy of the twin as the view holds it (possibly behind the bucket), or None."""
+        twin = self._twins.get(twin_id)
+        if twin is None or not self._following:
+            return None
+        copy = registry_pb2.Twin()
+        copy.CopyFrom(twin)
+        return copy
+
+    def remember(self, twin: registry_pb2.Twin) -> None:
+        """Takes a twin the caller just wrote, unless the view already holds a newer revision."""
+        known = self._twins.get(twin.id)
+        if known is not None and known.revision >= twin.revision:
+            return
+        if known is None:
+            self._sorted_ids = None
+        self._twins[twin.id] = twin
 
     async def wait_for_revision(self, revision: int) -> None:
         """Returns once every change up to ``revision`` is reflected (callers bound the wait)."""

@@ -105,9 +105,11 @@ class RegistryApp:
     async def start(self) -> None:
         self._backbone = await Backbone.connect(self._settings, "twinstack-registry")
         bucket = await key_value(self._backbone.js, REGISTRY_TWINS_BUCKET)
-        self._twins = TwinStore(bucket, self._backbone.js, self._settings.max_properties_per_twin)
         self._index = TwinDirectory(bucket)
         await self._index.start()
+        self._twins = TwinStore(
+            bucket, self._backbone.js, self._settings.max_properties_per_twin, self._index
+        )
 
     def register(self, server: grpc.aio.Server) -> None:
         assert self._twins is not None, "start() first"

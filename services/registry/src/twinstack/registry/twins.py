@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.directory import TwinDirectory
 from twinstack.common.errors import (
     AlreadyExistsError,
     FieldViolation,
@@ -92,10 +93,19 @@ class TwinStore:
     concurrent write is ever lost.
     """
 
-    def __init__(self, bucket: KeyValue, js: JetStreamContext, max_properties: int) -> None:
+    def __init__(
+        self,
+        bucket: KeyValue,
+        js: JetStreamContext,
+        max_properties: int,
+        index: TwinDirectory | None = None,
+    ) -> None:
         self._bucket = bucket
         self._js = js
         self._max_properties = max_properties
+        # The first attempt of a write may start from the index instead of reading the bucket:
+        # the compare-and-set catches a stale copy, and the retry reads the bucket.
+        self._index = index
 
     async def create(self, twin: registry_pb2.Twin) -> registry_pb2.Twin:
         validate_new_twin(twin, self._max_properties)
@@ -117,6 +127,7 @@ class TwinStore:
                 TWIN_RESOURCE, twin.id, f"twin {twin.id!r} already exists"
             ) from error
         stored.revision = revision
+        self._remember(stored)
         await self._publish(stored, events_pb2.CHANGE_KIND_CREATED)
         return stored
 
@@ -134,8 +145,10 @@ class TwinStore:
         """Applies a property patch; see the class for the concurrency rules."""
         require_twin_id(twin_id)
         validate_patch(set_properties, remove_properties)
+        first_attempt = True
         while True:
-            twin, revision = await self._current(twin_id)
+            twin, revision = await self._current(twin_id, expected_revision, first_attempt)
+            first_attempt = False
             self._check_expected(twin_id, expected_revision, revision)
             for name, value in set_properties.items():
                 twin.properties[name].CopyFrom(value)
@@ -156,6 +169,7 @@ class TwinStore:
                 await self._lost_race(twin_id, expected_revision)
                 continue
             twin.revision = new_revision
+            self._remember(twin)
             await self._publish(twin, events_pb2.CHANGE_KIND_UPDATED)
             return twin
 
@@ -179,13 +193,25 @@ class TwinStore:
             await self._publish(twin, events_pb2.CHANGE_KIND_DELETED)
             return twin.revision
 
-    async def _current(self, twin_id: str) -> tuple[registry_pb2.Twin, int]:
+    async def _current(
+        self, twin_id: str, expected_revision: int = 0, may_use_index: bool = False
+    ) -> tuple[registry_pb2.Twin, int]:
+        """The twin and its revision: from the index when allowed and it holds the revision the
+        caller expects (or any, for an unconditional write), else from the bucket."""
+        if may_use_index and self._index is not None:
+            cached = self._index.cached(twin_id)
+            if cached is not None and expected_revision in (0, cached.revision):
+                return cached, cached.revision
         found = await read_document(self._bucket, twin_id, registry_pb2.Twin)
         if found is None:
             raise NotFoundError(TWIN_RESOURCE, twin_id, f"no twin {twin_id!r}")
         twin, revision = found
         twin.revision = revision
         return twin, revision
+
+    def _remember(self, twin: registry_pb2.Twin) -> None:
+        if self._index is not None:
+            self._index.remember(twin)
 
     @staticmethod
     def _check_expected(twin_id: str, expected_revision: int, revision: int) -> None:
