@@ -19,5 +19,6 @@ class IngestionSettings(ServiceSettings):
     historian_durable: str = "historian"
     historian_fetch_messages: int = Field(default=256, gt=0)
     historian_fetch_timeout_s: float = Field(default=1.0, gt=0)
-    historian_ack_wait_s: float = Field(default=60.0, gt=0)
+    # Redelivery after a crash waits this long; an InfluxDB write is bounded by influx_timeout_s.
+    historian_ack_wait_s: float = Field(default=30.0, gt=0)
     historian_retry_max_backoff_s: float = Field(default=30.0, gt=0)
