@@ -118,14 +118,15 @@ class Historian:
         await self._ack(decoded)
 
     async def _persist_one_by_one(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
-        for message, points in decoded:
+        for index, (message, points) in enumerate(decoded):
             try:
                 await self._store.write(points)
             except InfluxError as error:
                 if error.retryable:
-                    await self._retry_later([(message, points)], error)
-                else:
-                    await self._dead_letter(message, f"InfluxDB rejected the points: {error}")
+                    # InfluxDB went away meanwhile: the rest waits out one backoff together.
+                    await self._retry_later(decoded[index:], error)
+                    return
+                await self._dead_letter(message, f"InfluxDB rejected the points: {error}")
                 continue
             await self._ack([(message, points)])
 
