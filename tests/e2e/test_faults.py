@@ -34,16 +34,12 @@ def stored_count(url: str) -> int:
     return asyncio.run(count())
 
 
-def ingest_until_acknowledged(client: TwinstackClient, points: list[Point]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.ingest(points)
-            return
-        except ApiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)  # the client's retry backoff, not a synchronisation
+def acknowledged(client: TwinstackClient, points: list[Point]) -> bool:
+    try:
+        client.ingest(points)
+    except ApiError:
+        return False
+    return True
 
 
 def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
@@ -65,7 +61,10 @@ def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
             client.ingest(batch(0, 2000))  # 20,000 points acknowledged
             platform.services["ingestion"].process.kill()  # SIGKILL while they are written
             platform.services["ingestion"].process.start(timeout_s=60)
-            ingest_until_acknowledged(client, batch(2000, 500))
+            late = batch(2000, 500)
+            wait_until(
+                lambda: acknowledged(client, late), timeout_s=60, interval_s=0.2, what="ingest"
+            )
             wait_until(
                 lambda: stored_count(platform.influx.url) >= TWINS * 2500,
                 timeout_s=60,

@@ -59,17 +59,19 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
         refusals: list[grpc.StatusCode] = []
         outage_seen = asyncio.Event()
 
+        async def acknowledged(number: int) -> bool:
+            try:
+                await ingestion.IngestBatch(batch(number), timeout=5)
+            except grpc.aio.AioRpcError as error:
+                refusals.append(error.code())
+                outage_seen.set()
+                return False
+            return True
+
         async def produce() -> None:
             """Sends every batch until it is acknowledged, as a careful client does."""
             for number in range(BATCHES):
-                while True:
-                    try:
-                        await ingestion.IngestBatch(batch(number), timeout=5)
-                        break
-                    except grpc.aio.AioRpcError as error:
-                        refusals.append(error.code())
-                        outage_seen.set()
-                        await asyncio.sleep(0.1)  # the client's retry backoff, not a sync
+                await eventually(lambda n=number: acknowledged(n), timeout_s=60, interval_s=0.1)
 
         producer = asyncio.create_task(produce())
         store = InfluxStore(influxd.url, influx_database)
