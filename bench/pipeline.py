@@ -26,6 +26,7 @@ from twinstack.common.influx import InfluxPoint, InfluxStore
 from twinstack.common.nats import connect_nats, message_headers
 from twinstack.devstack import LocalPlatform
 from twinstack.sdk import Endpoints, Point, TwinstackClient
+from twinstack.sdk.models import example_model_sources
 
 TWINS = 20
 SAMPLES_PER_TWIN_PER_BATCH = 250
@@ -134,8 +135,11 @@ def run() -> dict[str, Any]:
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
             with TwinstackClient(endpoints, timeout_s=120) as client:
+                client.create_models(example_model_sources())
                 for twin in range(TWINS):
-                    client.create_twin(f"bench-{twin:03d}", "dtmi:twinstack:bench:Press;1")
+                    client.create_twin(
+                        f"bench-{twin:03d}", "dtmi:twinstack:examples:HydraulicPress;1"
+                    )
                 console.print("pipeline: end to end through twinstack")
                 requests = [
                     IngestBatchRequest(points=[p.to_proto() for p in batch]) for batch in batches

@@ -1,9 +1,14 @@
-"""Conditional twin updates through the registry, against raw nats.py KV operations.
+"""The registry: conditional twin updates against raw nats.py KV operations, and query
+latency on 100,000 twins.
 
 Each of CONCURRENCY clients patches its own twin over and over, each patch conditional on the
 revision the previous one returned (the optimistic-concurrency loop a real client runs). The
 baselines, on the same nats-server with the same concurrency: a raw KV ``put``, and a raw
 ``get`` + ``update(last=revision)``, the compare-and-set the registry performs.
+
+For queries, 100,000 twin documents and their relationships are written straight into the
+registry bucket (2,000 lines, each containing 49 machines that feed one another in a chain);
+the registry indexes them from its KV watch, then each query runs QUERY_RUNS times.
 """
 
 from __future__ import annotations
@@ -22,14 +27,34 @@ from nats.js.api import KeyValueConfig
 from bench.report import console, save, show
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.common.nats import connect_nats
+from twinstack.common.nats import (
+    REGISTRY_BUCKET,
+    RELATIONSHIPS_KEY_PREFIX,
+    connect_nats,
+    twin_key,
+)
 from twinstack.devstack import LocalPlatform
+from twinstack.sdk.models import example_model_sources
 
 CONCURRENCY = 16
 OPERATIONS = 6000
 TARGET_PER_S = 2000
 TARGET_P99_MS = 20.0
 AZURE_DIGITAL_TWINS_PATCHES_PER_S = 1000
+LINES = 2000
+MACHINES_PER_LINE = 49
+QUERY_RUNS = 40
+QUERIES = {
+    "model + property filter (page of 100)": (
+        "WHERE IS_OF_MODEL('dtmi:twinstack:examples:Machine;1') AND rated_power_kw > 4000"
+    ),
+    "exact id (full scan)": "WHERE $id = 'machine-01999-48'",
+    "property filter, few matches (full scan)": "WHERE rated_power_kw > 4999.5",
+    "traversal: line -> 49 machines -> feeds chain, depth 3": (
+        "FROM 'line-01000' FOLLOW contains, feeds DEPTH 3 WHERE rated_power_kw > 0"
+    ),
+}
+_EXAMPLES = "dtmi:twinstack:examples:"
 
 
 async def measure(
@@ -77,7 +102,7 @@ async def registry_updates(target: str) -> tuple[float, np.ndarray]:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
         revisions = {}
         for w in range(CONCURRENCY):
-            twin = registry_pb2.Twin(id=f"bench-{w}", model_id="dtmi:bench:Pump;1")
+            twin = registry_pb2.Twin(id=f"bench-{w}", model_id=f"{_EXAMPLES}Pump;1")
             created = await stub.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin))
             revisions[w] = created.twin.revision
 
@@ -85,7 +110,7 @@ async def registry_updates(target: str) -> tuple[float, np.ndarray]:
             response = await stub.UpdateTwin(
                 registry_pb2.UpdateTwinRequest(
                     twin_id=f"bench-{worker}",
-                    set_properties={"setpoint_c": types_pb2.Value(double_value=float(i))},
+                    set_properties={"rated_power_kw": types_pb2.Value(double_value=float(i))},
                     expected_revision=revisions[worker],
                 ),
                 timeout=10,
@@ -93,6 +118,91 @@ async def registry_updates(target: str) -> tuple[float, np.ndarray]:
             revisions[worker] = response.twin.revision
 
         return await measure(conditional_update)
+
+
+async def write_graph(url: str) -> int:
+    """Writes the query data set straight into the registry bucket; returns the last revision."""
+    client = await connect_nats(url, "bench-graph")
+    kv = await client.jetstream().key_value(REGISTRY_BUCKET)
+    rng = np.random.default_rng(7)
+    last = 0
+    pending: list[Awaitable[int]] = []
+
+    async def flush() -> None:
+        nonlocal last, pending
+        last = max([last, *await asyncio.gather(*pending)])
+        pending = []
+
+    for line in range(LINES):
+        line_id = f"line-{line:05d}"
+        pending.append(kv.put(twin_key(line_id), registry_pb2.Twin(
+            id=line_id, model_id=f"{_EXAMPLES}ProductionLine;1",
+            properties={"target_rate_per_h": types_pb2.Value(double_value=120.0)},
+        ).SerializeToString()))  # fmt: skip
+        machines = [f"machine-{line:05d}-{m:02d}" for m in range(MACHINES_PER_LINE)]
+        contains = []
+        for m, machine_id in enumerate(machines):
+            model = "HydraulicPress;1" if m % 2 else "Pump;1"
+            power = float(rng.uniform(1, 5000))
+            pending.append(kv.put(twin_key(machine_id), registry_pb2.Twin(
+                id=machine_id, model_id=f"{_EXAMPLES}{model}",
+                properties={"rated_power_kw": types_pb2.Value(double_value=power),
+                            "site": types_pb2.Value(string_value=f"site-{line % 50}")},
+            ).SerializeToString()))  # fmt: skip
+            contains.append(registry_pb2.Relationship(
+                id=f"contains-{machine_id}", source_id=line_id, name="contains",
+                target_id=machine_id,
+            ))  # fmt: skip
+            if m + 1 < MACHINES_PER_LINE:
+                feeds = registry_pb2.Relationship(
+                    id=f"feeds-{machines[m + 1]}", source_id=machine_id, name="feeds",
+                    target_id=machines[m + 1],
+                )  # fmt: skip
+                pending.append(kv.put(
+                    f"{RELATIONSHIPS_KEY_PREFIX}{machine_id}",
+                    registry_pb2.RelationshipSet(relationships=[feeds]).SerializeToString(),
+                ))  # fmt: skip
+        pending.append(kv.put(
+            f"{RELATIONSHIPS_KEY_PREFIX}{line_id}",
+            registry_pb2.RelationshipSet(relationships=contains).SerializeToString(),
+        ))  # fmt: skip
+        if len(pending) > 2000:
+            await flush()
+    await flush()
+    await client.close()
+    return last
+
+
+async def query_latencies(target: str, url: str) -> dict[str, Any]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
+        await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=example_model_sources()))
+        started = time.perf_counter()
+        last = await write_graph(url)
+        # Read-your-write: the first query waits until the index holds every document.
+        await stub.ListTwins(registry_pb2.ListTwinsRequest(min_revision=last), timeout=600)
+        indexed_s = time.perf_counter() - started
+        results: dict[str, Any] = {"twins": LINES * (MACHINES_PER_LINE + 1), "load_s": indexed_s}
+        for name, query in QUERIES.items():
+            latencies = []
+            matched = 0
+            for _ in range(QUERY_RUNS):
+                began = time.perf_counter()
+                response = await stub.QueryTwins(
+                    registry_pb2.QueryTwinsRequest(
+                        query=query, page=types_pb2.PageRequest(page_size=100)
+                    ),
+                    timeout=60,
+                )
+                latencies.append((time.perf_counter() - began) * 1000)
+                matched = len(response.twins)
+            results[name] = {
+                "query": query,
+                "page_matches": matched,
+                "p50_ms": float(np.percentile(latencies, 50)),
+                "p99_ms": float(np.percentile(latencies, 99)),
+            }
+        return results
 
 
 def run() -> dict[str, Any]:
@@ -111,6 +221,10 @@ def run() -> dict[str, Any]:
             raw = asyncio.run(raw_kv(platform.nats.url))
             console.print("registry: conditional UpdateTwin through gRPC")
             twinstack = asyncio.run(registry_updates(platform.services["registry"].target))
+            console.print(f"registry: queries over {LINES * (MACHINES_PER_LINE + 1):,} twins")
+            queries = asyncio.run(
+                query_latencies(platform.services["registry"].target, platform.nats.url)
+            )
         finally:
             platform.stop()
 
@@ -130,6 +244,7 @@ def run() -> dict[str, Any]:
         "conditional_update": updates,
         "vs_raw_put": updates["per_s"] / put["per_s"],
         "vs_raw_get_update": updates["per_s"] / get_update["per_s"],
+        "queries": queries,
     }
     show(
         f"registry: conditional twin updates, {CONCURRENCY} concurrent clients",
@@ -145,6 +260,16 @@ def run() -> dict[str, Any]:
             ("", f"p99 {updates['p99_ms']:.1f} ms",
              f"target >= {TARGET_PER_S}/s, p99 <= {TARGET_P99_MS:.0f} ms; "
              f"{updates['per_s'] / AZURE_DIGITAL_TWINS_PATCHES_PER_S:.1f}x ADT's default limit"),
+        ],
+    )  # fmt: skip
+    show(
+        f"registry: QueryTwins on {queries['twins']:,} twins (indexed from the KV watch in "
+        f"{queries['load_s']:.1f} s)",
+        [
+            (name, f"p50 {q['p50_ms']:.1f} ms  p99 {q['p99_ms']:.1f} ms",
+             f"{q['page_matches']} twins on the first page")
+            for name, q in queries.items()
+            if isinstance(q, dict)
         ],
     )  # fmt: skip
     save("registry", results)

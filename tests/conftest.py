@@ -18,10 +18,15 @@ from typing import Any
 import grpc
 import pytest
 
+from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.nats import Backbone
 from twinstack.common.server import GrpcServer, Service
 from twinstack.common.settings import ServiceSettings
 from twinstack.devstack import InfluxServer, NatsServer
+from twinstack.sdk.models import example_model_sources, model_sources
+
+# A permissive model (tests/models/device.yaml) for tests about something other than models.
+TEST_MODELS_DIR = Path(__file__).parent / "models"
 
 TESTS = Path(__file__).parent
 
@@ -149,3 +154,22 @@ def rpc_details(error: grpc.aio.AioRpcError) -> list[Any]:
 @pytest.fixture
 def details_of() -> Callable[[grpc.aio.AioRpcError], list[Any]]:
     return rpc_details
+
+
+def model_request_for_tests() -> registry_pb2.CreateModelsRequest:
+    """The example models of the four use cases and the tests' own models."""
+    return registry_pb2.CreateModelsRequest(
+        sources=[*example_model_sources(), *model_sources([TEST_MODELS_DIR])]
+    )
+
+
+@pytest.fixture
+def store_test_models() -> Callable[[Any], Awaitable[None]]:
+    """Stores the example and test models through a registry stub (async or sync)."""
+
+    async def store(registry: Any) -> None:
+        response = registry.CreateModels(model_request_for_tests())
+        if isinstance(response, Awaitable):
+            await response
+
+    return store

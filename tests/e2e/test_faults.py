@@ -9,6 +9,7 @@ from pathlib import Path
 from twinstack.common.influx import InfluxStore
 from twinstack.devstack import LocalPlatform, wait_until
 from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk.models import model_sources
 
 TWINS = 10
 T0_NS = (time.time_ns() // 10**9 - 7200) * 10**9
@@ -56,8 +57,9 @@ def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
     try:
         targets = {name: service.target for name, service in platform.services.items()}
         with TwinstackClient(Endpoints(**targets), timeout_s=10) as client:
+            client.create_models(model_sources([Path(__file__).parents[1] / "models"]))
             for t in range(TWINS):
-                client.create_twin(f"crash-{t}", "dtmi:twinstack:test:Crash;1")
+                client.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
             client.ingest(batch(0, 2000))  # 20,000 points acknowledged
             platform.services["ingestion"].process.kill()  # SIGKILL while they are written
             platform.services["ingestion"].process.start(timeout_s=60)

@@ -20,6 +20,7 @@ from twinstack.common.influx import InfluxStore
 from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, free_port, wait_until
 from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk.models import example_model_sources
 
 ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
 
@@ -92,7 +93,7 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
             "patch",
             "press-7",
             "--set",
-            "rated_kw=55",
+            "rated_power_kw=55",
             "--expected-revision",
             str(current),
         ],
@@ -106,7 +107,7 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
             "patch",
             "press-7",
             "--set",
-            "rated_kw=60",
+            "rated_power_kw=60",
             "--expected-revision",
             str(current),
         ],
@@ -117,8 +118,8 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
     assert "RevisionMismatch" in stale.output
     listing = CliRunner().invoke(app, ["twin", "list"], env=cli_env)
     assert "press-7" in listing.output
-    assert "rated_kw=55" in listing.output
-    assert client.get_twin("press-7").properties["rated_kw"].int_value == 55
+    assert "rated_power_kw=55" in listing.output
+    assert client.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
 
 
 @pytest.fixture
@@ -131,8 +132,9 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     try:
         with client_for(platform) as client:
             assert set(client.health().values()) == {"SERVING"}
+            client.create_models(example_model_sources())
             twin = client.create_twin(
-                "press-7", "dtmi:twinstack:examples:Press;1", {"rated_kw": 45.0}
+                "press-7", "dtmi:twinstack:examples:HydraulicPress;1", {"rated_power_kw": 45.0}
             )
             assert client.get_twin("press-7").revision == twin.revision
 
@@ -176,7 +178,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     restarted = start_platform(data_dir, ray_address)
     try:
         with client_for(restarted) as client:
-            assert client.get_twin("press-7").properties["rated_kw"].int_value == 55
+            assert client.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
             assert state_of(client, "press-7") == 159.0
             assert influx_count(restarted.influx.url, "press-7") == 120
     finally:

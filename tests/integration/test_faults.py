@@ -43,6 +43,7 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
     influxd: InfluxServer,
     influx_database: str,
     eventually: Any,
+    store_test_models: Any,
 ) -> None:
     settings = {**infra_settings, "nats_request_timeout_s": 1.0}
     registry_settings = RegistrySettings(**settings)
@@ -52,8 +53,11 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
         serve_app(ingestion_settings, IngestionApp(ingestion_settings)) as ingestion_channel,
     ):
         registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
+        await store_test_models(registry)
         await registry.CreateTwin(
-            registry_pb2.CreateTwinRequest(twin=registry_pb2.Twin(id="fault-1", model_id="m:x;1"))
+            registry_pb2.CreateTwinRequest(
+                twin=registry_pb2.Twin(id="fault-1", model_id="dtmi:twinstack:test:Device;1")
+            )
         )
         ingestion = ingestion_pb2_grpc.IngestionServiceStub(ingestion_channel)
         refusals: list[grpc.StatusCode] = []

@@ -44,15 +44,20 @@ def points(twin_id: str, count: int, start: int = 0) -> list[types_pb2.Telemetry
 
 @contextlib.asynccontextmanager
 async def platform(
-    infra_settings: dict[str, Any], serve_app: Any, twin_ids: list[str], **ingestion: Any
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_models: Any,
+    twin_ids: list[str],
+    **ingestion: Any,
 ) -> AsyncIterator[ingestion_pb2_grpc.IngestionServiceAsyncStub]:
     registry_settings = RegistrySettings(**infra_settings)
     async with serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel:
         registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
+        await store_models(registry)
         for twin_id in twin_ids:
             await registry.CreateTwin(
                 registry_pb2.CreateTwinRequest(
-                    twin=registry_pb2.Twin(id=twin_id, model_id="dtmi:acme:Pump;1")
+                    twin=registry_pb2.Twin(id=twin_id, model_id="dtmi:twinstack:test:Device;1")
                 )
             )
         settings = IngestionSettings(**{**infra_settings, **ingestion})
@@ -78,13 +83,14 @@ async def reader(influxd: InfluxServer, influx_database: str) -> AsyncIterator[I
 async def test_acknowledged_points_reach_influxdb_exactly_once(
     infra_settings: dict[str, Any],
     serve_app: Any,
+    store_test_models: Any,
     backbone: Backbone,
     reader: InfluxStore,
     eventually: Callable[..., Any],
 ) -> None:
     twins = ["press-1", "press-2", "press-3"]
     request = ingestion_pb2.IngestBatchRequest(points=[p for t in twins for p in points(t, 200)])
-    async with platform(infra_settings, serve_app, twins) as ingestion:
+    async with platform(infra_settings, serve_app, store_test_models, twins) as ingestion:
         response = await ingestion.IngestBatch(request, timeout=10)
         assert (
             response.accepted_points,
@@ -135,6 +141,7 @@ def set_bad_field_name(p: types_pb2.TelemetryPoint) -> None:
 async def test_bad_points_reject_the_whole_batch_and_leave_the_service_serving(
     infra_settings: dict[str, Any],
     serve_app: Any,
+    store_test_models: Any,
     backbone: Backbone,
     details_of: Any,
     mutate: Callable[[types_pb2.TelemetryPoint], None],
@@ -142,7 +149,7 @@ async def test_bad_points_reject_the_whole_batch_and_leave_the_service_serving(
     reason: str,
 ) -> None:
     async with platform(
-        infra_settings, serve_app, ["pump-7"], historian_enabled=False
+        infra_settings, serve_app, store_test_models, ["pump-7"], historian_enabled=False
     ) as ingestion:
         batch = points("pump-7", 3)
         mutate(batch[1])
@@ -159,9 +166,16 @@ async def test_bad_points_reject_the_whole_batch_and_leave_the_service_serving(
         assert ok.accepted_points == 3
 
 
-async def test_empty_and_oversized_requests(infra_settings: dict[str, Any], serve_app: Any) -> None:
+async def test_empty_and_oversized_requests(
+    infra_settings: dict[str, Any], serve_app: Any, store_test_models: Any
+) -> None:
     async with platform(
-        infra_settings, serve_app, ["pump-8"], historian_enabled=False, max_points_per_request=10
+        infra_settings,
+        serve_app,
+        store_test_models,
+        ["pump-8"],
+        historian_enabled=False,
+        max_points_per_request=10,
     ) as ingestion:
         for batch in ([], points("pump-8", 11)):
             with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -174,11 +188,12 @@ async def test_empty_and_oversized_requests(infra_settings: dict[str, Any], serv
 async def test_poison_messages_are_dead_lettered_with_a_reason(
     infra_settings: dict[str, Any],
     serve_app: Any,
+    store_test_models: Any,
     backbone: Backbone,
     reader: InfluxStore,
     eventually: Callable[..., Any],
 ) -> None:
-    async with platform(infra_settings, serve_app, ["pump-9"]) as ingestion:
+    async with platform(infra_settings, serve_app, store_test_models, ["pump-9"]) as ingestion:
         await backbone.js.publish("tel.0.junk-1", b"\xff\xfenot a protobuf")
         not_finite = events_pb2.TelemetryBatch(twin_id="nan-1")
         not_finite.samples.add(fields={"temp": types_pb2.Value(double_value=math.inf)})
@@ -224,6 +239,7 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
 async def test_influxdb_outage_loses_nothing(
     infra_settings: dict[str, Any],
     serve_app: Any,
+    store_test_models: Any,
     backbone: Backbone,
     tmp_path: Path,
     influx_database: str,
@@ -240,7 +256,7 @@ async def test_influxdb_outage_loses_nothing(
             "influx_url": own_influx.url,
             "historian_retry_max_backoff_s": 0.1,
         }
-        async with platform(settings, serve_app, ["pump-10"]) as ingestion:
+        async with platform(settings, serve_app, store_test_models, ["pump-10"]) as ingestion:
             store = InfluxStore(own_influx.url, influx_database)
             await store.connect()
             await ingestion.IngestBatch(

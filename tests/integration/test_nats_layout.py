@@ -2,7 +2,7 @@
 
 from twinstack.common.nats import (
     EVENTS_STREAM,
-    REGISTRY_TWINS_BUCKET,
+    REGISTRY_BUCKET,
     STATE_TWINS_BUCKET,
     TELEMETRY_STREAM,
     Backbone,
@@ -17,7 +17,7 @@ async def test_layout_is_created_idempotently_and_updated_in_place(backbone: Bac
     telemetry = await js.stream_info(TELEMETRY_STREAM)
     assert telemetry.config.subjects == ["tel.>"]
     assert (await js.stream_info(EVENTS_STREAM)).config.subjects == ["evt.>"]
-    for bucket in (REGISTRY_TWINS_BUCKET, STATE_TWINS_BUCKET):
+    for bucket in (REGISTRY_BUCKET, STATE_TWINS_BUCKET):
         await js.key_value(bucket)
 
     await js.publish("tel.0.pump-1", b"kept", headers=message_headers("m-1"))

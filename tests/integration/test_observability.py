@@ -51,6 +51,7 @@ async def test_trace_context_crosses_grpc_and_nats(
     serve_app: Any,
     backbone: Backbone,
     eventually: Any,
+    store_test_models: Any,
 ) -> None:
     spans, reader = recorded
     registry_settings = RegistrySettings(**infra_settings)
@@ -60,7 +61,8 @@ async def test_trace_context_crosses_grpc_and_nats(
         serve_app(ingestion_settings, IngestionApp(ingestion_settings)) as ingestion_channel,
     ):
         registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
-        twin = registry_pb2.Twin(id="traced-1", model_id="dtmi:acme:Pump;1")
+        await store_test_models(registry)
+        twin = registry_pb2.Twin(id="traced-1", model_id="dtmi:twinstack:test:Device;1")
         await registry.CreateTwin(
             registry_pb2.CreateTwinRequest(twin=twin), metadata=traceparent(REGISTRY_TRACE)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,20 +17,24 @@ from twinstack.devstack import NatsServer
 from twinstack.registry.service import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
+DEVICE = "dtmi:twinstack:test:Device;1"
+
 
 @pytest.fixture
 async def registry(
-    infra_settings: dict[str, Any], serve_app: Any
+    infra_settings: dict[str, Any], serve_app: Any, store_test_models: Any
 ) -> AsyncIterator[registry_pb2_grpc.RegistryServiceAsyncStub]:
     settings = RegistrySettings(**infra_settings)
     async with serve_app(settings, RegistryApp(settings)) as channel:
-        yield registry_pb2_grpc.RegistryServiceStub(channel)
+        stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        await store_test_models(stub)
+        yield stub
 
 
 def twin(twin_id: str, **properties: float) -> registry_pb2.Twin:
     return registry_pb2.Twin(
         id=twin_id,
-        model_id="dtmi:acme:Pump;1",
+        model_id=DEVICE,
         properties={k: types_pb2.Value(double_value=v) for k, v in properties.items()},
     )
 
@@ -77,12 +82,14 @@ async def test_concurrent_creates_of_one_id_have_exactly_one_winner(
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        (registry_pb2.Twin(id="a.b", model_id="dtmi:x;1"), "twin.id"),
-        (registry_pb2.Twin(id="tel.>", model_id="dtmi:x;1"), "twin.id"),
-        (registry_pb2.Twin(id="", model_id="dtmi:x;1"), "twin.id"),
+        (registry_pb2.Twin(id="a.b", model_id=DEVICE), "twin.id"),
+        (registry_pb2.Twin(id="tel.>", model_id=DEVICE), "twin.id"),
+        (registry_pb2.Twin(id="", model_id=DEVICE), "twin.id"),
         (registry_pb2.Twin(id="ok-1", model_id=""), "twin.model_id"),
+        (registry_pb2.Twin(id="ok-1", model_id="dtmi:twinstack:test:Nothing;1"), "twin.model_id"),
         (twin("ok-1", **{"bad name": 1.0}), "twin.properties['bad name']"),
         (twin("ok-1", t=float("nan")), "twin.properties['t']"),
+        (twin("ok-1", undeclared=1.0), "twin.properties['undeclared']"),
     ],
 )  # fmt: skip
 async def test_bad_twins_are_rejected_with_the_field(
@@ -108,12 +115,14 @@ async def test_registry_survives_a_nats_server_restart(
     nats_server: NatsServer,
     eventually: Any,
     details_of: Any,
+    store_test_models: Any,
 ) -> None:
     """While NATS is down, calls fail clearly (UNAVAILABLE, retry later); once it is back on
     the same storage, the registry reconnects by itself and nothing was lost."""
     settings = RegistrySettings(**infra_settings, nats_request_timeout_s=1.0)
     async with serve_app(settings, RegistryApp(settings)) as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        await store_test_models(registry)
         await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("before-1")))
 
         nats_server.stop()
@@ -183,19 +192,22 @@ async def test_fifty_conditional_writers_one_winner_per_revision_no_lost_update(
 async def test_unconditional_patches_never_lose_each_other(
     registry: registry_pb2_grpc.RegistryServiceAsyncStub,
 ) -> None:
+    """Concurrent JSON merge patches into one map property: each re-applies on top of the
+    others after losing a compare-and-set, so every key lands."""
     await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("busy-1")))
     await asyncio.gather(
         *(
             registry.UpdateTwin(
                 registry_pb2.UpdateTwinRequest(
-                    twin_id="busy-1", set_properties={f"p{i}": types_pb2.Value(int_value=i)}
+                    twin_id="busy-1", json_merge_patch=json.dumps({"counters": {f"p{i}": i}})
                 )
             )
             for i in range(30)
         )
     )
     final = (await registry.GetTwin(registry_pb2.GetTwinRequest(twin_id="busy-1"))).twin
-    assert {name: value.int_value for name, value in final.properties.items()} == {
+    counters = final.properties["counters"].map_value.fields
+    assert {name: value.int_value for name, value in counters.items()} == {
         f"p{i}": i for i in range(30)
     }
 
@@ -204,24 +216,25 @@ async def test_patch_delete_and_their_events(
     registry: registry_pb2_grpc.RegistryServiceAsyncStub, backbone: Backbone, details_of: Any
 ) -> None:
     created = (
-        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-5", a=1.0, b=2.0)))
+        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-5", n=1.0, t=2.0)))
     ).twin
     updated = (
         await registry.UpdateTwin(
             registry_pb2.UpdateTwinRequest(
                 twin_id="pump-5",
-                set_properties={"a": types_pb2.Value(double_value=10.0)},
-                remove_properties=["b"],
+                set_properties={"n": types_pb2.Value(double_value=10.0)},
+                remove_properties=["t"],
                 expected_revision=created.revision,
             )
         )
     ).twin
-    assert dict(updated.properties) == {"a": types_pb2.Value(double_value=10.0)}
+    assert dict(updated.properties) == {"n": types_pb2.Value(double_value=10.0)}
     assert updated.revision > created.revision
     assert updated.create_time == created.create_time
     event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.registry.twin.pump-5")
     changed = events_pb2.TwinChangedEvent.FromString(event.data or b"")
     assert (changed.kind, changed.revision) == (events_pb2.CHANGE_KIND_UPDATED, updated.revision)
+    assert list(changed.changed_properties) == ["n", "t"]
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await registry.DeleteTwin(
@@ -242,7 +255,7 @@ async def test_patch_delete_and_their_events(
         registry.DeleteTwin(registry_pb2.DeleteTwinRequest(twin_id="pump-5")),
         registry.UpdateTwin(
             registry_pb2.UpdateTwinRequest(
-                twin_id="pump-5", set_properties={"a": types_pb2.Value(double_value=1.0)}
+                twin_id="pump-5", set_properties={"n": types_pb2.Value(double_value=1.0)}
             )
         ),
     ):
@@ -271,9 +284,23 @@ NAN = types_pb2.Value(double_value=float("nan"))
     [
         (patch(), "set_properties"),
         (patch(remove=("bad name",)), "remove_properties[0]"),
-        (patch(a=NAN), "set_properties['a']"),
-        (patch(remove=("a",), a=ONE), "remove_properties[0]"),
-        (patch("pump.6", a=ONE), "twin_id"),
+        (patch(n=NAN), "properties['n']"),
+        (patch(label=ONE), "properties['label']"),
+        (patch(firmware=types_pb2.Value(string_value="2.0")), "properties['firmware']"),
+        (patch(remove=("n",), n=ONE), "remove_properties[0]"),
+        (patch("pump.6", n=ONE), "twin_id"),
+        (
+            registry_pb2.UpdateTwinRequest(twin_id="pump-6", json_merge_patch="[1]"),
+            "json_merge_patch",
+        ),
+        (
+            registry_pb2.UpdateTwinRequest(twin_id="pump-6", json_merge_patch="{"),
+            "json_merge_patch",
+        ),
+        (
+            registry_pb2.UpdateTwinRequest(twin_id="pump-6", json_merge_patch='{"count": 1.5}'),
+            "properties['count']",
+        ),
     ],
 )
 async def test_bad_patches_change_nothing(
@@ -283,7 +310,7 @@ async def test_bad_patches_change_nothing(
     field: str,
 ) -> None:
     created = (
-        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-6", a=1.0)))
+        await registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin("pump-6", n=1.0)))
     ).twin
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await registry.UpdateTwin(bad_patch)

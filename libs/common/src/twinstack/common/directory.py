@@ -1,8 +1,8 @@
 """A read-side view of the registry's twins: lookups for services that must know a twin's
 model, and the registry's own index for listing.
 
-The registry owns the ``registry_twins`` KV bucket; other services only read it. The view
-follows the bucket with a KV watch, so lookups are in memory, and falls back to a direct read
+The registry owns the ``registry`` KV bucket; other services only read its ``twins.*`` keys.
+The view follows them with a KV watch, so lookups are in memory, and falls back to a direct read
 for a twin it has not seen yet, so a twin created a moment ago is never reported unknown. It
 tracks the highest KV revision it has applied, so a caller can wait until its own write is
 reflected (read-your-write).
@@ -19,13 +19,19 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.errors import UnavailableError
-from twinstack.common.nats import read_document
+from twinstack.common.nats import TWIN_KEY_PREFIX, read_document, twin_key
 
 logger = logging.getLogger(__name__)
 
 
 class TwinDirectory:
-    """Twin id to twin document, kept current from the registry's KV bucket."""
+    """Twin id to twin document, kept current from the registry's KV bucket.
+
+    Subclasses that follow more of the bucket widen :attr:`watched_keys` and extend
+    :meth:`apply`; the revision watermark then covers every key they follow.
+    """
+
+    watched_keys = f"{TWIN_KEY_PREFIX}*"
 
     def __init__(self, bucket: KeyValue) -> None:
         self._bucket = bucket
@@ -40,7 +46,7 @@ class TwinDirectory:
         self._sorted_ids: list[str] | None = None
 
     async def start(self) -> None:
-        watcher = await self._bucket.watchall()
+        watcher = await self._bucket.watch(self.watched_keys)
         self._watch_task = asyncio.create_task(self._follow(watcher), name="twin-directory")
 
     async def stop(self) -> None:
@@ -55,18 +61,7 @@ class TwinDirectory:
                 if entry is None:  # end of the initial values
                     self._loaded.set()
                     continue
-                revision = entry.revision or 0
-                known = self._twins.get(entry.key)
-                # A write the registry already remembered may be newer than this entry.
-                if known is not None and known.revision > revision:
-                    pass
-                elif entry.operation in ("DEL", "PURGE") or not entry.value:
-                    if self._twins.pop(entry.key, None) is not None:
-                        self._sorted_ids = None
-                else:
-                    twin = registry_pb2.Twin.FromString(entry.value)
-                    twin.revision = revision
-                    self.remember(twin)
+                self.apply(entry)
                 self._revision = max(self._revision, entry.revision or 0)
                 async with self._changed:
                     self._changed.notify_all()
@@ -80,12 +75,34 @@ class TwinDirectory:
             async with self._changed:
                 self._changed.notify_all()
 
+    def apply(self, entry: KeyValue.Entry) -> None:
+        """Takes one change of the bucket from the watch."""
+        if not entry.key.startswith(TWIN_KEY_PREFIX):
+            return
+        twin_id = entry.key.removeprefix(TWIN_KEY_PREFIX)
+        revision = entry.revision or 0
+        known = self._twins.get(twin_id)
+        # A write the registry already remembered may be newer than this entry.
+        if known is not None and known.revision > revision:
+            return
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self.forget(twin_id)
+        else:
+            twin = registry_pb2.Twin.FromString(entry.value)
+            twin.revision = revision
+            self.remember(twin)
+
+    def forget(self, twin_id: str) -> None:
+        """Drops a deleted twin."""
+        if self._twins.pop(twin_id, None) is not None:
+            self._sorted_ids = None
+
     async def get(self, twin_id: str) -> registry_pb2.Twin | None:
         """The twin, or None if the registry has no twin with that id."""
         twin = self._twins.get(twin_id)
         if twin is not None:
             return twin
-        found = await read_document(self._bucket, twin_id, registry_pb2.Twin)
+        found = await read_document(self._bucket, twin_key(twin_id), registry_pb2.Twin)
         if found is None:
             return None
         twin, revision = found
@@ -93,9 +110,7 @@ class TwinDirectory:
         cached = self._twins.get(twin_id)
         # The watch may have delivered a newer revision while the read was in flight.
         if self._following and (cached is None or cached.revision < twin.revision):
-            if cached is None:
-                self._sorted_ids = None
-            self._twins[twin_id] = twin
+            self.remember(twin)
         return twin
 
     def cached(self, twin_id: str) -> registry_pb2.Twin | None:
@@ -115,6 +130,11 @@ class TwinDirectory:
         if known is None:
             self._sorted_ids = None
         self._twins[twin.id] = twin
+
+    @property
+    def revision(self) -> int:
+        """Highest KV revision applied from the watch."""
+        return self._revision
 
     async def wait_for_revision(self, revision: int) -> None:
         """Returns once every change up to ``revision`` is reflected (callers bound the wait)."""

@@ -135,6 +135,34 @@ class RevisionMismatchError(TwinstackError):
         return [self.mismatch]
 
 
+class FailedPreconditionError(TwinstackError):
+    """The request is well formed but the system is not in a state to apply it (a model change
+    that breaks compatibility, a twin that still has relationships); ``violations`` say which
+    condition failed for what."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+    def __init__(
+        self, message: str, violations: Sequence[FieldViolation], *, violation_type: str
+    ) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
+        self.violation_type = violation_type
+
+    def details(self) -> list[Message]:
+        return [
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=self.violation_type, subject=v.field, description=v.description
+                    )
+                    for v in self.violations
+                ]
+            )
+        ]
+
+
 class _RetryableError(TwinstackError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
@@ -177,6 +205,7 @@ def unpack_details(status: status_pb2.Status) -> list[Message]:
         error_details_pb2.BadRequest,
         error_details_pb2.ResourceInfo,
         error_details_pb2.RetryInfo,
+        error_details_pb2.PreconditionFailure,
         types_pb2.RevisionMismatch,
     ]
     found: list[Message] = []

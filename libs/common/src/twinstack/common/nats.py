@@ -37,7 +37,13 @@ MessageT = TypeVar("MessageT", bound=Message)
 
 TELEMETRY_STREAM = "TELEMETRY"
 EVENTS_STREAM = "EVENTS"
-REGISTRY_TWINS_BUCKET = "registry_twins"
+# One bucket for twins, models and relationships, so one revision sequence orders every
+# registry change and read-your-write works across them. Keys: twins.<twin id>,
+# models.<model key> and relationships.<source twin id>.
+REGISTRY_BUCKET = "registry"
+TWIN_KEY_PREFIX = "twins."
+MODEL_KEY_PREFIX = "models."
+RELATIONSHIPS_KEY_PREFIX = "relationships."
 STATE_TWINS_BUCKET = "state_twins"
 
 # Failures to reach NATS, as opposed to answers from it: a retry later can succeed.
@@ -72,6 +78,11 @@ def telemetry_partition_filter(partition: int | None = None) -> str:
 def event_subject(area: str, kind: str, resource_id: str) -> str:
     """Subject of an event: ``evt.<area>.<kind>.<resource_id>``."""
     return f"evt.{area}.{kind}.{resource_id}"
+
+
+def twin_key(twin_id: str) -> str:
+    """KV key of a twin document in the registry bucket."""
+    return f"{TWIN_KEY_PREFIX}{twin_id}"
 
 
 def message_headers(msg_id: str) -> dict[str, str]:
@@ -127,8 +138,8 @@ class JetStreamLayout:
     def buckets(self) -> list[KeyValueConfig]:
         return [
             KeyValueConfig(
-                bucket=REGISTRY_TWINS_BUCKET,
-                description="Twin documents (registry)",
+                bucket=REGISTRY_BUCKET,
+                description="Twin, model and relationship documents (registry)",
                 history=5,
                 replicas=self.replicas,
                 storage=StorageType.FILE,

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
+from rich.tree import Tree
 
+from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.influx import InfluxStore
 from twinstack.common.values import Scalar, to_python
 from twinstack.devstack import LocalPlatform, wait_until
 from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
+from twinstack.sdk.models import example_model_sources, model_sources
 
 app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
-twin_app = typer.Typer(help="Twins in the registry.", no_args_is_help=True)
+model_app = typer.Typer(help="Models (twin types) in the registry.", no_args_is_help=True)
+twin_app = typer.Typer(help="Twins and their relationships in the registry.", no_args_is_help=True)
 state_app = typer.Typer(help="Live twin state.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulation: sweeps on Ray.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 app.add_typer(twin_app, name="twin")
 app.add_typer(state_app, name="state")
 app.add_typer(sim_app, name="sim")
@@ -56,14 +62,25 @@ def _parse_scalar(text: str) -> Scalar:
     return text
 
 
-def _parse_assignments(items: list[str], what: str) -> dict[str, Scalar]:
-    values: dict[str, Scalar] = {}
+def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
+    """NAME=VALUE pairs; a VALUE that starts with { or [ is read as JSON (objects, arrays)."""
+    values: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"{what} {item!r} is not NAME=VALUE")
-        values[name] = _parse_scalar(raw)
+        if raw[:1] in ("{", "["):
+            try:
+                values[name] = json.loads(raw)
+            except ValueError as error:
+                raise typer.BadParameter(f"{what} {name}: {error}") from error
+        else:
+            values[name] = _parse_scalar(raw)
     return values
+
+
+def _properties_text(twin: registry_pb2.Twin) -> str:
+    return ", ".join(f"{k}={to_python(v)}" for k, v in sorted(twin.properties.items()))
 
 
 def _fail(error: ApiError) -> typer.Exit:
@@ -143,6 +160,177 @@ def status(token: TokenOption = None) -> None:
         raise typer.Exit(1)
 
 
+@model_app.command("apply")
+def model_apply(
+    paths: Annotated[list[Path], typer.Argument(help="Model files or folders (YAML/JSON, DTDL)")],
+    allow_breaking: Annotated[
+        bool, typer.Option(help="Store new versions even if they break compatibility")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Validate and store models (all files together, so they may refer to each other)."""
+    with _client(token) as client:
+        try:
+            response = client.create_models(
+                model_sources(paths), allow_breaking_changes=allow_breaking, validate_only=dry_run
+            )
+        except ApiError as error:
+            raise _fail(error) from error
+    table = Table(title="models (validated only)" if dry_run else "models")
+    for column in ("id", "name", "extends", "revision"):
+        table.add_column(column)
+    for model in response.models:
+        table.add_row(model.id, model.display_name, ", ".join(model.extends), str(model.revision))
+    console.print(table)
+    for note in response.notes:
+        console.print(f"[yellow]not mapped[/yellow] {note.path}: {note.message}")
+
+
+@model_app.command("get")
+def model_get(
+    model_id: str,
+    resolved: Annotated[bool, typer.Option(help="Show it with everything it inherits")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Show a model document."""
+    with _client(token) as client:
+        try:
+            model = client.get_model(model_id)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(model.resolved_document if resolved else model.document)
+
+
+@model_app.command("list")
+def model_list(
+    prefix: Annotated[str, typer.Option(help="Only ids starting with this")] = "",
+    latest: Annotated[bool, typer.Option(help="Only the latest version of each")] = False,
+    token: TokenOption = None,
+) -> None:
+    """List models in id order."""
+    table = Table(title="models")
+    for column in ("id", "name", "extends", "revision"):
+        table.add_column(column)
+    with _client(token) as client:
+        try:
+            for model in client.list_models(id_prefix=prefix, latest_only=latest):
+                table.add_row(
+                    model.id, model.display_name, ", ".join(model.extends), str(model.revision)
+                )
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(table)
+
+
+@twin_app.command("query")
+def twin_query(
+    query: Annotated[str, typer.Argument(help="e.g. \"WHERE IS_OF_MODEL('dtmi:x:Pump;1')\"")],
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many")] = 100,
+    token: TokenOption = None,
+) -> None:
+    """Find twins with the query language (docs/models.md)."""
+    table = Table(title=query)
+    for column in ("id", "model", "revision", "properties"):
+        table.add_column(column, justify="right" if column == "revision" else "left")
+    with _client(token) as client:
+        try:
+            for shown, twin in enumerate(client.query_twins(query, page_size=min(limit, 500))):
+                if shown == limit:
+                    break
+                table.add_row(twin.id, twin.model_id, str(twin.revision), _properties_text(twin))
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(table)
+
+
+@twin_app.command("graph")
+def twin_graph(
+    twin_id: str,
+    depth: Annotated[int, typer.Option(min=1, max=10, help="Levels to follow")] = 3,
+    incoming: Annotated[bool, typer.Option(help="Follow relationships backwards")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Show the twin graph around a twin as a tree (a twin seen before is marked, not
+    expanded again, so cycles end)."""
+    seen = {twin_id}
+    with _client(token) as client:
+        try:
+            root_twin = client.get_twin(twin_id)
+            tree = Tree(f"[bold]{twin_id}[/bold] ({root_twin.model_id})")
+
+            def expand(node: Tree, current: str, level: int) -> None:
+                for edge in client.list_relationships(current, incoming=incoming):
+                    other = edge.source_id if incoming else edge.target_id
+                    label = f"{'<-' if incoming else '->'} {edge.name} {other}"
+                    if other in seen:
+                        node.add(f"{label} [dim](seen)[/dim]")
+                        continue
+                    seen.add(other)
+                    child = node.add(label)
+                    if level < depth:
+                        expand(child, other, level + 1)
+
+            expand(tree, twin_id, 1)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(tree)
+
+
+@twin_app.command("relate")
+def twin_relate(
+    source_id: str,
+    name: str,
+    target_id: str,
+    prop: Annotated[list[str] | None, typer.Option(help="Relationship property NAME=VALUE")] = None,
+    token: TokenOption = None,
+) -> None:
+    """Create a relationship SOURCE -NAME-> TARGET."""
+    with _client(token) as client:
+        try:
+            relationship = client.create_relationship(
+                source_id, name, target_id, _parse_assignments(prop or [], "property")
+            )
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(data=MessageToDict(relationship))
+
+
+@twin_app.command("unrelate")
+def twin_unrelate(source_id: str, relationship_id: str, token: TokenOption = None) -> None:
+    """Delete a relationship of SOURCE by its id."""
+    with _client(token) as client:
+        try:
+            revision = client.delete_relationship(source_id, relationship_id)
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print(f"deleted {source_id}/{relationship_id} (revision {revision})")
+
+
+@twin_app.command("migrate")
+def twin_migrate(
+    twin_id: str,
+    model: Annotated[str, typer.Option(help="Model id to move to")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Property NAME=VALUE")] = None,
+    drop_undeclared: Annotated[
+        bool, typer.Option(help="Drop properties the target does not declare")
+    ] = False,
+    token: TokenOption = None,
+) -> None:
+    """Move a twin to another model version."""
+    with _client(token) as client:
+        try:
+            twin = client.migrate_twin(
+                twin_id,
+                model,
+                _parse_assignments(set_ or [], "property"),
+                drop_undeclared=drop_undeclared,
+            )
+        except ApiError as error:
+            raise _fail(error) from error
+    console.print_json(data=MessageToDict(twin))
+
+
 @twin_app.command("create")
 def twin_create(
     twin_id: str,
@@ -175,12 +363,19 @@ def twin_patch(
     twin_id: str,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Property NAME=VALUE")] = None,
     remove: Annotated[list[str] | None, typer.Option(help="Property NAME to remove")] = None,
+    merge: Annotated[
+        str | None, typer.Option(help="JSON merge patch over the properties (RFC 7386)")
+    ] = None,
     expected_revision: Annotated[
         int, typer.Option(help="Apply only at this revision (0: any)", min=0)
     ] = 0,
     token: TokenOption = None,
 ) -> None:
     """Patch a twin's properties, optionally only at an expected revision."""
+    try:
+        merge_patch = json.loads(merge) if merge else None
+    except ValueError as error:
+        raise typer.BadParameter(f"--merge: {error}") from error
     with _client(token) as client:
         try:
             twin = client.update_twin(
@@ -188,6 +383,7 @@ def twin_patch(
                 _parse_assignments(set_ or [], "property"),
                 remove or [],
                 expected_revision=expected_revision,
+                merge_patch=merge_patch,
             )
         except ApiError as error:
             raise _fail(error) from error
@@ -225,10 +421,7 @@ def twin_list(
             for shown, twin in enumerate(client.list_twins(page_size=min(limit, 500))):
                 if shown == limit:
                     break
-                properties = ", ".join(
-                    f"{name}={to_python(value)}" for name, value in sorted(twin.properties.items())
-                )
-                table.add_row(twin.id, twin.model_id, str(twin.revision), properties)
+                table.add_row(twin.id, twin.model_id, str(twin.revision), _properties_text(twin))
         except ApiError as error:
             raise _fail(error) from error
     console.print(table)
@@ -371,7 +564,10 @@ def demo(
     ]
     with _client(token) as client:
         try:
-            twin = client.create_twin(twin_id, "dtmi:twinstack:examples:Pump;1", {"rated_kw": 30.0})
+            client.create_models(example_model_sources())
+            twin = client.create_twin(
+                twin_id, "dtmi:twinstack:examples:Pump;1", {"rated_power_kw": 30.0}
+            )
             steps.add_row("registry: twin created", f"{twin.id} at revision {twin.revision}")
             response = client.ingest(samples)
             steps.add_row("ingestion: acknowledged", f"{response.accepted_points} points")

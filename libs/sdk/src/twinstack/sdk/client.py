@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -158,8 +159,49 @@ class TwinstackClient:
                 found[name] = "UNREACHABLE"
         return found
 
+    def create_models(
+        self,
+        sources: Sequence[registry_pb2.ModelSource],
+        *,
+        allow_breaking_changes: bool = False,
+        validate_only: bool = False,
+    ) -> registry_pb2.CreateModelsResponse:
+        """Stores models (see :func:`twinstack.sdk.models.model_sources` to read files); the
+        response lists them and what a DTDL import could not map."""
+        request = registry_pb2.CreateModelsRequest(
+            sources=sources,
+            allow_breaking_changes=allow_breaking_changes,
+            validate_only=validate_only,
+        )
+        response: registry_pb2.CreateModelsResponse = self._call(
+            self._registry.CreateModels, request
+        )
+        return response
+
+    def get_model(self, model_id: str) -> registry_pb2.Model:
+        """A model with its inheritance resolved (``resolved_document``)."""
+        request = registry_pb2.GetModelRequest(model_id=model_id)
+        model: registry_pb2.Model = self._call(self._registry.GetModel, request).model
+        return model
+
+    def list_models(
+        self, *, id_prefix: str = "", latest_only: bool = False, page_size: int = 500
+    ) -> Iterator[registry_pb2.Model]:
+        token = ""
+        while True:
+            request = registry_pb2.ListModelsRequest(
+                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
+                id_prefix=id_prefix,
+                latest_only=latest_only,
+            )
+            response = self._call(self._registry.ListModels, request)
+            yield from response.models
+            token = response.page.next_page_token
+            if not token:
+                return
+
     def create_twin(
-        self, twin_id: str, model_id: str, properties: Mapping[str, Scalar] | None = None
+        self, twin_id: str, model_id: str, properties: Mapping[str, Any] | None = None
     ) -> registry_pb2.Twin:
         twin = registry_pb2.Twin(
             id=twin_id,
@@ -178,22 +220,117 @@ class TwinstackClient:
     def update_twin(
         self,
         twin_id: str,
-        set_properties: Mapping[str, Scalar] | None = None,
+        set_properties: Mapping[str, Any] | None = None,
         remove_properties: Sequence[str] = (),
         *,
         expected_revision: int = 0,
+        merge_patch: Mapping[str, Any] | None = None,
     ) -> registry_pb2.Twin:
         """Patches properties; with ``expected_revision``, only if the twin is still at it
-        (``ApiError`` ABORTED with a ``RevisionMismatch`` detail otherwise)."""
+        (``ApiError`` ABORTED with a ``RevisionMismatch`` detail otherwise). ``merge_patch`` is
+        a JSON merge patch (RFC 7386) over the properties: None removes."""
         request = registry_pb2.UpdateTwinRequest(
             twin_id=twin_id,
             set_properties={k: from_python(v) for k, v in (set_properties or {}).items()},
             remove_properties=remove_properties,
             expected_revision=expected_revision,
+            json_merge_patch=json.dumps(merge_patch) if merge_patch is not None else "",
         )
         response = self._call(self._registry.UpdateTwin, request)
         updated: registry_pb2.Twin = response.twin
         return updated
+
+    def migrate_twin(
+        self,
+        twin_id: str,
+        model_id: str,
+        set_properties: Mapping[str, Any] | None = None,
+        *,
+        drop_undeclared: bool = False,
+        expected_revision: int = 0,
+    ) -> registry_pb2.Twin:
+        """Moves a twin to another model version."""
+        request = registry_pb2.MigrateTwinRequest(
+            twin_id=twin_id,
+            model_id=model_id,
+            set_properties={k: from_python(v) for k, v in (set_properties or {}).items()},
+            drop_undeclared=drop_undeclared,
+            expected_revision=expected_revision,
+        )
+        twin: registry_pb2.Twin = self._call(self._registry.MigrateTwin, request).twin
+        return twin
+
+    def query_twins(
+        self, query: str, *, page_size: int = 500, min_revision: int = 0
+    ) -> Iterator[registry_pb2.Twin]:
+        """Every twin the query matches (docs/models.md has the grammar), in id order."""
+        token = ""
+        while True:
+            request = registry_pb2.QueryTwinsRequest(
+                query=query,
+                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
+                min_revision=min_revision,
+            )
+            response = self._call(self._registry.QueryTwins, request)
+            yield from response.twins
+            token = response.page.next_page_token
+            if not token:
+                return
+
+    def create_relationship(
+        self,
+        source_id: str,
+        name: str,
+        target_id: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        relationship_id: str = "",
+    ) -> registry_pb2.Relationship:
+        relationship = registry_pb2.Relationship(
+            id=relationship_id,
+            source_id=source_id,
+            name=name,
+            target_id=target_id,
+            properties={k: from_python(v) for k, v in (properties or {}).items()},
+        )
+        request = registry_pb2.CreateRelationshipRequest(relationship=relationship)
+        created: registry_pb2.Relationship = self._call(
+            self._registry.CreateRelationship, request
+        ).relationship
+        return created
+
+    def delete_relationship(
+        self, source_id: str, relationship_id: str, *, expected_revision: int = 0
+    ) -> int:
+        request = registry_pb2.DeleteRelationshipRequest(
+            source_id=source_id,
+            relationship_id=relationship_id,
+            expected_revision=expected_revision,
+        )
+        return int(self._call(self._registry.DeleteRelationship, request).revision)
+
+    def list_relationships(
+        self, twin_id: str, *, incoming: bool = False, name: str = "", min_revision: int = 0
+    ) -> Iterator[registry_pb2.Relationship]:
+        direction = (
+            registry_pb2.RELATIONSHIP_DIRECTION_INCOMING
+            if incoming
+            else registry_pb2.RELATIONSHIP_DIRECTION_OUTGOING
+        )
+        token = ""
+        while True:
+            request = registry_pb2.ListRelationshipsRequest(
+                twin_id=twin_id,
+                direction=direction,
+                name=name,
+                page=types_pb2.PageRequest(page_size=1000, page_token=token),
+                min_revision=min_revision,
+            )
+            response = self._call(self._registry.ListRelationships, request)
+            yield from response.relationships
+            token = response.page.next_page_token
+            if not token:
+                return
 
     def delete_twin(self, twin_id: str, *, expected_revision: int = 0) -> int:
         """Deletes a twin; returns a revision at or after the deletion."""

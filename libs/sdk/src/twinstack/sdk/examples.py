@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from twinstack.common.values import Scalar
 from twinstack.sdk.client import ApiError, Point, TwinstackClient
+from twinstack.sdk.models import example_model_sources
 
 
 @dataclass(frozen=True)
@@ -20,9 +22,10 @@ class ExampleTwin:
     twin_id: str
     model_id: str
     use_case: str
-    properties: dict[str, Scalar]
-    # Seconds since start -> field values; deterministic shape plus sensor noise.
-    signal: Callable[[float, random.Random], dict[str, Scalar]]
+    properties: dict[str, Any]
+    # Seconds since start -> field values (deterministic shape plus sensor noise); None for
+    # twins that report no telemetry (sites, wards, districts...).
+    signal: Callable[[float, random.Random], dict[str, Scalar]] | None = None
 
 
 def _press(t: float, rng: random.Random) -> dict[str, Scalar]:
@@ -30,6 +33,7 @@ def _press(t: float, rng: random.Random) -> dict[str, Scalar]:
     return {
         "temperature_c": 45 + 20 * load + rng.gauss(0, 0.3),
         "vibration_mm_s": 2.0 + 1.5 * load + abs(rng.gauss(0, 0.2)),
+        "load": load,
         "cycles": int(t // 4),
     }
 
@@ -54,27 +58,82 @@ def _truck(t: float, rng: random.Random) -> dict[str, Scalar]:
     return {
         "state_of_charge_pct": max(5.0, 95 - t / 120),
         "speed_kmh": max(0.0, 55 + 20 * math.sin(t / 45) + rng.gauss(0, 4)),
-        "payload_kg": 3200,
+        "payload_kg": 3200.0,
     }
 
 
+_M = "dtmi:twinstack:examples:"
+
 EXAMPLE_TWINS = (
-    ExampleTwin("line1-press-3", "dtmi:twinstack:examples:HydraulicPress;1", "manufacturing",
-                {"site": "plant-north", "rated_power_kw": 45.0}, _press),
-    ExampleTwin("ward3-infusion-pump-12", "dtmi:twinstack:examples:InfusionPump;1", "healthcare",
-                {"ward": "ward-3", "drug": "heparin"}, _infusion_pump),
-    ExampleTwin("district7-road-a12", "dtmi:twinstack:examples:RoadSegment;1", "smart city",
-                {"district": "district-7", "lanes": 2}, _road_segment),
-    ExampleTwin("depot2-truck-17", "dtmi:twinstack:examples:ElectricTruck;1", "logistics",
-                {"depot": "depot-2", "battery_kwh": 300.0}, _truck),
+    # manufacturing: site -> line -> machines
+    ExampleTwin("plant-north", f"{_M}Site;1", "manufacturing",
+                {"name": "Plant North", "timezone": "Europe/Berlin",
+                 "location": {"lat": 53.55, "lon": 9.99}}),
+    ExampleTwin("line-1", f"{_M}ProductionLine;1", "manufacturing",
+                {"target_rate_per_h": 240.0}),
+    ExampleTwin("line1-press-3", f"{_M}HydraulicPress;1", "manufacturing",
+                {"site": "plant-north", "rated_power_kw": 45.0, "tonnage_t": 250.0,
+                 "serial_number": "HP-2291"}, _press),
+    ExampleTwin("line1-pump-1", f"{_M}Pump;1", "manufacturing",
+                {"site": "plant-north", "rated_power_kw": 30.0, "rated_flow_m3_h": 90.0,
+                 "motor": {"rated_speed_rpm": 2950.0, "insulation_class": "F"}}),
+    # healthcare: hospital -> ward -> device
+    ExampleTwin("st-mary", f"{_M}Hospital;1", "healthcare", {"name": "St Mary"}),
+    ExampleTwin("ward-3", f"{_M}Ward;1", "healthcare", {"beds": 24, "specialty": "icu"}),
+    ExampleTwin("ward3-infusion-pump-12", f"{_M}InfusionPump;1", "healthcare",
+                {"ward": "ward-3", "drug": "heparin", "dose_rate_mg_h": 1000.0,
+                 "patient_weight_kg": 72.0}, _infusion_pump),
+    # smart city: district -> roads (a network with a cycle) -> sensor
+    ExampleTwin("district-7", f"{_M}District;1", "smart city",
+                {"name": "Harbour", "population": 41000}),
+    ExampleTwin("district7-road-a12", f"{_M}RoadSegment;1", "smart city",
+                {"district": "district-7", "lanes": 2, "length_km": 1.4}, _road_segment),
+    ExampleTwin("district7-road-a13", f"{_M}RoadSegment;1", "smart city",
+                {"district": "district-7", "lanes": 3, "length_km": 0.8}),
+    ExampleTwin("district7-sensor-4", f"{_M}TrafficSensor;1", "smart city",
+                {"serial_number": "TS-0004"}),
+    # logistics: depot -> vehicles
+    ExampleTwin("depot-2", f"{_M}Depot;1", "logistics", {"name": "Depot South", "chargers": 6}),
+    ExampleTwin("depot2-truck-17", f"{_M}ElectricTruck;1", "logistics",
+                {"depot": "depot-2", "battery_kwh": 300.0,
+                 "route": ["depot-2", "harbour", "old-town"]}, _truck),
+    ExampleTwin("depot2-truck-18", f"{_M}ElectricTruck;1", "logistics",
+                {"depot": "depot-2", "battery_kwh": 400.0}),
 )  # fmt: skip
+
+# (source, relationship, target, properties)
+EXAMPLE_RELATIONSHIPS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("plant-north", "contains", "line-1", {}),
+    ("line-1", "contains", "line1-press-3", {"position": 1}),
+    ("line-1", "contains", "line1-pump-1", {"position": 2}),
+    ("line1-press-3", "feeds", "line1-pump-1", {}),
+    ("st-mary", "contains", "ward-3", {}),
+    ("ward-3", "contains", "ward3-infusion-pump-12", {}),
+    ("district-7", "contains", "district7-road-a12", {}),
+    ("district-7", "contains", "district7-road-a13", {}),
+    ("district7-road-a12", "connects_to", "district7-road-a13", {}),
+    ("district7-road-a13", "connects_to", "district7-road-a12", {}),
+    ("district7-road-a12", "monitored_by", "district7-sensor-4", {}),
+    ("depot-2", "houses", "depot2-truck-17", {}),
+    ("depot-2", "houses", "depot2-truck-18", {}),
+)
+
+FED_TWINS = tuple(example for example in EXAMPLE_TWINS if example.signal is not None)
 
 
 def ensure_example_twins(client: TwinstackClient) -> None:
-    """Creates the example twins that do not exist yet."""
+    """Stores the example models, and creates the example twins and relationships that do not
+    exist yet."""
+    client.create_models(example_model_sources())
     for example in EXAMPLE_TWINS:
         try:
             client.create_twin(example.twin_id, example.model_id, example.properties)
+        except ApiError as error:
+            if error.code != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+    for source, name, target, properties in EXAMPLE_RELATIONSHIPS:
+        try:
+            client.create_relationship(source, name, target, properties)
         except ApiError as error:
             if error.code != grpc.StatusCode.ALREADY_EXISTS:
                 raise
@@ -103,7 +162,11 @@ class SensorFeeder:
         started = time.monotonic()
         while not self._stop.wait(self._period_s):
             elapsed = time.monotonic() - started
-            points = [Point(e.twin_id, e.signal(elapsed, self._rng)) for e in EXAMPLE_TWINS]
+            points = [
+                Point(e.twin_id, e.signal(elapsed, self._rng))
+                for e in FED_TWINS
+                if e.signal is not None
+            ]
             try:
                 self._client.ingest(points)
                 self.sent_points += len(points)

@@ -13,7 +13,7 @@ from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.directory import TwinDirectory
 from twinstack.common.ids import TWIN_ID_PATTERN
 from twinstack.common.influx import InfluxStore
-from twinstack.common.nats import REGISTRY_TWINS_BUCKET, Backbone, key_value
+from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
 from twinstack.ingestion.batching import check_points, check_size, group_by_twin
 from twinstack.ingestion.historian import Historian
 from twinstack.ingestion.publisher import TelemetryPublisher
@@ -72,7 +72,7 @@ class IngestionApp:
     async def start(self) -> None:
         settings = self._settings
         self._backbone = await Backbone.connect(settings, "twinstack-ingestion")
-        self._directory = TwinDirectory(await key_value(self._backbone.js, REGISTRY_TWINS_BUCKET))
+        self._directory = TwinDirectory(await key_value(self._backbone.js, REGISTRY_BUCKET))
         await self._directory.start()
         self._publisher = TelemetryPublisher(
             self._backbone.js,

@@ -1,93 +1,181 @@
-"""The registry's gRPC surface: thin, delegating to :mod:`twinstack.registry.twins` and the
-twin index."""
+"""The registry's gRPC surface: thin, delegating to the model, twin and relationship stores,
+the query module and the index."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.common.directory import TwinDirectory
 from twinstack.common.errors import UnavailableError
-from twinstack.common.nats import REGISTRY_TWINS_BUCKET, Backbone, key_value
+from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
 from twinstack.common.pagination import next_page, requested_page
+from twinstack.registry.index import RegistryIndex
+from twinstack.registry.models import ModelStore
+from twinstack.registry.query import parse_query, run_query
+from twinstack.registry.relationships import RelationshipStore
 from twinstack.registry.settings import RegistrySettings
 from twinstack.registry.twins import TwinStore
 
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
+# Handlers use neither side of the context's types; one alias keeps their signatures short.
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, twins: TwinStore, index: TwinDirectory, settings: RegistrySettings) -> None:
+    def __init__(
+        self,
+        models: ModelStore,
+        twins: TwinStore,
+        relationships: RelationshipStore,
+        index: RegistryIndex,
+        settings: RegistrySettings,
+    ) -> None:
+        self._models = models
         self._twins = twins
+        self._relationships = relationships
         self._index = index
         self._settings = settings
 
+    async def _caught_up(self, min_revision: int) -> None:
+        """Read-your-write: waits until the index reflects ``min_revision`` (0: no wait)."""
+        if min_revision:
+            wait_s = self._settings.read_your_write_wait_s
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._index.wait_for_revision(min_revision)
+            except TimeoutError as error:
+                raise UnavailableError(
+                    f"the registry index did not reach revision {min_revision} in {wait_s} s"
+                ) from error
+        await self._index.loaded()
+
+    async def CreateModels(
+        self, request: registry_pb2.CreateModelsRequest, context: Context
+    ) -> registry_pb2.CreateModelsResponse:
+        return await self._models.create(
+            request.sources,
+            allow_breaking_changes=request.allow_breaking_changes,
+            validate_only=request.validate_only,
+        )
+
+    async def GetModel(
+        self, request: registry_pb2.GetModelRequest, context: Context
+    ) -> registry_pb2.GetModelResponse:
+        return registry_pb2.GetModelResponse(model=await self._models.get(request.model_id))
+
+    async def ListModels(
+        self, request: registry_pb2.ListModelsRequest, context: Context
+    ) -> registry_pb2.ListModelsResponse:
+        page = requested_page(request.page)
+        models, more = await self._models.page(
+            page.after, page.size, request.id_prefix, request.latest_only
+        )
+        return registry_pb2.ListModelsResponse(
+            models=models, page=next_page(models[-1].id if more and models else None)
+        )
+
     async def CreateTwin(
-        self,
-        request: registry_pb2.CreateTwinRequest,
-        context: grpc.aio.ServicerContext[
-            registry_pb2.CreateTwinRequest, registry_pb2.CreateTwinResponse
-        ],
+        self, request: registry_pb2.CreateTwinRequest, context: Context
     ) -> registry_pb2.CreateTwinResponse:
         return registry_pb2.CreateTwinResponse(twin=await self._twins.create(request.twin))
 
     async def GetTwin(
-        self,
-        request: registry_pb2.GetTwinRequest,
-        context: grpc.aio.ServicerContext[
-            registry_pb2.GetTwinRequest, registry_pb2.GetTwinResponse
-        ],
+        self, request: registry_pb2.GetTwinRequest, context: Context
     ) -> registry_pb2.GetTwinResponse:
         return registry_pb2.GetTwinResponse(twin=await self._twins.get(request.twin_id))
 
     async def UpdateTwin(
-        self,
-        request: registry_pb2.UpdateTwinRequest,
-        context: grpc.aio.ServicerContext[
-            registry_pb2.UpdateTwinRequest, registry_pb2.UpdateTwinResponse
-        ],
+        self, request: registry_pb2.UpdateTwinRequest, context: Context
     ) -> registry_pb2.UpdateTwinResponse:
         twin = await self._twins.update(
             request.twin_id,
             request.set_properties,
             request.remove_properties,
             request.expected_revision,
+            request.json_merge_patch,
         )
         return registry_pb2.UpdateTwinResponse(twin=twin)
 
+    async def MigrateTwin(
+        self, request: registry_pb2.MigrateTwinRequest, context: Context
+    ) -> registry_pb2.MigrateTwinResponse:
+        twin = await self._twins.migrate(
+            request.twin_id,
+            request.model_id,
+            request.set_properties,
+            request.drop_undeclared,
+            request.expected_revision,
+        )
+        return registry_pb2.MigrateTwinResponse(twin=twin)
+
     async def DeleteTwin(
-        self,
-        request: registry_pb2.DeleteTwinRequest,
-        context: grpc.aio.ServicerContext[
-            registry_pb2.DeleteTwinRequest, registry_pb2.DeleteTwinResponse
-        ],
+        self, request: registry_pb2.DeleteTwinRequest, context: Context
     ) -> registry_pb2.DeleteTwinResponse:
         revision = await self._twins.delete(request.twin_id, request.expected_revision)
         return registry_pb2.DeleteTwinResponse(revision=revision)
 
     async def ListTwins(
-        self,
-        request: registry_pb2.ListTwinsRequest,
-        context: grpc.aio.ServicerContext[
-            registry_pb2.ListTwinsRequest, registry_pb2.ListTwinsResponse
-        ],
+        self, request: registry_pb2.ListTwinsRequest, context: Context
     ) -> registry_pb2.ListTwinsResponse:
         page = requested_page(request.page)
-        if request.min_revision:
-            wait_s = self._settings.read_your_write_wait_s
-            try:
-                async with asyncio.timeout(wait_s):
-                    await self._index.wait_for_revision(request.min_revision)
-            except TimeoutError as error:
-                raise UnavailableError(
-                    f"the twin index did not reach revision {request.min_revision} in {wait_s} s"
-                ) from error
+        await self._caught_up(request.min_revision)
         twins, more = await self._index.page(page.after, page.size)
         return registry_pb2.ListTwinsResponse(
             twins=twins, page=next_page(twins[-1].id if more and twins else None)
+        )
+
+    async def QueryTwins(
+        self, request: registry_pb2.QueryTwinsRequest, context: Context
+    ) -> registry_pb2.QueryTwinsResponse:
+        page = requested_page(request.page)
+        query = parse_query(request.query, self._index)
+        await self._caught_up(request.min_revision)
+        twins, more = run_query(
+            self._index, query, page.after, page.size, self._settings.query_max_traversal_twins
+        )
+        return registry_pb2.QueryTwinsResponse(
+            twins=twins, page=next_page(twins[-1].id if more and twins else None)
+        )
+
+    async def CreateRelationship(
+        self, request: registry_pb2.CreateRelationshipRequest, context: Context
+    ) -> registry_pb2.CreateRelationshipResponse:
+        relationship = await self._relationships.create(request.relationship)
+        return registry_pb2.CreateRelationshipResponse(relationship=relationship)
+
+    async def DeleteRelationship(
+        self, request: registry_pb2.DeleteRelationshipRequest, context: Context
+    ) -> registry_pb2.DeleteRelationshipResponse:
+        revision = await self._relationships.delete(
+            request.source_id, request.relationship_id, request.expected_revision
+        )
+        return registry_pb2.DeleteRelationshipResponse(revision=revision)
+
+    async def ListRelationships(
+        self, request: registry_pb2.ListRelationshipsRequest, context: Context
+    ) -> registry_pb2.ListRelationshipsResponse:
+        page = requested_page(request.page)
+        await self._caught_up(request.min_revision)
+        incoming = request.direction == registry_pb2.RELATIONSHIP_DIRECTION_INCOMING
+        edges = [
+            r
+            for r in self._index.relationships_of(request.twin_id, incoming=incoming)
+            if not request.name or r.name == request.name
+        ]
+
+        def key(edge: registry_pb2.Relationship) -> str:
+            return f"{edge.source_id}/{edge.id}"
+
+        after = [e for e in edges if key(e) > page.after]
+        chunk = after[: page.size]
+        return registry_pb2.ListRelationshipsResponse(
+            relationships=chunk,
+            page=next_page(key(chunk[-1]) if len(after) > page.size else None),
         )
 
 
@@ -99,24 +187,26 @@ class RegistryApp:
     def __init__(self, settings: RegistrySettings) -> None:
         self._settings = settings
         self._backbone: Backbone | None = None
-        self._twins: TwinStore | None = None
-        self._index: TwinDirectory | None = None
+        self._index: RegistryIndex | None = None
+        self._servicer: RegistryServicer | None = None
 
     async def start(self) -> None:
         self._backbone = await Backbone.connect(self._settings, "twinstack-registry")
-        bucket = await key_value(self._backbone.js, REGISTRY_TWINS_BUCKET)
-        self._index = TwinDirectory(bucket)
+        bucket = await key_value(self._backbone.js, REGISTRY_BUCKET)
+        js = self._backbone.js
+        self._index = RegistryIndex(bucket)
         await self._index.start()
-        self._twins = TwinStore(
-            bucket, self._backbone.js, self._settings.max_properties_per_twin, self._index
+        self._servicer = RegistryServicer(
+            ModelStore(bucket, js, self._index),
+            TwinStore(bucket, js, self._settings.max_properties_per_twin, self._index),
+            RelationshipStore(bucket, js, self._index),
+            self._index,
+            self._settings,
         )
 
     def register(self, server: grpc.aio.Server) -> None:
-        assert self._twins is not None, "start() first"
-        assert self._index is not None, "start() first"
-        registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            RegistryServicer(self._twins, self._index, self._settings), server
-        )
+        assert self._servicer is not None, "start() first"
+        registry_pb2_grpc.add_RegistryServiceServicer_to_server(self._servicer, server)
 
     async def stop(self) -> None:
         if self._index is not None:

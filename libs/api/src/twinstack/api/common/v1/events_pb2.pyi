@@ -50,15 +50,49 @@ class TelemetrySample(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Mapping[str, _types_pb2.Value]] = ...) -> None: ...
 
 class TwinChangedEvent(_message.Message):
-    __slots__ = ("twin_id", "model_id", "kind", "revision", "time")
+    __slots__ = ("twin_id", "model_id", "kind", "revision", "time", "changed_properties", "previous_model_id")
     TWIN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     twin_id: str
     model_id: str
     kind: ChangeKind
     revision: int
     time: _timestamp_pb2.Timestamp
-    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    changed_properties: _containers.RepeatedScalarFieldContainer[str]
+    previous_model_id: str
+    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., changed_properties: _Optional[_Iterable[str]] = ..., previous_model_id: _Optional[str] = ...) -> None: ...
+
+class ModelChangedEvent(_message.Message):
+    __slots__ = ("model_id", "kind", "revision", "time")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    kind: ChangeKind
+    revision: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, model_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RelationshipChangedEvent(_message.Message):
+    __slots__ = ("relationship_id", "source_id", "name", "target_id", "kind", "revision", "time")
+    RELATIONSHIP_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    relationship_id: str
+    source_id: str
+    name: str
+    target_id: str
+    kind: ChangeKind
+    revision: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, relationship_id: _Optional[str] = ..., source_id: _Optional[str] = ..., name: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

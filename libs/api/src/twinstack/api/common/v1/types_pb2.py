@@ -25,25 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#twinstack/api/common/v1/types.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"j\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"\xdf\x01\n\x0eTelemetryPoint\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x33.twinstack.api.common.v1.TelemetryPoint.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"^\n\x10RevisionMismatch\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x04\x12\x18\n\x10\x63urrent_revision\x18\x03 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#twinstack/api/common/v1/types.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x35\n\x0ftimestamp_value\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x38\n\nlist_value\x18\x06 \x01(\x0b\x32\".twinstack.api.common.v1.ValueListH\x00\x12\x36\n\tmap_value\x18\x07 \x01(\x0b\x32!.twinstack.api.common.v1.ValueMapH\x00\x42\x06\n\x04kind\";\n\tValueList\x12.\n\x06values\x18\x01 \x03(\x0b\x32\x1e.twinstack.api.common.v1.Value\"\x98\x01\n\x08ValueMap\x12=\n\x06\x66ields\x18\x01 \x03(\x0b\x32-.twinstack.api.common.v1.ValueMap.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"\xdf\x01\n\x0eTelemetryPoint\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x33.twinstack.api.common.v1.TelemetryPoint.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"^\n\x10RevisionMismatch\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x04\x12\x18\n\x10\x63urrent_revision\x18\x03 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'twinstack.api.common.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VALUEMAP_FIELDSENTRY']._loaded_options = None
+  _globals['_VALUEMAP_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_TELEMETRYPOINT_FIELDSENTRY']._loaded_options = None
   _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_VALUE']._serialized_start=97
-  _globals['_VALUE']._serialized_end=203
-  _globals['_TELEMETRYPOINT']._serialized_start=206
-  _globals['_TELEMETRYPOINT']._serialized_end=429
-  _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_start=352
-  _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_end=429
-  _globals['_PAGEREQUEST']._serialized_start=431
-  _globals['_PAGEREQUEST']._serialized_end=483
-  _globals['_PAGERESPONSE']._serialized_start=485
-  _globals['_PAGERESPONSE']._serialized_end=524
-  _globals['_REVISIONMISMATCH']._serialized_start=526
-  _globals['_REVISIONMISMATCH']._serialized_end=620
+  _globals['_VALUE']._serialized_start=98
+  _globals['_VALUE']._serialized_end=373
+  _globals['_VALUELIST']._serialized_start=375
+  _globals['_VALUELIST']._serialized_end=434
+  _globals['_VALUEMAP']._serialized_start=437
+  _globals['_VALUEMAP']._serialized_end=589
+  _globals['_VALUEMAP_FIELDSENTRY']._serialized_start=512
+  _globals['_VALUEMAP_FIELDSENTRY']._serialized_end=589
+  _globals['_TELEMETRYPOINT']._serialized_start=592
+  _globals['_TELEMETRYPOINT']._serialized_end=815
+  _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_start=512
+  _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_end=589
+  _globals['_PAGEREQUEST']._serialized_start=817
+  _globals['_PAGEREQUEST']._serialized_end=869
+  _globals['_PAGERESPONSE']._serialized_start=871
+  _globals['_PAGERESPONSE']._serialized_end=910
+  _globals['_REVISIONMISMATCH']._serialized_start=912
+  _globals['_REVISIONMISMATCH']._serialized_end=1006
 # @@protoc_insertion_point(module_scope)

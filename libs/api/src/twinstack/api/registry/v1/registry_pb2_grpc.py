@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class RegistryServiceStub:
-    """Owns twin models, twins and their relationships.
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
     """
 
     def __init__(self, channel):
@@ -35,6 +39,21 @@ class RegistryServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateModels = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/CreateModels',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/GetModel',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/ListModels',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.CreateTwin = channel.unary_unary(
                 '/twinstack.api.registry.v1.RegistryService/CreateTwin',
                 request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateTwinRequest.SerializeToString,
@@ -50,6 +69,11 @@ class RegistryServiceStub:
                 request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinResponse.FromString,
                 _registered_method=True)
+        self.MigrateTwin = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/MigrateTwin',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinResponse.FromString,
+                _registered_method=True)
         self.DeleteTwin = channel.unary_unary(
                 '/twinstack.api.registry.v1.RegistryService/DeleteTwin',
                 request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinRequest.SerializeToString,
@@ -60,14 +84,64 @@ class RegistryServiceStub:
                 request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.FromString,
                 _registered_method=True)
+        self.QueryTwins = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/QueryTwins',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsResponse.FromString,
+                _registered_method=True)
+        self.CreateRelationship = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/CreateRelationship',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipResponse.FromString,
+                _registered_method=True)
+        self.DeleteRelationship = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/DeleteRelationship',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipResponse.FromString,
+                _registered_method=True)
+        self.ListRelationships = channel.unary_unary(
+                '/twinstack.api.registry.v1.RegistryService/ListRelationships',
+                request_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
-    """Owns twin models, twins and their relationships.
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
     """
 
+    def CreateModels(self, request, context):
+        """Validates and stores models (native model language or DTDL v2/v3), all of one request
+        together so they may refer to each other in any order. A model version is immutable:
+        storing an identical document again is a no-op, a different one ALREADY_EXISTS. A new
+        version of an existing model must be compatible with the latest one unless
+        allow_breaking_changes is set (FAILED_PRECONDITION with the breaking changes otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Gets a model by id, with its inheritance resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Lists models in id order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateTwin(self, request, context):
-        """Creates a twin. ALREADY_EXISTS if a twin with that id exists.
+        """Creates a twin of a stored model; properties are validated against it and its defaults
+        filled in. ALREADY_EXISTS if a twin with that id exists.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,8 +163,17 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateTwin(self, request, context):
+        """Moves a twin to another model (usually a newer version of its own), validating its
+        properties against the target and filling in the target's defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteTwin(self, request, context):
-        """Deletes a twin, optionally only at an expected revision.
+        """Deletes a twin, optionally only at an expected revision. FAILED_PRECONDITION while
+        relationships start or end at it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,9 +186,54 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryTwins(self, request, context):
+        """Finds twins with the query language (docs/models.md): filters on model (with
+        inheritance), ids, properties and metadata, and graph traversal from a twin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRelationship(self, request, context):
+        """Creates a relationship from one twin to another, as the source's model declares it
+        (name, target model, multiplicity, properties).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRelationship(self, request, context):
+        """Deletes a relationship, optionally only at an expected revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRelationships(self, request, context):
+        """Lists the relationships that start (outgoing) or end (incoming) at a twin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModels,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.SerializeToString,
+            ),
             'CreateTwin': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTwin,
                     request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateTwinRequest.FromString,
@@ -121,6 +249,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.UpdateTwinResponse.SerializeToString,
             ),
+            'MigrateTwin': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateTwin,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinResponse.SerializeToString,
+            ),
             'DeleteTwin': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteTwin,
                     request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteTwinRequest.FromString,
@@ -131,6 +264,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.SerializeToString,
             ),
+            'QueryTwins': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryTwins,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsResponse.SerializeToString,
+            ),
+            'CreateRelationship': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRelationship,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipResponse.SerializeToString,
+            ),
+            'DeleteRelationship': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRelationship,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipResponse.SerializeToString,
+            ),
+            'ListRelationships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRelationships,
+                    request_deserializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'twinstack.api.registry.v1.RegistryService', rpc_method_handlers)
@@ -140,8 +293,93 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RegistryService:
-    """Owns twin models, twins and their relationships.
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
     """
+
+    @staticmethod
+    def CreateModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/CreateModels',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/GetModel',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/ListModels',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def CreateTwin(request,
@@ -225,6 +463,33 @@ class RegistryService:
             _registered_method=True)
 
     @staticmethod
+    def MigrateTwin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/MigrateTwin',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.MigrateTwinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteTwin(request,
             target,
             options=(),
@@ -268,6 +533,114 @@ class RegistryService:
             '/twinstack.api.registry.v1.RegistryService/ListTwins',
             twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsRequest.SerializeToString,
             twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListTwinsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryTwins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/QueryTwins',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.QueryTwinsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRelationship(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/CreateRelationship',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.CreateRelationshipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRelationship(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/DeleteRelationship',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.DeleteRelationshipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRelationships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.registry.v1.RegistryService/ListRelationships',
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsRequest.SerializeToString,
+            twinstack_dot_api_dot_registry_dot_v1_dot_registry__pb2.ListRelationshipsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,14 +27,32 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RegistryServiceStub:
-    """Owns twin models, twins and their relationships."""
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RegistryServiceAsyncStub: ...
+    CreateModels: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateModelsRequest, _registry_pb2.CreateModelsResponse]
+    """Validates and stores models (native model language or DTDL v2/v3), all of one request
+    together so they may refer to each other in any order. A model version is immutable:
+    storing an identical document again is a no-op, a different one ALREADY_EXISTS. A new
+    version of an existing model must be compatible with the latest one unless
+    allow_breaking_changes is set (FAILED_PRECONDITION with the breaking changes otherwise).
+    """
+    GetModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetModelRequest, _registry_pb2.GetModelResponse]
+    """Gets a model by id, with its inheritance resolved."""
+    ListModels: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListModelsRequest, _registry_pb2.ListModelsResponse]
+    """Lists models in id order, a page at a time."""
     CreateTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateTwinRequest, _registry_pb2.CreateTwinResponse]
-    """Creates a twin. ALREADY_EXISTS if a twin with that id exists."""
+    """Creates a twin of a stored model; properties are validated against it and its defaults
+    filled in. ALREADY_EXISTS if a twin with that id exists.
+    """
     GetTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetTwinRequest, _registry_pb2.GetTwinResponse]
     """Gets a twin by id. NOT_FOUND if there is none."""
     UpdateTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateTwinRequest, _registry_pb2.UpdateTwinResponse]
@@ -42,18 +60,54 @@ class RegistryServiceStub:
     is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
     concurrent patches are applied one after the other and none is lost.
     """
+    MigrateTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.MigrateTwinRequest, _registry_pb2.MigrateTwinResponse]
+    """Moves a twin to another model (usually a newer version of its own), validating its
+    properties against the target and filling in the target's defaults.
+    """
     DeleteTwin: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteTwinRequest, _registry_pb2.DeleteTwinResponse]
-    """Deletes a twin, optionally only at an expected revision."""
+    """Deletes a twin, optionally only at an expected revision. FAILED_PRECONDITION while
+    relationships start or end at it.
+    """
     ListTwins: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListTwinsRequest, _registry_pb2.ListTwinsResponse]
     """Lists twins in id order, a page at a time."""
+    QueryTwins: _grpc.UnaryUnaryMultiCallable[_registry_pb2.QueryTwinsRequest, _registry_pb2.QueryTwinsResponse]
+    """Finds twins with the query language (docs/models.md): filters on model (with
+    inheritance), ids, properties and metadata, and graph traversal from a twin.
+    """
+    CreateRelationship: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateRelationshipRequest, _registry_pb2.CreateRelationshipResponse]
+    """Creates a relationship from one twin to another, as the source's model declares it
+    (name, target model, multiplicity, properties).
+    """
+    DeleteRelationship: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteRelationshipRequest, _registry_pb2.DeleteRelationshipResponse]
+    """Deletes a relationship, optionally only at an expected revision."""
+    ListRelationships: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListRelationshipsRequest, _registry_pb2.ListRelationshipsResponse]
+    """Lists the relationships that start (outgoing) or end (incoming) at a twin."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
-    """Owns twin models, twins and their relationships."""
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateModels: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateModelsRequest, _registry_pb2.CreateModelsResponse]  # type: ignore[assignment]
+    """Validates and stores models (native model language or DTDL v2/v3), all of one request
+    together so they may refer to each other in any order. A model version is immutable:
+    storing an identical document again is a no-op, a different one ALREADY_EXISTS. A new
+    version of an existing model must be compatible with the latest one unless
+    allow_breaking_changes is set (FAILED_PRECONDITION with the breaking changes otherwise).
+    """
+    GetModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetModelRequest, _registry_pb2.GetModelResponse]  # type: ignore[assignment]
+    """Gets a model by id, with its inheritance resolved."""
+    ListModels: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListModelsRequest, _registry_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """Lists models in id order, a page at a time."""
     CreateTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateTwinRequest, _registry_pb2.CreateTwinResponse]  # type: ignore[assignment]
-    """Creates a twin. ALREADY_EXISTS if a twin with that id exists."""
+    """Creates a twin of a stored model; properties are validated against it and its defaults
+    filled in. ALREADY_EXISTS if a twin with that id exists.
+    """
     GetTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetTwinRequest, _registry_pb2.GetTwinResponse]  # type: ignore[assignment]
     """Gets a twin by id. NOT_FOUND if there is none."""
     UpdateTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateTwinRequest, _registry_pb2.UpdateTwinResponse]  # type: ignore[assignment]
@@ -61,13 +115,65 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     is still at that revision (ABORTED with a RevisionMismatch detail otherwise); without it,
     concurrent patches are applied one after the other and none is lost.
     """
+    MigrateTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.MigrateTwinRequest, _registry_pb2.MigrateTwinResponse]  # type: ignore[assignment]
+    """Moves a twin to another model (usually a newer version of its own), validating its
+    properties against the target and filling in the target's defaults.
+    """
     DeleteTwin: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteTwinRequest, _registry_pb2.DeleteTwinResponse]  # type: ignore[assignment]
-    """Deletes a twin, optionally only at an expected revision."""
+    """Deletes a twin, optionally only at an expected revision. FAILED_PRECONDITION while
+    relationships start or end at it.
+    """
     ListTwins: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListTwinsRequest, _registry_pb2.ListTwinsResponse]  # type: ignore[assignment]
     """Lists twins in id order, a page at a time."""
+    QueryTwins: _aio.UnaryUnaryMultiCallable[_registry_pb2.QueryTwinsRequest, _registry_pb2.QueryTwinsResponse]  # type: ignore[assignment]
+    """Finds twins with the query language (docs/models.md): filters on model (with
+    inheritance), ids, properties and metadata, and graph traversal from a twin.
+    """
+    CreateRelationship: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateRelationshipRequest, _registry_pb2.CreateRelationshipResponse]  # type: ignore[assignment]
+    """Creates a relationship from one twin to another, as the source's model declares it
+    (name, target model, multiplicity, properties).
+    """
+    DeleteRelationship: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteRelationshipRequest, _registry_pb2.DeleteRelationshipResponse]  # type: ignore[assignment]
+    """Deletes a relationship, optionally only at an expected revision."""
+    ListRelationships: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListRelationshipsRequest, _registry_pb2.ListRelationshipsResponse]  # type: ignore[assignment]
+    """Lists the relationships that start (outgoing) or end (incoming) at a twin."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Owns twin models, twins and their relationships."""
+    """Owns twin models, twins and their relationships (the twin graph).
+
+    Every write answers with the registry revision it produced. Reads that take a min_revision
+    wait until the registry's index reflects that revision, so a caller reads its own writes on
+    any replica.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateModels(
+        self,
+        request: _registry_pb2.CreateModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateModelsResponse, _abc.Awaitable[_registry_pb2.CreateModelsResponse]]:
+        """Validates and stores models (native model language or DTDL v2/v3), all of one request
+        together so they may refer to each other in any order. A model version is immutable:
+        storing an identical document again is a no-op, a different one ALREADY_EXISTS. A new
+        version of an existing model must be compatible with the latest one unless
+        allow_breaking_changes is set (FAILED_PRECONDITION with the breaking changes otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def GetModel(
+        self,
+        request: _registry_pb2.GetModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.GetModelResponse, _abc.Awaitable[_registry_pb2.GetModelResponse]]:
+        """Gets a model by id, with its inheritance resolved."""
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _registry_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListModelsResponse, _abc.Awaitable[_registry_pb2.ListModelsResponse]]:
+        """Lists models in id order, a page at a time."""
 
     @_abc_1.abstractmethod
     def CreateTwin(
@@ -75,7 +181,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.CreateTwinRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.CreateTwinResponse, _abc.Awaitable[_registry_pb2.CreateTwinResponse]]:
-        """Creates a twin. ALREADY_EXISTS if a twin with that id exists."""
+        """Creates a twin of a stored model; properties are validated against it and its defaults
+        filled in. ALREADY_EXISTS if a twin with that id exists.
+        """
 
     @_abc_1.abstractmethod
     def GetTwin(
@@ -97,12 +205,24 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def MigrateTwin(
+        self,
+        request: _registry_pb2.MigrateTwinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.MigrateTwinResponse, _abc.Awaitable[_registry_pb2.MigrateTwinResponse]]:
+        """Moves a twin to another model (usually a newer version of its own), validating its
+        properties against the target and filling in the target's defaults.
+        """
+
+    @_abc_1.abstractmethod
     def DeleteTwin(
         self,
         request: _registry_pb2.DeleteTwinRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.DeleteTwinResponse, _abc.Awaitable[_registry_pb2.DeleteTwinResponse]]:
-        """Deletes a twin, optionally only at an expected revision."""
+        """Deletes a twin, optionally only at an expected revision. FAILED_PRECONDITION while
+        relationships start or end at it.
+        """
 
     @_abc_1.abstractmethod
     def ListTwins(
@@ -111,5 +231,41 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListTwinsResponse, _abc.Awaitable[_registry_pb2.ListTwinsResponse]]:
         """Lists twins in id order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def QueryTwins(
+        self,
+        request: _registry_pb2.QueryTwinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.QueryTwinsResponse, _abc.Awaitable[_registry_pb2.QueryTwinsResponse]]:
+        """Finds twins with the query language (docs/models.md): filters on model (with
+        inheritance), ids, properties and metadata, and graph traversal from a twin.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateRelationship(
+        self,
+        request: _registry_pb2.CreateRelationshipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateRelationshipResponse, _abc.Awaitable[_registry_pb2.CreateRelationshipResponse]]:
+        """Creates a relationship from one twin to another, as the source's model declares it
+        (name, target model, multiplicity, properties).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRelationship(
+        self,
+        request: _registry_pb2.DeleteRelationshipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteRelationshipResponse, _abc.Awaitable[_registry_pb2.DeleteRelationshipResponse]]:
+        """Deletes a relationship, optionally only at an expected revision."""
+
+    @_abc_1.abstractmethod
+    def ListRelationships(
+        self,
+        request: _registry_pb2.ListRelationshipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListRelationshipsResponse, _abc.Awaitable[_registry_pb2.ListRelationshipsResponse]]:
+        """Lists the relationships that start (outgoing) or end (incoming) at a twin."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

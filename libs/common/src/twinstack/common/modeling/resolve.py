@@ -1,0 +1,510 @@
+"""Models resolved against each other: inheritance merged, references checked, dynamics
+validated, twins' properties checked, and new versions compared with old ones.
+
+Inheritance rules: a model inherits every element (property, telemetry field, command,
+relationship, component) and every dynamics entry of its parents, transitively. The same element
+reached through two paths (a diamond) is fine when both paths bring the same definition; two
+different definitions of one name are a conflict and the model is rejected, as is a model that
+redeclares a name it inherits. Cycles of ``extends`` are rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twinstack.api.common.v1 import types_pb2
+from twinstack.common.errors import FieldViolation
+from twinstack.common.modeling.document import (
+    NUMERIC,
+    TIME_NAME,
+    Command,
+    Component,
+    Condition,
+    Dynamics,
+    Expression,
+    Model,
+    ModelError,
+    Property,
+    Relationship,
+    Telemetry,
+)
+from twinstack.common.modeling.expressions import names_in
+from twinstack.common.modeling.units import (
+    TIME,
+    Dimensions,
+    UnitError,
+    combine,
+    describe,
+    infer,
+    unit_dimensions,
+)
+from twinstack.common.modeling.values import coerce, from_json, value_violations
+
+MAX_INHERITANCE_DEPTH = 10
+
+Element = Property | Telemetry | Command | Relationship | Component
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model with everything it inherits: what twins, ingestion and simulation work with."""
+
+    model: Model
+    ancestors: frozenset[str]  # every model it extends, transitively (not itself)
+    properties: Mapping[str, Property]
+    telemetry: Mapping[str, Telemetry]
+    commands: Mapping[str, Command]
+    relationships: Mapping[str, Relationship]
+    components: Mapping[str, ResolvedModel]
+    dynamics: Dynamics = field(default_factory=Dynamics)
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    def is_a(self, model_id: str) -> bool:
+        return model_id == self.model.id or model_id in self.ancestors
+
+    def document(self) -> dict[str, Any]:
+        """The resolved model in the model language (what GetModel returns as resolved)."""
+        from twinstack.common.modeling.export import resolved_document
+
+        return resolved_document(self)
+
+
+def _merge(  # noqa: PLR0917 - one call shape for elements and dynamics entries
+    into: dict[str, Any],
+    name: str,
+    element: Any,
+    origin: str,
+    path: str,
+    sources: dict[str, str],
+    violations: list[FieldViolation],
+) -> None:
+    if name not in into:
+        into[name] = element
+        sources[name] = origin
+    elif into[name] != element:
+        violations.append(
+            FieldViolation(path, f"{name!r} is defined differently by {sources[name]} and {origin}")
+        )
+
+
+class Resolver:
+    """Resolves models by id, looking each up with ``lookup`` (None: unknown)."""
+
+    def __init__(self, lookup: Callable[[str], Model | None]) -> None:
+        self._lookup = lookup
+        self._resolved: dict[str, ResolvedModel] = {}
+
+    def resolve(self, model_id: str, path: str = "", _chain: tuple[str, ...] = ()) -> ResolvedModel:
+        cached = self._resolved.get(model_id)
+        if cached is not None:
+            return cached
+        if model_id in _chain:
+            raise ModelError(
+                [FieldViolation(path, "extends forms a cycle: " + " -> ".join((*_chain, model_id)))]
+            )
+        if len(_chain) > MAX_INHERITANCE_DEPTH:
+            raise ModelError([FieldViolation(path, f"more than {MAX_INHERITANCE_DEPTH} levels")])
+        model = self._lookup(model_id)
+        if model is None:
+            raise ModelError([FieldViolation(path, f"unknown model {model_id}")])
+        chain = (*_chain, model_id)
+        violations: list[FieldViolation] = []
+        parents = []
+        for index, parent_id in enumerate(model.extends):
+            try:
+                parents.append(self.resolve(parent_id, f"{path}.extends[{index}]", chain))
+            except ModelError as error:
+                violations.extend(error.violations)
+        components: dict[str, ResolvedModel] = {}
+        for component in model.components:
+            try:
+                inner = self.resolve(component.model, f"{path}.components.{component.name}", chain)
+            except ModelError as error:
+                violations.extend(error.violations)
+                continue
+            if inner.components:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.components.{component.name}",
+                        "a component's model may not have components itself (as in DTDL)",
+                    )
+                )
+            components[component.name] = inner
+        for relationship in model.relationships:
+            if relationship.target and relationship.target not in chain:
+                try:
+                    self.resolve(relationship.target, f"{path}.relationships.{relationship.name}")
+                except ModelError as error:
+                    violations.extend(error.violations)
+        if violations:
+            raise ModelError(violations)
+        resolved = self._combine(model, parents, components, path)
+        self._resolved[model_id] = resolved
+        return resolved
+
+    def _combine(
+        self,
+        model: Model,
+        parents: list[ResolvedModel],
+        own_components: dict[str, ResolvedModel],
+        path: str,
+    ) -> ResolvedModel:
+        violations: list[FieldViolation] = []
+        sections: dict[str, dict[str, Any]] = {
+            key: {}
+            for key in ("properties", "telemetry", "commands", "relationships", "components")
+        }
+        dynamics: dict[str, dict[str, Any]] = {
+            key: {}
+            for key in ("states", "parameters", "inputs", "equations", "outputs", "conditions")
+        }
+        sources: dict[str, str] = {}
+        dynamic_sources: dict[str, str] = {}
+        for parent in parents:
+            for key, elements in (
+                ("properties", parent.properties),
+                ("telemetry", parent.telemetry),
+                ("commands", parent.commands),
+                ("relationships", parent.relationships),
+                ("components", parent.components),
+            ):
+                for name, element in elements.items():
+                    _merge(
+                        sections[key],
+                        name,
+                        element,
+                        parent.id,
+                        f"{path}.extends",
+                        sources,
+                        violations,
+                    )
+            for key, merged_entries in dynamics.items():
+                for entry in getattr(parent.dynamics, key):
+                    _merge(
+                        merged_entries,
+                        entry.name,
+                        entry,
+                        parent.id,
+                        f"{path}.extends",
+                        dynamic_sources,
+                        violations,
+                    )
+        own: list[tuple[str, Iterable[Any]]] = [
+            ("properties", model.properties),
+            ("telemetry", model.telemetry),
+            ("commands", model.commands),
+            ("relationships", model.relationships),
+        ]
+        for key, declared in own:
+            for element in declared:
+                self._own(
+                    sections, key, element.name, element, sources, f"{path}.{key}", violations
+                )
+        for name, component in own_components.items():
+            self._own(
+                sections, "components", name, component, sources, f"{path}.components", violations
+            )
+        for key, merged_entries in dynamics.items():
+            for entry in getattr(model.dynamics, key):
+                if entry.name in merged_entries:
+                    violations.append(
+                        FieldViolation(
+                            f"{path}.dynamics.{key}.{entry.name}",
+                            f"{entry.name!r} is inherited from {dynamic_sources[entry.name]} and "
+                            "cannot be redeclared",
+                        )
+                    )
+                merged_entries[entry.name] = entry
+        merged = Dynamics(*(tuple(entries.values()) for entries in dynamics.values()))
+        ancestors = frozenset(model.extends).union(*(p.ancestors for p in parents))
+        resolved = ResolvedModel(
+            model=model,
+            ancestors=ancestors,
+            properties=sections["properties"],
+            telemetry=sections["telemetry"],
+            commands=sections["commands"],
+            relationships=sections["relationships"],
+            components=sections["components"],
+            dynamics=merged,
+        )
+        violations.extend(dynamics_violations(resolved, f"{path}.dynamics"))
+        if violations:
+            raise ModelError(violations)
+        return resolved
+
+    @staticmethod
+    def _own(  # noqa: PLR0917
+        sections: dict[str, dict[str, Any]],
+        key: str,
+        name: str,
+        element: Any,
+        sources: dict[str, str],
+        path: str,
+        violations: list[FieldViolation],
+    ) -> None:
+        for other_key, elements in sections.items():
+            if name in elements:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.{name}",
+                        f"{name!r} is inherited from {sources[name]} ({other_key}) and cannot be "
+                        "redeclared",
+                    )
+                )
+                return
+        sections[key][name] = element
+
+
+def _dimensions(unit: str) -> Dimensions | None:
+    return unit_dimensions(unit) if unit else None
+
+
+def dynamics_violations(model: ResolvedModel, path: str) -> list[FieldViolation]:
+    """Names that are unknown or declared twice, states without an equation, and units that
+    do not agree, in the merged dynamics of ``model``."""
+    dynamics = model.dynamics
+    violations: list[FieldViolation] = []
+    owners: dict[str, str] = {}
+    units: dict[str, Dimensions | None] = {TIME_NAME: dict(TIME)}
+    for key, entries in (
+        ("states", dynamics.states),
+        ("parameters", dynamics.parameters),
+        ("inputs", dynamics.inputs),
+    ):
+        for entry in entries:
+            if entry.name in owners:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.{key}.{entry.name}",
+                        f"{entry.name!r} is also one of the {owners[entry.name]}",
+                    )
+                )
+            owners[entry.name] = key
+            units[entry.name] = _dimensions(entry.unit)
+    numeric_sources = {name for name, p in model.properties.items() if p.schema.kind in NUMERIC} | {
+        name for name, t in model.telemetry.items() if t.schema.kind in NUMERIC
+    }
+    for state in dynamics.states:
+        if isinstance(state.initial, str) and state.initial not in numeric_sources:
+            violations.append(
+                FieldViolation(
+                    f"{path}.states.{state.name}.initial",
+                    f"{state.initial!r} is not a numeric property or telemetry field of the model",
+                )
+            )
+    for parameter in dynamics.parameters:
+        prop = model.properties.get(parameter.property) if parameter.property else None
+        if parameter.property and (prop is None or prop.schema.kind not in NUMERIC):
+            violations.append(
+                FieldViolation(
+                    f"{path}.parameters.{parameter.name}.property",
+                    f"{parameter.property!r} is not a numeric property of the model",
+                )
+            )
+    for item in dynamics.inputs:
+        field_ = model.telemetry.get(item.telemetry) if item.telemetry else None
+        if item.telemetry and (field_ is None or field_.schema.kind not in NUMERIC):
+            violations.append(
+                FieldViolation(
+                    f"{path}.inputs.{item.name}.telemetry",
+                    f"{item.telemetry!r} is not a numeric telemetry field of the model",
+                )
+            )
+    states = {state.name: state for state in dynamics.states}
+    for equation in dynamics.equations:
+        where = f"{path}.equations.{equation.name}"
+        if equation.name not in states:
+            violations.append(FieldViolation(where, f"{equation.name!r} is not a state variable"))
+            continue
+        expected = units[equation.name]
+        violations.extend(
+            _expression_violations(
+                equation, where, units, None if expected is None else combine(expected, TIME, -1.0)
+            )
+        )
+    for missing in sorted(set(states) - {e.name for e in dynamics.equations}):
+        violations.append(
+            FieldViolation(
+                f"{path}.equations", f"state {missing!r} has no equation (d{missing}/dt)"
+            )
+        )
+    for output in dynamics.outputs:
+        where = f"{path}.outputs.{output.name}"
+        if output.name in owners:
+            violations.append(
+                FieldViolation(where, f"{output.name!r} is also one of the {owners[output.name]}")
+            )
+        violations.extend(_expression_violations(output, where, units, _dimensions(output.unit)))
+        # Later outputs and conditions may read earlier outputs.
+        owners[output.name] = "outputs"
+        units[output.name] = _dimensions(output.unit)
+    for condition in dynamics.conditions:
+        violations.extend(
+            _expression_violations(
+                condition, f"{path}.conditions.{condition.name}.when", units, None
+            )
+        )
+    return violations
+
+
+def _expression_violations(
+    entry: Expression | Condition,
+    path: str,
+    units: Mapping[str, Dimensions | None],
+    expected: Dimensions | None,
+) -> list[FieldViolation]:
+    unknown = sorted(names_in(entry.node) - set(units))
+    if unknown:
+        return [FieldViolation(path, f"unknown names {unknown}; known: {sorted(units)}")]
+    try:
+        found = infer(entry.node, units)
+    except UnitError as error:
+        return [FieldViolation(path, str(error))]
+    if expected is not None and found is not None and found != expected:
+        return [
+            FieldViolation(path, f"yields {describe(found)} where {describe(expected)} is expected")
+        ]
+    return []
+
+
+def property_violations(
+    model: ResolvedModel,
+    properties: Mapping[str, types_pb2.Value],
+    path: str,
+    *,
+    changed: Iterable[str] | None = None,
+) -> list[FieldViolation]:
+    """What is wrong with a twin's properties under ``model``; with ``changed``, read-only
+    properties among those names are refused too."""
+    violations: list[FieldViolation] = []
+    for name, value in properties.items():
+        where = f"{path}[{name!r}]"
+        prop = model.properties.get(name)
+        component = model.components.get(name)
+        if prop is not None:
+            violations.extend(
+                value_violations(prop.schema, value, where, prop.minimum, prop.maximum)
+            )
+        elif component is not None:
+            if not value.HasField("map_value"):
+                violations.append(
+                    FieldViolation(where, f"component of {component.id}: expected a map")
+                )
+            else:
+                violations.extend(property_violations(component, value.map_value.fields, where))
+        else:
+            known = sorted([*model.properties, *model.components])
+            violations.append(
+                FieldViolation(where, f"{model.id} declares no property {name!r} (known: {known})")
+            )
+    for name in changed or ():
+        prop = model.properties.get(name)
+        if prop is not None and not prop.writable:
+            violations.append(FieldViolation(f"{path}[{name!r}]", "the property is read-only"))
+    return violations
+
+
+def normalized(
+    model: ResolvedModel, properties: Mapping[str, types_pb2.Value], *, fill_defaults: bool
+) -> dict[str, types_pb2.Value]:
+    """``properties`` coerced to their declared representation (integers of double properties
+    become doubles), and with ``fill_defaults`` the model's defaults for those not given."""
+    result: dict[str, types_pb2.Value] = {}
+    for name, value in properties.items():
+        prop = model.properties.get(name)
+        result[name] = value if prop is None else coerce(prop.schema, value)
+    if fill_defaults:
+        for name, prop in model.properties.items():
+            if name not in result and prop.default is not None:
+                result[name] = from_json(prop.schema, prop.default, name)
+    for name, component in model.components.items():
+        if name not in result and not fill_defaults:
+            continue
+        inner = result[name].map_value.fields if name in result else {}
+        filled = normalized(component, inner, fill_defaults=fill_defaults)
+        if filled or name in result:
+            result[name] = types_pb2.Value(map_value=types_pb2.ValueMap(fields=filled))
+    return result
+
+
+def breaking_changes(old: ResolvedModel, new: ResolvedModel) -> list[FieldViolation]:
+    """How ``new`` breaks twins, telemetry or clients written for ``old`` (empty if it does not).
+
+    Adding anything is compatible; removing or retyping an element, changing a unit, narrowing
+    a range or an enum, making a property read-only, retargeting a relationship or lowering its
+    multiplicity, and removing a state variable are not.
+    """
+    changes: list[FieldViolation] = []
+
+    def removed(kind: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        for name in sorted(set(before) - set(after)):
+            changes.append(FieldViolation(f"{kind}.{name}", "removed"))
+
+    removed("properties", old.properties, new.properties)
+    removed("telemetry", old.telemetry, new.telemetry)
+    removed("commands", old.commands, new.commands)
+    removed("relationships", old.relationships, new.relationships)
+    removed("components", old.components, new.components)
+    removed(
+        "dynamics.states",
+        {s.name: s for s in old.dynamics.states},
+        {s.name: s for s in new.dynamics.states},
+    )
+    for kind, before_map, after_map in (
+        ("properties", old.properties, new.properties),
+        ("telemetry", old.telemetry, new.telemetry),
+    ):
+        for name, before in before_map.items():
+            after = after_map.get(name)
+            if after is not None:
+                changes.extend(_field_changes(f"{kind}.{name}", before, after))
+    for name, before_rel in old.relationships.items():
+        after_rel = new.relationships.get(name)
+        if after_rel is None:
+            continue
+        if before_rel.target != after_rel.target:
+            changes.append(FieldViolation(f"relationships.{name}.target", "target model changed"))
+        if after_rel.max_multiplicity is not None and (
+            before_rel.max_multiplicity is None
+            or after_rel.max_multiplicity < before_rel.max_multiplicity
+        ):
+            changes.append(FieldViolation(f"relationships.{name}.maxMultiplicity", "lowered"))
+    return changes
+
+
+def _field_changes(
+    path: str, before: Property | Telemetry, after: Property | Telemetry
+) -> list[FieldViolation]:
+    changes = []
+    if before.schema.kind != after.schema.kind:
+        changes.append(
+            FieldViolation(
+                f"{path}.schema", f"type changed from {before.schema.kind} to {after.schema.kind}"
+            )
+        )
+    elif before.schema.kind == "enum" and not set(before.schema.enum_values) <= set(
+        after.schema.enum_values
+    ):
+        changes.append(FieldViolation(f"{path}.schema", "enum values removed"))
+    elif before.schema != after.schema and before.schema.kind in ("object", "array", "map"):
+        changes.append(FieldViolation(f"{path}.schema", "schema changed"))
+    if before.unit != after.unit:
+        changes.append(
+            FieldViolation(f"{path}.unit", f"unit changed from {before.unit!r} to {after.unit!r}")
+        )
+    if after.minimum is not None and (before.minimum is None or after.minimum > before.minimum):
+        changes.append(FieldViolation(f"{path}.min", "range narrowed"))
+    if after.maximum is not None and (before.maximum is None or after.maximum < before.maximum):
+        changes.append(FieldViolation(f"{path}.max", "range narrowed"))
+    if (
+        isinstance(before, Property)
+        and isinstance(after, Property)
+        and (before.writable and not after.writable)
+    ):
+        changes.append(FieldViolation(f"{path}.writable", "became read-only"))
+    return changes

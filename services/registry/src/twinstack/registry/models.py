@@ -1,0 +1,261 @@
+"""Model versions in the registry bucket (``models.<model key>``): validated, checked for
+compatibility with the version before, immutable once stored, and announced as events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from twinstack.api.common.v1 import events_pb2
+from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from twinstack.common.modeling.document import (
+    Model,
+    ModelError,
+    canonical_json,
+    model_key,
+    parse_model,
+    version_of,
+)
+from twinstack.common.modeling.resolve import Resolver, breaking_changes
+from twinstack.common.nats import MODEL_KEY_PREFIX, event_subject, message_headers
+from twinstack.registry.dtdl import convert_dtdl
+from twinstack.registry.index import RegistryIndex
+
+logger = logging.getLogger(__name__)
+
+MODEL_RESOURCE = "twinstack.io/Model"
+MAX_SOURCE_BYTES = 1024 * 1024
+MAX_SOURCES = 500
+
+
+@dataclass(frozen=True)
+class ModelBatch:
+    """The models of one CreateModels request, parsed, and what an import could not map."""
+
+    models: list[Model]
+    notes: list[registry_pb2.ImportNote]
+
+
+def parse_sources(sources: Sequence[registry_pb2.ModelSource]) -> ModelBatch:
+    """Parses every source; InvalidArgumentError listing every problem of every document."""
+    if not sources:
+        raise InvalidArgumentError("no models", [FieldViolation("sources", "give at least one")])
+    if len(sources) > MAX_SOURCES:
+        raise InvalidArgumentError(
+            "too many documents", [FieldViolation("sources", f"at most {MAX_SOURCES}")]
+        )
+    violations: list[FieldViolation] = []
+    documents: list[tuple[Any, str]] = []
+    dtdl: list[tuple[Any, str]] = []
+    for index, source in enumerate(sources):
+        origin = source.name or f"sources[{index}]"
+        if len(source.content.encode()) > MAX_SOURCE_BYTES:
+            violations.append(FieldViolation(origin, f"larger than {MAX_SOURCE_BYTES} bytes"))
+            continue
+        try:
+            document = json.loads(source.content)
+        except (ValueError, RecursionError) as error:
+            violations.append(FieldViolation(origin, f"not valid JSON: {error}"))
+            continue
+        if source.format == registry_pb2.MODEL_FORMAT_DTDL:
+            dtdl.append((document, origin))
+        elif source.format == registry_pb2.MODEL_FORMAT_NATIVE:
+            items = document if isinstance(document, list) else [document]
+            documents.extend(
+                (doc, origin if len(items) == 1 else f"{origin}[{i}]")
+                for i, doc in enumerate(items)
+            )
+        else:
+            violations.append(FieldViolation(f"{origin}.format", "NATIVE or DTDL"))
+    # A DTDL ontology is converted as a whole: its files refer to each other's schemas.
+    converted, unmapped = convert_dtdl(dtdl)
+    documents.extend(converted)
+    notes = [registry_pb2.ImportNote(path=p, message=m) for p, m in unmapped]
+    models: list[Model] = []
+    for document, origin in documents:
+        try:
+            models.append(parse_model(document, origin))
+        except ModelError as error:
+            violations.extend(error.violations)
+    seen: set[str] = set()
+    for model in models:
+        if model.id in seen:
+            violations.append(FieldViolation(model.id, "defined twice in the request"))
+        seen.add(model.id)
+    if violations:
+        raise InvalidArgumentError("invalid models", violations)
+    return ModelBatch(models, notes)
+
+
+def dependency_order(models: Sequence[Model]) -> list[Model]:
+    """``models`` with every model after the models of the batch it refers to."""
+    by_id = {m.id: m for m in models}
+    ordered: list[Model] = []
+    placed: set[str] = set()
+
+    def place(model: Model, visiting: frozenset[str]) -> None:
+        if model.id in placed or model.id in visiting:
+            return  # a cycle is reported by the resolver
+        for reference in sorted(model.references()):
+            if reference in by_id:
+                place(by_id[reference], visiting | {model.id})
+        placed.add(model.id)
+        ordered.append(model)
+
+    for model in models:
+        place(model, frozenset())
+    return ordered
+
+
+class ModelStore:
+    """Stores model versions and answers for them from the index."""
+
+    def __init__(self, bucket: KeyValue, js: JetStreamContext, index: RegistryIndex) -> None:
+        self._bucket = bucket
+        self._js = js
+        self._index = index
+
+    async def create(
+        self,
+        sources: Sequence[registry_pb2.ModelSource],
+        *,
+        allow_breaking_changes: bool = False,
+        validate_only: bool = False,
+    ) -> registry_pb2.CreateModelsResponse:
+        batch = parse_sources(sources)
+        await self._index.loaded()
+        ordered = dependency_order(batch.models)
+        new = self._check_immutable(ordered)
+        self._check_resolvable(ordered, new, allow_breaking_changes)
+        stored = []
+        for model in ordered:
+            if validate_only or model.id not in new:
+                existing = self._index.models.get(model.id)
+                stored.append(existing if existing is not None else self._to_proto(model))
+            else:
+                stored.append(await self._store(model))
+        return registry_pb2.CreateModelsResponse(models=stored, notes=batch.notes)
+
+    def _check_immutable(self, models: Sequence[Model]) -> set[str]:
+        """Ids of the models not stored yet; ALREADY_EXISTS for a changed stored version."""
+        new = set()
+        for model in models:
+            existing = self._index.models.get(model.id)
+            if existing is None:
+                new.add(model.id)
+            elif existing.document != model.document:
+                raise AlreadyExistsError(
+                    MODEL_RESOURCE,
+                    model.id,
+                    f"model {model.id} exists with other content; versions are immutable, "
+                    "store the change as a new version",
+                )
+        return new
+
+    def _check_resolvable(
+        self, models: Sequence[Model], new: set[str], allow_breaking_changes: bool
+    ) -> None:
+        batch = {m.id: m for m in models}
+        resolver = Resolver(lambda mid: batch.get(mid) or self._index.parsed_models.get(mid))
+        violations: list[FieldViolation] = []
+        breaking: list[FieldViolation] = []
+        for model in models:
+            try:
+                resolved = resolver.resolve(model.id, model.id)
+            except ModelError as error:
+                violations.extend(error.violations)
+                continue
+            base, version = version_of(model.id)
+            previous = self._index.latest_version(base)
+            if model.id not in new or previous is None or version_of(previous)[1] > version:
+                continue
+            for change in breaking_changes(self._index.resolve(previous), resolved):
+                breaking.append(
+                    FieldViolation(
+                        f"{model.id}.{change.field}",
+                        f"{change.description} (compared with {previous})",
+                    )
+                )
+        if violations:
+            raise InvalidArgumentError("invalid models", violations)
+        if breaking and not allow_breaking_changes:
+            raise FailedPreconditionError(
+                "the new model versions break compatibility with the latest stored versions; "
+                "set allow_breaking_changes to store them anyway",
+                breaking,
+                violation_type="MODEL_COMPATIBILITY",
+            )
+
+    def _to_proto(self, model: Model) -> registry_pb2.Model:
+        return registry_pb2.Model(
+            id=model.id,
+            display_name=model.display_name,
+            description=model.description,
+            extends=model.extends,
+            document=model.document,
+        )
+
+    async def _store(self, model: Model) -> registry_pb2.Model:
+        stored = self._to_proto(model)
+        stored.create_time.GetCurrentTime()
+        try:
+            revision = await self._bucket.create(
+                f"{MODEL_KEY_PREFIX}{model_key(model.id)}", stored.SerializeToString()
+            )
+        except KeyWrongLastSequenceError:
+            # Stored concurrently by another request: fine if it is the same document.
+            await self._index.wait_for_revision(self._index.revision + 1)
+            existing = self._index.models.get(model.id)
+            if existing is not None and existing.document == model.document:
+                return existing
+            raise AlreadyExistsError(
+                MODEL_RESOURCE, model.id, f"model {model.id} was stored concurrently"
+            ) from None
+        stored.revision = revision
+        self._index.remember_model(stored)
+        event = events_pb2.ModelChangedEvent(
+            model_id=model.id,
+            kind=events_pb2.CHANGE_KIND_CREATED,
+            revision=revision,
+            time=stored.create_time,
+        )
+        await self._js.publish(
+            event_subject("registry", "model", model_key(model.id)),
+            event.SerializeToString(),
+            headers=message_headers(f"model:{model.id}:{revision}"),
+        )
+        return stored
+
+    async def get(self, model_id: str) -> registry_pb2.Model:
+        await self._index.loaded()
+        stored = self._index.models.get(model_id)
+        if stored is None:
+            raise NotFoundError(MODEL_RESOURCE, model_id, f"no model {model_id!r}")
+        result = registry_pb2.Model()
+        result.CopyFrom(stored)
+        result.resolved_document = canonical_json(self._index.resolve(model_id).document())
+        return result
+
+    async def page(
+        self, after: str, size: int, id_prefix: str, latest_only: bool
+    ) -> tuple[list[registry_pb2.Model], bool]:
+        await self._index.loaded()
+        ids = [m for m in self._index.models if m.startswith(id_prefix)]
+        if latest_only:
+            ids = list({version_of(m)[0]: m for m in sorted(ids, key=version_of)}.values())
+        ids = sorted(m for m in ids if m > after)
+        return [self._index.models[m] for m in ids[:size]], len(ids) > size

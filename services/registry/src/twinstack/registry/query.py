@@ -1,0 +1,435 @@
+"""The registry query language: filters over twins and traversal of the twin graph.
+
+Grammar (keywords are case-insensitive; docs/models.md has examples)::
+
+    query      := [ "FROM" STRING [ traversal ] ] [ "WHERE" condition ]
+    traversal  := "FOLLOW" ( "*" | NAME ( "," NAME )* ) [ "INCOMING" ] [ "DEPTH" INTEGER ]
+    condition  := and ( "OR" and )*
+    and        := not ( "AND" not )*
+    not        := "NOT" not | primary
+    primary    := "(" condition ")" | function | path comparison
+    function   := "IS_OF_MODEL" "(" STRING [ "," "EXACT" ] ")"
+                | "IS_DEFINED" "(" path ")"
+                | "STARTS_WITH" "(" path "," STRING ")"
+    comparison := ( "=" | "!=" | "<" | "<=" | ">" | ">=" ) literal
+                | "IN" "(" literal ( "," literal )* ")"
+    path       := "$id" | "$model" | "$revision" | "$created" | "$updated"
+                | NAME ( "." NAME )*          (a property, or a field of an object/component)
+    literal    := STRING | NUMBER | "TRUE" | "FALSE"
+
+The parser is a hand-written recursive descent over a regular-expression tokenizer: user text is
+never evaluated, strings are only ever compared as values, and length, nesting and the number
+of terms are bounded. A comparison with a missing property, or between values of different
+types, is false.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.registry.index import RegistryIndex
+
+MAX_QUERY_CHARS = 4096
+MAX_TERMS = 200
+MAX_NESTING = 32
+MAX_DEPTH = 10
+METADATA = frozenset({"$id", "$model", "$revision", "$created", "$updated"})
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+    r"|(?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"|(?P<path>\$?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+    r"|(?P<op><=|>=|!=|[=<>(),*]))"
+)
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+Twin = registry_pb2.Twin
+Predicate = Callable[[Twin, dict[str, Any]], bool]
+ModelFilter = tuple[str, bool] | None
+
+
+class QueryError(InvalidArgumentError):
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(
+            "invalid query", [FieldViolation("query", f"{message} (at character {position})")]
+        )
+
+
+@dataclass(frozen=True)
+class Traversal:
+    start: str
+    relationships: tuple[str, ...]  # empty: any relationship
+    incoming: bool
+    depth: int
+
+
+@dataclass(frozen=True)
+class Query:
+    traversal: Traversal | None
+    start_only: str | None  # FROM without FOLLOW: just that twin
+    predicate: Predicate | None
+    # Model ids named by a top-level IS_OF_MODEL, to narrow the candidates before filtering.
+    model_filter: tuple[str, bool] | None
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    position: int
+
+    @property
+    def word(self) -> str:
+        return self.text.upper() if self.kind == "path" else self.text
+
+
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    position = 0
+    while position < len(text):
+        if text[position:].isspace():
+            break
+        match = _TOKEN.match(text, position)
+        if match is None:
+            start = position + len(text[position:]) - len(text[position:].lstrip())
+            raise QueryError(f"unexpected character {text[start]!r}", start)
+        kind = match.lastgroup
+        assert kind is not None
+        tokens.append(_Token(kind, match.group(kind), match.start(kind)))
+        position = match.end()
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+def _unquote(token: _Token) -> str:
+    body = token.text[1:-1]
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+def _value_at(twin: Twin, properties: dict[str, Any], path: str) -> Any:
+    if path == "$id":
+        return twin.id
+    if path == "$model":
+        return twin.model_id
+    if path == "$revision":
+        return twin.revision
+    if path == "$created":
+        return twin.create_time.ToJsonString()
+    if path == "$updated":
+        return twin.update_time.ToJsonString()
+    current: Any = properties
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return None
+        current = current[part]
+    return current
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    return (isinstance(a, numbers) and isinstance(b, numbers)) or type(a) is type(b)
+
+
+class _Parser:
+    def __init__(self, text: str, index: RegistryIndex) -> None:
+        self._tokens = _tokens(text)
+        self._at = 0
+        self._terms = 0
+        self._nesting = 0
+        self._index = index
+
+    def peek(self) -> _Token:
+        return self._tokens[self._at]
+
+    def next(self) -> _Token:
+        token = self._tokens[self._at]
+        self._at += 1
+        return token
+
+    def accept(self, word: str) -> bool:
+        if self.peek().word == word:
+            self._at += 1
+            return True
+        return False
+
+    def expect(self, word: str) -> None:
+        token = self.next()
+        if token.word != word:
+            found = "the end" if token.kind == "end" else repr(token.text)
+            raise QueryError(f"expected {word}, found {found}", token.position)
+
+    def string(self) -> str:
+        token = self.next()
+        if token.kind != "string":
+            raise QueryError("expected a quoted string", token.position)
+        return _unquote(token)
+
+    def parse(self) -> Query:
+        traversal = None
+        start_only = None
+        if self.accept("FROM"):
+            position = self.peek().position
+            start = self.string()
+            if not TWIN_ID_PATTERN.fullmatch(start):
+                raise QueryError(f"{start!r} is not a twin id", position)
+            if self.accept("FOLLOW"):
+                traversal = self._traversal(start)
+            else:
+                start_only = start
+        predicate = None
+        model_filter = None
+        if self.accept("WHERE"):
+            predicate, model_filter = self._or()
+        token = self.peek()
+        if token.kind != "end":
+            raise QueryError(f"unexpected {token.text!r}", token.position)
+        return Query(traversal, start_only, predicate, model_filter)
+
+    def _traversal(self, start: str) -> Traversal:
+        names: list[str] = []
+        if not self.accept("*"):
+            while True:
+                token = self.next()
+                if token.kind != "path" or "." in token.text or token.text.startswith("$"):
+                    raise QueryError("expected a relationship name or *", token.position)
+                names.append(token.text)
+                if not self.accept(","):
+                    break
+        incoming = self.accept("INCOMING")
+        depth = 1
+        if self.accept("DEPTH"):
+            token = self.next()
+            if token.kind != "number" or not token.text.isdigit():
+                raise QueryError("DEPTH takes a whole number", token.position)
+            depth = int(token.text)
+            if not 1 <= depth <= MAX_DEPTH:
+                raise QueryError(f"DEPTH is 1 to {MAX_DEPTH}", token.position)
+        return Traversal(start, tuple(names), incoming, depth)
+
+    def _count(self, position: int) -> None:
+        self._terms += 1
+        if self._terms > MAX_TERMS:
+            raise QueryError(f"more than {MAX_TERMS} terms", position)
+
+    # Each level returns its predicate and the IS_OF_MODEL every match of it must satisfy, if
+    # any, so that a query on a model scans only that model's twins.
+
+    def _or(self) -> tuple[Predicate, ModelFilter]:
+        parts = [self._and()]
+        while self.accept("OR"):
+            parts.append(self._and())
+        if len(parts) == 1:
+            return parts[0]
+        predicates = [p for p, _ in parts]
+        return lambda twin, props: any(p(twin, props) for p in predicates), None
+
+    def _and(self) -> tuple[Predicate, ModelFilter]:
+        parts = [self._not()]
+        while self.accept("AND"):
+            parts.append(self._not())
+        if len(parts) == 1:
+            return parts[0]
+        predicates = [p for p, _ in parts]
+        implied = next((f for _, f in parts if f is not None), None)
+        return lambda twin, props: all(p(twin, props) for p in predicates), implied
+
+    def _nest(self, position: int) -> None:
+        self._nesting += 1
+        if self._nesting > MAX_NESTING:
+            raise QueryError(f"nested deeper than {MAX_NESTING}", position)
+
+    def _not(self) -> tuple[Predicate, ModelFilter]:
+        token = self.peek()
+        if self.accept("NOT"):
+            self._nest(token.position)
+            inner, _ = self._not()
+            self._nesting -= 1
+            return lambda twin, props: not inner(twin, props), None
+        return self._primary()
+
+    def _primary(self) -> tuple[Predicate, ModelFilter]:
+        token = self.next()
+        self._count(token.position)
+        if token.text == "(":
+            self._nest(token.position)
+            inner = self._or()
+            self.expect(")")
+            self._nesting -= 1
+            return inner
+        if token.kind != "path":
+            raise QueryError(
+                f"expected a condition, found {token.text or 'the end'!r}", token.position
+            )
+        if self.peek().text == "(":
+            return self._function(token)
+        return self._comparison(self._path(token)), None
+
+    def _path(self, token: _Token) -> str:
+        if token.text.startswith("$") and token.text not in METADATA:
+            raise QueryError(
+                f"unknown metadata {token.text}; known: {sorted(METADATA)}", token.position
+            )
+        return token.text
+
+    def _function(self, name: _Token) -> tuple[Predicate, ModelFilter]:
+        self.expect("(")
+        word = name.word
+        if word == "IS_OF_MODEL":
+            model_id = self.string()
+            exact = False
+            if self.accept(","):
+                self.expect("EXACT")
+                exact = True
+            self.expect(")")
+            if exact:
+                return (lambda twin, _: twin.model_id == model_id), (model_id, True)
+            index = self._index
+            return (lambda twin, _: index.is_a(twin.model_id, model_id)), (model_id, False)
+        if word == "IS_DEFINED":
+            path = self._path(self.next())
+            self.expect(")")
+            return (lambda twin, props: _value_at(twin, props, path) is not None), None
+        if word == "STARTS_WITH":
+            path = self._path(self.next())
+            self.expect(",")
+            prefix = self.string()
+            self.expect(")")
+
+            def starts_with(twin: Twin, props: dict[str, Any]) -> bool:
+                value = _value_at(twin, props, path)
+                return isinstance(value, str) and value.startswith(prefix)
+
+            return starts_with, None
+        raise QueryError(
+            f"unknown function {name.text}; known: IS_OF_MODEL, IS_DEFINED, STARTS_WITH",
+            name.position,
+        )
+
+    def _literal(self) -> Any:
+        token = self.next()
+        if token.kind == "string":
+            return _unquote(token)
+        if token.kind == "number":
+            value = float(token.text)
+            if not math.isfinite(value):
+                raise QueryError("number out of range", token.position)
+            return int(token.text) if re.fullmatch(r"-?\d+", token.text) else value
+        if token.word in ("TRUE", "FALSE"):
+            return token.word == "TRUE"
+        raise QueryError("expected a string, a number, TRUE or FALSE", token.position)
+
+    def _comparison(self, path: str) -> Predicate:
+        token = self.next()
+        if token.word == "IN":
+            self.expect("(")
+            options = [self._literal()]
+            while self.accept(","):
+                options.append(self._literal())
+                self._count(token.position)
+            self.expect(")")
+
+            def member(twin: Twin, props: dict[str, Any]) -> bool:
+                value = _value_at(twin, props, path)
+                return value is not None and any(
+                    _comparable(value, o) and value == o for o in options
+                )
+
+            return member
+        compare = _COMPARE.get(token.text)
+        if compare is None:
+            raise QueryError(f"expected a comparison after {path}", token.position)
+        literal = self._literal()
+
+        def comparison(twin: Twin, props: dict[str, Any]) -> bool:
+            value = _value_at(twin, props, path)
+            return value is not None and _comparable(value, literal) and compare(value, literal)
+
+        return comparison
+
+
+def parse_query(text: str, index: RegistryIndex) -> Query:
+    """Parses a query; InvalidArgumentError (with where and why) if it is not in the grammar."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"longer than {MAX_QUERY_CHARS} characters", 0)
+    return _Parser(text, index).parse()
+
+
+def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> set[str]:
+    """Ids of the twins reached from the start within the depth (the start itself excluded),
+    each once however many paths or cycles lead to it."""
+    names = set(traversal.relationships)
+    visited = {traversal.start}
+    frontier = [traversal.start]
+    reached: set[str] = set()
+    for _ in range(traversal.depth):
+        following = []
+        for twin_id in frontier:
+            for edge in index.relationships_of(twin_id, incoming=traversal.incoming):
+                if names and edge.name not in names:
+                    continue
+                neighbour = edge.source_id if traversal.incoming else edge.target_id
+                if neighbour in visited:
+                    continue
+                visited.add(neighbour)
+                reached.add(neighbour)
+                following.append(neighbour)
+                if len(visited) > max_visited:
+                    raise InvalidArgumentError(
+                        "query too broad",
+                        [FieldViolation("query", f"the traversal reaches more than "
+                                        f"{max_visited} twins; follow fewer relationships or "
+                                        "lower DEPTH")],
+                    )  # fmt: skip
+        frontier = following
+    return reached
+
+
+def run_query(
+    index: RegistryIndex, query: Query, after: str, limit: int, max_visited: int
+) -> tuple[list[Twin], bool]:
+    """Up to ``limit`` matching twins after ``after`` in id order, and whether more follow."""
+    candidates: Iterable[str]
+    if query.traversal is not None:
+        candidates = sorted(traverse(index, query.traversal, max_visited))
+    elif query.start_only is not None:
+        candidates = [query.start_only]
+    elif query.model_filter is not None:
+        model_id, exact = query.model_filter
+        models = (
+            [model_id] if exact else [m for m in index.twins_of_model if index.is_a(m, model_id)]
+        )
+        candidates = sorted(t for m in models for t in index.twins_of_model.get(m, ()))
+    else:
+        candidates = index.twin_ids()
+    ordered = list(candidates)
+    start = bisect.bisect_right(ordered, after)
+    found: list[Twin] = []
+    for twin_id in ordered[start:]:
+        twin = index.twin(twin_id)
+        if twin is None:
+            continue
+        if query.predicate is None or query.predicate(
+            twin, index.plain_properties.get(twin_id, {})
+        ):
+            if len(found) == limit:
+                return found, True
+            found.append(twin)
+    return found, False
