@@ -120,6 +120,31 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
     assert "press-7" in listing.output
     assert "rated_power_kw=55" in listing.output
     assert client.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
+    walk_the_graph_with_the_cli(cli_env)
+
+
+def walk_the_graph_with_the_cli(cli_env: dict[str, str]) -> None:
+    """model apply (DTDL, dry run) / list / get, twin create / relate / query / graph."""
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), env=cli_env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    dtdl = str(Path(__file__).parents[1] / "data" / "dtdl")
+    applied = run("model", "apply", dtdl, "--dry-run")
+    assert "dtmi:com:example:Room;1" in applied
+    assert "not mapped" in applied
+    assert "dtmi:com:example" not in run("model", "list"), "a dry run stores nothing"
+    assert "ProductionLine;1" in run("model", "list", "--prefix", "dtmi:twinstack:examples:")
+    assert '"rated_flow_m3_h"' in run("model", "get", "dtmi:twinstack:examples:Pump;1")
+    assert '"serial_number"' in run("model", "get", "dtmi:twinstack:examples:Pump;1", "--resolved")
+    run("twin", "create", "line-9", "--model", "dtmi:twinstack:examples:ProductionLine;1")
+    run("twin", "relate", "line-9", "contains", "press-7", "--prop", "position=1")
+    found = run("twin", "query", "FROM 'line-9' FOLLOW contains WHERE rated_power_kw > 50")
+    assert "press-7" in found
+    graph = run("twin", "graph", "line-9")
+    assert "-> contains press-7" in graph
 
 
 @pytest.fixture

@@ -79,6 +79,13 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
     return values
 
 
+def _model_columns(table: Table) -> None:
+    # Model ids are the point of the table: never fold them across lines.
+    table.add_column("id", no_wrap=True)
+    for column in ("name", "extends", "revision"):
+        table.add_column(column)
+
+
 def _properties_text(twin: registry_pb2.Twin) -> str:
     return ", ".join(f"{k}={to_python(v)}" for k, v in sorted(twin.properties.items()))
 
@@ -178,8 +185,7 @@ def model_apply(
         except ApiError as error:
             raise _fail(error) from error
     table = Table(title="models (validated only)" if dry_run else "models")
-    for column in ("id", "name", "extends", "revision"):
-        table.add_column(column)
+    _model_columns(table)
     for model in response.models:
         table.add_row(model.id, model.display_name, ", ".join(model.extends), str(model.revision))
     console.print(table)
@@ -210,8 +216,7 @@ def model_list(
 ) -> None:
     """List models in id order."""
     table = Table(title="models")
-    for column in ("id", "name", "extends", "revision"):
-        table.add_column(column)
+    _model_columns(table)
     with _client(token) as client:
         try:
             for model in client.list_models(id_prefix=prefix, latest_only=latest):

@@ -42,6 +42,7 @@ MAX_QUERY_CHARS = 4096
 MAX_TERMS = 200
 MAX_NESTING = 32
 MAX_DEPTH = 10
+_CLAUSE_KEYWORDS = frozenset({"INCOMING", "DEPTH", "WHERE"})
 METADATA = frozenset({"$id", "$model", "$revision", "$created", "$updated"})
 
 _TOKEN = re.compile(
@@ -208,7 +209,12 @@ class _Parser:
         if not self.accept("*"):
             while True:
                 token = self.next()
-                if token.kind != "path" or "." in token.text or token.text.startswith("$"):
+                if (
+                    token.kind != "path"
+                    or "." in token.text
+                    or token.text.startswith("$")
+                    or token.word in _CLAUSE_KEYWORDS
+                ):
                     raise QueryError("expected a relationship name or *", token.position)
                 names.append(token.text)
                 if not self.accept(","):
