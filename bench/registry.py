@@ -48,7 +48,7 @@ QUERIES = {
     "model + property filter (page of 100)": (
         "WHERE IS_OF_MODEL('dtmi:twinstack:examples:Machine;1') AND rated_power_kw > 4000"
     ),
-    "exact id (full scan)": "WHERE $id = 'machine-01999-48'",
+    "exact id ($id = ..., looked up)": "WHERE $id = 'machine-01999-48'",
     "property filter, few matches (full scan)": "WHERE rated_power_kw > 4999.5",
     "traversal: line -> 49 machines -> feeds chain, depth 3": (
         "FROM 'line-01000' FOLLOW contains, feeds DEPTH 3 WHERE rated_power_kw > 0"
@@ -100,6 +100,7 @@ async def raw_kv(url: str) -> dict[str, tuple[float, np.ndarray]]:
 async def registry_updates(target: str) -> tuple[float, np.ndarray]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
+        await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=example_model_sources()))
         revisions = {}
         for w in range(CONCURRENCY):
             twin = registry_pb2.Twin(id=f"bench-{w}", model_id=f"{_EXAMPLES}Pump;1")
@@ -176,7 +177,6 @@ async def write_graph(url: str) -> int:
 async def query_latencies(target: str, url: str) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
-        await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=example_model_sources()))
         started = time.perf_counter()
         last = await write_graph(url)
         # Read-your-write: the first query waits until the index holds every document.

@@ -96,6 +96,10 @@ def ids(index: RegistryIndex, query: str, after: str = "", limit: int = 100) -> 
         ("WHERE power = '10'", []),  # a string never equals a number
         ("WHERE vendor = 'O\\'Hara'", ["m2"]),
         ("FROM 'm4'", ["m4"]),
+        ("WHERE $id = 'm2'", ["m2"]),
+        ("WHERE $id IN ('m3', 'm1', 'zz') AND power > 20", ["m3"]),
+        ("WHERE $id = 'm2' OR $id = 'm4'", ["m2", "m4"]),
+        (f"WHERE power > 20 AND IS_OF_MODEL('{MACHINE}')", ["m2", "m3"]),
         ("FROM 'line-a' FOLLOW contains", ["m1", "m2", "m3"]),
         ("FROM 'line-a' FOLLOW contains WHERE site = 'north'", ["m1", "m2"]),
         ("FROM 'm1' FOLLOW feeds", ["m2"]),

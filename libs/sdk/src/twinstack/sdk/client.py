@@ -147,6 +147,16 @@ class TwinstackClient:
         except grpc.RpcError as error:
             raise ApiError.from_rpc_error(error) from error
 
+    def _pages(self, method: Any, request: Any, items: str, page_size: int) -> Iterator[Any]:
+        """Every item of a paged List/Query call, fetching page after page."""
+        request.page.page_size = page_size
+        while True:
+            response = self._call(method, request)
+            yield from getattr(response, items)
+            if not response.page.next_page_token:
+                return
+            request.page.page_token = response.page.next_page_token
+
     def health(self, timeout_s: float = 2.0) -> dict[str, str]:
         """Service name to ``SERVING``, ``NOT_SERVING`` or ``UNREACHABLE``."""
         found = {}
@@ -187,18 +197,8 @@ class TwinstackClient:
     def list_models(
         self, *, id_prefix: str = "", latest_only: bool = False, page_size: int = 500
     ) -> Iterator[registry_pb2.Model]:
-        token = ""
-        while True:
-            request = registry_pb2.ListModelsRequest(
-                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
-                id_prefix=id_prefix,
-                latest_only=latest_only,
-            )
-            response = self._call(self._registry.ListModels, request)
-            yield from response.models
-            token = response.page.next_page_token
-            if not token:
-                return
+        request = registry_pb2.ListModelsRequest(id_prefix=id_prefix, latest_only=latest_only)
+        yield from self._pages(self._registry.ListModels, request, "models", page_size)
 
     def create_twin(
         self, twin_id: str, model_id: str, properties: Mapping[str, Any] | None = None
@@ -264,18 +264,8 @@ class TwinstackClient:
         self, query: str, *, page_size: int = 500, min_revision: int = 0
     ) -> Iterator[registry_pb2.Twin]:
         """Every twin the query matches (docs/models.md has the grammar), in id order."""
-        token = ""
-        while True:
-            request = registry_pb2.QueryTwinsRequest(
-                query=query,
-                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
-                min_revision=min_revision,
-            )
-            response = self._call(self._registry.QueryTwins, request)
-            yield from response.twins
-            token = response.page.next_page_token
-            if not token:
-                return
+        request = registry_pb2.QueryTwinsRequest(query=query, min_revision=min_revision)
+        yield from self._pages(self._registry.QueryTwins, request, "twins", page_size)
 
     def create_relationship(
         self,
@@ -317,20 +307,10 @@ class TwinstackClient:
             if incoming
             else registry_pb2.RELATIONSHIP_DIRECTION_OUTGOING
         )
-        token = ""
-        while True:
-            request = registry_pb2.ListRelationshipsRequest(
-                twin_id=twin_id,
-                direction=direction,
-                name=name,
-                page=types_pb2.PageRequest(page_size=1000, page_token=token),
-                min_revision=min_revision,
-            )
-            response = self._call(self._registry.ListRelationships, request)
-            yield from response.relationships
-            token = response.page.next_page_token
-            if not token:
-                return
+        request = registry_pb2.ListRelationshipsRequest(
+            twin_id=twin_id, direction=direction, name=name, min_revision=min_revision
+        )
+        yield from self._pages(self._registry.ListRelationships, request, "relationships", 1000)
 
     def delete_twin(self, twin_id: str, *, expected_revision: int = 0) -> int:
         """Deletes a twin; returns a revision at or after the deletion."""
@@ -345,17 +325,8 @@ class TwinstackClient:
     ) -> Iterator[registry_pb2.Twin]:
         """Every twin in id order, fetched a page at a time. ``min_revision`` (a revision one of
         your writes returned) makes the listing reflect that write."""
-        token = ""
-        while True:
-            request = registry_pb2.ListTwinsRequest(
-                page=types_pb2.PageRequest(page_size=page_size, page_token=token),
-                min_revision=min_revision,
-            )
-            response = self._call(self._registry.ListTwins, request)
-            yield from response.twins
-            token = response.page.next_page_token
-            if not token:
-                return
+        request = registry_pb2.ListTwinsRequest(min_revision=min_revision)
+        yield from self._pages(self._registry.ListTwins, request, "twins", page_size)
 
     def ingest(self, points: Iterable[Point]) -> ingestion_pb2.IngestBatchResponse:
         """Ingests points in one batch; returns once all are durable in the stream."""

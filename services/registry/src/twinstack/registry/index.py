@@ -42,6 +42,7 @@ class RegistryIndex(TwinDirectory):
             defaultdict(dict)
         )
         self._relationship_revisions: dict[str, int] = {}
+        self._sorted_of_model: dict[str, list[str]] = {}
 
     def apply(self, entry: KeyValue.Entry) -> None:
         if entry.key.startswith(MODEL_KEY_PREFIX):
@@ -114,19 +115,31 @@ class RegistryIndex(TwinDirectory):
             return
         if previous is not None and previous.model_id != twin.model_id:
             self.twins_of_model[previous.model_id].discard(twin.id)
-        self.twins_of_model[twin.model_id].add(twin.id)
+            self._sorted_of_model.pop(previous.model_id, None)
+        if previous is None or previous.model_id != twin.model_id:
+            self.twins_of_model[twin.model_id].add(twin.id)
+            self._sorted_of_model.pop(twin.model_id, None)
         self.plain_properties[twin.id] = {k: to_json(v) for k, v in twin.properties.items()}
 
     def forget(self, twin_id: str) -> None:
         twin = self._twins.get(twin_id)
         if twin is not None:
             self.twins_of_model[twin.model_id].discard(twin_id)
+            self._sorted_of_model.pop(twin.model_id, None)
             self.plain_properties.pop(twin_id, None)
         super().forget(twin_id)
 
     def twin(self, twin_id: str) -> registry_pb2.Twin | None:
         """The twin as indexed (not a copy: callers must not modify it)."""
         return self._twins.get(twin_id)
+
+    def sorted_twins_of_model(self, model_id: str) -> list[str]:
+        """Ids of the twins of exactly this model, sorted (cached until one comes or goes)."""
+        cached = self._sorted_of_model.get(model_id)
+        if cached is None:
+            cached = sorted(self.twins_of_model.get(model_id, ()))
+            self._sorted_of_model[model_id] = cached
+        return cached
 
     def twin_ids(self) -> list[str]:
         """Every twin id, sorted."""

@@ -26,16 +26,19 @@ types, is false.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.common.lexing import Token, UnexpectedCharacterError, tokenize
 from twinstack.registry.index import RegistryIndex
 
 MAX_QUERY_CHARS = 4096
@@ -62,7 +65,19 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 Twin = registry_pb2.Twin
 Predicate = Callable[[Twin, dict[str, Any]], bool]
-ModelFilter = tuple[str, bool] | None
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """A condition every match must satisfy that an index answers directly: the twins of a
+    model (with its descendants unless exact), or a set of ids."""
+
+    kind: str  # "model" or "id"
+    values: tuple[str, ...]
+    exact: bool = False
+
+
+ModelFilter = Narrowing | None
 
 
 class QueryError(InvalidArgumentError):
@@ -86,39 +101,17 @@ class Query:
     start_only: str | None  # FROM without FOLLOW: just that twin
     predicate: Predicate | None
     # Model ids named by a top-level IS_OF_MODEL, to narrow the candidates before filtering.
-    model_filter: tuple[str, bool] | None
+    narrowing: Narrowing | None
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    position: int
-
-    @property
-    def word(self) -> str:
-        return self.text.upper() if self.kind == "path" else self.text
+def _tokens(text: str) -> list[Token]:
+    try:
+        return tokenize(_TOKEN, text)
+    except UnexpectedCharacterError as error:
+        raise QueryError(str(error), error.position) from None
 
 
-def _tokens(text: str) -> list[_Token]:
-    tokens = []
-    position = 0
-    while position < len(text):
-        if text[position:].isspace():
-            break
-        match = _TOKEN.match(text, position)
-        if match is None:
-            start = position + len(text[position:]) - len(text[position:].lstrip())
-            raise QueryError(f"unexpected character {text[start]!r}", start)
-        kind = match.lastgroup
-        assert kind is not None
-        tokens.append(_Token(kind, match.group(kind), match.start(kind)))
-        position = match.end()
-    tokens.append(_Token("end", "", len(text)))
-    return tokens
-
-
-def _unquote(token: _Token) -> str:
+def _unquote(token: Token) -> str:
     body = token.text[1:-1]
     return re.sub(r"\\(.)", r"\1", body)
 
@@ -157,10 +150,10 @@ class _Parser:
         self._nesting = 0
         self._index = index
 
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self._tokens[self._at]
 
-    def next(self) -> _Token:
+    def next(self) -> Token:
         token = self._tokens[self._at]
         self._at += 1
         return token
@@ -196,13 +189,13 @@ class _Parser:
             else:
                 start_only = start
         predicate = None
-        model_filter = None
+        narrowing = None
         if self.accept("WHERE"):
-            predicate, model_filter = self._or()
+            predicate, narrowing = self._or()
         token = self.peek()
         if token.kind != "end":
             raise QueryError(f"unexpected {token.text!r}", token.position)
-        return Query(traversal, start_only, predicate, model_filter)
+        return Query(traversal, start_only, predicate, narrowing)
 
     def _traversal(self, start: str) -> Traversal:
         names: list[str] = []
@@ -235,8 +228,8 @@ class _Parser:
         if self._terms > MAX_TERMS:
             raise QueryError(f"more than {MAX_TERMS} terms", position)
 
-    # Each level returns its predicate and the IS_OF_MODEL every match of it must satisfy, if
-    # any, so that a query on a model scans only that model's twins.
+    # Each level returns its predicate and a narrowing every match of it must satisfy, if any
+    # (an IS_OF_MODEL, or $id = / IN), so that such a query scans only those twins.
 
     def _or(self) -> tuple[Predicate, ModelFilter]:
         parts = [self._and()]
@@ -286,16 +279,22 @@ class _Parser:
             )
         if self.peek().text == "(":
             return self._function(token)
-        return self._comparison(self._path(token)), None
+        path = self._path(token)
+        operator_token = self.peek()
+        predicate, literals = self._comparison(path)
+        narrowing = None
+        if path == "$id" and operator_token.word in ("=", "IN"):
+            narrowing = Narrowing("id", tuple(v for v in literals if isinstance(v, str)))
+        return predicate, narrowing
 
-    def _path(self, token: _Token) -> str:
+    def _path(self, token: Token) -> str:
         if token.text.startswith("$") and token.text not in METADATA:
             raise QueryError(
                 f"unknown metadata {token.text}; known: {sorted(METADATA)}", token.position
             )
         return token.text
 
-    def _function(self, name: _Token) -> tuple[Predicate, ModelFilter]:
+    def _function(self, name: Token) -> tuple[Predicate, ModelFilter]:
         self.expect("(")
         word = name.word
         if word == "IS_OF_MODEL":
@@ -305,10 +304,11 @@ class _Parser:
                 self.expect("EXACT")
                 exact = True
             self.expect(")")
+            narrowing = Narrowing("model", (model_id,), exact)
             if exact:
-                return (lambda twin, _: twin.model_id == model_id), (model_id, True)
+                return (lambda twin, _: twin.model_id == model_id), narrowing
             index = self._index
-            return (lambda twin, _: index.is_a(twin.model_id, model_id)), (model_id, False)
+            return (lambda twin, _: index.is_a(twin.model_id, model_id)), narrowing
         if word == "IS_DEFINED":
             path = self._path(self.next())
             self.expect(")")
@@ -342,7 +342,8 @@ class _Parser:
             return token.word == "TRUE"
         raise QueryError("expected a string, a number, TRUE or FALSE", token.position)
 
-    def _comparison(self, path: str) -> Predicate:
+    def _comparison(self, path: str) -> tuple[Predicate, list[Any]]:
+        """The comparison's predicate and its literals."""
         token = self.next()
         if token.word == "IN":
             self.expect("(")
@@ -358,7 +359,7 @@ class _Parser:
                     _comparable(value, o) and value == o for o in options
                 )
 
-            return member
+            return member, options
         compare = _COMPARE.get(token.text)
         if compare is None:
             raise QueryError(f"expected a comparison after {path}", token.position)
@@ -368,7 +369,7 @@ class _Parser:
             value = _value_at(twin, props, path)
             return value is not None and _comparable(value, literal) and compare(value, literal)
 
-        return comparison
+        return comparison, [literal]
 
 
 def parse_query(text: str, index: RegistryIndex) -> Query:
@@ -408,27 +409,38 @@ def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> se
     return reached
 
 
+def _candidates(index: RegistryIndex, query: Query, after: str, max_visited: int) -> Iterator[str]:
+    """Ids that may match, in id order, after ``after``: as few as the query allows."""
+    narrowing = query.narrowing
+    if query.traversal is not None:
+        reached = sorted(traverse(index, query.traversal, max_visited))
+        return iter(reached[bisect.bisect_right(reached, after) :])
+    if query.start_only is not None:
+        return iter([query.start_only] if query.start_only > after else [])
+    if narrowing is not None and narrowing.kind == "id":
+        return iter(sorted(i for i in set(narrowing.values) if i > after))
+    if narrowing is not None:
+        (model_id,) = narrowing.values
+        models = (
+            [model_id]
+            if narrowing.exact
+            else [m for m in index.twins_of_model if index.is_a(m, model_id)]
+        )
+        # Each model's ids are kept sorted; merging them lazily costs one page, not the model.
+        lists = [index.sorted_twins_of_model(m) for m in models]
+        return heapq.merge(
+            *(itertools.islice(ids, bisect.bisect_right(ids, after), None) for ids in lists)
+        )
+    ids = index.twin_ids()
+    return itertools.islice(ids, bisect.bisect_right(ids, after), None)
+
+
 def run_query(
     index: RegistryIndex, query: Query, after: str, limit: int, max_visited: int
 ) -> tuple[list[Twin], bool]:
     """Up to ``limit`` matching twins after ``after`` in id order, and whether more follow."""
-    candidates: Iterable[str]
-    if query.traversal is not None:
-        candidates = sorted(traverse(index, query.traversal, max_visited))
-    elif query.start_only is not None:
-        candidates = [query.start_only]
-    elif query.model_filter is not None:
-        model_id, exact = query.model_filter
-        models = (
-            [model_id] if exact else [m for m in index.twins_of_model if index.is_a(m, model_id)]
-        )
-        candidates = sorted(t for m in models for t in index.twins_of_model.get(m, ()))
-    else:
-        candidates = index.twin_ids()
-    ordered = list(candidates)
-    start = bisect.bisect_right(ordered, after)
     found: list[Twin] = []
-    for twin_id in ordered[start:]:
+    for twin_id in _candidates(index, query, after, max_visited):
         twin = index.twin(twin_id)
         if twin is None:
             continue

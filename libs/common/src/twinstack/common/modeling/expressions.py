@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from twinstack.common.lexing import Token, UnexpectedCharacterError, tokenize
+
 MAX_EXPRESSION_CHARS = 2000
 MAX_EXPRESSION_NODES = 400
 MAX_EXPRESSION_DEPTH = 40
@@ -100,29 +102,11 @@ class Call:
 Node = Number | Name | Unary | Binary | Call
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "number", "name", "op" or "end"
-    text: str
-    position: int
-
-
-def _tokens(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        if text[position:].isspace():
-            break
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            start = position + len(text[position:]) - len(text[position:].lstrip())
-            raise ExpressionError(f"unexpected character {text[start]!r}", start)
-        kind = match.lastgroup
-        assert kind is not None
-        tokens.append(_Token(kind, match.group(kind), match.start(kind)))
-        position = match.end()
-    tokens.append(_Token("end", "", len(text)))
-    return tokens
+def _tokens(text: str) -> list[Token]:
+    try:
+        return tokenize(_TOKEN, text)
+    except UnexpectedCharacterError as error:
+        raise ExpressionError(str(error), error.position) from None
 
 
 class _Parser:
@@ -139,15 +123,15 @@ class _Parser:
             raise ExpressionError(f"unexpected {token.text!r}", token.position)
         return node
 
-    def _peek(self) -> _Token:
+    def _peek(self) -> Token:
         return self._tokens[self._index]
 
-    def _next(self) -> _Token:
+    def _next(self) -> Token:
         token = self._tokens[self._index]
         self._index += 1
         return token
 
-    def _accept(self, *texts: str) -> _Token | None:
+    def _accept(self, *texts: str) -> Token | None:
         token = self._peek()
         if token.kind in ("op", "name") and token.text in texts:
             self._index += 1
@@ -252,7 +236,7 @@ class _Parser:
         found = "the end" if token.kind == "end" else repr(token.text)
         raise ExpressionError(f"expected a number, a name or '(', found {found}", token.position)
 
-    def _call(self, name: _Token) -> Node:
+    def _call(self, name: Token) -> Node:
         arity = FUNCTIONS.get(name.text)
         if arity is None:
             raise ExpressionError(
