@@ -218,7 +218,7 @@ class ModelStore:
             )
         except KeyWrongLastSequenceError:
             # Stored concurrently by another request: fine if it is the same document.
-            await self._index.wait_for_revision(self._index.revision + 1)
+            await self._index.catch_up()
             existing = self._index.models.get(model.id)
             if existing is not None and existing.document == model.document:
                 return existing
