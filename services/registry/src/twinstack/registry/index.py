@@ -16,7 +16,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.directory import TwinDirectory
-from twinstack.common.modeling.document import Model, ModelError, parse_model
+from twinstack.common.modeling.document import Model, ModelError, parse_model, version_of
 from twinstack.common.modeling.resolve import ResolvedModel, Resolver
 from twinstack.common.modeling.values import to_json
 from twinstack.common.nats import MODEL_KEY_PREFIX, RELATIONSHIPS_KEY_PREFIX
@@ -101,8 +101,6 @@ class RegistryIndex(TwinDirectory):
 
     def latest_version(self, base_id: str) -> str | None:
         """Id of the highest stored version of ``base_id`` (the id before ';')."""
-        from twinstack.common.modeling.document import version_of
-
         versions = [mid for mid in self.models if version_of(mid)[0] == base_id]
         return max(versions, key=lambda mid: version_of(mid)[1], default=None)
 

@@ -4,7 +4,6 @@ compatibility with the version before, immutable once stored, and announced as e
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +33,6 @@ from twinstack.common.modeling.resolve import Resolver, breaking_changes
 from twinstack.common.nats import MODEL_KEY_PREFIX, event_subject, message_headers
 from twinstack.registry.dtdl import convert_dtdl
 from twinstack.registry.index import RegistryIndex
-
-logger = logging.getLogger(__name__)
 
 MODEL_RESOURCE = "twinstack.io/Model"
 MAX_SOURCE_BYTES = 1024 * 1024

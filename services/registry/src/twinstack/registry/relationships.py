@@ -34,6 +34,7 @@ from twinstack.common.nats import (
     message_headers,
 )
 from twinstack.registry.index import RegistryIndex
+from twinstack.registry.twins import TWIN_RESOURCE
 
 RELATIONSHIP_RESOURCE = "twinstack.io/Relationship"
 
@@ -91,11 +92,11 @@ class RelationshipStore:
         target = await self._index.get(relationship.target_id)
         if source is None:
             raise NotFoundError(
-                "twinstack.io/Twin", relationship.source_id, f"no twin {relationship.source_id!r}"
+                TWIN_RESOURCE, relationship.source_id, f"no twin {relationship.source_id!r}"
             )
         if target is None:
             raise NotFoundError(
-                "twinstack.io/Twin", relationship.target_id, f"no twin {relationship.target_id!r}"
+                TWIN_RESOURCE, relationship.target_id, f"no twin {relationship.target_id!r}"
             )
         try:
             model = await self._index.resolve_current(source.model_id)

@@ -8,7 +8,6 @@ model (resolved with inheritance) on every write.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,8 +44,6 @@ from twinstack.common.nats import (
     twin_key,
 )
 from twinstack.registry.index import RegistryIndex
-
-logger = logging.getLogger(__name__)
 
 TWIN_RESOURCE = "twinstack.io/Twin"
 MAX_MERGE_PATCH_BYTES = 1024 * 1024

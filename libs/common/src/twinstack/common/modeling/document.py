@@ -26,7 +26,6 @@ from twinstack.common.modeling.units import UnitError, dimensions_of
 
 PRIMITIVES = frozenset({"double", "integer", "boolean", "string", "timestamp"})
 NUMERIC = frozenset({"double", "integer"})
-COMPLEX = frozenset({"enum", "object", "array", "map"})
 SEVERITIES = ("info", "warning", "critical")
 MAX_SCHEMA_DEPTH = 8
 MAX_ELEMENTS = 500
@@ -179,9 +178,6 @@ class Dynamics:
     equations: tuple[Expression, ...] = ()  # named after the state they are the derivative of
     outputs: tuple[Expression, ...] = ()
     conditions: tuple[Condition, ...] = ()
-
-    def is_empty(self) -> bool:
-        return not (self.states or self.parameters or self.inputs or self.outputs)
 
 
 @dataclass(frozen=True)
