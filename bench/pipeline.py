@@ -1,15 +1,18 @@
-"""End-to-end ingest (gRPC -> JetStream -> historian -> InfluxDB), against raw baselines.
+"""End-to-end ingest (gRPC -> JetStream -> historian -> InfluxDB), against raw baselines, and
+telemetry-to-state latency at a fixed rate.
 
-The same points, in the same batch size, are written three ways in one run on the same
-servers: straight to InfluxDB (pre-built line protocol POSTed to /write), straight to JetStream
-(pre-serialised batches published with nats.py), and through twinstack, timed until InfluxDB
-holds every point.
+The same points, in the same batch size, are written in one run on the same servers: straight
+to InfluxDB (pre-built line protocol POSTed to /write), straight to JetStream (pre-serialised
+batches published with nats.py), and through twinstack, timed until InfluxDB holds every
+point: once as frames (the columnar form) and once as single points.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +23,13 @@ import httpx
 from nats.js.api import StreamConfig
 
 from bench.report import console, save, show
-from twinstack.api.common.v1 import events_pb2
+from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
-from twinstack.common.influx import InfluxPoint, InfluxStore
+from twinstack.common.frames import frame_lines
+from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import connect_nats, message_headers
 from twinstack.devstack import LocalPlatform
-from twinstack.sdk import Endpoints, Point, TwinstackClient
+from twinstack.sdk import Endpoints, Point, TwinstackClient, make_frame
 from twinstack.sdk.models import example_model_sources
 
 TWINS = 20
@@ -33,37 +37,48 @@ SAMPLES_PER_TWIN_PER_BATCH = 250
 BATCHES = 40
 CLIENT_THREADS = 2
 THINGSBOARD_2VCPU_VALUES_PER_S = 15_000
+MODEL = "dtmi:twinstack:examples:HydraulicPress;1"
 START_NS = (time.time_ns() // 10**9 - 86_400) * 10**9
+# Latency: this many points a second, sent as small batches every LATENCY_TICK_S.
+LATENCY_POINTS_PER_S = 10_000
+LATENCY_TICK_S = 0.02
+LATENCY_DURATION_S = 6.0
 
 
-def make_batches() -> list[list[Point]]:
+def make_frames(twin_prefix: str) -> list[list[types_pb2.TelemetryFrame]]:
+    """BATCHES requests of one frame per twin, SAMPLES_PER_TWIN_PER_BATCH rows each."""
     batches = []
     for b in range(BATCHES):
-        batch = []
-        for twin in range(TWINS):
-            for s in range(SAMPLES_PER_TWIN_PER_BATCH):
-                n = b * SAMPLES_PER_TWIN_PER_BATCH + s
-                fields = {
-                    "temperature_c": 40.0 + n % 50 / 7,
-                    "vibration_mm_s": 2.5 + n % 13 / 10,
-                    "cycles": n,
-                }
-                batch.append(Point(f"bench-{twin:03d}", fields, START_NS + n * 10**6))
-        batches.append(batch)
+        rows = range(b * SAMPLES_PER_TWIN_PER_BATCH, (b + 1) * SAMPLES_PER_TWIN_PER_BATCH)
+        columns: dict[str, list[Any]] = {
+            "temperature_c": [40.0 + n % 50 / 7 for n in rows],
+            "vibration_mm_s": [2.5 + n % 13 / 10 for n in rows],
+            "cycles": list(rows),
+        }
+        times = [START_NS + n * 10**6 for n in rows]
+        batches.append([make_frame(f"{twin_prefix}-{t:03d}", times, columns) for t in range(TWINS)])
     return batches
 
 
-def influx_body(points: list[Point]) -> bytes:
-    lines = [
-        InfluxPoint("telemetry", {"twin_id": p.twin_id}, dict(p.fields), int(str(p.time))).to_line()
-        for p in points
-    ]
-    return "\n".join(lines).encode()
+def as_points(frames: list[types_pb2.TelemetryFrame]) -> list[types_pb2.TelemetryPoint]:
+    points = []
+    for frame in frames:
+        names = [column.field for column in frame.columns]
+        columns = [
+            column.double_values.values or column.int_values.values for column in frame.columns
+        ]
+        for row, time_ns in enumerate(frame.time_unix_ns):
+            fields = {name: values[row] for name, values in zip(names, columns, strict=True)}
+            points.append(Point(frame.twin_id, fields, time_ns).to_proto())
+    return points
 
 
-async def raw_influx(url: str, batches: list[list[Point]]) -> float:
+async def raw_influx(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
     database = f"raw_{uuid.uuid4().hex[:8]}"
-    bodies = [influx_body(batch) for batch in batches]
+    bodies = [
+        "\n".join(line for f in batch for line in frame_lines(f, "telemetry", "twin_id")).encode()
+        for batch in batches
+    ]
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         await http.post("/query", params={"q": f'CREATE DATABASE "{database}"'})
         started = time.perf_counter()
@@ -75,20 +90,21 @@ async def raw_influx(url: str, batches: list[list[Point]]) -> float:
         return time.perf_counter() - started
 
 
-async def raw_nats(url: str, batches: list[list[Point]]) -> float:
+async def raw_nats(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
     client = await connect_nats(url, "bench-raw")
     js = client.jetstream()
     await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
-    messages = []
-    for b, batch in enumerate(batches):
-        per_twin: dict[str, events_pb2.TelemetryBatch] = {}
-        for point in batch:
-            proto = point.to_proto()
-            per_twin.setdefault(point.twin_id, events_pb2.TelemetryBatch(twin_id=point.twin_id))
-            per_twin[point.twin_id].samples.add(time=proto.time, fields=proto.fields)
-        messages.append(
-            [(f"bench.{t}", m.SerializeToString(), f"{b}-{t}") for t, m in per_twin.items()]
-        )
+    messages = [
+        [
+            (
+                f"bench.{f.twin_id}",
+                events_pb2.TelemetryBatch(frame=f).SerializeToString(),
+                f"{b}-{f.twin_id}",
+            )
+            for f in batch
+        ]
+        for b, batch in enumerate(batches)
+    ]
     started = time.perf_counter()
     for batch_messages in messages:
         await asyncio.gather(
@@ -100,20 +116,90 @@ async def raw_nats(url: str, batches: list[list[Point]]) -> float:
     return elapsed
 
 
-async def stored_points(url: str) -> int:
+async def stored_points(url: str, prefix: str) -> int:
     store = InfluxStore(url, "twinstack")
     try:
-        series = await store.query("SELECT count(cycles) FROM telemetry")
+        series = await store.query(
+            "SELECT count(cycles) FROM telemetry WHERE twin_id =~ /^" + prefix + "-/"
+        )
     finally:
         await store.close()
     return int(series[0].values[0][1]) if series else 0
+
+
+def end_to_end(
+    client: TwinstackClient, influx_url: str, prefix: str, requests: list[IngestBatchRequest]
+) -> tuple[float, float]:
+    """Seconds until every request was acknowledged, and until InfluxDB held every point."""
+    total = sum(len(r.points) + sum(len(f.time_unix_ns) for f in r.frames) for r in requests)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(client.ingest_batch, requests))
+    acked_s = time.perf_counter() - started
+    deadline = time.monotonic() + 600
+    while asyncio.run(stored_points(influx_url, prefix)) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError("historian did not store every point within 600 s")
+        time.sleep(0.05)
+    return acked_s, time.perf_counter() - started
+
+
+def state_latency(client: TwinstackClient) -> list[float]:
+    """Milliseconds from sending a batch to its newest sample being visible in a Watch."""
+    twin_ids = [f"lat-{t:03d}" for t in range(TWINS)]
+    sent_at: dict[tuple[str, int], float] = {}
+    latencies: list[float] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def watch() -> None:
+        for response in client.watch(twin_ids, timeout_s=LATENCY_DURATION_S + 15):
+            ready.set()
+            state = response.state
+            cycles = state.reported["cycles"].value.int_value if "cycles" in state.reported else -1
+            sent = sent_at.pop((state.twin_id, cycles), None)
+            if sent is not None:
+                latencies.append((time.perf_counter() - sent) * 1000)
+            if stop.is_set() and not sent_at:
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    client.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in twin_ids])
+    watcher.start()
+    ready.wait(30)
+    per_tick = int(LATENCY_POINTS_PER_S * LATENCY_TICK_S)
+    rows = per_tick // TWINS
+    sequence = 1
+    next_tick = time.perf_counter()
+    end = next_tick + LATENCY_DURATION_S
+    while next_tick < end:
+        frames = []
+        for twin_id in twin_ids:
+            cycles = list(range(sequence, sequence + rows))
+            times = [START_NS + c * 10**6 for c in cycles]
+            frames.append(make_frame(twin_id, times, {"cycles": cycles}))
+        now = time.perf_counter()
+        for twin_id in twin_ids:
+            sent_at[(twin_id, sequence + rows - 1)] = now
+        client.ingest(frames=frames)
+        sequence += rows
+        next_tick += LATENCY_TICK_S
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+    stop.set()
+    watcher.join(15)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def run() -> dict[str, Any]:
     total_points = TWINS * SAMPLES_PER_TWIN_PER_BATCH * BATCHES
     batch_points = TWINS * SAMPLES_PER_TWIN_PER_BATCH
     values_per_point = 3
-    batches = make_batches()
+    frames = make_frames("frames")
     with tempfile.TemporaryDirectory(prefix="twinstack-bench-") as scratch:
         platform = LocalPlatform(
             Path(scratch),
@@ -128,63 +214,80 @@ def run() -> dict[str, Any]:
         platform.start()
         try:
             console.print(f"pipeline: raw InfluxDB writes, {BATCHES} x {batch_points} points")
-            influx_s = asyncio.run(raw_influx(platform.influx.url, batches))
+            influx_s = asyncio.run(raw_influx(platform.influx.url, frames))
             console.print("pipeline: raw nats.py JetStream publishes")
-            nats_s = asyncio.run(raw_nats(platform.nats.url, batches))
+            nats_s = asyncio.run(raw_nats(platform.nats.url, frames))
 
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
             with TwinstackClient(endpoints, timeout_s=120) as client:
                 client.create_models(example_model_sources())
-                for twin in range(TWINS):
-                    client.create_twin(
-                        f"bench-{twin:03d}", "dtmi:twinstack:examples:HydraulicPress;1"
-                    )
-                console.print("pipeline: end to end through twinstack")
-                requests = [
-                    IngestBatchRequest(points=[p.to_proto() for p in batch]) for batch in batches
+                for prefix in ("frames", "points", "lat"):
+                    for twin in range(TWINS):
+                        client.create_twin(f"{prefix}-{twin:03d}", MODEL)
+                console.print("pipeline: end to end through twinstack, frames")
+                frame_requests = [IngestBatchRequest(frames=batch) for batch in frames]
+                frames_acked_s, frames_s = end_to_end(
+                    client, platform.influx.url, "frames", frame_requests
+                )
+                console.print("pipeline: end to end through twinstack, single points")
+                point_requests = [
+                    IngestBatchRequest(points=as_points(batch)) for batch in make_frames("points")
                 ]
-                started = time.perf_counter()
-                with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-                    list(pool.map(client.ingest_batch, requests))
-                acked_s = time.perf_counter() - started
-                deadline = time.monotonic() + 600
-                while asyncio.run(stored_points(platform.influx.url)) < total_points:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("historian did not store every point within 600 s")
-                    time.sleep(0.1)
-                stored_s = time.perf_counter() - started
+                points_acked_s, points_s = end_to_end(
+                    client, platform.influx.url, "points", point_requests
+                )
+                console.print(
+                    f"pipeline: telemetry to live state at {LATENCY_POINTS_PER_S:,} points/s"
+                )
+                latencies = state_latency(client)
         finally:
             platform.stop()
 
-    e2e_rate = total_points / stored_s
+    e2e_rate = total_points / frames_s
+    points_rate = total_points / points_s
     influx_rate = total_points / influx_s
     nats_rate = total_points / nats_s
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     results = {
         "points": total_points,
         "batch_points": batch_points,
         "values_per_point": values_per_point,
         "raw_influx_points_per_s": influx_rate,
         "raw_nats_points_per_s": nats_rate,
-        "e2e_acked_points_per_s": total_points / acked_s,
+        "e2e_acked_points_per_s": total_points / frames_acked_s,
         "e2e_stored_points_per_s": e2e_rate,
         "e2e_vs_raw_influx": e2e_rate / influx_rate,
         "e2e_vs_raw_nats": e2e_rate / nats_rate,
         "e2e_values_per_s": e2e_rate * values_per_point,
         "e2e_vs_thingsboard_2vcpu": e2e_rate * values_per_point / THINGSBOARD_2VCPU_VALUES_PER_S,
+        "e2e_single_points_acked_points_per_s": total_points / points_acked_s,
+        "e2e_single_points_stored_points_per_s": points_rate,
+        "e2e_single_points_vs_raw_influx": points_rate / influx_rate,
+        "state_latency_rate_points_per_s": LATENCY_POINTS_PER_S,
+        "state_latency_samples": len(latencies),
+        "state_latency_p50_ms": p50,
+        "state_latency_p99_ms": p99,
+        "state_latency_mean_ms": statistics.fmean(latencies),
     }
     show(
         f"pipeline: {total_points:,} points of {values_per_point} values, {batch_points:,} a batch",
         [
             ("raw InfluxDB /write", f"{influx_rate:,.0f} points/s", "baseline"),
             ("raw nats.py JetStream publish", f"{nats_rate:,.0f} points/s", "baseline"),
-            ("twinstack, acknowledged", f"{total_points / acked_s:,.0f} points/s", ""),
-            ("twinstack, stored in InfluxDB", f"{e2e_rate:,.0f} points/s",
+            ("twinstack frames, acknowledged",
+             f"{total_points / frames_acked_s:,.0f} points/s", ""),
+            ("twinstack frames, stored in InfluxDB", f"{e2e_rate:,.0f} points/s",
              f"{e2e_rate / influx_rate:.0%} of raw InfluxDB (target >= 70%)"),
             ("", "", f"{e2e_rate / nats_rate:.0%} of raw JetStream"),
-            ("twinstack, values stored", f"{e2e_rate * values_per_point:,.0f} values/s",
+            ("twinstack frames, values stored", f"{e2e_rate * values_per_point:,.0f} values/s",
              f"{e2e_rate * values_per_point / THINGSBOARD_2VCPU_VALUES_PER_S:.1f}x ThingsBoard "
              "2-vCPU (target >= 6x)"),
+            ("twinstack single points, stored", f"{points_rate:,.0f} points/s",
+             f"{points_rate / influx_rate:.0%} of raw InfluxDB"),
+            (f"telemetry -> state at {LATENCY_POINTS_PER_S:,}/s, p50", f"{p50:.1f} ms", ""),
+            (f"telemetry -> state at {LATENCY_POINTS_PER_S:,}/s, p99", f"{p99:.1f} ms",
+             "target <= 50 ms"),
         ],
     )  # fmt: skip
     save("pipeline", results)

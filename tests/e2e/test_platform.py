@@ -165,7 +165,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
 
             start_ns = time.time_ns() - 600 * 10**9
             points = [
-                Point("press-7", {"temperature_c": 40.0 + i, "running": True}, start_ns + i * 10**9)
+                Point("press-7", {"temperature_c": 40.0 + i, "cycles": i}, start_ns + i * 10**9)
                 for i in range(120)
             ]
             response = client.ingest(points)

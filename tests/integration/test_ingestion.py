@@ -23,6 +23,7 @@ from twinstack.ingestion.service import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 from twinstack.registry.service import RegistryApp
 from twinstack.registry.settings import RegistrySettings
+from twinstack.sdk import make_frame
 
 T0_NS = (time.time_ns() // 10**9 - 3600) * 10**9
 
@@ -126,6 +127,26 @@ def set_bad_field_name(p: types_pb2.TelemetryPoint) -> None:
     p.fields["bad.name"].int_value = 1
 
 
+def set_unknown_field(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["humidity"].double_value = 1.0
+
+
+def set_wrong_type(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["seq"].double_value = 1.5
+
+
+def set_out_of_range(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["pressure_bar"].double_value = 401.0
+
+
+def set_bad_enum(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["mode"].string_value = "turbo"
+
+
+def set_list(p: types_pb2.TelemetryPoint) -> None:
+    p.fields["temp"].list_value.values.add().double_value = 1.0
+
+
 @pytest.mark.parametrize(
     ("mutate", "field", "reason"),
     [
@@ -133,9 +154,14 @@ def set_bad_field_name(p: types_pb2.TelemetryPoint) -> None:
         (lambda p: setattr(p, "twin_id", "tel.>"), "points[1].twin_id", "twin ids are"),
         (lambda p: setattr(p, "twin_id", "a'; DROP"), "points[1].twin_id", "twin ids are"),
         (set_nan, "points[1].fields['temp']", "NaN"),
-        (lambda p: p.ClearField("time"), "points[1].time", "required"),
+        (lambda p: p.ClearField("time"), "points[1].time", "missing"),
         (set_future, "points[1].time", "future"),
         (set_bad_field_name, "points[1].fields['bad.name']", "field names"),
+        (set_unknown_field, "points[1].fields['humidity']", "declares no telemetry"),
+        (set_wrong_type, "points[1].fields['seq']", "expected an integer, got numbers"),
+        (set_out_of_range, "points[1].fields['pressure_bar']", "above the maximum 400"),
+        (set_bad_enum, "points[1].fields['mode']", "not one of ['auto', 'manual']"),
+        (set_list, "points[1].fields['temp']", "numbers, booleans or strings"),
     ],
 )
 async def test_bad_points_reject_the_whole_batch_and_leave_the_service_serving(
@@ -195,12 +221,14 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
 ) -> None:
     async with platform(infra_settings, serve_app, store_test_models, ["pump-9"]) as ingestion:
         await backbone.js.publish("tel.0.junk-1", b"\xff\xfenot a protobuf")
-        not_finite = events_pb2.TelemetryBatch(twin_id="nan-1")
-        not_finite.samples.add(fields={"temp": types_pb2.Value(double_value=math.inf)})
+        # Published around ingestion, which would have refused them.
+        not_finite = events_pb2.TelemetryBatch(
+            frame=make_frame("nan-1", [T0_NS], {"temp": [math.inf]})
+        )
         await backbone.js.publish("tel.0.nan-1", not_finite.SerializeToString())
-        conflicting = events_pb2.TelemetryBatch(twin_id="pump-9")
-        sample = conflicting.samples.add(fields={"seq": types_pb2.Value(string_value="text")})
-        sample.time.FromNanoseconds(T0_NS + 5)
+        conflicting = events_pb2.TelemetryBatch(
+            frame=make_frame("pump-9", [T0_NS + 5], {"seq": ["text"]})
+        )
         await ingestion.IngestBatch(
             ingestion_pb2.IngestBatchRequest(points=points("pump-9", 20)), timeout=10
         )
@@ -225,7 +253,7 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
         rejected = await eventually(lambda: dead_letter("pump-9"))
         assert "InfluxDB rejected" in rejected.headers[DEAD_LETTER_REASON_HEADER]
         not_finite_letter = await eventually(lambda: dead_letter("nan-1"))
-        assert "not finite" in not_finite_letter.headers[DEAD_LETTER_REASON_HEADER]
+        assert "NaN or infinity" in not_finite_letter.headers[DEAD_LETTER_REASON_HEADER]
         events = await backbone.js.stream_info(EVENTS_STREAM, subjects_filter="evt.ingestion.>")
         assert events.state.subjects == {
             "evt.ingestion.deadletter.junk-1": 1,
@@ -292,3 +320,97 @@ async def test_influxdb_outage_loses_nothing(
             assert not events.state.subjects, "nothing was dead-lettered"
     finally:
         own_influx.stop()
+
+
+async def test_frames_are_validated_by_column_and_stored_like_points(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    backbone: Backbone,
+    details_of: Any,
+    reader: InfluxStore,
+    eventually: Callable[..., Any],
+) -> None:
+    times = [T0_NS + i * 10**6 for i in range(1000)]
+    good = make_frame("frame-1", times, {"seq": list(range(1000)), "temp": [20] * 1000})
+    async with platform(infra_settings, serve_app, store_test_models, ["frame-1"]) as ingestion:
+        bad = make_frame("frame-1", times[:3], {"seq": [1, 2, 3], "pressure_bar": [1.0, -1.0, 2.0]})
+        ghost = make_frame("ghost-2", times[:1], {"seq": [1]})
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(frames=[good, bad, ghost]), timeout=10
+            )
+        violations = details_of(raised.value)[1].field_violations
+        assert [(v.field, v.description) for v in violations] == [
+            ("frames[1].columns[1].values[1]", "-1.0 is below the minimum 0"),
+            ("frames[2].twin_id", "unknown twin 'ghost-2'"),
+        ]
+        assert (await backbone.js.stream_info(TELEMETRY_STREAM)).state.messages == 0
+
+        response = await ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(frames=[good], points=points("frame-1", 5, 1000)),
+            timeout=10,
+        )
+        assert (response.accepted_points, response.published_messages) == (1005, 2)
+        await eventually(lambda: stored_count(reader, "frame-1"), lambda n: n == 1005)
+        series = await reader.query(
+            "SELECT temp, seq FROM telemetry WHERE twin_id = $t ORDER BY time ASC LIMIT 2",
+            {"t": "frame-1"},
+        )
+        assert series[0].values[1][1:] == [20, 1]
+        # Integers sent for a double field were stored as doubles, so the field's type is one.
+        kinds = await reader.query('SHOW FIELD KEYS FROM "telemetry"')
+        assert ["temp", "float"] in kinds[0].values
+
+
+async def test_a_frame_larger_than_a_message_is_cut_and_stored_whole(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    reader: InfluxStore,
+    eventually: Callable[..., Any],
+) -> None:
+    rows = 20_000
+    big = make_frame(
+        "big-1",
+        [T0_NS + i for i in range(rows)],
+        {"seq": list(range(rows)), "mode": ["auto"] * rows},
+    )
+    async with platform(
+        infra_settings, serve_app, store_test_models, ["big-1"], max_message_bytes=64 * 1024
+    ) as ingestion:
+        response = await ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(frames=[big]), timeout=20
+        )
+        assert response.accepted_points == rows
+        assert response.published_messages >= big.ByteSize() // (64 * 1024)
+        await eventually(lambda: stored_count(reader, "big-1"), lambda n: n == rows)
+
+
+async def test_stream_acknowledges_each_batch_in_order_and_survives_a_rejected_one(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    reader: InfluxStore,
+    eventually: Callable[..., Any],
+) -> None:
+    async with platform(
+        infra_settings, serve_app, store_test_models, ["stream-1"], stream_batches_in_flight=3
+    ) as ingestion:
+        requests = [
+            ingestion_pb2.IngestStreamRequest(
+                sequence=10 + i, points=points("stream-1", 100, i * 100)
+            )
+            for i in range(20)
+        ]
+        set_nan(requests[7].points[3])
+        call = ingestion.IngestStream(iter(requests), timeout=30)
+        acks = [ack async for ack in call]
+        assert [ack.sequence for ack in acks] == [10 + i for i in range(20)]
+        assert [ack.code for ack in acks] == [0] * 7 + [
+            grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        ] + [0] * 12
+        assert acks[7].violations[0].field == "points[3].fields['temp']"
+        assert acks[7].accepted_points == 0
+        assert sum(ack.accepted_points for ack in acks) == 1900
+        await eventually(lambda: stored_count(reader, "stream-1"), lambda n: n == 1900)

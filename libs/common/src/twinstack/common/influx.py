@@ -67,16 +67,13 @@ class InfluxPoint:
 
     def to_line(self) -> str:
         """The point in line protocol, tags sorted by key as InfluxDB prefers."""
-        measurement = self.measurement.translate(_MEASUREMENT_ESCAPES)
         tags = "".join(
-            f",{key.translate(_KEY_ESCAPES)}={self.tags[key].translate(_KEY_ESCAPES)}"
-            for key in sorted(self.tags)
+            f",{escape_key(key)}={escape_key(self.tags[key])}" for key in sorted(self.tags)
         )
         fields = ",".join(
-            f"{key.translate(_KEY_ESCAPES)}={_field_value(key, value)}"
-            for key, value in self.fields.items()
+            f"{escape_key(key)}={field_literal(value)}" for key, value in self.fields.items()
         )
-        return f"{measurement}{tags} {fields} {self.time_ns}"
+        return f"{escape_measurement(self.measurement)}{tags} {fields} {self.time_ns}"
 
 
 # Line protocol escaping: commas and spaces end a measurement; commas, equals signs and spaces
@@ -86,7 +83,17 @@ _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL_ESCAPES
 _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL_ESCAPES})
 
 
-def _field_value(key: str, value: FieldValue) -> str:
+def escape_measurement(name: str) -> str:
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(name: str) -> str:
+    """A tag key, tag value or field key for line protocol."""
+    return name.translate(_KEY_ESCAPES)
+
+
+def field_literal(value: FieldValue) -> str:
+    """A field value in line protocol: ``1.5``, ``3i``, ``true``, ``"text"``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -94,7 +101,7 @@ def _field_value(key: str, value: FieldValue) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             # Line protocol has no NaN or infinity; callers validate them away first.
-            raise ValueError(f"field {key!r} is not finite")
+            raise ValueError("NaN and infinity cannot be stored")
         return repr(value)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -231,9 +238,13 @@ class InfluxStore:
         Raises:
             InfluxError: with ``retryable`` telling whether a retry may succeed.
         """
-        if not points:
+        await self.write_lines([point.to_line() for point in points])
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """Writes points given in line protocol in one request; see :meth:`write`."""
+        if not lines:
             return
-        body = "\n".join(point.to_line() for point in points)
+        body = "\n".join(lines)
         if self.protocol is WriteProtocol.V2:
             await self._write_v2(body)
         elif self.protocol is WriteProtocol.V1:

@@ -45,6 +45,8 @@ TWIN_KEY_PREFIX = "twins."
 MODEL_KEY_PREFIX = "models."
 RELATIONSHIPS_KEY_PREFIX = "relationships."
 STATE_TWINS_BUCKET = "state_twins"
+# Alert rules by rule id (state).
+ALERT_RULES_BUCKET = "alert_rules"
 
 # Failures to reach NATS, as opposed to answers from it: a retry later can succeed.
 NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -147,6 +149,14 @@ class JetStreamLayout:
             KeyValueConfig(
                 bucket=STATE_TWINS_BUCKET,
                 description="Live twin state documents (state)",
+                # One revision per twin: a watcher that lags behind skips to the latest state.
+                history=1,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=ALERT_RULES_BUCKET,
+                description="Alert rules (state)",
                 history=1,
                 replicas=self.replicas,
                 storage=StorageType.FILE,

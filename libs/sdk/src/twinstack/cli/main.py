@@ -562,7 +562,7 @@ def demo(
     samples = [
         Point(
             twin_id,
-            {"temperature_c": 40.0 + i * 0.1, "running": True},
+            {"temperature_c": 40.0 + i * 0.1, "load": 0.7},
             now_ns - (points - i) * 10**9,
         )
         for i in range(points)

@@ -7,6 +7,6 @@
 ...     client.get_state("pump-1")
 """
 
-from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient, make_frame
 
-__all__ = ["ApiError", "Endpoints", "Point", "TwinstackClient"]
+__all__ = ["ApiError", "Endpoints", "Point", "TwinstackClient", "make_frame"]

@@ -95,6 +95,39 @@ class Point:
         return point
 
 
+def make_frame(
+    twin_id: str, times_ns: Sequence[int], columns: Mapping[str, Sequence[Scalar]]
+) -> types_pb2.TelemetryFrame:
+    """A frame of one twin's samples: one time per row, one equally long column per field.
+
+    A column's type follows its values: all booleans, all integers, numbers (doubles) or
+    strings. NumPy arrays work too.
+    """
+    frame = types_pb2.TelemetryFrame(twin_id=twin_id)
+    frame.time_unix_ns.extend(int(t) for t in times_ns)
+    for name, values in columns.items():
+        column = frame.columns.add(field=name)
+        items: list[Any] = values.tolist() if hasattr(values, "tolist") else list(values)
+        if items and all(isinstance(v, bool) for v in items):
+            column.bool_values.values.extend(items)
+        elif items and all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            column.int_values.values.extend(items)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            column.double_values.values.extend(float(v) for v in items)
+        else:
+            column.string_values.values.extend(items)
+    return frame
+
+
+# Per-batch outcomes of IngestStream after which the same batch may succeed when sent again.
+_RESEND_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE.value[0], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
+)
+_RECONNECT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
+)
+
+
 class TwinstackClient:
     """Calls the registry, ingestion, state and simulation services.
 
@@ -328,10 +361,16 @@ class TwinstackClient:
         request = registry_pb2.ListTwinsRequest(min_revision=min_revision)
         yield from self._pages(self._registry.ListTwins, request, "twins", page_size)
 
-    def ingest(self, points: Iterable[Point]) -> ingestion_pb2.IngestBatchResponse:
-        """Ingests points in one batch; returns once all are durable in the stream."""
+    def ingest(
+        self,
+        points: Iterable[Point] = (),
+        frames: Iterable[types_pb2.TelemetryFrame] = (),
+    ) -> ingestion_pb2.IngestBatchResponse:
+        """Ingests points and frames in one batch; returns once all are durable in the stream."""
         return self.ingest_batch(
-            ingestion_pb2.IngestBatchRequest(points=[p.to_proto() for p in points])
+            ingestion_pb2.IngestBatchRequest(
+                points=[p.to_proto() for p in points], frames=list(frames)
+            )
         )
 
     def ingest_batch(
@@ -343,10 +382,181 @@ class TwinstackClient:
         )
         return response
 
+    def ingest_stream(
+        self,
+        batches: Iterable[ingestion_pb2.IngestStreamRequest],
+        *,
+        reconnect_timeout_s: float = 60.0,
+    ) -> Iterator[ingestion_pb2.IngestStreamResponse]:
+        """Streams batches and yields each one's final acknowledgement, in order.
+
+        Sequence numbers are assigned here. A batch the service could not make durable for
+        now (UNAVAILABLE, RESOURCE_EXHAUSTED), and every batch unacknowledged when the
+        connection breaks (a service restarting), is sent again until it is acknowledged or
+        ``reconnect_timeout_s`` passes without progress; resending is safe because the stream
+        de-duplicates. A rejected batch (INVALID_ARGUMENT) is yielded with its violations and
+        not resent.
+        """
+        source = iter(batches)
+        unacknowledged: list[ingestion_pb2.IngestStreamRequest] = []
+        next_sequence = 1
+        progress_at = time.monotonic()
+
+        def requests() -> Iterator[ingestion_pb2.IngestStreamRequest]:
+            nonlocal next_sequence
+            yield from list(unacknowledged)
+            for batch in source:
+                batch.sequence = next_sequence
+                next_sequence += 1
+                unacknowledged.append(batch)
+                yield batch
+
+        while True:
+            pause_s = 0.0
+            try:
+                for ack in self._ingestion.IngestStream(requests(), metadata=self._metadata):
+                    if ack.code in _RESEND_CODES:
+                        pause_s = max(ack.retry_after_ms / 1000, 0.05)
+                        break
+                    unacknowledged.pop(0)
+                    progress_at = time.monotonic()
+                    yield ack
+                else:
+                    if not unacknowledged:
+                        return
+            except grpc.RpcError as error:
+                if error.code() not in _RECONNECT_CODES:
+                    raise ApiError.from_rpc_error(error) from error
+                pause_s = 0.2
+            if time.monotonic() - progress_at > reconnect_timeout_s:
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no batch acknowledged for {reconnect_timeout_s:g} s; giving up",
+                    [],
+                )
+            time.sleep(pause_s)
+
     def get_state(self, twin_id: str) -> state_pb2.TwinState:
         response = self._call(self._state.GetState, state_pb2.GetStateRequest(twin_id=twin_id))
         state: state_pb2.TwinState = response.state
         return state
+
+    def get_states(self, twin_ids: Sequence[str]) -> state_pb2.BatchGetStatesResponse:
+        response: state_pb2.BatchGetStatesResponse = self._call(
+            self._state.BatchGetStates, state_pb2.BatchGetStatesRequest(twin_ids=twin_ids)
+        )
+        return response
+
+    def watch(
+        self,
+        twin_ids: Sequence[str] = (),
+        *,
+        model_id: str = "",
+        all_twins: bool = False,
+        after_revision: int = 0,
+        timeout_s: float | None = None,
+    ) -> Iterator[state_pb2.WatchResponse]:
+        """State changes as they happen; runs until ``timeout_s`` (None: until closed)."""
+        request = state_pb2.WatchRequest(
+            twin_ids=twin_ids, model_id=model_id, all_twins=all_twins, after_revision=after_revision
+        )
+        responses = self._state.Watch(request, timeout=timeout_s, metadata=self._metadata)
+        try:
+            yield from responses
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ApiError.from_rpc_error(error) from error
+        finally:
+            responses.cancel()
+
+    def set_desired(
+        self,
+        twin_id: str,
+        values: Mapping[str, Scalar],
+        *,
+        remove: Sequence[str] = (),
+        expected_revision: int = 0,
+    ) -> state_pb2.TwinState:
+        request = state_pb2.SetDesiredRequest(
+            twin_id=twin_id,
+            set={name: from_python(value) for name, value in values.items()},
+            remove=remove,
+            expected_revision=expected_revision,
+        )
+        response = self._call(self._state.SetDesired, request)
+        state: state_pb2.TwinState = response.state
+        return state
+
+    def query_history(
+        self,
+        twin_ids: Sequence[str],
+        fields: Sequence[str],
+        start: datetime,
+        end: datetime,
+        aggregation: str = "none",
+        *,
+        window_s: float | None = None,
+        percentile: float = 0.0,
+        max_points_per_series: int = 0,
+    ) -> list[state_pb2.HistorySeries]:
+        """History of some fields of some twins; chunks of a series are joined.
+
+        ``aggregation`` is none, mean, min, max, first, last, count, sum, median, stddev or
+        percentile.
+        """
+        request = state_pb2.QueryHistoryRequest(
+            twin_ids=twin_ids,
+            fields=fields,
+            aggregation=f"AGGREGATION_{aggregation.upper()}",
+            percentile=percentile,
+            max_points_per_series=max_points_per_series,
+        )
+        request.start_time.FromDatetime(start)
+        request.end_time.FromDatetime(end)
+        if window_s is not None:
+            request.window.FromNanoseconds(int(window_s * 1e9))
+        joined: dict[tuple[str, str], state_pb2.HistorySeries] = {}
+        try:
+            for response in self._state.QueryHistory(
+                request, timeout=self._timeout_s, metadata=self._metadata
+            ):
+                for series in response.series:
+                    key = (series.twin_id, series.field)
+                    if key in joined:
+                        joined[key].MergeFrom(series)
+                    else:
+                        joined[key] = series
+        except grpc.RpcError as error:
+            raise ApiError.from_rpc_error(error) from error
+        return list(joined.values())
+
+    def put_alert_rule(self, rule: state_pb2.AlertRule) -> state_pb2.AlertRule:
+        response = self._call(self._state.PutAlertRule, state_pb2.PutAlertRuleRequest(rule=rule))
+        stored: state_pb2.AlertRule = response.rule
+        return stored
+
+    def list_alert_rules(self) -> list[state_pb2.AlertRule]:
+        response = self._call(self._state.ListAlertRules, state_pb2.ListAlertRulesRequest())
+        return list(response.rules)
+
+    def delete_alert_rule(self, rule_id: str) -> None:
+        self._call(self._state.DeleteAlertRule, state_pb2.DeleteAlertRuleRequest(rule_id=rule_id))
+
+    def list_alerts(
+        self, twin_id: str = "", *, include_cleared: bool = False, page_size: int = 100
+    ) -> Iterator[state_pb2.Alert]:
+        request = state_pb2.ListAlertsRequest(twin_id=twin_id, include_cleared=include_cleared)
+        yield from self._pages(self._state.ListAlerts, request, "alerts", page_size)
+
+    def acknowledge_alert(
+        self, twin_id: str, rule_id: str, acknowledged_by: str = ""
+    ) -> state_pb2.Alert:
+        request = state_pb2.AcknowledgeAlertRequest(
+            twin_id=twin_id, rule_id=rule_id, acknowledged_by=acknowledged_by
+        )
+        response = self._call(self._state.AcknowledgeAlert, request)
+        alert: state_pb2.Alert = response.alert
+        return alert
 
     def run_sweep(
         self,

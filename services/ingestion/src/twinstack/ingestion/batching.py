@@ -1,105 +1,156 @@
-"""Validation of ingest requests and their grouping into stream messages.
+"""Validation of ingest requests against the twins' models, and their cutting into stream
+messages.
 
-Pure functions over protobuf messages, testable without a network. A request is accepted or
-rejected whole: every bad point is named in the rejection, none is dropped silently.
+A request is accepted or rejected whole: every bad point is named in the rejection (up to a
+limit), none is dropped silently. Points are grouped into frames first, so that points and
+frames are checked by one column-wise validation.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
-from twinstack.common.ids import twin_id_violation
-from twinstack.common.values import named_value_violations
+from twinstack.common.frames import (
+    FrameIssue,
+    frame_issues,
+    frame_rows,
+    frames_from_points,
+    split_frame,
+)
+from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.common.modeling.document import ModelError, Telemetry
 
-# A rejection names at most this many points; more would only bloat the status.
+# A rejection names at most this many problems; more would only bloat the status.
 MAX_REPORTED_VIOLATIONS = 100
 
 
-def check_size(points: Sequence[types_pb2.TelemetryPoint], max_points: int) -> None:
-    """Raises InvalidArgumentError for an empty or oversized request, before any lookup."""
-    if not points:
-        raise InvalidArgumentError("no points", [FieldViolation("points", "must not be empty")])
-    if len(points) > max_points:
-        raise InvalidArgumentError(
-            f"{len(points)} points in one request; at most {max_points}",
-            [FieldViolation("points", f"at most {max_points} points per request")],
-        )
+@dataclass(frozen=True)
+class _Located:
+    """A frame of the request and how to name its parts in a violation."""
+
+    frame: types_pb2.TelemetryFrame
+    path: str  # "frames[2]", or "" for a frame built from points
+    point_indexes: Sequence[int] = ()
+
+    def where(self, issue: FrameIssue) -> list[str]:
+        column = None if issue.column is None else self.frame.columns[issue.column]
+        if not self.path:  # built from points: name the points
+            rows = [issue.row] if issue.row is not None else range(len(self.point_indexes))
+            tail = ".time" if column is None else f".fields[{column.field!r}]"
+            if column is None and issue.row is None:
+                tail = ""
+            return [f"points[{self.point_indexes[row]}]{tail}" for row in list(rows)[:10]]
+        if column is None:
+            return [self.path if issue.row is None else f"{self.path}.time_unix_ns[{issue.row}]"]
+        column_path = f"{self.path}.columns[{issue.column}]"
+        return [column_path if issue.row is None else f"{column_path}.values[{issue.row}]"]
+
+    def twin_id_path(self) -> str:
+        if self.path:
+            return f"{self.path}.twin_id"
+        return f"points[{self.point_indexes[0]}].twin_id"
 
 
-def check_points(
-    points: Sequence[types_pb2.TelemetryPoint],
-    known_models: Mapping[str, str | None],
-    *,
-    latest_allowed_ns: int,
-) -> None:
-    """Raises InvalidArgumentError naming every bad point.
+class BatchValidator:
+    """Turns an ingest request into stream messages, or rejects it with every reason.
 
     Args:
-        points: The request's points.
-        known_models: Twin id to its model id, None for twins the registry does not have.
-        latest_allowed_ns: Source timestamps after this are rejected.
+        catalog: Twins and models of the registry.
+        max_points: Most points (frame rows included) in one request.
+        max_message_bytes: Frames bigger than this are cut into several messages.
     """
-    violations: list[FieldViolation] = []
-    for index, point in enumerate(points):
-        violations.extend(point_violations(index, point, known_models, latest_allowed_ns))
-        if len(violations) >= MAX_REPORTED_VIOLATIONS:
-            break
-    if violations:
-        raise InvalidArgumentError(
-            f"{len(violations)} invalid point field(s); nothing was ingested",
-            violations[:MAX_REPORTED_VIOLATIONS],
-        )
 
+    def __init__(self, catalog: ModelCatalog, *, max_points: int, max_message_bytes: int) -> None:
+        self._catalog = catalog
+        self._max_points = max_points
+        self._max_message_bytes = max_message_bytes
 
-def point_violations(
-    index: int,
-    point: types_pb2.TelemetryPoint,
-    known_models: Mapping[str, str | None],
-    latest_allowed_ns: int,
-) -> list[FieldViolation]:
-    """Everything wrong with one point."""
-    path = f"points[{index}]"
-    bad_id = twin_id_violation(point.twin_id, f"{path}.twin_id")
-    if bad_id is not None:
-        return [bad_id]
-    violations = []
-    if known_models.get(point.twin_id) is None:
-        violations.append(FieldViolation(f"{path}.twin_id", f"unknown twin {point.twin_id!r}"))
-    if not point.HasField("time"):
-        violations.append(FieldViolation(f"{path}.time", "the source timestamp is required"))
-    elif point.time.ToNanoseconds() > latest_allowed_ns:
-        violations.append(FieldViolation(f"{path}.time", "timestamp is too far in the future"))
-    if not point.fields:
-        violations.append(FieldViolation(f"{path}.fields", "at least one field is required"))
-    for name, value in point.fields.items():
-        violations.extend(named_value_violations(name, value, f"{path}.fields[{name!r}]"))
-    return violations
+    async def validate(
+        self,
+        points: Sequence[types_pb2.TelemetryPoint],
+        frames: Sequence[types_pb2.TelemetryFrame],
+        *,
+        latest_allowed_ns: int,
+    ) -> list[events_pb2.TelemetryBatch]:
+        """The messages to publish, one per frame (or piece of one).
 
-
-def group_by_twin(
-    points: Sequence[types_pb2.TelemetryPoint], models: Mapping[str, str | None]
-) -> list[events_pb2.TelemetryBatch]:
-    """One batch per twin, samples in request order."""
-    batches: dict[str, events_pb2.TelemetryBatch] = {}
-    for point in points:
-        batch = batches.get(point.twin_id)
-        if batch is None:
-            batch = events_pb2.TelemetryBatch(
-                twin_id=point.twin_id, model_id=models.get(point.twin_id) or ""
+        Raises:
+            InvalidArgumentError: naming every problem found, when there is any.
+        """
+        total = len(points) + sum(frame_rows(frame) for frame in frames)
+        if total == 0:
+            raise InvalidArgumentError(
+                "no points", [FieldViolation("points", "a request needs points or frames")]
             )
-            batches[point.twin_id] = batch
-        batch.samples.add(time=point.time, fields=point.fields)
-    return list(batches.values())
+        if total > self._max_points:
+            raise InvalidArgumentError(
+                f"{total} points in one request; at most {self._max_points}",
+                [FieldViolation("points", f"at most {self._max_points} points per request")],
+            )
+        point_frames, point_issues = frames_from_points(points)
+        violations = [
+            FieldViolation(
+                f"points[{issue.point_index}].fields[{issue.field!r}]", issue.description
+            )
+            for issue in point_issues
+        ]
+        located = [_Located(pf.frame, "", pf.point_indexes) for pf in point_frames]
+        located += [_Located(frame, f"frames[{i}]") for i, frame in enumerate(frames)]
+        telemetry, models = await self._telemetry_of({item.frame.twin_id for item in located})
+        for item in located:
+            twin_id = item.frame.twin_id
+            if not TWIN_ID_PATTERN.fullmatch(twin_id):
+                violations.append(
+                    FieldViolation(
+                        item.twin_id_path(),
+                        "twin ids are 1-128 characters of [A-Za-z0-9_-] starting with a letter "
+                        "or digit",
+                    )
+                )
+                continue
+            declared = telemetry.get(twin_id)
+            if declared is None:
+                violations.append(FieldViolation(item.twin_id_path(), f"unknown twin {twin_id!r}"))
+                continue
+            for issue in frame_issues(item.frame, declared, latest_allowed_ns=latest_allowed_ns):
+                violations += [
+                    FieldViolation(path, issue.description) for path in item.where(issue)
+                ]
+            if len(violations) >= MAX_REPORTED_VIOLATIONS:
+                break
+        if violations:
+            raise InvalidArgumentError(
+                f"{len(violations)} problem(s) in the request; nothing was ingested",
+                violations[:MAX_REPORTED_VIOLATIONS],
+            )
+        return [
+            events_pb2.TelemetryBatch(model_id=models[item.frame.twin_id], frame=piece)
+            for item in located
+            for piece in split_frame(item.frame, self._max_message_bytes)
+        ]
 
-
-def dedup_id(batch: events_pb2.TelemetryBatch) -> str:
-    """A de-duplication id from the batch's content (before its ingest time is set).
-
-    A client that retries an identical request after a lost answer produces the same ids, so
-    JetStream drops the copies inside its duplicate window.
-    """
-    digest = hashlib.blake2b(batch.SerializeToString(deterministic=True), digest_size=16)
-    return f"tel:{digest.hexdigest()}"
+    async def _telemetry_of(
+        self, twin_ids: set[str]
+    ) -> tuple[dict[str, Mapping[str, Telemetry]], dict[str, str]]:
+        """Declared telemetry and model of each known twin (unknown ones are left out)."""
+        # Only well-formed ids are looked up: a malformed one never reaches a KV key.
+        wanted = sorted(i for i in twin_ids if TWIN_ID_PATTERN.fullmatch(i))
+        twins = await asyncio.gather(*(self._catalog.get(twin_id) for twin_id in wanted))
+        telemetry: dict[str, Mapping[str, Telemetry]] = {}
+        models: dict[str, str] = {}
+        for twin_id, twin in zip(wanted, twins, strict=True):
+            if twin is None:
+                continue
+            try:
+                resolved = await self._catalog.resolve_current(twin.model_id)
+            except ModelError:
+                # The registry refuses twins of unknown models; this one's model is unreadable.
+                continue
+            telemetry[twin_id] = resolved.telemetry
+            models[twin_id] = twin.model_id
+        return telemetry, models

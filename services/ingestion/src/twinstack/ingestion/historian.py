@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 
 from google.protobuf.message import DecodeError
@@ -23,9 +22,9 @@ from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
-from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore
+from twinstack.common.frames import frame_lines
+from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.nats import event_subject, message_headers
-from twinstack.common.values import to_python
 
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.historian")
@@ -40,26 +39,19 @@ _DEAD_LETTERS = _meter.create_counter(
 )
 
 TELEMETRY_MEASUREMENT = "telemetry"
+TWIN_ID_TAG = "twin_id"
 DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
 ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
 
 
-def influx_points(batch: events_pb2.TelemetryBatch) -> list[InfluxPoint]:
-    """The InfluxDB points of a batch: measurement ``telemetry``, tag ``twin_id``.
+def batch_lines(batch: events_pb2.TelemetryBatch) -> list[str]:
+    """The batch in line protocol: measurement ``telemetry``, tag ``twin_id``, one line per row.
 
     Raises:
-        ValueError: a value line protocol cannot carry (unset, NaN, infinity). Ingestion
-            rejects those; a message published around it is poison.
+        ValueError: a value line protocol cannot carry (NaN, infinity, a column without values).
+            Ingestion rejects those; a message published around it is poison.
     """
-    tags = {"twin_id": batch.twin_id}
-    points = []
-    for sample in batch.samples:
-        fields = {name: to_python(value) for name, value in sample.fields.items()}
-        for name, value in fields.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"field {name!r} is not finite")
-        points.append(InfluxPoint(TELEMETRY_MEASUREMENT, tags, fields, sample.time.ToNanoseconds()))
-    return points
+    return list(frame_lines(batch.frame, TELEMETRY_MEASUREMENT, TWIN_ID_TAG))
 
 
 class Historian:
@@ -94,11 +86,11 @@ class Historian:
         await self._consumer.stop()
 
     async def _persist(self, messages: list[Msg]) -> None:
-        decoded: list[tuple[Msg, list[InfluxPoint]]] = []
+        decoded: list[tuple[Msg, list[str]]] = []
         for message in messages:
             try:
                 decoded.append(
-                    (message, influx_points(events_pb2.TelemetryBatch.FromString(message.data)))
+                    (message, batch_lines(events_pb2.TelemetryBatch.FromString(message.data)))
                 )
             except DecodeError as error:
                 await self._dead_letter(message, f"undecodable telemetry batch: {error}")
@@ -107,7 +99,7 @@ class Historian:
         if not decoded:
             return
         try:
-            await self._store.write([point for _, points in decoded for point in points])
+            await self._store.write_lines([line for _, lines in decoded for line in lines])
         except InfluxError as error:
             if error.retryable:
                 await self._retry_later(decoded, error)
@@ -117,10 +109,10 @@ class Historian:
             return
         await self._ack(decoded)
 
-    async def _persist_one_by_one(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
+    async def _persist_one_by_one(self, decoded: list[tuple[Msg, list[str]]]) -> None:
         for index, (message, points) in enumerate(decoded):
             try:
-                await self._store.write(points)
+                await self._store.write_lines(points)
             except InfluxError as error:
                 if error.retryable:
                     # InfluxDB went away meanwhile: the rest waits out one backoff together.
@@ -130,15 +122,13 @@ class Historian:
                 continue
             await self._ack([(message, points)])
 
-    async def _ack(self, decoded: list[tuple[Msg, list[InfluxPoint]]]) -> None:
+    async def _ack(self, decoded: list[tuple[Msg, list[str]]]) -> None:
         for message, points in decoded:
             await message.ack()
             _POINTS_WRITTEN.add(len(points))
         self._failures = 0
 
-    async def _retry_later(
-        self, decoded: list[tuple[Msg, list[InfluxPoint]]], error: InfluxError
-    ) -> None:
+    async def _retry_later(self, decoded: list[tuple[Msg, list[str]]], error: InfluxError) -> None:
         logger.warning("InfluxDB write failed; will retry: %s", error)
         _WRITE_RETRIES.add(1)
         # Wait here rather than in the stream: the next fetch gets the same messages back.

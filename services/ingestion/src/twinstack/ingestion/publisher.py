@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -16,7 +17,6 @@ from twinstack.common.nats import (
     message_headers,
     telemetry_subject,
 )
-from twinstack.ingestion.batching import dedup_id
 
 _POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
     "twinstack.ingestion.points_published",
@@ -28,6 +28,16 @@ _POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
 class PublishResult:
     messages: int
     duplicates: int
+
+
+def dedup_id(batch: events_pb2.TelemetryBatch) -> str:
+    """A de-duplication id from the batch's content (before its ingest time is set).
+
+    A client that retries an identical request after a lost answer produces the same ids, so
+    JetStream drops the copies inside its duplicate window.
+    """
+    digest = hashlib.blake2b(batch.SerializeToString(deterministic=True), digest_size=16)
+    return f"tel:{digest.hexdigest()}"
 
 
 class TelemetryPublisher:
@@ -57,7 +67,7 @@ class TelemetryPublisher:
         copies carry the same de-duplication ids and are dropped by the stream.
         """
         acks = await asyncio.gather(*(self._publish_one(batch) for batch in batches))
-        _POINTS_PUBLISHED.add(sum(len(batch.samples) for batch in batches))
+        _POINTS_PUBLISHED.add(sum(len(batch.frame.time_unix_ns) for batch in batches))
         return PublishResult(messages=len(acks), duplicates=sum(acks))
 
     async def _publish_one(self, batch: events_pb2.TelemetryBatch) -> bool:
@@ -73,7 +83,7 @@ class TelemetryPublisher:
             ) from error
         try:
             ack = await self._js.publish(
-                telemetry_subject(batch.twin_id, self._partitions),
+                telemetry_subject(batch.frame.twin_id, self._partitions),
                 batch.SerializeToString(),
                 stream=TELEMETRY_STREAM,
                 headers=message_headers(msg_id),

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from twinstack.api.common.v1 import types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
-from twinstack.common.directory import TwinDirectory
-from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.common.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
-from twinstack.ingestion.batching import check_points, check_size, group_by_twin
+from twinstack.ingestion.batching import BatchValidator
 from twinstack.ingestion.historian import Historian
-from twinstack.ingestion.publisher import TelemetryPublisher
+from twinstack.ingestion.publisher import PublishResult, TelemetryPublisher
 from twinstack.ingestion.settings import IngestionSettings
 
 SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
@@ -24,11 +25,23 @@ SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].ful
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
-        self, settings: IngestionSettings, directory: TwinDirectory, publisher: TelemetryPublisher
+        self, settings: IngestionSettings, validator: BatchValidator, publisher: TelemetryPublisher
     ) -> None:
         self._settings = settings
-        self._directory = directory
+        self._validator = validator
         self._publisher = publisher
+
+    async def _ingest(
+        self,
+        points: Sequence[types_pb2.TelemetryPoint],
+        frames: Sequence[types_pb2.TelemetryFrame],
+    ) -> tuple[int, PublishResult]:
+        latest_allowed_ns = time.time_ns() + int(self._settings.max_future_skew_s * 1e9)
+        batches = await self._validator.validate(
+            points, frames, latest_allowed_ns=latest_allowed_ns
+        )
+        result = await self._publisher.publish(batches)
+        return sum(len(batch.frame.time_unix_ns) for batch in batches), result
 
     async def IngestBatch(
         self,
@@ -37,23 +50,75 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             ingestion_pb2.IngestBatchRequest, ingestion_pb2.IngestBatchResponse
         ],
     ) -> ingestion_pb2.IngestBatchResponse:
-        points = request.points
-        check_size(points, self._settings.max_points_per_request)
-        # Only well-formed ids are looked up: a malformed one never reaches a KV key.
-        twin_ids = sorted({p.twin_id for p in points if TWIN_ID_PATTERN.fullmatch(p.twin_id)})
-        twins = await asyncio.gather(*(self._directory.get(twin_id) for twin_id in twin_ids))
-        models = {
-            twin_id: (twin.model_id if twin is not None else None)
-            for twin_id, twin in zip(twin_ids, twins, strict=True)
-        }
-        latest_allowed_ns = time.time_ns() + int(self._settings.max_future_skew_s * 1e9)
-        check_points(points, models, latest_allowed_ns=latest_allowed_ns)
-        result = await self._publisher.publish(group_by_twin(points, models))
+        accepted, result = await self._ingest(request.points, request.frames)
         return ingestion_pb2.IngestBatchResponse(
-            accepted_points=len(points),
+            accepted_points=accepted,
             published_messages=result.messages,
             duplicate_messages=result.duplicates,
         )
+
+    async def IngestStream(
+        self,
+        request_iterator: AsyncIterator[ingestion_pb2.IngestStreamRequest],
+        context: grpc.aio.ServicerContext[
+            ingestion_pb2.IngestStreamRequest, ingestion_pb2.IngestStreamResponse
+        ],
+    ) -> AsyncIterator[ingestion_pb2.IngestStreamResponse]:
+        # Batches are worked on concurrently but acknowledged in the order they came; the
+        # reader stops reading while the window is full.
+        window = asyncio.Semaphore(self._settings.stream_batches_in_flight)
+        in_order: asyncio.Queue[asyncio.Task[ingestion_pb2.IngestStreamResponse] | None] = (
+            asyncio.Queue()
+        )
+
+        async def read() -> None:
+            async for request in request_iterator:
+                await window.acquire()
+                in_order.put_nowait(asyncio.create_task(self._acknowledge(request)))
+            in_order.put_nowait(None)
+
+        def wake_writer_on_failure(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                in_order.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        reader.add_done_callback(wake_writer_on_failure)
+        try:
+            while (task := await in_order.get()) is not None:
+                response = await task
+                window.release()
+                yield response
+            await reader
+        finally:
+            reader.cancel()
+            while not in_order.empty():
+                leftover = in_order.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+
+    async def _acknowledge(
+        self, request: ingestion_pb2.IngestStreamRequest
+    ) -> ingestion_pb2.IngestStreamResponse:
+        response = ingestion_pb2.IngestStreamResponse(sequence=request.sequence)
+        try:
+            accepted, result = await self._ingest(request.points, request.frames)
+        except InvalidArgumentError as error:
+            response.code = error.code.value[0]
+            response.message = error.message
+            response.violations.extend(
+                ingestion_pb2.PointViolation(field=v.field, description=v.description)
+                for v in error.violations
+            )
+            return response
+        except (UnavailableError, ResourceExhaustedError) as error:
+            response.code = error.code.value[0]
+            response.message = error.message
+            response.retry_after_ms = int(error.retry_after_s * 1000)
+            return response
+        response.accepted_points = accepted
+        response.published_messages = result.messages
+        response.duplicate_messages = result.duplicates
+        return response
 
 
 class IngestionApp:
@@ -64,7 +129,7 @@ class IngestionApp:
     def __init__(self, settings: IngestionSettings) -> None:
         self._settings = settings
         self._backbone: Backbone | None = None
-        self._directory: TwinDirectory | None = None
+        self._catalog: ModelCatalog | None = None
         self._publisher: TelemetryPublisher | None = None
         self._store: InfluxStore | None = None
         self._historian: Historian | None = None
@@ -72,8 +137,8 @@ class IngestionApp:
     async def start(self) -> None:
         settings = self._settings
         self._backbone = await Backbone.connect(settings, "twinstack-ingestion")
-        self._directory = TwinDirectory(await key_value(self._backbone.js, REGISTRY_BUCKET))
-        await self._directory.start()
+        self._catalog = ModelCatalog(await key_value(self._backbone.js, REGISTRY_BUCKET))
+        await self._catalog.start()
         self._publisher = TelemetryPublisher(
             self._backbone.js,
             partitions=settings.telemetry_partitions,
@@ -97,17 +162,22 @@ class IngestionApp:
             await self._historian.start()
 
     def register(self, server: grpc.aio.Server) -> None:
-        assert self._directory is not None, "start() first"
+        assert self._catalog is not None, "start() first"
         assert self._publisher is not None, "start() first"
+        validator = BatchValidator(
+            self._catalog,
+            max_points=self._settings.max_points_per_request,
+            max_message_bytes=self._settings.max_message_bytes,
+        )
         ingestion_pb2_grpc.add_IngestionServiceServicer_to_server(
-            IngestionServicer(self._settings, self._directory, self._publisher), server
+            IngestionServicer(self._settings, validator, self._publisher), server
         )
 
     async def stop(self) -> None:
         if self._historian is not None:
             await self._historian.stop()
-        if self._directory is not None:
-            await self._directory.stop()
+        if self._catalog is not None:
+            await self._catalog.stop()
         if self._store is not None:
             await self._store.close()
         if self._backbone is not None:

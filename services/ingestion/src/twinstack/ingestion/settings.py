@@ -8,6 +8,12 @@ from twinstack.common.settings import ServiceSettings
 class IngestionSettings(ServiceSettings):
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     max_points_per_request: int = Field(default=100_000, gt=0)
+    # Frames larger than this are cut into several stream messages (NATS caps a message at
+    # max_payload, 1 MiB by default).
+    max_message_bytes: int = Field(default=512 * 1024, ge=1024)
+    # Batches of one IngestStream call validated and published at once; while they are, the
+    # stream is not read, so gRPC flow control holds the client back.
+    stream_batches_in_flight: int = Field(default=4, gt=0)
     # Source timestamps later than now plus this are rejected: a clock gone wrong at the source.
     max_future_skew_s: float = Field(default=300.0, ge=0)
     # Stream messages awaiting their JetStream ack at once, across all calls. A call that

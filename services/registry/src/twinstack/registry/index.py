@@ -7,33 +7,22 @@ a caller that waits for the revision of its write (any kind) reads that write he
 
 from __future__ import annotations
 
-import json
-import logging
 from collections import defaultdict
 from typing import Any
 
 from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
-from twinstack.common.directory import TwinDirectory
-from twinstack.common.modeling.document import Model, ModelError, parse_model, version_of
-from twinstack.common.modeling.resolve import ResolvedModel, Resolver
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.modeling.values import to_json
-from twinstack.common.nats import MODEL_KEY_PREFIX, RELATIONSHIPS_KEY_PREFIX
-
-logger = logging.getLogger(__name__)
+from twinstack.common.nats import RELATIONSHIPS_KEY_PREFIX
 
 
-class RegistryIndex(TwinDirectory):
+class RegistryIndex(ModelCatalog):
     """Everything in the registry bucket, indexed for lookups, queries and traversal."""
-
-    watched_keys = ">"
 
     def __init__(self, bucket: KeyValue) -> None:
         super().__init__(bucket)
-        self.models: dict[str, registry_pb2.Model] = {}
-        self.parsed_models: dict[str, Model] = {}
-        self._resolver = Resolver(self.parsed_models.get)
         self.twins_of_model: defaultdict[str, set[str]] = defaultdict(set)
         # Property values as JSON data, decoded once per write rather than once per query.
         self.plain_properties: dict[str, dict[str, Any]] = {}
@@ -45,12 +34,7 @@ class RegistryIndex(TwinDirectory):
         self._sorted_of_model: dict[str, list[str]] = {}
 
     def apply(self, entry: KeyValue.Entry) -> None:
-        if entry.key.startswith(MODEL_KEY_PREFIX):
-            if entry.value:
-                model = registry_pb2.Model.FromString(entry.value)
-                model.revision = entry.revision or 0
-                self.remember_model(model)
-        elif entry.key.startswith(RELATIONSHIPS_KEY_PREFIX):
+        if entry.key.startswith(RELATIONSHIPS_KEY_PREFIX):
             source = entry.key.removeprefix(RELATIONSHIPS_KEY_PREFIX)
             relationships = registry_pb2.RelationshipSet()
             if entry.value and entry.operation not in ("DEL", "PURGE"):
@@ -58,51 +42,6 @@ class RegistryIndex(TwinDirectory):
             self.remember_relationships(source, relationships, entry.revision or 0)
         else:
             super().apply(entry)
-
-    # Models -----------------------------------------------------------------------------
-
-    def remember_model(self, model: registry_pb2.Model) -> None:
-        """Takes a stored model version (versions are immutable: the first copy stays)."""
-        if model.id in self.models:
-            return
-        try:
-            parsed = parse_model(json.loads(model.document))
-        except (ModelError, ValueError):
-            # Stored models were validated on the way in; this is a document from a future
-            # release that this one cannot read. Skip it rather than stop following.
-            logger.exception("stored model %s cannot be read; ignored", model.id)
-            return
-        self.models[model.id] = model
-        self.parsed_models[model.id] = parsed
-
-    def resolve(self, model_id: str) -> ResolvedModel:
-        """The model with its inheritance resolved; ModelError if it or a reference is unknown."""
-        return self._resolver.resolve(model_id)
-
-    async def resolve_current(self, model_id: str) -> ResolvedModel:
-        """Like :meth:`resolve`, but a model unknown here is looked for again once the index
-        has caught up with the bucket (it may have been stored through another replica)."""
-        try:
-            return self.resolve(model_id)
-        except ModelError:
-            await self.catch_up()
-            return self.resolve(model_id)
-
-    async def catch_up(self) -> None:
-        """Waits until every write the bucket held when called is applied here."""
-        status = await self._bucket.status()
-        await self.wait_for_revision(status.stream_info.state.last_seq)
-
-    def is_a(self, model_id: str, ancestor_id: str) -> bool:
-        try:
-            return self.resolve(model_id).is_a(ancestor_id)
-        except ModelError:
-            return model_id == ancestor_id
-
-    def latest_version(self, base_id: str) -> str | None:
-        """Id of the highest stored version of ``base_id`` (the id before ';')."""
-        versions = [mid for mid in self.models if version_of(mid)[0] == base_id]
-        return max(versions, key=lambda mid: version_of(mid)[1], default=None)
 
     # Twins ------------------------------------------------------------------------------
 

@@ -2,39 +2,313 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
+from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
-from twinstack.common.errors import NotFoundError
-from twinstack.common.ids import require_twin_id
-from twinstack.common.nats import STATE_TWINS_BUCKET, Backbone, key_value
+from twinstack.common.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    RevisionMismatchError,
+    UnavailableError,
+)
+from twinstack.common.ids import require_twin_id, twin_id_violation
+from twinstack.common.influx import InfluxError, InfluxStore
+from twinstack.common.modeling.document import ModelError
+from twinstack.common.modeling.resolve import ResolvedModel
+from twinstack.common.modeling.values import value_violations
+from twinstack.common.nats import (
+    ALERT_RULES_BUCKET,
+    EVENTS_STREAM,
+    REGISTRY_BUCKET,
+    STATE_TWINS_BUCKET,
+    TELEMETRY_STREAM,
+    Backbone,
+    event_subject,
+    key_value,
+    message_headers,
+    telemetry_partition_filter,
+)
+from twinstack.common.pagination import next_page, requested_page
+from twinstack.state.alert_index import AlertIndex, alert_key
+from twinstack.state.alerts import AlertEvaluator
+from twinstack.state.history import plan, series_messages
+from twinstack.state.live import set_desired
+from twinstack.state.rules import RuleBook
 from twinstack.state.settings import StateSettings
-from twinstack.state.updater import StateUpdater, read_state
+from twinstack.state.store import StateStore
+from twinstack.state.updater import StalePeriods, StateUpdater
+from twinstack.state.watching import watch_states
 
 SERVICE_NAME = state_pb2.DESCRIPTOR.services_by_name["StateService"].full_name
 STATE_RESOURCE = "twinstack.io/TwinState"
+ALERT_RESOURCE = "twinstack.io/Alert"
+MAX_BATCH_GET = 1000
+
+Context = grpc.aio.ServicerContext
 
 
 class StateServicer(state_pb2_grpc.StateServiceServicer):
-    def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+    def __init__(  # noqa: PLR0917 - the service's whole wiring
+        self,
+        settings: StateSettings,
+        backbone: Backbone,
+        store: StateStore,
+        catalog: ModelCatalog,
+        rules: RuleBook,
+        alerts: AlertIndex,
+        influx: InfluxStore,
+    ) -> None:
+        self._settings = settings
+        self._backbone = backbone
+        self._store = store
+        self._catalog = catalog
+        self._rules = rules
+        self._alerts = alerts
+        self._influx = influx
 
     async def GetState(
-        self,
-        request: state_pb2.GetStateRequest,
-        context: grpc.aio.ServicerContext[state_pb2.GetStateRequest, state_pb2.GetStateResponse],
+        self, request: state_pb2.GetStateRequest, context: Context[object, object]
     ) -> state_pb2.GetStateResponse:
         require_twin_id(request.twin_id)
-        state = await read_state(self._bucket, request.twin_id)
+        return state_pb2.GetStateResponse(state=await self._state_of(request.twin_id))
+
+    async def _state_of(self, twin_id: str) -> state_pb2.TwinState:
+        state = await self._store.read(twin_id)
         if state is None:
             raise NotFoundError(
-                STATE_RESOURCE, request.twin_id, f"no telemetry seen for twin {request.twin_id!r}"
+                STATE_RESOURCE, twin_id, f"nothing was reported or desired for twin {twin_id!r}"
             )
-        return state_pb2.GetStateResponse(state=state)
+        return state
+
+    async def BatchGetStates(
+        self, request: state_pb2.BatchGetStatesRequest, context: Context[object, object]
+    ) -> state_pb2.BatchGetStatesResponse:
+        if len(request.twin_ids) > MAX_BATCH_GET:
+            raise InvalidArgumentError(
+                "too many twins", [FieldViolation("twin_ids", f"at most {MAX_BATCH_GET}")]
+            )
+        _require_twin_ids(request.twin_ids)
+        response = state_pb2.BatchGetStatesResponse()
+        for twin_id in dict.fromkeys(request.twin_ids):
+            state = await self._store.read(twin_id)
+            if state is None:
+                response.missing_twin_ids.append(twin_id)
+            else:
+                response.states.append(state)
+        return response
+
+    async def Watch(
+        self, request: state_pb2.WatchRequest, context: Context[object, object]
+    ) -> AsyncIterator[state_pb2.WatchResponse]:
+        _require_twin_ids(request.twin_ids)
+        if len(request.twin_ids) > MAX_BATCH_GET:
+            raise InvalidArgumentError(
+                "too many twins", [FieldViolation("twin_ids", f"at most {MAX_BATCH_GET}")]
+            )
+        model_id = request.model_id
+        if model_id:
+            await self._require_model(model_id, "model_id")
+        elif not request.twin_ids and not request.all_twins:
+            raise InvalidArgumentError(
+                "nothing to watch",
+                [FieldViolation("twin_ids", "name twins or a model, or set all_twins")],
+            )
+        twin_ids = set(request.twin_ids)
+
+        def wanted(state: state_pb2.TwinState) -> bool:
+            if not model_id and not twin_ids:
+                return True
+            return state.twin_id in twin_ids or (
+                bool(model_id) and self._catalog.is_a(state.model_id, model_id)
+            )
+
+        # Filtering on the server by key only works when no model widens the set.
+        keys = sorted(twin_ids) if not model_id else []
+        async for state, catching_up in watch_states(
+            self._backbone.js,
+            keys,
+            wanted,
+            after_revision=request.after_revision,
+            fetch_messages=self._settings.watch_fetch_messages,
+            idle_timeout_s=self._settings.watch_fetch_timeout_s,
+        ):
+            yield state_pb2.WatchResponse(state=state, catching_up=catching_up)
+
+    async def SetDesired(
+        self, request: state_pb2.SetDesiredRequest, context: Context[object, object]
+    ) -> state_pb2.SetDesiredResponse:
+        require_twin_id(request.twin_id)
+        twin = await self._catalog.get(request.twin_id)
+        if twin is None:
+            raise NotFoundError(
+                "twinstack.io/Twin", request.twin_id, f"no twin {request.twin_id!r}"
+            )
+        telemetry = (await self._require_model(twin.model_id, "twin_id")).telemetry
+        violations = []
+        for name, value in request.set.items():
+            spec = telemetry.get(name)
+            if spec is None:
+                violations.append(
+                    FieldViolation(f"set[{name!r}]", f"the model declares no telemetry {name!r}")
+                )
+                continue
+            violations += value_violations(
+                spec.schema, value, f"set[{name!r}]", spec.minimum, spec.maximum
+            )
+        violations += [
+            FieldViolation(f"remove[{i}]", f"{name!r} is being set too")
+            for i, name in enumerate(request.remove)
+            if name in request.set
+        ]
+        if not request.set and not request.remove:
+            violations.append(FieldViolation("set", "set or remove at least one field"))
+        if violations:
+            raise InvalidArgumentError("invalid desired values", violations)
+        now_ns = time.time_ns()
+
+        def mutate(state: state_pb2.TwinState) -> bool:
+            if request.expected_revision and state.revision != request.expected_revision:
+                raise RevisionMismatchError(
+                    f"twins/{request.twin_id}/state", request.expected_revision, state.revision
+                )
+            if not state.model_id:
+                state.model_id = twin.model_id
+            set_desired(state, request.set, request.remove, now_ns)
+            return True
+
+        written = await self._store.update(request.twin_id, mutate)
+        assert written is not None
+        state = written[0]
+        event = events_pb2.DesiredChangedEvent(
+            twin_id=state.twin_id,
+            desired={name: field.value for name, field in state.desired.items()},
+            delta_fields=sorted(state.delta),
+            state_revision=state.revision,
+        )
+        event.time.FromNanoseconds(now_ns)
+        await self._backbone.js.publish(
+            event_subject("state", "desired", state.twin_id),
+            event.SerializeToString(),
+            stream=EVENTS_STREAM,
+            headers=message_headers(f"desired:{state.twin_id}:{state.revision}"),
+        )
+        return state_pb2.SetDesiredResponse(state=state)
+
+    async def _require_model(self, model_id: str, field: str) -> ResolvedModel:
+        try:
+            return await self._catalog.resolve_current(model_id)
+        except ModelError as error:
+            raise InvalidArgumentError(
+                "unknown model", [FieldViolation(field, f"unknown model {model_id!r}")]
+            ) from error
+
+    async def QueryHistory(
+        self, request: state_pb2.QueryHistoryRequest, context: Context[object, object]
+    ) -> AsyncIterator[state_pb2.QueryHistoryResponse]:
+        query = plan(request)
+        try:
+            results = await self._influx.query(query.influxql, query.params)
+        except InfluxError as error:
+            if error.retryable:
+                raise UnavailableError(f"InfluxDB did not answer: {error}") from error
+            raise InvalidArgumentError(
+                "InfluxDB refused the query", [FieldViolation("fields", str(error))]
+            ) from error
+        integer_fields = await self._integer_fields(query.twin_ids)
+        window = state_pb2.QueryHistoryResponse().window
+        window.FromNanoseconds(query.window_ns)
+        for series in series_messages(query, results, integer_fields):
+            response = state_pb2.QueryHistoryResponse(series=[series])
+            if query.window_ns:
+                response.window.CopyFrom(window)
+            yield response
+
+    async def _integer_fields(self, twin_ids: Sequence[str]) -> set[str]:
+        fields: set[str] = set()
+        for twin_id in twin_ids:
+            twin = await self._catalog.get(twin_id)
+            if twin is None:
+                continue
+            try:
+                telemetry = self._catalog.resolve(twin.model_id).telemetry
+            except ModelError:
+                continue
+            fields.update(n for n, t in telemetry.items() if t.schema.kind == "integer")
+        return fields
+
+    async def PutAlertRule(
+        self, request: state_pb2.PutAlertRuleRequest, context: Context[object, object]
+    ) -> state_pb2.PutAlertRuleResponse:
+        return state_pb2.PutAlertRuleResponse(rule=await self._rules.put(request.rule))
+
+    async def ListAlertRules(
+        self, request: state_pb2.ListAlertRulesRequest, context: Context[object, object]
+    ) -> state_pb2.ListAlertRulesResponse:
+        return state_pb2.ListAlertRulesResponse(rules=self._rules.rules())
+
+    async def DeleteAlertRule(
+        self, request: state_pb2.DeleteAlertRuleRequest, context: Context[object, object]
+    ) -> state_pb2.DeleteAlertRuleResponse:
+        await self._rules.delete(request.rule_id)
+        return state_pb2.DeleteAlertRuleResponse()
+
+    async def ListAlerts(
+        self, request: state_pb2.ListAlertsRequest, context: Context[object, object]
+    ) -> state_pb2.ListAlertsResponse:
+        if request.twin_id:
+            require_twin_id(request.twin_id)
+        page = requested_page(request.page)
+        alerts, more = self._alerts.page(
+            request.twin_id, request.include_cleared, page.after, page.size
+        )
+        return state_pb2.ListAlertsResponse(
+            alerts=alerts, page=next_page(alert_key(alerts[-1]) if more and alerts else None)
+        )
+
+    async def AcknowledgeAlert(
+        self, request: state_pb2.AcknowledgeAlertRequest, context: Context[object, object]
+    ) -> state_pb2.AcknowledgeAlertResponse:
+        require_twin_id(request.twin_id)
+        now_ns = time.time_ns()
+
+        def mutate(state: state_pb2.TwinState) -> bool | None:
+            alert = state.alerts.get(request.rule_id)
+            if alert is None:
+                raise NotFoundError(
+                    ALERT_RESOURCE,
+                    f"{request.twin_id}/{request.rule_id}",
+                    f"twin {request.twin_id!r} has no alert of rule {request.rule_id!r}",
+                )
+            if alert.acknowledged:
+                return None
+            alert.acknowledged = True
+            alert.acknowledged_by = request.acknowledged_by
+            alert.acknowledged_time.FromNanoseconds(now_ns)
+            return True
+
+        await self._state_of(request.twin_id)
+        await self._store.update(request.twin_id, mutate)
+        state = await self._state_of(request.twin_id)
+        return state_pb2.AcknowledgeAlertResponse(alert=state.alerts[request.rule_id])
+
+
+def _require_twin_ids(twin_ids: Sequence[str]) -> None:
+    violations = [
+        bad
+        for i, twin_id in enumerate(twin_ids)
+        if (bad := twin_id_violation(twin_id, f"twin_ids[{i}]")) is not None
+    ]
+    if violations:
+        raise InvalidArgumentError("invalid twin ids", violations)
 
 
 class StateApp:
@@ -46,30 +320,76 @@ class StateApp:
         self._settings = settings
         self._backbone: Backbone | None = None
         self._bucket: KeyValue | None = None
+        self._catalog: ModelCatalog | None = None
+        self._rules: RuleBook | None = None
+        self._alerts: AlertIndex | None = None
+        self._store: StateStore | None = None
+        self._influx: InfluxStore | None = None
         self._updater: StateUpdater | None = None
 
     async def start(self) -> None:
         settings = self._settings
-        self._backbone = await Backbone.connect(settings, "twinstack-state")
-        self._bucket = await key_value(self._backbone.js, STATE_TWINS_BUCKET)
-        self._updater = StateUpdater(
-            self._backbone.js,
-            self._bucket,
-            PullConsumerSettings.for_telemetry(
-                settings.state_durable,
+        partitions = settings.owned_partitions()
+        self._backbone = backbone = await Backbone.connect(settings, "twinstack-state")
+        self._bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
+        self._catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        await self._catalog.start()
+        self._rules = RuleBook(await key_value(backbone.js, ALERT_RULES_BUCKET), self._catalog)
+        await self._rules.start()
+        self._alerts = AlertIndex(self._bucket)
+        await self._alerts.start()
+        self._store = StateStore(self._bucket, cache_twins=settings.state_cache_twins)
+        self._influx = InfluxStore.from_settings(settings)
+        await self._influx.connect()
+        consumers = [
+            PullConsumerSettings(
+                stream=TELEMETRY_STREAM,
+                subject=telemetry_partition_filter(partition),
+                durable=f"{settings.state_durable}-p{partition}",
                 fetch_messages=settings.state_fetch_messages,
                 fetch_timeout_s=settings.state_fetch_timeout_s,
                 ack_wait_s=settings.state_ack_wait_s,
+            )
+            for partition in partitions
+        ]
+        self._updater = StateUpdater(
+            backbone.js,
+            self._store,
+            AlertEvaluator(self._rules.rules_for),
+            StalePeriods(
+                self._catalog,
+                periods=settings.state_stale_periods,
+                default_s=settings.state_default_stale_after_s,
             ),
+            consumers,
+            partitions,
+            settings.telemetry_partitions,
+            settings.state_staleness_check_interval_s,
         )
-        await self._updater.start()
+        try:
+            known = await self._bucket.keys()
+        except NoKeysError:
+            known = []
+        await self._updater.start(known)
 
     def register(self, server: grpc.aio.Server) -> None:
-        assert self._bucket is not None, "start() first"
-        state_pb2_grpc.add_StateServiceServicer_to_server(StateServicer(self._bucket), server)
+        backbone, store, catalog = self._backbone, self._store, self._catalog
+        rules, alerts, influx = self._rules, self._alerts, self._influx
+        if backbone is None or store is None or catalog is None:
+            raise RuntimeError("start() first")
+        if rules is None or alerts is None or influx is None:
+            raise RuntimeError("start() first")
+        state_pb2_grpc.add_StateServiceServicer_to_server(
+            StateServicer(self._settings, backbone, store, catalog, rules, alerts, influx), server
+        )
 
     async def stop(self) -> None:
         if self._updater is not None:
             await self._updater.stop()
+        for follower in (self._alerts, self._rules, self._catalog):
+            if follower is not None:
+                await follower.stop()
+        if self._influx is not None:
+            await self._influx.close()
         if self._backbone is not None:
             await self._backbone.close()

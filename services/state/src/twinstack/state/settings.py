@@ -7,7 +7,36 @@ from twinstack.common.settings import ServiceSettings
 
 class StateSettings(ServiceSettings):
     grpc_port: int = Field(default=50053, ge=0, le=65535)
+    # Prefix of the durable consumers, one per partition: <prefix>-p<partition>.
     state_durable: str = "state"
-    state_fetch_messages: int = Field(default=512, gt=0)
+    # Telemetry partitions this replica keeps the state of, e.g. "0-3" or "0,2,4,6"; empty for
+    # all. Replicas given disjoint sets are the only writers of their twins.
+    state_partitions: str = ""
+    state_fetch_messages: int = Field(default=256, gt=0)
     state_fetch_timeout_s: float = Field(default=0.5, gt=0)
     state_ack_wait_s: float = Field(default=30.0, gt=0)
+    # State documents kept in memory, so that an update costs a write without a read.
+    state_cache_twins: int = Field(default=100_000, ge=0)
+    # A twin is stale after this many of its model's longest sample period without telemetry,
+    # or after state_default_stale_after_s when its model declares no sample period.
+    state_stale_periods: float = Field(default=3.0, gt=0)
+    state_default_stale_after_s: float = Field(default=60.0, gt=0)
+    state_staleness_check_interval_s: float = Field(default=5.0, gt=0)
+    # Longest wait of one fetch of a Watch; a watch itself ends only when the caller leaves.
+    watch_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    watch_fetch_messages: int = Field(default=256, gt=0)
+
+    def owned_partitions(self) -> list[int]:
+        """The partitions named by ``state_partitions`` (all of them when it is empty)."""
+        if not self.state_partitions.strip():
+            return list(range(self.telemetry_partitions))
+        owned: set[int] = set()
+        for part in self.state_partitions.split(","):
+            first, _, last = part.strip().partition("-")
+            owned.update(range(int(first), int(last or first) + 1))
+        if not owned or max(owned) >= self.telemetry_partitions:
+            raise ValueError(
+                f"TWINSTACK_STATE_PARTITIONS={self.state_partitions!r} names partitions beyond "
+                f"0-{self.telemetry_partitions - 1}"
+            )
+        return sorted(owned)

@@ -1,48 +1,111 @@
-"""Consumes the TELEMETRY stream and keeps each twin's state document in the KV bucket.
+"""Consumes the TELEMETRY stream into the twins' state documents, one durable consumer per
+owned partition, and watches the clock for twins that went silent.
 
-Messages are acknowledged only after the merged state is stored. Replicas of the service share
-one durable consumer; a compare-and-set on the document's KV revision keeps two replicas that
-touch the same twin at once from losing each other's update.
+A partition's messages are acknowledged only after the merged state is stored, so a crash
+means redelivery, which :func:`merge` and the alert memory make harmless. Alert events are
+published after the state write that holds the alert: a crash between the two loses the event,
+never the alert, which stays in the state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumer, PullConsumerSettings
-from twinstack.common.ids import TWIN_ID_PATTERN
-from twinstack.common.nats import read_document
-from twinstack.state.live import merge
+from twinstack.common.ids import TWIN_ID_PATTERN, partition_of
+from twinstack.common.modeling.document import ModelError
+from twinstack.common.nats import EVENTS_STREAM, event_subject, message_headers
+from twinstack.state.alerts import AlertChange, AlertEvaluator, alert_event
+from twinstack.state.live import is_stale, merge
+from twinstack.state.store import StateStore
 
 logger = logging.getLogger(__name__)
+_meter = metrics.get_meter("twinstack.state")
+_LATENCY = _meter.create_histogram(
+    "twinstack.state.ingest_to_state_ms",
+    unit="ms",
+    description="From ingestion accepting a batch to its state being stored",
+)
 
-_MAX_CAS_ATTEMPTS = 20
+
+class StalePeriods:
+    """How long a twin may stay silent before it is stale, from its model's sample periods."""
+
+    def __init__(self, catalog: ModelCatalog, *, periods: float, default_s: float) -> None:
+        self._catalog = catalog
+        self._periods = periods
+        self._default_s = default_s
+        self._cache: dict[str, float] = {}
+
+    def of(self, model_id: str) -> float:
+        cached = self._cache.get(model_id)
+        if cached is None:
+            try:
+                declared = [
+                    t.sample_period_s
+                    for t in self._catalog.resolve(model_id).telemetry.values()
+                    if t.sample_period_s
+                ]
+            except ModelError:
+                declared = []
+            cached = self._periods * max(declared) if declared else self._default_s
+            self._cache[model_id] = cached
+        return cached
 
 
 class StateUpdater:
-    """Consumes the TELEMETRY stream into the twins' state documents until stopped."""
+    """Keeps the state of the twins in ``partitions`` current until stopped."""
 
-    def __init__(
-        self, js: JetStreamContext, bucket: KeyValue, consumer: PullConsumerSettings
+    def __init__(  # noqa: PLR0917 - the updater's whole wiring
+        self,
+        js: JetStreamContext,
+        store: StateStore,
+        evaluator: AlertEvaluator,
+        stale_periods: StalePeriods,
+        consumers: Sequence[PullConsumerSettings],
+        partitions: Sequence[int],
+        partition_count: int,
+        staleness_check_interval_s: float,
     ) -> None:
-        self._bucket = bucket
-        self._consumer = PullConsumer(js, consumer, self._apply)
+        self._js = js
+        self._store = store
+        self._evaluator = evaluator
+        self._stale_periods = stale_periods
+        self._consumers = [PullConsumer(js, settings, self._apply) for settings in consumers]
+        self._partitions = frozenset(partitions)
+        self._partition_count = partition_count
+        self._check_interval_s = staleness_check_interval_s
+        # Twins of the owned partitions seen since start, for the staleness check.
+        self._known: set[str] = set()
+        self._clock_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
+    async def start(self, known_twins: Sequence[str]) -> None:
+        self._known.update(
+            t for t in known_twins if partition_of(t, self._partition_count) in self._partitions
+        )
+        for consumer in self._consumers:
+            await consumer.start()
+        self._clock_task = asyncio.create_task(self._watch_clock(), name="staleness")
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock_task
+        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
 
     async def _apply(self, messages: list[Msg]) -> None:
         by_twin: dict[str, list[events_pb2.TelemetryBatch]] = defaultdict(list)
@@ -53,41 +116,73 @@ class StateUpdater:
                 # The historian parks undecodable messages; here they carry no state.
                 logger.error("undecodable telemetry message", extra={"subject": message.subject})
                 continue
-            if not TWIN_ID_PATTERN.fullmatch(batch.twin_id):
+            if not TWIN_ID_PATTERN.fullmatch(batch.frame.twin_id):
                 # Only a publisher that bypassed ingestion can send this; it must not block
                 # the batch it came with, and it is no valid KV key.
                 logger.error("telemetry for an invalid twin id", extra={"subject": message.subject})
                 continue
-            by_twin[batch.twin_id].append(batch)
+            by_twin[batch.frame.twin_id].append(batch)
         await asyncio.gather(
-            *(self._store(twin_id, batches) for twin_id, batches in by_twin.items())
+            *(self._merge(twin_id, batches) for twin_id, batches in by_twin.items())
         )
         for message in messages:
             await message.ack()
 
-    async def _store(self, twin_id: str, batches: list[events_pb2.TelemetryBatch]) -> None:
-        for _ in range(_MAX_CAS_ATTEMPTS):
-            found = await read_document(self._bucket, twin_id, state_pb2.TwinState)
-            state, revision = found or (state_pb2.TwinState(twin_id=twin_id), None)
-            if not merge(state, batches):
-                return
-            state.ClearField("revision")
+    async def _merge(self, twin_id: str, batches: list[events_pb2.TelemetryBatch]) -> None:
+        self._known.add(twin_id)
+
+        def mutate(state: state_pb2.TwinState) -> list[AlertChange] | None:
+            before = state.SerializeToString(deterministic=True)
+            changes = []
+            for batch in batches:
+                merge(state, batch)
+                changes += self._evaluator.on_telemetry(state, batch)
+            # Rule memory moves even when no reported value does.
+            return changes if state.SerializeToString(deterministic=True) != before else None
+
+        written = await self._store.update(twin_id, mutate)
+        now_ns = time.time_ns()
+        for batch in batches:
+            _LATENCY.record((now_ns - batch.ingest_time.ToNanoseconds()) / 1e6)
+        if written is not None:
+            await self.publish_alerts(written[0], written[1])
+
+    async def publish_alerts(
+        self, state: state_pb2.TwinState, changes: Sequence[AlertChange]
+    ) -> None:
+        for change in changes:
+            event = alert_event(change, state.revision)
+            await self._js.publish(
+                event_subject("alert", state.twin_id, change.alert.rule_id),
+                event.SerializeToString(),
+                stream=EVENTS_STREAM,
+                headers=message_headers(
+                    f"alert:{state.twin_id}:{change.alert.rule_id}:{state.revision}"
+                ),
+            )
+
+    async def _watch_clock(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval_s)
             try:
-                if revision is None:
-                    await self._bucket.create(twin_id, state.SerializeToString())
-                else:
-                    await self._bucket.update(twin_id, state.SerializeToString(), last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue
-        raise RuntimeError(f"state of {twin_id} kept changing under {_MAX_CAS_ATTEMPTS} attempts")
+                await self.check_staleness(time.time_ns())
+            except Exception:
+                logger.exception("staleness check failed; trying again next interval")
 
+    async def check_staleness(self, now_ns: int) -> None:
+        """Marks silent twins stale and raises their staleness alerts."""
+        for twin_id in sorted(self._known):
 
-async def read_state(bucket: KeyValue, twin_id: str) -> state_pb2.TwinState | None:
-    """The stored state of a twin, with its revision, or None if none is stored."""
-    found = await read_document(bucket, twin_id, state_pb2.TwinState)
-    if found is None:
-        return None
-    state, revision = found
-    state.revision = revision
-    return state
+            def mutate(state: state_pb2.TwinState) -> list[AlertChange] | None:
+                changed = False
+                if state.connectivity != state_pb2.CONNECTIVITY_STALE and is_stale(
+                    state, now_ns, self._stale_periods.of(state.model_id)
+                ):
+                    state.connectivity = state_pb2.CONNECTIVITY_STALE
+                    changed = True
+                changes = self._evaluator.on_clock(state, now_ns)
+                return changes if changed or changes else None
+
+            written = await self._store.update(twin_id, mutate)
+            if written is not None:
+                await self.publish_alerts(*written)

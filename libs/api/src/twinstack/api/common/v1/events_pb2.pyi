@@ -17,37 +17,31 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_CREATED: _ClassVar[ChangeKind]
     CHANGE_KIND_UPDATED: _ClassVar[ChangeKind]
     CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
+
+class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEVERITY_UNSPECIFIED: _ClassVar[Severity]
+    SEVERITY_INFO: _ClassVar[Severity]
+    SEVERITY_WARNING: _ClassVar[Severity]
+    SEVERITY_CRITICAL: _ClassVar[Severity]
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_CREATED: ChangeKind
 CHANGE_KIND_UPDATED: ChangeKind
 CHANGE_KIND_DELETED: ChangeKind
+SEVERITY_UNSPECIFIED: Severity
+SEVERITY_INFO: Severity
+SEVERITY_WARNING: Severity
+SEVERITY_CRITICAL: Severity
 
 class TelemetryBatch(_message.Message):
-    __slots__ = ("twin_id", "model_id", "samples", "ingest_time")
-    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("model_id", "ingest_time", "frame")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
-    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     INGEST_TIME_FIELD_NUMBER: _ClassVar[int]
-    twin_id: str
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     model_id: str
-    samples: _containers.RepeatedCompositeFieldContainer[TelemetrySample]
     ingest_time: _timestamp_pb2.Timestamp
-    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[TelemetrySample, _Mapping]]] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
-
-class TelemetrySample(_message.Message):
-    __slots__ = ("time", "fields")
-    class FieldsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: _types_pb2.Value
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Value, _Mapping]] = ...) -> None: ...
-    TIME_FIELD_NUMBER: _ClassVar[int]
-    FIELDS_FIELD_NUMBER: _ClassVar[int]
-    time: _timestamp_pb2.Timestamp
-    fields: _containers.MessageMap[str, _types_pb2.Value]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Mapping[str, _types_pb2.Value]] = ...) -> None: ...
+    frame: _types_pb2.TelemetryFrame
+    def __init__(self, model_id: _Optional[str] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frame: _Optional[_Union[_types_pb2.TelemetryFrame, _Mapping]] = ...) -> None: ...
 
 class TwinChangedEvent(_message.Message):
     __slots__ = ("twin_id", "model_id", "kind", "revision", "time", "changed_properties", "previous_model_id")
@@ -96,3 +90,46 @@ class RelationshipChangedEvent(_message.Message):
     revision: int
     time: _timestamp_pb2.Timestamp
     def __init__(self, relationship_id: _Optional[str] = ..., source_id: _Optional[str] = ..., name: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AlertEvent(_message.Message):
+    __slots__ = ("twin_id", "rule_id", "field", "severity", "active", "value", "time", "message", "state_revision")
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    rule_id: str
+    field: str
+    severity: Severity
+    active: bool
+    value: float
+    time: _timestamp_pb2.Timestamp
+    message: str
+    state_revision: int
+    def __init__(self, twin_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., field: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., active: _Optional[bool] = ..., value: _Optional[float] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., state_revision: _Optional[int] = ...) -> None: ...
+
+class DesiredChangedEvent(_message.Message):
+    __slots__ = ("twin_id", "desired", "delta_fields", "state_revision", "time")
+    class DesiredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _types_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Value, _Mapping]] = ...) -> None: ...
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    desired: _containers.MessageMap[str, _types_pb2.Value]
+    delta_fields: _containers.RepeatedScalarFieldContainer[str]
+    state_revision: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, twin_id: _Optional[str] = ..., desired: _Optional[_Mapping[str, _types_pb2.Value]] = ..., delta_fields: _Optional[_Iterable[str]] = ..., state_revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#twinstack/api/common/v1/types.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x35\n\x0ftimestamp_value\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x38\n\nlist_value\x18\x06 \x01(\x0b\x32\".twinstack.api.common.v1.ValueListH\x00\x12\x36\n\tmap_value\x18\x07 \x01(\x0b\x32!.twinstack.api.common.v1.ValueMapH\x00\x42\x06\n\x04kind\";\n\tValueList\x12.\n\x06values\x18\x01 \x03(\x0b\x32\x1e.twinstack.api.common.v1.Value\"\x98\x01\n\x08ValueMap\x12=\n\x06\x66ields\x18\x01 \x03(\x0b\x32-.twinstack.api.common.v1.ValueMap.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"\xdf\x01\n\x0eTelemetryPoint\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x33.twinstack.api.common.v1.TelemetryPoint.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"^\n\x10RevisionMismatch\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x04\x12\x18\n\x10\x63urrent_revision\x18\x03 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#twinstack/api/common/v1/types.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05Value\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x35\n\x0ftimestamp_value\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x38\n\nlist_value\x18\x06 \x01(\x0b\x32\".twinstack.api.common.v1.ValueListH\x00\x12\x36\n\tmap_value\x18\x07 \x01(\x0b\x32!.twinstack.api.common.v1.ValueMapH\x00\x42\x06\n\x04kind\";\n\tValueList\x12.\n\x06values\x18\x01 \x03(\x0b\x32\x1e.twinstack.api.common.v1.Value\"\x98\x01\n\x08ValueMap\x12=\n\x06\x66ields\x18\x01 \x03(\x0b\x32-.twinstack.api.common.v1.ValueMap.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"\xdf\x01\n\x0eTelemetryPoint\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x33.twinstack.api.common.v1.TelemetryPoint.FieldsEntry\x1aM\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"r\n\x0eTelemetryFrame\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x14\n\x0ctime_unix_ns\x18\x02 \x03(\x03\x12\x39\n\x07\x63olumns\x18\x03 \x03(\x0b\x32(.twinstack.api.common.v1.TelemetryColumn\"\xa0\x02\n\x0fTelemetryColumn\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12>\n\rdouble_values\x18\x02 \x01(\x0b\x32%.twinstack.api.common.v1.DoubleValuesH\x00\x12\x38\n\nint_values\x18\x03 \x01(\x0b\x32\".twinstack.api.common.v1.IntValuesH\x00\x12:\n\x0b\x62ool_values\x18\x04 \x01(\x0b\x32#.twinstack.api.common.v1.BoolValuesH\x00\x12>\n\rstring_values\x18\x05 \x01(\x0b\x32%.twinstack.api.common.v1.StringValuesH\x00\x42\x08\n\x06values\"\x1e\n\x0c\x44oubleValues\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1b\n\tIntValues\x12\x0e\n\x06values\x18\x01 \x03(\x03\"\x1c\n\nBoolValues\x12\x0e\n\x06values\x18\x01 \x03(\x08\"\x1e\n\x0cStringValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"4\n\x0bPageRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\'\n\x0cPageResponse\x12\x17\n\x0fnext_page_token\x18\x01 \x01(\t\"^\n\x10RevisionMismatch\x12\x15\n\rresource_name\x18\x01 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x02 \x01(\x04\x12\x18\n\x10\x63urrent_revision\x18\x03 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,10 +48,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TELEMETRYPOINT']._serialized_end=815
   _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_start=512
   _globals['_TELEMETRYPOINT_FIELDSENTRY']._serialized_end=589
-  _globals['_PAGEREQUEST']._serialized_start=817
-  _globals['_PAGEREQUEST']._serialized_end=869
-  _globals['_PAGERESPONSE']._serialized_start=871
-  _globals['_PAGERESPONSE']._serialized_end=910
-  _globals['_REVISIONMISMATCH']._serialized_start=912
-  _globals['_REVISIONMISMATCH']._serialized_end=1006
+  _globals['_TELEMETRYFRAME']._serialized_start=817
+  _globals['_TELEMETRYFRAME']._serialized_end=931
+  _globals['_TELEMETRYCOLUMN']._serialized_start=934
+  _globals['_TELEMETRYCOLUMN']._serialized_end=1222
+  _globals['_DOUBLEVALUES']._serialized_start=1224
+  _globals['_DOUBLEVALUES']._serialized_end=1254
+  _globals['_INTVALUES']._serialized_start=1256
+  _globals['_INTVALUES']._serialized_end=1283
+  _globals['_BOOLVALUES']._serialized_start=1285
+  _globals['_BOOLVALUES']._serialized_end=1313
+  _globals['_STRINGVALUES']._serialized_start=1315
+  _globals['_STRINGVALUES']._serialized_end=1345
+  _globals['_PAGEREQUEST']._serialized_start=1347
+  _globals['_PAGEREQUEST']._serialized_end=1399
+  _globals['_PAGERESPONSE']._serialized_start=1401
+  _globals['_PAGERESPONSE']._serialized_end=1440
+  _globals['_REVISIONMISMATCH']._serialized_start=1442
+  _globals['_REVISIONMISMATCH']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

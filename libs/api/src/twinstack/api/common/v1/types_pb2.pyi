@@ -63,6 +63,54 @@ class TelemetryPoint(_message.Message):
     fields: _containers.MessageMap[str, Value]
     def __init__(self, twin_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
+class TelemetryFrame(_message.Message):
+    __slots__ = ("twin_id", "time_unix_ns", "columns")
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    time_unix_ns: _containers.RepeatedScalarFieldContainer[int]
+    columns: _containers.RepeatedCompositeFieldContainer[TelemetryColumn]
+    def __init__(self, twin_id: _Optional[str] = ..., time_unix_ns: _Optional[_Iterable[int]] = ..., columns: _Optional[_Iterable[_Union[TelemetryColumn, _Mapping]]] = ...) -> None: ...
+
+class TelemetryColumn(_message.Message):
+    __slots__ = ("field", "double_values", "int_values", "bool_values", "string_values")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUES_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUES_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    double_values: DoubleValues
+    int_values: IntValues
+    bool_values: BoolValues
+    string_values: StringValues
+    def __init__(self, field: _Optional[str] = ..., double_values: _Optional[_Union[DoubleValues, _Mapping]] = ..., int_values: _Optional[_Union[IntValues, _Mapping]] = ..., bool_values: _Optional[_Union[BoolValues, _Mapping]] = ..., string_values: _Optional[_Union[StringValues, _Mapping]] = ...) -> None: ...
+
+class DoubleValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class IntValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, values: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BoolValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class StringValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PageRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]

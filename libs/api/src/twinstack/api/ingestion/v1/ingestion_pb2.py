@@ -25,17 +25,23 @@ _sym_db = _symbol_database.Default()
 from twinstack.api.common.v1 import types_pb2 as twinstack_dot_api_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*twinstack/api/ingestion/v1/ingestion.proto\x12\x1atwinstack.api.ingestion.v1\x1a#twinstack/api/common/v1/types.proto\"M\n\x12IngestBatchRequest\x12\x37\n\x06points\x18\x01 \x03(\x0b\x32\'.twinstack.api.common.v1.TelemetryPoint\"f\n\x13IngestBatchResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_points\x18\x01 \x01(\r\x12\x1a\n\x12published_messages\x18\x02 \x01(\r\x12\x1a\n\x12\x64uplicate_messages\x18\x03 \x01(\r2\x82\x01\n\x10IngestionService\x12n\n\x0bIngestBatch\x12..twinstack.api.ingestion.v1.IngestBatchRequest\x1a/.twinstack.api.ingestion.v1.IngestBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*twinstack/api/ingestion/v1/ingestion.proto\x12\x1atwinstack.api.ingestion.v1\x1a#twinstack/api/common/v1/types.proto\"\x86\x01\n\x12IngestBatchRequest\x12\x37\n\x06points\x18\x01 \x03(\x0b\x32\'.twinstack.api.common.v1.TelemetryPoint\x12\x37\n\x06\x66rames\x18\x02 \x03(\x0b\x32\'.twinstack.api.common.v1.TelemetryFrame\"f\n\x13IngestBatchResponse\x12\x17\n\x0f\x61\x63\x63\x65pted_points\x18\x01 \x01(\r\x12\x1a\n\x12published_messages\x18\x02 \x01(\r\x12\x1a\n\x12\x64uplicate_messages\x18\x03 \x01(\r\"\x99\x01\n\x13IngestStreamRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x37\n\x06points\x18\x02 \x03(\x0b\x32\'.twinstack.api.common.v1.TelemetryPoint\x12\x37\n\x06\x66rames\x18\x03 \x03(\x0b\x32\'.twinstack.api.common.v1.TelemetryFrame\"4\n\x0ePointViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xf0\x01\n\x14IngestStreamResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12>\n\nviolations\x18\x04 \x03(\x0b\x32*.twinstack.api.ingestion.v1.PointViolation\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\x12\x17\n\x0f\x61\x63\x63\x65pted_points\x18\x06 \x01(\r\x12\x1a\n\x12published_messages\x18\x07 \x01(\r\x12\x1a\n\x12\x64uplicate_messages\x18\x08 \x01(\r2\xf9\x01\n\x10IngestionService\x12n\n\x0bIngestBatch\x12..twinstack.api.ingestion.v1.IngestBatchRequest\x1a/.twinstack.api.ingestion.v1.IngestBatchResponse\x12u\n\x0cIngestStream\x12/.twinstack.api.ingestion.v1.IngestStreamRequest\x1a\x30.twinstack.api.ingestion.v1.IngestStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'twinstack.api.ingestion.v1.ingestion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INGESTBATCHREQUEST']._serialized_start=111
-  _globals['_INGESTBATCHREQUEST']._serialized_end=188
-  _globals['_INGESTBATCHRESPONSE']._serialized_start=190
-  _globals['_INGESTBATCHRESPONSE']._serialized_end=292
-  _globals['_INGESTIONSERVICE']._serialized_start=295
-  _globals['_INGESTIONSERVICE']._serialized_end=425
+  _globals['_INGESTBATCHREQUEST']._serialized_start=112
+  _globals['_INGESTBATCHREQUEST']._serialized_end=246
+  _globals['_INGESTBATCHRESPONSE']._serialized_start=248
+  _globals['_INGESTBATCHRESPONSE']._serialized_end=350
+  _globals['_INGESTSTREAMREQUEST']._serialized_start=353
+  _globals['_INGESTSTREAMREQUEST']._serialized_end=506
+  _globals['_POINTVIOLATION']._serialized_start=508
+  _globals['_POINTVIOLATION']._serialized_end=560
+  _globals['_INGESTSTREAMRESPONSE']._serialized_start=563
+  _globals['_INGESTSTREAMRESPONSE']._serialized_end=803
+  _globals['_INGESTIONSERVICE']._serialized_start=806
+  _globals['_INGESTIONSERVICE']._serialized_end=1055
 # @@protoc_insertion_point(module_scope)

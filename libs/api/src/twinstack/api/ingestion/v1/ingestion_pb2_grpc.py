@@ -40,6 +40,11 @@ class IngestionServiceStub:
                 request_serializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchResponse.FromString,
                 _registered_method=True)
+        self.IngestStream = channel.stream_stream(
+                '/twinstack.api.ingestion.v1.IngestionService/IngestStream',
+                request_serializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamResponse.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -56,6 +61,16 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestStream(self, request_iterator, context):
+        """Streams batches in and acknowledgements out, one per batch, in the order the batches were
+        sent. Each batch is accepted or rejected whole exactly as by IngestBatch; a rejected batch
+        does not end the stream. A few batches are processed at once; while they are, the server
+        reads no more, so a fast client is held back by gRPC flow control instead of buffered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +78,11 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.IngestBatch,
                     request_deserializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchResponse.SerializeToString,
+            ),
+            'IngestStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestStream,
+                    request_deserializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +113,33 @@ class IngestionService:
             '/twinstack.api.ingestion.v1.IngestionService/IngestBatch',
             twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchRequest.SerializeToString,
             twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/twinstack.api.ingestion.v1.IngestionService/IngestStream',
+            twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamRequest.SerializeToString,
+            twinstack_dot_api_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,12 @@ class IngestionServiceStub:
     accepted or rejected whole; a rejection names every bad point in its BadRequest details.
     Retrying an identical batch is safe: it is de-duplicated.
     """
+    IngestStream: _grpc.StreamStreamMultiCallable[_ingestion_pb2.IngestStreamRequest, _ingestion_pb2.IngestStreamResponse]
+    """Streams batches in and acknowledgements out, one per batch, in the order the batches were
+    sent. Each batch is accepted or rejected whole exactly as by IngestBatch; a rejected batch
+    does not end the stream. A few batches are processed at once; while they are, the server
+    reads no more, so a fast client is held back by gRPC flow control instead of buffered.
+    """
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -50,6 +56,12 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     was acknowledged by JetStream and will reach the historian and live state. The batch is
     accepted or rejected whole; a rejection names every bad point in its BadRequest details.
     Retrying an identical batch is safe: it is de-duplicated.
+    """
+    IngestStream: _aio.StreamStreamMultiCallable[_ingestion_pb2.IngestStreamRequest, _ingestion_pb2.IngestStreamResponse]  # type: ignore[assignment]
+    """Streams batches in and acknowledgements out, one per batch, in the order the batches were
+    sent. Each batch is accepted or rejected whole exactly as by IngestBatch; a rejected batch
+    does not end the stream. A few batches are processed at once; while they are, the server
+    reads no more, so a fast client is held back by gRPC flow control instead of buffered.
     """
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +77,18 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         was acknowledged by JetStream and will reach the historian and live state. The batch is
         accepted or rejected whole; a rejection names every bad point in its BadRequest details.
         Retrying an identical batch is safe: it is de-duplicated.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingestion_pb2.IngestStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingestion_pb2.IngestStreamResponse], _abc.AsyncIterator[_ingestion_pb2.IngestStreamResponse]]:
+        """Streams batches in and acknowledgements out, one per batch, in the order the batches were
+        sent. Each batch is accepted or rejected whole exactly as by IngestBatch; a rejected batch
+        does not end the stream. A few batches are processed at once; while they are, the server
+        reads no more, so a fast client is held back by gRPC flow control instead of buffered.
         """
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,11 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from twinstack.api.common.v1 import events_pb2 as twinstack_dot_api_dot_common_dot_v1_dot_events__pb2
 from twinstack.api.common.v1 import types_pb2 as twinstack_dot_api_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"twinstack/api/state/v1/state.proto\x12\x16twinstack.api.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#twinstack/api/common/v1/types.proto\"h\n\rReportedField\x12-\n\x05value\x18\x01 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfd\x01\n\tTwinState\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x41\n\x08reported\x18\x02 \x03(\x0b\x32/.twinstack.api.state.v1.TwinState.ReportedEntry\x12\x32\n\x0elast_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x04 \x01(\x04\x1aV\n\rReportedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.twinstack.api.state.v1.ReportedField:\x02\x38\x01\"\"\n\x0fGetStateRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\"D\n\x10GetStateResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.TwinState2m\n\x0cStateService\x12]\n\x08GetState\x12\'.twinstack.api.state.v1.GetStateRequest\x1a(.twinstack.api.state.v1.GetStateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"twinstack/api/state/v1/state.proto\x12\x16twinstack.api.state.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$twinstack/api/common/v1/events.proto\x1a#twinstack/api/common/v1/types.proto\"h\n\rReportedField\x12-\n\x05value\x18\x01 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x0c\x44\x65siredField\x12-\n\x05value\x18\x01 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x02\n\x05\x41lert\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0f\n\x07twin_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x33\n\x08severity\x18\x04 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12\r\n\x05value\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\x12/\n\x0braised_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63leared_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61\x63knowledged\x18\n \x01(\x08\x12\x17\n\x0f\x61\x63knowledged_by\x18\x0b \x01(\t\x12\x35\n\x11\x61\x63knowledged_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\nRuleMemory\x12\x12\n\nlast_value\x18\x01 \x01(\x01\x12\x19\n\x11last_time_unix_ns\x18\x02 \x01(\x03\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x10\n\x08variance\x18\x04 \x01(\x01\x12\x0f\n\x07samples\x18\x05 \x01(\x04\"\xd1\x07\n\tTwinState\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x41\n\x08reported\x18\x02 \x03(\x0b\x32/.twinstack.api.state.v1.TwinState.ReportedEntry\x12\x32\n\x0elast_seen_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12?\n\x07\x64\x65sired\x18\x06 \x03(\x0b\x32..twinstack.api.state.v1.TwinState.DesiredEntry\x12;\n\x05\x64\x65lta\x18\x07 \x03(\x0b\x32,.twinstack.api.state.v1.TwinState.DeltaEntry\x12:\n\x0c\x63onnectivity\x18\x08 \x01(\x0e\x32$.twinstack.api.state.v1.Connectivity\x12\x36\n\x12last_received_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x06\x61lerts\x18\n \x03(\x0b\x32-.twinstack.api.state.v1.TwinState.AlertsEntry\x12\x46\n\x0brule_memory\x18\x0b \x03(\x0b\x32\x31.twinstack.api.state.v1.TwinState.RuleMemoryEntry\x1aV\n\rReportedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.twinstack.api.state.v1.ReportedField:\x02\x38\x01\x1aT\n\x0c\x44\x65siredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x33\n\x05value\x18\x02 \x01(\x0b\x32$.twinstack.api.state.v1.DesiredField:\x02\x38\x01\x1aL\n\nDeltaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\x1aL\n\x0b\x41lertsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.twinstack.api.state.v1.Alert:\x02\x38\x01\x1aU\n\x0fRuleMemoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".twinstack.api.state.v1.RuleMemory:\x02\x38\x01\"\"\n\x0fGetStateRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\"D\n\x10GetStateResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.TwinState\")\n\x15\x42\x61tchGetStatesRequest\x12\x10\n\x08twin_ids\x18\x01 \x03(\t\"e\n\x16\x42\x61tchGetStatesResponse\x12\x31\n\x06states\x18\x01 \x03(\x0b\x32!.twinstack.api.state.v1.TwinState\x12\x18\n\x10missing_twin_ids\x18\x02 \x03(\t\"]\n\x0cWatchRequest\x12\x10\n\x08twin_ids\x18\x01 \x03(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_revision\x18\x03 \x01(\x04\x12\x11\n\tall_twins\x18\x04 \x01(\x08\"V\n\rWatchResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.TwinState\x12\x13\n\x0b\x63\x61tching_up\x18\x02 \x01(\x08\"\xdc\x01\n\x11SetDesiredRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12?\n\x03set\x18\x02 \x03(\x0b\x32\x32.twinstack.api.state.v1.SetDesiredRequest.SetEntry\x12\x0e\n\x06remove\x18\x03 \x03(\t\x12\x19\n\x11\x65xpected_revision\x18\x04 \x01(\x04\x1aJ\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"F\n\x12SetDesiredResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.TwinState\"\xad\x02\n\x13QueryHistoryRequest\x12\x10\n\x08twin_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ields\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0b\x61ggregation\x18\x05 \x01(\x0e\x32#.twinstack.api.state.v1.Aggregation\x12\x12\n\npercentile\x18\x06 \x01(\x01\x12)\n\x06window\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x15max_points_per_series\x18\x08 \x01(\r\"\xd8\x02\n\rHistorySeries\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x14\n\x0ctime_unix_ns\x18\x03 \x03(\x03\x12>\n\rdouble_values\x18\x04 \x01(\x0b\x32%.twinstack.api.common.v1.DoubleValuesH\x00\x12\x38\n\nint_values\x18\x05 \x01(\x0b\x32\".twinstack.api.common.v1.IntValuesH\x00\x12:\n\x0b\x62ool_values\x18\x06 \x01(\x0b\x32#.twinstack.api.common.v1.BoolValuesH\x00\x12>\n\rstring_values\x18\x07 \x01(\x0b\x32%.twinstack.api.common.v1.StringValuesH\x00\x12\x11\n\ttruncated\x18\x08 \x01(\x08\x42\x08\n\x06values\"x\n\x14QueryHistoryResponse\x12\x35\n\x06series\x18\x01 \x03(\x0b\x32%.twinstack.api.state.v1.HistorySeries\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd3\x01\n\x12ThresholdCondition\x12G\n\tdirection\x18\x01 \x01(\x0e\x32\x34.twinstack.api.state.v1.ThresholdCondition.Direction\x12\x10\n\x08raise_at\x18\x02 \x01(\x01\x12\x10\n\x08\x63lear_at\x18\x03 \x01(\x01\"P\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44IRECTION_ABOVE\x10\x01\x12\x13\n\x0f\x44IRECTION_BELOW\x10\x02\"\"\n\rRateCondition\x12\x11\n\tmax_per_s\x18\x01 \x01(\x01\"D\n\x12StalenessCondition\x12.\n\x0bmax_silence\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"c\n\x10\x41nomalyCondition\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x13\n\x0braise_score\x18\x02 \x01(\x01\x12\x13\n\x0b\x63lear_score\x18\x03 \x01(\x01\x12\x16\n\x0ewarmup_samples\x18\x04 \x01(\r\"\xb1\x03\n\tAlertRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x08model_id\x18\x02 \x01(\tH\x00\x12\x11\n\x07twin_id\x18\x03 \x01(\tH\x00\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x33\n\x08severity\x18\x05 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12?\n\tthreshold\x18\x06 \x01(\x0b\x32*.twinstack.api.state.v1.ThresholdConditionH\x01\x12\x35\n\x04rate\x18\x07 \x01(\x0b\x32%.twinstack.api.state.v1.RateConditionH\x01\x12?\n\tstaleness\x18\x08 \x01(\x0b\x32*.twinstack.api.state.v1.StalenessConditionH\x01\x12;\n\x07\x61nomaly\x18\t \x01(\x0b\x32(.twinstack.api.state.v1.AnomalyConditionH\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12\x10\n\x08revision\x18\x0b \x01(\x04\x42\x07\n\x05scopeB\x0b\n\tcondition\"F\n\x13PutAlertRuleRequest\x12/\n\x04rule\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.AlertRule\"G\n\x14PutAlertRuleResponse\x12/\n\x04rule\x18\x01 \x01(\x0b\x32!.twinstack.api.state.v1.AlertRule\"\x17\n\x15ListAlertRulesRequest\"J\n\x16ListAlertRulesResponse\x12\x30\n\x05rules\x18\x01 \x03(\x0b\x32!.twinstack.api.state.v1.AlertRule\")\n\x16\x44\x65leteAlertRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAlertRuleResponse\"q\n\x11ListAlertsRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_cleared\x18\x02 \x01(\x08\x12\x32\n\x04page\x18\x03 \x01(\x0b\x32$.twinstack.api.common.v1.PageRequest\"x\n\x12ListAlertsResponse\x12-\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1d.twinstack.api.state.v1.Alert\x12\x33\n\x04page\x18\x02 \x01(\x0b\x32%.twinstack.api.common.v1.PageResponse\"T\n\x17\x41\x63knowledgeAlertRequest\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x03 \x01(\t\"H\n\x18\x41\x63knowledgeAlertResponse\x12,\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1d.twinstack.api.state.v1.Alert*]\n\x0c\x43onnectivity\x12\x1c\n\x18\x43ONNECTIVITY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONNECTIVITY_ONLINE\x10\x01\x12\x16\n\x12\x43ONNECTIVITY_STALE\x10\x02*\xa5\x02\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GGREGATION_NONE\x10\x01\x12\x14\n\x10\x41GGREGATION_MEAN\x10\x02\x12\x13\n\x0f\x41GGREGATION_MIN\x10\x03\x12\x13\n\x0f\x41GGREGATION_MAX\x10\x04\x12\x15\n\x11\x41GGREGATION_FIRST\x10\x05\x12\x14\n\x10\x41GGREGATION_LAST\x10\x06\x12\x15\n\x11\x41GGREGATION_COUNT\x10\x07\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x08\x12\x16\n\x12\x41GGREGATION_MEDIAN\x10\t\x12\x16\n\x12\x41GGREGATION_STDDEV\x10\n\x12\x1a\n\x16\x41GGREGATION_PERCENTILE\x10\x0b\x32\xb4\x08\n\x0cStateService\x12]\n\x08GetState\x12\'.twinstack.api.state.v1.GetStateRequest\x1a(.twinstack.api.state.v1.GetStateResponse\x12o\n\x0e\x42\x61tchGetStates\x12-.twinstack.api.state.v1.BatchGetStatesRequest\x1a..twinstack.api.state.v1.BatchGetStatesResponse\x12V\n\x05Watch\x12$.twinstack.api.state.v1.WatchRequest\x1a%.twinstack.api.state.v1.WatchResponse0\x01\x12\x63\n\nSetDesired\x12).twinstack.api.state.v1.SetDesiredRequest\x1a*.twinstack.api.state.v1.SetDesiredResponse\x12k\n\x0cQueryHistory\x12+.twinstack.api.state.v1.QueryHistoryRequest\x1a,.twinstack.api.state.v1.QueryHistoryResponse0\x01\x12i\n\x0cPutAlertRule\x12+.twinstack.api.state.v1.PutAlertRuleRequest\x1a,.twinstack.api.state.v1.PutAlertRuleResponse\x12o\n\x0eListAlertRules\x12-.twinstack.api.state.v1.ListAlertRulesRequest\x1a..twinstack.api.state.v1.ListAlertRulesResponse\x12r\n\x0f\x44\x65leteAlertRule\x12..twinstack.api.state.v1.DeleteAlertRuleRequest\x1a/.twinstack.api.state.v1.DeleteAlertRuleResponse\x12\x63\n\nListAlerts\x12).twinstack.api.state.v1.ListAlertsRequest\x1a*.twinstack.api.state.v1.ListAlertsResponse\x12u\n\x10\x41\x63knowledgeAlert\x12/.twinstack.api.state.v1.AcknowledgeAlertRequest\x1a\x30.twinstack.api.state.v1.AcknowledgeAlertResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +37,96 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TWINSTATE_REPORTEDENTRY']._loaded_options = None
   _globals['_TWINSTATE_REPORTEDENTRY']._serialized_options = b'8\001'
-  _globals['_REPORTEDFIELD']._serialized_start=132
-  _globals['_REPORTEDFIELD']._serialized_end=236
-  _globals['_TWINSTATE']._serialized_start=239
-  _globals['_TWINSTATE']._serialized_end=492
-  _globals['_TWINSTATE_REPORTEDENTRY']._serialized_start=406
-  _globals['_TWINSTATE_REPORTEDENTRY']._serialized_end=492
-  _globals['_GETSTATEREQUEST']._serialized_start=494
-  _globals['_GETSTATEREQUEST']._serialized_end=528
-  _globals['_GETSTATERESPONSE']._serialized_start=530
-  _globals['_GETSTATERESPONSE']._serialized_end=598
-  _globals['_STATESERVICE']._serialized_start=600
-  _globals['_STATESERVICE']._serialized_end=709
+  _globals['_TWINSTATE_DESIREDENTRY']._loaded_options = None
+  _globals['_TWINSTATE_DESIREDENTRY']._serialized_options = b'8\001'
+  _globals['_TWINSTATE_DELTAENTRY']._loaded_options = None
+  _globals['_TWINSTATE_DELTAENTRY']._serialized_options = b'8\001'
+  _globals['_TWINSTATE_ALERTSENTRY']._loaded_options = None
+  _globals['_TWINSTATE_ALERTSENTRY']._serialized_options = b'8\001'
+  _globals['_TWINSTATE_RULEMEMORYENTRY']._loaded_options = None
+  _globals['_TWINSTATE_RULEMEMORYENTRY']._serialized_options = b'8\001'
+  _globals['_SETDESIREDREQUEST_SETENTRY']._loaded_options = None
+  _globals['_SETDESIREDREQUEST_SETENTRY']._serialized_options = b'8\001'
+  _globals['_CONNECTIVITY']._serialized_start=4937
+  _globals['_CONNECTIVITY']._serialized_end=5030
+  _globals['_AGGREGATION']._serialized_start=5033
+  _globals['_AGGREGATION']._serialized_end=5326
+  _globals['_REPORTEDFIELD']._serialized_start=202
+  _globals['_REPORTEDFIELD']._serialized_end=306
+  _globals['_DESIREDFIELD']._serialized_start=308
+  _globals['_DESIREDFIELD']._serialized_end=411
+  _globals['_ALERT']._serialized_start=414
+  _globals['_ALERT']._serialized_end=772
+  _globals['_RULEMEMORY']._serialized_start=774
+  _globals['_RULEMEMORY']._serialized_end=882
+  _globals['_TWINSTATE']._serialized_start=885
+  _globals['_TWINSTATE']._serialized_end=1862
+  _globals['_TWINSTATE_REPORTEDENTRY']._serialized_start=1447
+  _globals['_TWINSTATE_REPORTEDENTRY']._serialized_end=1533
+  _globals['_TWINSTATE_DESIREDENTRY']._serialized_start=1535
+  _globals['_TWINSTATE_DESIREDENTRY']._serialized_end=1619
+  _globals['_TWINSTATE_DELTAENTRY']._serialized_start=1621
+  _globals['_TWINSTATE_DELTAENTRY']._serialized_end=1697
+  _globals['_TWINSTATE_ALERTSENTRY']._serialized_start=1699
+  _globals['_TWINSTATE_ALERTSENTRY']._serialized_end=1775
+  _globals['_TWINSTATE_RULEMEMORYENTRY']._serialized_start=1777
+  _globals['_TWINSTATE_RULEMEMORYENTRY']._serialized_end=1862
+  _globals['_GETSTATEREQUEST']._serialized_start=1864
+  _globals['_GETSTATEREQUEST']._serialized_end=1898
+  _globals['_GETSTATERESPONSE']._serialized_start=1900
+  _globals['_GETSTATERESPONSE']._serialized_end=1968
+  _globals['_BATCHGETSTATESREQUEST']._serialized_start=1970
+  _globals['_BATCHGETSTATESREQUEST']._serialized_end=2011
+  _globals['_BATCHGETSTATESRESPONSE']._serialized_start=2013
+  _globals['_BATCHGETSTATESRESPONSE']._serialized_end=2114
+  _globals['_WATCHREQUEST']._serialized_start=2116
+  _globals['_WATCHREQUEST']._serialized_end=2209
+  _globals['_WATCHRESPONSE']._serialized_start=2211
+  _globals['_WATCHRESPONSE']._serialized_end=2297
+  _globals['_SETDESIREDREQUEST']._serialized_start=2300
+  _globals['_SETDESIREDREQUEST']._serialized_end=2520
+  _globals['_SETDESIREDREQUEST_SETENTRY']._serialized_start=2446
+  _globals['_SETDESIREDREQUEST_SETENTRY']._serialized_end=2520
+  _globals['_SETDESIREDRESPONSE']._serialized_start=2522
+  _globals['_SETDESIREDRESPONSE']._serialized_end=2592
+  _globals['_QUERYHISTORYREQUEST']._serialized_start=2595
+  _globals['_QUERYHISTORYREQUEST']._serialized_end=2896
+  _globals['_HISTORYSERIES']._serialized_start=2899
+  _globals['_HISTORYSERIES']._serialized_end=3243
+  _globals['_QUERYHISTORYRESPONSE']._serialized_start=3245
+  _globals['_QUERYHISTORYRESPONSE']._serialized_end=3365
+  _globals['_THRESHOLDCONDITION']._serialized_start=3368
+  _globals['_THRESHOLDCONDITION']._serialized_end=3579
+  _globals['_THRESHOLDCONDITION_DIRECTION']._serialized_start=3499
+  _globals['_THRESHOLDCONDITION_DIRECTION']._serialized_end=3579
+  _globals['_RATECONDITION']._serialized_start=3581
+  _globals['_RATECONDITION']._serialized_end=3615
+  _globals['_STALENESSCONDITION']._serialized_start=3617
+  _globals['_STALENESSCONDITION']._serialized_end=3685
+  _globals['_ANOMALYCONDITION']._serialized_start=3687
+  _globals['_ANOMALYCONDITION']._serialized_end=3786
+  _globals['_ALERTRULE']._serialized_start=3789
+  _globals['_ALERTRULE']._serialized_end=4222
+  _globals['_PUTALERTRULEREQUEST']._serialized_start=4224
+  _globals['_PUTALERTRULEREQUEST']._serialized_end=4294
+  _globals['_PUTALERTRULERESPONSE']._serialized_start=4296
+  _globals['_PUTALERTRULERESPONSE']._serialized_end=4367
+  _globals['_LISTALERTRULESREQUEST']._serialized_start=4369
+  _globals['_LISTALERTRULESREQUEST']._serialized_end=4392
+  _globals['_LISTALERTRULESRESPONSE']._serialized_start=4394
+  _globals['_LISTALERTRULESRESPONSE']._serialized_end=4468
+  _globals['_DELETEALERTRULEREQUEST']._serialized_start=4470
+  _globals['_DELETEALERTRULEREQUEST']._serialized_end=4511
+  _globals['_DELETEALERTRULERESPONSE']._serialized_start=4513
+  _globals['_DELETEALERTRULERESPONSE']._serialized_end=4538
+  _globals['_LISTALERTSREQUEST']._serialized_start=4540
+  _globals['_LISTALERTSREQUEST']._serialized_end=4653
+  _globals['_LISTALERTSRESPONSE']._serialized_start=4655
+  _globals['_LISTALERTSRESPONSE']._serialized_end=4775
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=4777
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=4861
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=4863
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=4935
+  _globals['_STATESERVICE']._serialized_start=5329
+  _globals['_STATESERVICE']._serialized_end=6405
 # @@protoc_insertion_point(module_scope)

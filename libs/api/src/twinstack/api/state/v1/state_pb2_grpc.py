@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class StateServiceStub:
-    """Live state of twins, kept current from the TELEMETRY stream.
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
     """
 
     def __init__(self, channel):
@@ -40,14 +41,125 @@ class StateServiceStub:
                 request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateResponse.FromString,
                 _registered_method=True)
+        self.BatchGetStates = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/BatchGetStates',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/twinstack.api.state.v1.StateService/Watch',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.SetDesired = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/SetDesired',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredResponse.FromString,
+                _registered_method=True)
+        self.QueryHistory = channel.unary_stream(
+                '/twinstack.api.state.v1.StateService/QueryHistory',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryResponse.FromString,
+                _registered_method=True)
+        self.PutAlertRule = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/PutAlertRule',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.ListAlertRules = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/ListAlertRules',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlertRule = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/DeleteAlertRule',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/ListAlerts',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/AcknowledgeAlert',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
-    """Live state of twins, kept current from the TELEMETRY stream.
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
     """
 
     def GetState(self, request, context):
-        """Gets the live state of one twin. NOT_FOUND if no telemetry has been seen for it.
+        """Gets the live state of one twin. NOT_FOUND if nothing was reported or desired for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetStates(self, request, context):
+        """Gets the live state of several twins at once; twins without state are listed as missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Streams state changes of some twins: the current state of each first (or, when resuming,
+        every state that changed after a revision), then every change as it is stored. A consumer
+        slower than the changes skips intermediate states of a twin, never its latest one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDesired(self, request, context):
+        """Sets or removes desired values of a twin, conditionally on its state revision, and
+        publishes a DesiredChangedEvent for the device side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryHistory(self, request, context):
+        """Reads telemetry history from InfluxDB: raw points or aggregates over time windows,
+        streamed in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutAlertRule(self, request, context):
+        """Creates or replaces an alert rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlertRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlertRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """Lists alerts, active ones first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """Marks an alert as seen by someone; it stays active until its condition clears.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +173,51 @@ def add_StateServiceServicer_to_server(servicer, server):
                     request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateResponse.SerializeToString,
             ),
+            'BatchGetStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetStates,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchResponse.SerializeToString,
+            ),
+            'SetDesired': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDesired,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredResponse.SerializeToString,
+            ),
+            'QueryHistory': grpc.unary_stream_rpc_method_handler(
+                    servicer.QueryHistory,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryResponse.SerializeToString,
+            ),
+            'PutAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutAlertRule,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleResponse.SerializeToString,
+            ),
+            'ListAlertRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlertRules,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesResponse.SerializeToString,
+            ),
+            'DeleteAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlertRule,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'twinstack.api.state.v1.StateService', rpc_method_handlers)
@@ -70,7 +227,8 @@ def add_StateServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class StateService:
-    """Live state of twins, kept current from the TELEMETRY stream.
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
     """
 
     @staticmethod
@@ -90,6 +248,249 @@ class StateService:
             '/twinstack.api.state.v1.StateService/GetState',
             twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateRequest.SerializeToString,
             twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/BatchGetStates',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.BatchGetStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/Watch',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDesired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/SetDesired',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.SetDesiredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/QueryHistory',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.QueryHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/PutAlertRule',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.PutAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlertRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/ListAlertRules',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/DeleteAlertRule',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.DeleteAlertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/ListAlerts',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/AcknowledgeAlert',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,

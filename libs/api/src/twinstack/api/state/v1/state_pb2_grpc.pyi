@@ -27,25 +27,77 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class StateServiceStub:
-    """Live state of twins, kept current from the TELEMETRY stream."""
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StateServiceAsyncStub: ...
     GetState: _grpc.UnaryUnaryMultiCallable[_state_pb2.GetStateRequest, _state_pb2.GetStateResponse]
-    """Gets the live state of one twin. NOT_FOUND if no telemetry has been seen for it."""
+    """Gets the live state of one twin. NOT_FOUND if nothing was reported or desired for it."""
+    BatchGetStates: _grpc.UnaryUnaryMultiCallable[_state_pb2.BatchGetStatesRequest, _state_pb2.BatchGetStatesResponse]
+    """Gets the live state of several twins at once; twins without state are listed as missing."""
+    Watch: _grpc.UnaryStreamMultiCallable[_state_pb2.WatchRequest, _state_pb2.WatchResponse]
+    """Streams state changes of some twins: the current state of each first (or, when resuming,
+    every state that changed after a revision), then every change as it is stored. A consumer
+    slower than the changes skips intermediate states of a twin, never its latest one.
+    """
+    SetDesired: _grpc.UnaryUnaryMultiCallable[_state_pb2.SetDesiredRequest, _state_pb2.SetDesiredResponse]
+    """Sets or removes desired values of a twin, conditionally on its state revision, and
+    publishes a DesiredChangedEvent for the device side.
+    """
+    QueryHistory: _grpc.UnaryStreamMultiCallable[_state_pb2.QueryHistoryRequest, _state_pb2.QueryHistoryResponse]
+    """Reads telemetry history from InfluxDB: raw points or aggregates over time windows,
+    streamed in chunks.
+    """
+    PutAlertRule: _grpc.UnaryUnaryMultiCallable[_state_pb2.PutAlertRuleRequest, _state_pb2.PutAlertRuleResponse]
+    """Creates or replaces an alert rule."""
+    ListAlertRules: _grpc.UnaryUnaryMultiCallable[_state_pb2.ListAlertRulesRequest, _state_pb2.ListAlertRulesResponse]
+    DeleteAlertRule: _grpc.UnaryUnaryMultiCallable[_state_pb2.DeleteAlertRuleRequest, _state_pb2.DeleteAlertRuleResponse]
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_state_pb2.ListAlertsRequest, _state_pb2.ListAlertsResponse]
+    """Lists alerts, active ones first."""
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_state_pb2.AcknowledgeAlertRequest, _state_pb2.AcknowledgeAlertResponse]
+    """Marks an alert as seen by someone; it stays active until its condition clears."""
 
 @_typing.type_check_only
 class StateServiceAsyncStub(StateServiceStub):
-    """Live state of twins, kept current from the TELEMETRY stream."""
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetState: _aio.UnaryUnaryMultiCallable[_state_pb2.GetStateRequest, _state_pb2.GetStateResponse]  # type: ignore[assignment]
-    """Gets the live state of one twin. NOT_FOUND if no telemetry has been seen for it."""
+    """Gets the live state of one twin. NOT_FOUND if nothing was reported or desired for it."""
+    BatchGetStates: _aio.UnaryUnaryMultiCallable[_state_pb2.BatchGetStatesRequest, _state_pb2.BatchGetStatesResponse]  # type: ignore[assignment]
+    """Gets the live state of several twins at once; twins without state are listed as missing."""
+    Watch: _aio.UnaryStreamMultiCallable[_state_pb2.WatchRequest, _state_pb2.WatchResponse]  # type: ignore[assignment]
+    """Streams state changes of some twins: the current state of each first (or, when resuming,
+    every state that changed after a revision), then every change as it is stored. A consumer
+    slower than the changes skips intermediate states of a twin, never its latest one.
+    """
+    SetDesired: _aio.UnaryUnaryMultiCallable[_state_pb2.SetDesiredRequest, _state_pb2.SetDesiredResponse]  # type: ignore[assignment]
+    """Sets or removes desired values of a twin, conditionally on its state revision, and
+    publishes a DesiredChangedEvent for the device side.
+    """
+    QueryHistory: _aio.UnaryStreamMultiCallable[_state_pb2.QueryHistoryRequest, _state_pb2.QueryHistoryResponse]  # type: ignore[assignment]
+    """Reads telemetry history from InfluxDB: raw points or aggregates over time windows,
+    streamed in chunks.
+    """
+    PutAlertRule: _aio.UnaryUnaryMultiCallable[_state_pb2.PutAlertRuleRequest, _state_pb2.PutAlertRuleResponse]  # type: ignore[assignment]
+    """Creates or replaces an alert rule."""
+    ListAlertRules: _aio.UnaryUnaryMultiCallable[_state_pb2.ListAlertRulesRequest, _state_pb2.ListAlertRulesResponse]  # type: ignore[assignment]
+    DeleteAlertRule: _aio.UnaryUnaryMultiCallable[_state_pb2.DeleteAlertRuleRequest, _state_pb2.DeleteAlertRuleResponse]  # type: ignore[assignment]
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_state_pb2.ListAlertsRequest, _state_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """Lists alerts, active ones first."""
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_state_pb2.AcknowledgeAlertRequest, _state_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
+    """Marks an alert as seen by someone; it stays active until its condition clears."""
 
 class StateServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Live state of twins, kept current from the TELEMETRY stream."""
+    """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
+    alert rules and the alerts they raise.
+    """
 
     @_abc_1.abstractmethod
     def GetState(
@@ -53,6 +105,83 @@ class StateServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _state_pb2.GetStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_state_pb2.GetStateResponse, _abc.Awaitable[_state_pb2.GetStateResponse]]:
-        """Gets the live state of one twin. NOT_FOUND if no telemetry has been seen for it."""
+        """Gets the live state of one twin. NOT_FOUND if nothing was reported or desired for it."""
+
+    @_abc_1.abstractmethod
+    def BatchGetStates(
+        self,
+        request: _state_pb2.BatchGetStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.BatchGetStatesResponse, _abc.Awaitable[_state_pb2.BatchGetStatesResponse]]:
+        """Gets the live state of several twins at once; twins without state are listed as missing."""
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _state_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_state_pb2.WatchResponse], _abc.AsyncIterator[_state_pb2.WatchResponse]]:
+        """Streams state changes of some twins: the current state of each first (or, when resuming,
+        every state that changed after a revision), then every change as it is stored. A consumer
+        slower than the changes skips intermediate states of a twin, never its latest one.
+        """
+
+    @_abc_1.abstractmethod
+    def SetDesired(
+        self,
+        request: _state_pb2.SetDesiredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.SetDesiredResponse, _abc.Awaitable[_state_pb2.SetDesiredResponse]]:
+        """Sets or removes desired values of a twin, conditionally on its state revision, and
+        publishes a DesiredChangedEvent for the device side.
+        """
+
+    @_abc_1.abstractmethod
+    def QueryHistory(
+        self,
+        request: _state_pb2.QueryHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_state_pb2.QueryHistoryResponse], _abc.AsyncIterator[_state_pb2.QueryHistoryResponse]]:
+        """Reads telemetry history from InfluxDB: raw points or aggregates over time windows,
+        streamed in chunks.
+        """
+
+    @_abc_1.abstractmethod
+    def PutAlertRule(
+        self,
+        request: _state_pb2.PutAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.PutAlertRuleResponse, _abc.Awaitable[_state_pb2.PutAlertRuleResponse]]:
+        """Creates or replaces an alert rule."""
+
+    @_abc_1.abstractmethod
+    def ListAlertRules(
+        self,
+        request: _state_pb2.ListAlertRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.ListAlertRulesResponse, _abc.Awaitable[_state_pb2.ListAlertRulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAlertRule(
+        self,
+        request: _state_pb2.DeleteAlertRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.DeleteAlertRuleResponse, _abc.Awaitable[_state_pb2.DeleteAlertRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _state_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.ListAlertsResponse, _abc.Awaitable[_state_pb2.ListAlertsResponse]]:
+        """Lists alerts, active ones first."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _state_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_state_pb2.AcknowledgeAlertResponse]]:
+        """Marks an alert as seen by someone; it stays active until its condition clears."""
 
 def add_StateServiceServicer_to_server(servicer: StateServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

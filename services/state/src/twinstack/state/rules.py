@@ -1,0 +1,188 @@
+"""Alert rules: validated on the way in, stored in the ``alert_rules`` KV bucket, and followed
+by every replica with a KV watch so that evaluation always uses the current set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from twinstack.api.state.v1 import state_pb2
+from twinstack.common.catalog import ModelCatalog
+from twinstack.common.errors import FieldViolation, InvalidArgumentError, NotFoundError
+from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
+from twinstack.common.modeling.document import ModelError
+
+logger = logging.getLogger(__name__)
+
+RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+RULE_RESOURCE = "twinstack.io/AlertRule"
+
+
+def rule_violations(rule: state_pb2.AlertRule, catalog: ModelCatalog) -> list[FieldViolation]:
+    """Everything wrong with a rule; the catalog says whether its model and field exist."""
+    violations = []
+    if not RULE_ID.fullmatch(rule.id):
+        violations.append(
+            FieldViolation(
+                "rule.id", "1-64 characters of [a-z0-9-] starting with a letter or digit"
+            )
+        )
+    scope = rule.WhichOneof("scope")
+    telemetry = None
+    if scope is None:
+        violations.append(FieldViolation("rule.scope", "set model_id or twin_id"))
+    elif scope == "twin_id":
+        bad = twin_id_violation(rule.twin_id, "rule.twin_id")
+        violations += [bad] if bad else []
+    else:
+        bad = model_id_violation(rule.model_id, "rule.model_id")
+        if bad:
+            violations.append(bad)
+        else:
+            try:
+                telemetry = catalog.resolve(rule.model_id).telemetry
+            except ModelError:
+                violations.append(
+                    FieldViolation("rule.model_id", f"unknown model {rule.model_id!r}")
+                )
+    condition = rule.WhichOneof("condition")
+    if condition is None:
+        violations.append(
+            FieldViolation("rule.condition", "set threshold, rate, staleness or anomaly")
+        )
+    elif condition != "staleness":
+        bad = field_name_violation(rule.field, "rule.field")
+        if bad:
+            violations.append(bad)
+        elif telemetry is not None:
+            spec = telemetry.get(rule.field)
+            if spec is None:
+                violations.append(
+                    FieldViolation("rule.field", f"the model declares no telemetry {rule.field!r}")
+                )
+            elif spec.schema.kind not in ("double", "integer"):
+                violations.append(FieldViolation("rule.field", "rules watch numeric telemetry"))
+    violations += _condition_violations(rule, condition)
+    if rule.severity == 0:
+        violations.append(FieldViolation("rule.severity", "set a severity"))
+    return violations
+
+
+def _condition_violations(rule: state_pb2.AlertRule, condition: str | None) -> list[FieldViolation]:
+    violations = []
+    if condition == "threshold":
+        threshold = rule.threshold
+        above = threshold.direction == state_pb2.ThresholdCondition.DIRECTION_ABOVE
+        below = threshold.direction == state_pb2.ThresholdCondition.DIRECTION_BELOW
+        if not (above or below):
+            violations.append(FieldViolation("rule.threshold.direction", "ABOVE or BELOW"))
+        elif (above and threshold.clear_at > threshold.raise_at) or (
+            below and threshold.clear_at < threshold.raise_at
+        ):
+            violations.append(
+                FieldViolation(
+                    "rule.threshold.clear_at",
+                    "must be on the near side of raise_at, or the alert could never clear",
+                )
+            )
+    elif condition == "rate":
+        if not rule.rate.max_per_s > 0:
+            violations.append(FieldViolation("rule.rate.max_per_s", "must be positive"))
+    elif condition == "staleness":
+        if rule.staleness.max_silence.ToNanoseconds() <= 0:
+            violations.append(FieldViolation("rule.staleness.max_silence", "must be positive"))
+    elif condition == "anomaly":
+        anomaly = rule.anomaly
+        if not 0 < anomaly.alpha < 1:
+            violations.append(FieldViolation("rule.anomaly.alpha", "must be between 0 and 1"))
+        if not anomaly.raise_score > 0:
+            violations.append(FieldViolation("rule.anomaly.raise_score", "must be positive"))
+        if not 0 <= anomaly.clear_score <= anomaly.raise_score:
+            violations.append(
+                FieldViolation("rule.anomaly.clear_score", "must be between 0 and raise_score")
+            )
+    return violations
+
+
+class RuleBook:
+    """The current alert rules, followed from the bucket, looked up by twin and model."""
+
+    def __init__(self, bucket: KeyValue, catalog: ModelCatalog) -> None:
+        self._bucket = bucket
+        self._catalog = catalog
+        self._rules: dict[str, state_pb2.AlertRule] = {}
+        self._by_model: dict[str, list[state_pb2.AlertRule]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+
+    async def start(self) -> None:
+        watcher = await self._bucket.watch(">")
+        self._task = asyncio.create_task(self._follow(watcher), name="alert-rules")
+        await self._loaded.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        async for entry in watcher:
+            if entry is None:
+                self._loaded.set()
+                continue
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self._rules.pop(entry.key, None)
+            else:
+                rule = state_pb2.AlertRule.FromString(entry.value)
+                rule.revision = entry.revision or 0
+                self._rules[entry.key] = rule
+            self._by_model.clear()
+
+    def rules(self) -> list[state_pb2.AlertRule]:
+        return sorted(self._rules.values(), key=lambda rule: rule.id)
+
+    def rules_for(self, twin_id: str, model_id: str) -> list[state_pb2.AlertRule]:
+        """Rules of the twin itself and of its model or any model it extends."""
+        of_model = self._by_model.get(model_id)
+        if of_model is None:
+            of_model = [
+                rule
+                for rule in self._rules.values()
+                if rule.WhichOneof("scope") == "model_id"
+                and model_id
+                and self._catalog.is_a(model_id, rule.model_id)
+            ]
+            self._by_model[model_id] = of_model
+        own = [
+            r
+            for r in self._rules.values()
+            if r.WhichOneof("scope") == "twin_id" and r.twin_id == twin_id
+        ]
+        return of_model + own
+
+    async def put(self, rule: state_pb2.AlertRule) -> state_pb2.AlertRule:
+        violations = rule_violations(rule, self._catalog)
+        if violations:
+            raise InvalidArgumentError("invalid alert rule", violations)
+        stored = state_pb2.AlertRule()
+        stored.CopyFrom(rule)
+        stored.ClearField("revision")
+        stored.revision = await self._bucket.put(rule.id, stored.SerializeToString())
+        return stored
+
+    async def delete(self, rule_id: str) -> None:
+        if not RULE_ID.fullmatch(rule_id):
+            raise InvalidArgumentError(
+                "invalid rule id", [FieldViolation("rule_id", "not a rule id")]
+            )
+        try:
+            await self._bucket.get(rule_id)
+        except KeyNotFoundError as error:
+            raise NotFoundError(RULE_RESOURCE, rule_id, f"no alert rule {rule_id!r}") from error
+        await self._bucket.delete(rule_id)

@@ -1,0 +1,90 @@
+"""Reads and compare-and-set writes of twin state documents, with a cache of the documents
+this replica wrote last.
+
+Each replica owns some telemetry partitions, so it is nearly always the only writer of its
+twins: the cached document and its KV revision are current, and an update costs one write
+instead of a read and a write. When another writer got in between (SetDesired through another
+replica, a partition moving), the write fails on the revision and the document is read again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from twinstack.api.state.v1 import state_pb2
+from twinstack.common.nats import read_document
+
+_MAX_CAS_ATTEMPTS = 20
+ResultT = TypeVar("ResultT")
+# Changes the state in place and returns what the caller wants to know about it; returning
+# None means nothing changed and nothing is written.
+Mutation = Callable[[state_pb2.TwinState], ResultT | None]
+
+
+class StateStore:
+    """Twin state documents in the KV bucket.
+
+    Args:
+        bucket: The ``state_twins`` bucket.
+        cache_twins: Most documents kept in memory.
+    """
+
+    def __init__(self, bucket: KeyValue, *, cache_twins: int) -> None:
+        self._bucket = bucket
+        self._cache: OrderedDict[str, state_pb2.TwinState] = OrderedDict()
+        self._cache_twins = cache_twins
+
+    async def read(self, twin_id: str) -> state_pb2.TwinState | None:
+        """The stored state of a twin, with its revision, or None if none is stored."""
+        found = await read_document(self._bucket, twin_id, state_pb2.TwinState)
+        if found is None:
+            return None
+        state, revision = found
+        state.revision = revision
+        return state
+
+    async def update(
+        self, twin_id: str, mutate: Mutation[ResultT]
+    ) -> tuple[state_pb2.TwinState, ResultT] | None:
+        """Applies ``mutate`` to the twin's state (a new one if none is stored) and writes it
+        if it changed; retried on a concurrent write. Returns the written state (with its
+        revision) and what ``mutate`` returned, or None if nothing changed."""
+        for attempt in range(_MAX_CAS_ATTEMPTS):
+            cached = self._cache.get(twin_id) if attempt == 0 else None
+            current = cached if cached is not None else await self.read(twin_id)
+            state = state_pb2.TwinState(twin_id=twin_id)
+            if current is not None:
+                state.CopyFrom(current)
+            revision = state.revision
+            result = mutate(state)
+            if result is None:
+                return None
+            state.ClearField("revision")
+            try:
+                if current is None:
+                    state.revision = await self._bucket.create(twin_id, state.SerializeToString())
+                else:
+                    state.revision = await self._bucket.update(
+                        twin_id, state.SerializeToString(), last=revision
+                    )
+            except KeyWrongLastSequenceError:
+                self._cache.pop(twin_id, None)
+                continue
+            except Exception:
+                # The write may or may not have happened; the next update reads the truth.
+                self._cache.pop(twin_id, None)
+                raise
+            self._remember(state)
+            return state, result
+        raise RuntimeError(f"state of {twin_id} kept changing under {_MAX_CAS_ATTEMPTS} attempts")
+
+    def _remember(self, state: state_pb2.TwinState) -> None:
+        self._cache[state.twin_id] = state
+        self._cache.move_to_end(state.twin_id)
+        while len(self._cache) > self._cache_twins:
+            self._cache.popitem(last=False)

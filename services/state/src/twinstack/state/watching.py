@@ -1,0 +1,84 @@
+"""Change streams of twin state, read straight from the KV bucket's stream.
+
+Every state write is a message on the bucket's stream, and its sequence is the document's
+revision, so one number resumes a watch over any set of twins. The bucket keeps one revision
+per twin: a watcher that lags behind (or resumes after a long pause) gets each twin's latest
+state and skips the intermediate ones, which is what a live view wants. The watch reads with
+an ephemeral pull consumer, fetching only when the caller has taken what it got, so a slow
+caller is held back by gRPC flow control and nothing is buffered without limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from twinstack.api.state.v1 import state_pb2
+from twinstack.common.nats import STATE_TWINS_BUCKET
+
+KV_STREAM = f"KV_{STATE_TWINS_BUCKET}"
+KV_SUBJECT_PREFIX = f"$KV.{STATE_TWINS_BUCKET}."
+
+
+async def watch_states(
+    js: JetStreamContext,
+    twin_ids: list[str],
+    wanted: Callable[[state_pb2.TwinState], bool],
+    *,
+    after_revision: int,
+    fetch_messages: int,
+    idle_timeout_s: float,
+) -> AsyncIterator[tuple[state_pb2.TwinState, bool]]:
+    """Yields (state, catching_up) for every change of the watched twins, until cancelled.
+
+    Args:
+        js: JetStream.
+        twin_ids: Twins whose keys the consumer filters on; empty for all twins.
+        wanted: Further filter on the decoded state (a model filter).
+        after_revision: 0 for the current states first; otherwise changes after it.
+        fetch_messages: Most messages taken from the server at once.
+        idle_timeout_s: Longest wait of one fetch; a watch only ends when cancelled.
+    """
+    subjects = [f"{KV_SUBJECT_PREFIX}{twin_id}" for twin_id in twin_ids] or [
+        f"{KV_SUBJECT_PREFIX}>"
+    ]
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        mem_storage=True,
+        # The server removes the consumer when the watch stops without saying so.
+        inactive_threshold=max(30.0, idle_timeout_s * 4),
+        filter_subjects=subjects if len(subjects) > 1 else None,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+    )
+    if after_revision:
+        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = after_revision + 1
+    else:
+        config.deliver_policy = DeliverPolicy.LAST_PER_SUBJECT
+    # Changes stored before the watch began are its catch-up; later ones are live.
+    stored_up_to = (await js.stream_info(KV_STREAM)).state.last_seq
+    info = await js.add_consumer(KV_STREAM, config)
+    subscription = await js.pull_subscribe_bind(consumer=info.name, stream=KV_STREAM)
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(fetch_messages, timeout=idle_timeout_s)
+            except (NatsTimeoutError, TimeoutError):
+                continue
+            for message in messages:
+                metadata = message.metadata
+                if not message.data:  # a delete marker
+                    continue
+                state = state_pb2.TwinState.FromString(message.data)
+                state.revision = metadata.sequence.stream
+                if wanted(state):
+                    yield state, metadata.sequence.stream <= stored_up_to
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(KV_STREAM, info.name)
