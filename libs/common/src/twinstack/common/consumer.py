@@ -41,10 +41,19 @@ class PullConsumerSettings:
     ack_wait_s: float = 60.0
     # Pause after a failed fetch, so a lost connection is not hammered.
     retry_pause_s: float = 1.0
+    # Batches handled at once. More than one overlaps fetching and decoding with the handler's
+    # I/O, but gives up the order between batches: only for handlers that do not need it.
+    batches_in_flight: int = 1
 
     @classmethod
     def for_telemetry(
-        cls, durable: str, *, fetch_messages: int, fetch_timeout_s: float, ack_wait_s: float
+        cls,
+        durable: str,
+        *,
+        fetch_messages: int,
+        fetch_timeout_s: float,
+        ack_wait_s: float,
+        batches_in_flight: int = 1,
     ) -> PullConsumerSettings:
         """A consumer of every partition of the TELEMETRY stream."""
         return cls(
@@ -54,6 +63,7 @@ class PullConsumerSettings:
             fetch_messages=fetch_messages,
             fetch_timeout_s=fetch_timeout_s,
             ack_wait_s=ack_wait_s,
+            batches_in_flight=batches_in_flight,
         )
 
 
@@ -79,7 +89,7 @@ class PullConsumer:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=settings.ack_wait_s,
-                max_ack_pending=settings.fetch_messages * 8,
+                max_ack_pending=settings.fetch_messages * max(8, 2 * settings.batches_in_flight),
             ),
         )
         self._task = asyncio.create_task(self._run(subscription), name=settings.durable)
@@ -103,31 +113,47 @@ class PullConsumer:
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         settings = self._settings
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(
-                    settings.fetch_messages, timeout=settings.fetch_timeout_s
-                )
-            except (NatsTimeoutError, TimeoutError):
-                continue  # nothing to fetch
-            except Exception:
-                logger.warning("%s: fetch failed", settings.durable, exc_info=True)
-                await self.pause(settings.retry_pause_s)
-                continue
-            # One span per batch, linked to the trace of every message's publisher.
-            with tracer.start_as_current_span(
-                f"{settings.durable} process",
-                kind=trace.SpanKind.CONSUMER,
-                links=_publisher_links(messages),
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.batch.message_count": len(messages),
-                },
-            ):
+        slots = asyncio.Semaphore(settings.batches_in_flight)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                await slots.acquire()
                 try:
-                    await self._handle(messages)
+                    messages = await subscription.fetch(
+                        settings.fetch_messages, timeout=settings.fetch_timeout_s
+                    )
+                except (NatsTimeoutError, TimeoutError):
+                    slots.release()
+                    continue  # nothing to fetch
                 except Exception:
-                    logger.exception("%s: batch failed; it will be redelivered", settings.durable)
+                    slots.release()
+                    logger.warning("%s: fetch failed", settings.durable, exc_info=True)
+                    await self.pause(settings.retry_pause_s)
+                    continue
+                task = asyncio.create_task(self._process(messages))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            if in_flight:
+                await asyncio.wait(in_flight)
+
+    async def _process(self, messages: list[Msg]) -> None:
+        settings = self._settings
+        # One span per batch, linked to the trace of every message's publisher.
+        with tracer.start_as_current_span(
+            f"{settings.durable} process",
+            kind=trace.SpanKind.CONSUMER,
+            links=_publisher_links(messages),
+            attributes={
+                "messaging.system": "nats",
+                "messaging.batch.message_count": len(messages),
+            },
+        ):
+            try:
+                await self._handle(messages)
+            except Exception:
+                logger.exception("%s: batch failed; it will be redelivered", settings.durable)
 
 
 def _publisher_links(messages: list[Msg]) -> list[trace.Link]:

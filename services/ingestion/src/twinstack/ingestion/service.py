@@ -156,6 +156,7 @@ class IngestionApp:
                     fetch_messages=settings.historian_fetch_messages,
                     fetch_timeout_s=settings.historian_fetch_timeout_s,
                     ack_wait_s=settings.historian_ack_wait_s,
+                    batches_in_flight=settings.historian_batches_in_flight,
                 ),
                 max_backoff_s=settings.historian_retry_max_backoff_s,
             )

@@ -25,6 +25,8 @@ class IngestionSettings(ServiceSettings):
     historian_durable: str = "historian"
     historian_fetch_messages: int = Field(default=256, gt=0)
     historian_fetch_timeout_s: float = Field(default=1.0, gt=0)
+    # Batches written at once: while InfluxDB parses one, the next is fetched and formatted.
+    historian_batches_in_flight: int = Field(default=2, gt=0)
     # Redelivery after a crash waits this long; an InfluxDB write is bounded by influx_timeout_s.
     historian_ack_wait_s: float = Field(default=30.0, gt=0)
     historian_retry_max_backoff_s: float = Field(default=30.0, gt=0)
