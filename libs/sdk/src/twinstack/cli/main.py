@@ -9,17 +9,20 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from google.protobuf.json_format import MessageToDict
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
 from twinstack.api.registry.v1 import registry_pb2
-from twinstack.common.influx import InfluxStore
-from twinstack.common.values import Scalar, to_python
+from twinstack.cli.shared import TokenOption, console
+from twinstack.cli.shared import fail as _fail
+from twinstack.cli.shared import open_client as _client
+from twinstack.cli.shared import parse_assignments as _parse_assignments
+from twinstack.cli.telemetry import alerts_app, history, ingest, state_app
+from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, wait_until
 from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
@@ -28,55 +31,14 @@ from twinstack.sdk.models import example_model_sources, model_sources
 app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
 model_app = typer.Typer(help="Models (twin types) in the registry.", no_args_is_help=True)
 twin_app = typer.Typer(help="Twins and their relationships in the registry.", no_args_is_help=True)
-state_app = typer.Typer(help="Live twin state.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulation: sweeps on Ray.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(twin_app, name="twin")
 app.add_typer(state_app, name="state")
+app.add_typer(alerts_app, name="alerts")
+app.command()(ingest)
+app.command()(history)
 app.add_typer(sim_app, name="sim")
-
-console = Console()
-
-TokenOption = Annotated[
-    str | None, typer.Option(envvar="TWINSTACK_AUTH_TOKEN", help="Bearer token for the APIs.")
-]
-InfluxUrlOption = Annotated[
-    str, typer.Option(envvar="TWINSTACK_INFLUX_URL", help="InfluxDB URL (history reads).")
-]
-InfluxDbOption = Annotated[str, typer.Option(envvar="TWINSTACK_INFLUX_DATABASE")]
-
-
-def _client(token: str | None) -> TwinstackClient:
-    return TwinstackClient(Endpoints(), token=token)
-
-
-def _parse_scalar(text: str) -> Scalar:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
-def _parse_assignments(items: list[str], what: str) -> dict[str, Any]:
-    """NAME=VALUE pairs; a VALUE that starts with { or [ is read as JSON (objects, arrays)."""
-    values: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{what} {item!r} is not NAME=VALUE")
-        if raw[:1] in ("{", "["):
-            try:
-                values[name] = json.loads(raw)
-            except ValueError as error:
-                raise typer.BadParameter(f"{what} {name}: {error}") from error
-        else:
-            values[name] = _parse_scalar(raw)
-    return values
 
 
 def _model_columns(table: Table) -> None:
@@ -88,13 +50,6 @@ def _model_columns(table: Table) -> None:
 
 def _properties_text(twin: registry_pb2.Twin) -> str:
     return ", ".join(f"{k}={to_python(v)}" for k, v in sorted(twin.properties.items()))
-
-
-def _fail(error: ApiError) -> typer.Exit:
-    console.print(f"[red]{error.code.name}[/red]: {error.message}")
-    for detail in error.details:
-        console.print(f"  {type(detail).__name__}: {MessageToDict(detail)}")
-    return typer.Exit(1)
 
 
 @app.command()
@@ -432,79 +387,6 @@ def twin_list(
     console.print(table)
 
 
-@app.command()
-def ingest(
-    twin_id: str,
-    fields: Annotated[list[str], typer.Argument(help="Field NAME=VALUE ...")],
-    token: TokenOption = None,
-) -> None:
-    """Ingest one sample (now) for a twin."""
-    with _client(token) as client:
-        try:
-            response = client.ingest([Point(twin_id, _parse_assignments(fields, "field"))])
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(f"accepted {response.accepted_points} point(s)")
-
-
-@state_app.command("get")
-def state_get(twin_id: str, token: TokenOption = None) -> None:
-    """Live state of a twin: the latest value of each field."""
-    with _client(token) as client:
-        try:
-            state = client.get_state(twin_id)
-        except ApiError as error:
-            raise _fail(error) from error
-    table = Table(title=f"{twin_id} (revision {state.revision})")
-    table.add_column("field")
-    table.add_column("value", justify="right")
-    table.add_column("source time")
-    for name in sorted(state.reported):
-        reported = state.reported[name]
-        table.add_row(name, str(to_python(reported.value)), reported.time.ToJsonString())
-    console.print(table)
-
-
-def _history(influx_url: str, database: str, twin_id: str, limit: int) -> list[dict[str, object]]:
-    async def query() -> list[dict[str, object]]:
-        store = InfluxStore(influx_url, database)
-        try:
-            series = await store.query(
-                "SELECT * FROM telemetry WHERE twin_id = $twin_id ORDER BY time DESC LIMIT "
-                + str(int(limit)),
-                {"twin_id": twin_id},
-            )
-        finally:
-            await store.close()
-        return [row for s in series for row in s.rows()]
-
-    return asyncio.run(query())
-
-
-@app.command()
-def history(
-    twin_id: str,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
-    influx_url: InfluxUrlOption = "http://127.0.0.1:8086",
-    database: InfluxDbOption = "twinstack",
-) -> None:
-    """The latest stored points of a twin, straight from InfluxDB."""
-    rows = _history(influx_url, database, twin_id, limit)
-    table = Table(title=f"{twin_id}: last {len(rows)} point(s) in InfluxDB")
-    # One measurement holds every model's fields; show only those this twin has.
-    columns = sorted(
-        {key for row in rows for key, value in row.items() if value is not None}
-        - {"time", "twin_id"}
-    )
-    table.add_column("time (UTC)")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in rows:
-        when = datetime.fromtimestamp(int(str(row["time"])) / 1e9, tz=UTC).isoformat()
-        table.add_row(when, *(str(row.get(c, "")) for c in columns))
-    console.print(table)
-
-
 @sim_app.command("sweep")
 def sim_sweep(
     model: Annotated[str, typer.Option()] = "pump_thermal",
@@ -549,8 +431,6 @@ def sim_sweep(
 @app.command()
 def demo(
     points: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    influx_url: InfluxUrlOption = "http://127.0.0.1:8086",
-    database: InfluxDbOption = "twinstack",
     token: TokenOption = None,
 ) -> None:
     """Walk the skeleton path: create a twin, ingest, read live state and history, sweep."""
@@ -586,7 +466,7 @@ def demo(
             temperature = to_python(state.reported["temperature_c"].value)
             steps.add_row("state: latest value", f"temperature_c = {temperature}")
             wait_until(
-                lambda: len(_history(influx_url, database, twin_id, points)) == points,
+                lambda: _stored_points(client, twin_id, samples) == points,
                 timeout_s=30,
                 interval_s=0.2,
                 what="history in InfluxDB",
@@ -604,6 +484,15 @@ def demo(
             console.print(steps)
             raise _fail(error) from error
     console.print(steps)
+
+
+def _stored_points(client: TwinstackClient, twin_id: str, samples: list[Point]) -> int:
+    # A second early: datetimes hold microseconds, the samples' times nanoseconds.
+    start = datetime.fromtimestamp(int(str(samples[0].time)) / 1e9 - 1, tz=UTC)
+    series = client.query_history(
+        [twin_id], ["temperature_c"], start, datetime.now(UTC), max_points_per_series=len(samples)
+    )
+    return sum(len(s.time_unix_ns) for s in series)
 
 
 def _state_has(client: TwinstackClient, twin_id: str, last: Point) -> bool:
