@@ -81,7 +81,11 @@ class ManagedProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self, *, timeout_s: float = 30.0) -> None:
-        """Starts the process and waits until it is ready or has died."""
+        """Starts the process and waits until it is ready or has died.
+
+        The kernel's parent-death signal follows the *thread* that started the process: a
+        thread that calls this must outlive the process, or the process gets SIGTERM.
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(

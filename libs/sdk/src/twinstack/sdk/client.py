@@ -128,6 +128,15 @@ _RECONNECT_CODES = frozenset(
 )
 
 
+# A service that restarts (a rollout, a crash) is found again within seconds: gRPC's default
+# reconnect backoff grows to two minutes, which would stall a stream that waits to resume.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
 class TwinstackClient:
     """Calls the registry, ingestion, state and simulation services.
 
@@ -153,9 +162,11 @@ class TwinstackClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._channels = {
             name: (
-                grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+                grpc.secure_channel(
+                    address, grpc.ssl_channel_credentials(root_certificates), _CHANNEL_OPTIONS
+                )
                 if tls
-                else grpc.insecure_channel(address)
+                else grpc.insecure_channel(address, _CHANNEL_OPTIONS)
             )
             for name, address in self.endpoints.items()
         }
