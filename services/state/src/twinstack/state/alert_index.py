@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import contextlib
-import logging
 
 from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2
-
-logger = logging.getLogger(__name__)
+from twinstack.common.follower import BucketFollower
 
 
 def alert_key(alert: state_pb2.Alert) -> str:
@@ -19,36 +15,20 @@ def alert_key(alert: state_pb2.Alert) -> str:
     return f"{0 if alert.active else 1}/{alert.twin_id}/{alert.rule_id}"
 
 
-class AlertIndex:
+class AlertIndex(BucketFollower):
     """Twin id to its alerts, kept current by a KV watch of the state bucket."""
 
     def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+        super().__init__(bucket)
         self._alerts: dict[str, list[state_pb2.Alert]] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        watcher = await self._bucket.watch(">")
-        self._task = asyncio.create_task(self._follow(watcher), name="alert-index")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
-            if entry is None:
-                continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._alerts.pop(entry.key, None)
-                continue
-            alerts = list(state_pb2.TwinState.FromString(entry.value).alerts.values())
-            if alerts:
-                self._alerts[entry.key] = alerts
-            else:
-                self._alerts.pop(entry.key, None)
+    def apply(self, key: str, value: bytes | None, revision: int) -> None:
+        state = state_pb2.TwinState.FromString(value) if value is not None else None
+        alerts = list(state.alerts.values()) if state is not None else []
+        if alerts:
+            self._alerts[key] = alerts
+        else:
+            self._alerts.pop(key, None)
 
     def page(
         self, twin_id: str, include_cleared: bool, after: str, size: int

@@ -3,9 +3,6 @@ by every replica with a KV watch so that evaluation always uses the current set.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
 
 from nats.js.errors import KeyNotFoundError
@@ -14,10 +11,9 @@ from nats.js.kv import KeyValue
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.errors import FieldViolation, InvalidArgumentError, NotFoundError
+from twinstack.common.follower import BucketFollower
 from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
 from twinstack.common.modeling.document import ModelError
-
-logger = logging.getLogger(__name__)
 
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RULE_RESOURCE = "twinstack.io/AlertRule"
@@ -109,40 +105,23 @@ def _condition_violations(rule: state_pb2.AlertRule, condition: str | None) -> l
     return violations
 
 
-class RuleBook:
+class RuleBook(BucketFollower):
     """The current alert rules, followed from the bucket, looked up by twin and model."""
 
     def __init__(self, bucket: KeyValue, catalog: ModelCatalog) -> None:
-        self._bucket = bucket
+        super().__init__(bucket)
         self._catalog = catalog
         self._rules: dict[str, state_pb2.AlertRule] = {}
         self._by_model: dict[str, list[state_pb2.AlertRule]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._loaded = asyncio.Event()
 
-    async def start(self) -> None:
-        watcher = await self._bucket.watch(">")
-        self._task = asyncio.create_task(self._follow(watcher), name="alert-rules")
-        await self._loaded.wait()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
-            if entry is None:
-                self._loaded.set()
-                continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._rules.pop(entry.key, None)
-            else:
-                rule = state_pb2.AlertRule.FromString(entry.value)
-                rule.revision = entry.revision or 0
-                self._rules[entry.key] = rule
-            self._by_model.clear()
+    def apply(self, key: str, value: bytes | None, revision: int) -> None:
+        if value is None:
+            self._rules.pop(key, None)
+        else:
+            rule = state_pb2.AlertRule.FromString(value)
+            rule.revision = revision
+            self._rules[key] = rule
+        self._by_model.clear()
 
     def rules(self) -> list[state_pb2.AlertRule]:
         return sorted(self._rules.values(), key=lambda rule: rule.id)
