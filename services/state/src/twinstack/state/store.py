@@ -63,6 +63,9 @@ class StateStore:
             revision = state.revision
             result = mutate(state)
             if result is None:
+                if cached is None and current is not None:
+                    # Keep what was read: the staleness check asks about every twin often.
+                    self._remember(current)
                 return None
             state.ClearField("revision")
             try:
