@@ -20,8 +20,11 @@ from twinstack.common.influx import InfluxStore
 from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, free_port, wait_until
 from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import example_model_sources
+from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
 
+EX = "dtmi:twinstack:examples:"
 ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
 
 
@@ -249,11 +252,11 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
 
             sweep = client.run_sweep(
                 "pump_thermal",
-                5000,
                 horizon_s=600,
                 step_s=1.0,
                 seed=3,
-                parameters={"load": (0.2, 1.0)},
+                ranges={"load": (0.2, 1.0)},
+                samples=5000,
             )
             assert sweep.scenario_count == 5000
             peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
@@ -290,3 +293,112 @@ def test_sigterm_stops_each_service_cleanly(data_dir: Path, ray_address: str) ->
     for name, log in logs.items():
         assert "shutdown requested" in log, name
         assert "twinstack.common.server: stopped" in log, f"{name} did not finish its shutdown"
+
+
+def forecast_points(url: str, forecast_id: str) -> int:
+    async def count() -> int:
+        store = InfluxStore(url, "twinstack")
+        try:
+            series = await store.query(
+                "SELECT count(temperature) FROM forecast WHERE forecast_id = $f", {"f": forecast_id}
+            )
+        finally:
+            await store.close()
+        return int(series[0].values[0][1]) if series else 0
+
+    return asyncio.run(count())
+
+
+def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
+    data_dir: Path, ray_address: str
+) -> None:
+    platform = start_platform(data_dir, ray_address)
+    try:
+        with client_for(platform) as client:
+            ensure_example_twins(client)
+            feeder = SensorFeeder(client, period_s=0.1)
+            feeder.start()
+            try:
+                wait_until(
+                    lambda: "load" in reported(client, "line1-press-3"),
+                    timeout_s=30,
+                    what="the press's live state",
+                )
+            finally:
+                feeder.stop()
+            machines = (
+                f"FROM 'plant-north' FOLLOW contains DEPTH 2 WHERE IS_OF_MODEL('{EX}Machine;1')"
+            )
+            with pytest.raises(ApiError) as raised:
+                client.run_sweep(query=machines, horizon_s=60, step_s=1.0)
+            # The pump has no telemetry yet: its temperature cannot start a scenario.
+            assert raised.value.code.name == "FAILED_PRECONDITION"
+            assert "line1-pump-1" in raised.value.message
+
+            progress: list[int] = []
+            result = client.run_sweep(
+                twin_ids=["line1-press-3"],
+                sampler="sobol",
+                ranges={"load": (0.3, 1.2)},
+                samples=1024,
+                replicates=2,
+                input_noise={"load": 0.05},
+                thresholds={"temperature": 60.0},
+                horizon_s=3600,
+                step_s=1.0,
+                seed=7,
+                on_progress=lambda message: progress.append(message.scenarios_done),
+            )
+            assert result.scenario_count == 2048
+            assert progress[-1] == 2048
+            frame = sweep_frame(client.fetch_sweep_results(result.sweep_id))
+            provenance = frame.attrs["provenance"]
+            pinned = provenance["snapshot"]["twins"][0]
+            assert pinned["twin_id"] == "line1-press-3"
+            assert pinned["model_id"] == f"{EX}HydraulicPress;1"
+            assert pinned["state_revision"] == client.get_state("line1-press-3").revision
+            assert provenance["code_version"]["numba"]
+            assert len(frame) == 2048
+            # Steady temperature is ambient + heat_rise * load: hotter for more load.
+            assert frame[["load", "temperature.final"]].corr(method="spearman").iloc[0, 1] > 0.9
+
+            best = best_scenario(frame, "temperature.max")
+            state = apply_scenario(client, frame, best)
+            assert to_python(state.desired["load"].value) == pytest.approx(best["load"])
+            client.ingest([Point("line1-press-3", {"load": 0.5})])
+            wait_until(
+                lambda: reported(client, "line1-press-3").get("load") == 0.5,
+                timeout_s=30,
+                what="the new report",
+            )
+            with pytest.raises(ApiError) as raised:
+                apply_scenario(client, frame, best)
+            assert raised.value.code.name == "ABORTED", "the twin moved on since the snapshot"
+
+            forecast = client.forecast(
+                ["line1-press-3"],
+                horizon_s=1800,
+                step_s=1.0,
+                samples=500,
+                uncertain={"heat_rise": (35.0, 55.0)},
+                input_noise={"load": 0.05},
+                max_points=31,
+            )
+            risks = {r.condition: r for r in forecast.twins[0].risks}
+            assert set(risks) == {"overheat", "worn"}
+            assert 0.0 <= risks["overheat"].probability <= 1.0
+            wait_until(
+                lambda: forecast_points(platform.influx.url, forecast.forecast_id) == 31 * 5,
+                timeout_s=30,
+                what="forecast points in InfluxDB",
+            )
+    finally:
+        platform.stop()
+
+
+def reported(client: TwinstackClient, twin_id: str) -> dict[str, object]:
+    try:
+        state = client.get_state(twin_id)
+    except ApiError:
+        return {}
+    return {name: to_python(field.value) for name, field in state.reported.items()}

@@ -1,92 +1,557 @@
-"""Sweeps on the session's real local Ray."""
+"""Scenario runs, sweeps, forecasts and calibration against real nats-server, influxd and the
+session's local Ray, with the registry, ingestion and state services in front as in production."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from twinstack.api.common.v1 import events_pb2, types_pb2
+from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
-from twinstack.simulation.kernels import PUMP_THERMAL
+from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.influx import InfluxStore
+from twinstack.common.nats import EVENTS_STREAM, Backbone
+from twinstack.devstack import free_port
+from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.settings import IngestionSettings
+from twinstack.registry.service import RegistryApp
+from twinstack.registry.settings import RegistrySettings
+from twinstack.sdk import make_frame
 from twinstack.simulation.service import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
+from twinstack.state.service import StateApp
+from twinstack.state.settings import StateSettings
+
+TANK = "dtmi:twinstack:test:Tank;1"
+DRIFT = "dtmi:twinstack:test:Drift;1"
+S = 10**9
+
+
+@dataclass
+class Platform:
+    registry: registry_pb2_grpc.RegistryServiceAsyncStub
+    ingestion: ingestion_pb2_grpc.IngestionServiceAsyncStub
+    state: state_pb2_grpc.StateServiceAsyncStub
+    simulation: simulation_pb2_grpc.SimulationServiceAsyncStub
+    results_dir: Path
+
+    async def twin(self, twin_id: str, model_id: str, **properties: float) -> None:
+        twin = registry_pb2.Twin(
+            id=twin_id,
+            model_id=model_id,
+            properties={k: types_pb2.Value(double_value=v) for k, v in properties.items()},
+        )
+        await self.registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin), timeout=10)
+
+    async def ingest(self, twin_id: str, times_ns: Sequence[int], **columns: Sequence[Any]) -> None:
+        frame = make_frame(twin_id, times_ns, columns)
+        await self.ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(frames=[frame]), timeout=10
+        )
+
+    async def reported(self, twin_id: str) -> dict[str, float]:
+        try:
+            state = await self.state.GetState(state_pb2.GetStateRequest(twin_id=twin_id), timeout=5)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return {}
+            raise
+        return {name: f.value.double_value for name, f in state.state.reported.items()}
+
+    async def sweep(
+        self, request: simulation_pb2.RunSweepRequest, deadline_s: float = 120
+    ) -> tuple[list[simulation_pb2.RunSweepResponse], simulation_pb2.SweepResult]:
+        messages = [m async for m in self.simulation.RunSweep(request, timeout=deadline_s)]
+        assert messages[-1].HasField("result")
+        return messages, messages[-1].result
 
 
 @pytest.fixture
-async def simulation(
-    ray_address: str, serve_app: Any
-) -> AsyncIterator[simulation_pb2_grpc.SimulationServiceAsyncStub]:
-    settings = SimulationSettings(grpc_host="127.0.0.1", grpc_port=0, scenarios_per_task=2500)
-    async with serve_app(settings, SimulationApp(settings)) as channel:
-        yield simulation_pb2_grpc.SimulationServiceStub(channel)
+async def platform(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    ray_address: str,
+    tmp_path: Path,
+) -> AsyncIterator[Platform]:
+    # A port known before it serves: the simulation service reaches the registry for twin
+    # selections given as queries.
+    registry_port = free_port()
+    registry_settings = RegistrySettings(**{**infra_settings, "grpc_port": registry_port})
+    ingestion_settings = IngestionSettings(**infra_settings)
+    state_settings = StateSettings(**infra_settings)
+    async with (
+        serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel,
+        serve_app(ingestion_settings, IngestionApp(ingestion_settings)) as ingestion_channel,
+        serve_app(state_settings, StateApp(state_settings)) as state_channel,
+    ):
+        registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
+        await store_test_models(registry)
+        simulation_settings = SimulationSettings(
+            **infra_settings,
+            registry_target=f"127.0.0.1:{registry_port}",
+            scenarios_per_task=2500,
+            results_dir=tmp_path / "results",
+        )
+        async with serve_app(
+            simulation_settings, SimulationApp(simulation_settings)
+        ) as simulation_channel:
+            yield Platform(
+                registry,
+                ingestion_pb2_grpc.IngestionServiceStub(ingestion_channel),
+                state_pb2_grpc.StateServiceStub(state_channel),
+                simulation_pb2_grpc.SimulationServiceStub(simulation_channel),
+                tmp_path / "results",
+            )
 
 
-def final_temperature(load: float, horizon_s: float) -> float:
-    p = {**PUMP_THERMAL.parameters, "load": load}
-    equilibrium = p["ambient_c"] + p["heat_kw"] * load / p["cooling_kw_per_k"]
-    rate = p["cooling_kw_per_k"] / p["heat_capacity_kj_per_k"]
-    return equilibrium + (p["initial_c"] - equilibrium) * math.exp(-rate * horizon_s)
+def pump_final_temperature(load: float, horizon_s: float) -> float:
+    """The pump_thermal built-in's closed form at its defaults."""
+    equilibrium = 25.0 + 30.0 * load / 0.6
+    return equilibrium + (25.0 - equilibrium) * math.exp(-0.6 / 400.0 * horizon_s)
 
 
-async def test_sweep_fans_out_on_ray_and_is_reproducible(
-    simulation: simulation_pb2_grpc.SimulationServiceAsyncStub,
+async def test_builtin_sweep_streams_progress_stores_parquet_and_is_reproducible(
+    platform: Platform,
 ) -> None:
     request = simulation_pb2.RunSweepRequest(
         model="pump_thermal",
-        scenario_count=10_000,
+        sampler=simulation_pb2.SAMPLER_LATIN_HYPERCUBE,
+        ranges={"load": simulation_pb2.ParameterRange(min=0.5, max=1.0)},
+        samples=10_000,
         horizon_s=1800.0,
         step_s=2.0,
         seed=11,
-        parameters={"load": simulation_pb2.ParameterRange(min=0.5, max=1.0)},
     )
-    result = await simulation.RunSweep(request, timeout=120)
+    messages, result = await platform.sweep(request)
     assert result.scenario_count == 10_000
     assert result.task_count == 4
+    done = [m.scenarios_done for m in messages]
+    assert done == sorted(done)
+    assert done[0] == 0
+    assert done[-1] == 10_000
+    assert len(messages) >= 5, "a first message, one per task, and the result"
     kpis = {k.name: k for k in result.kpis}
     final = kpis["final_temperature_c"]
-    assert final.min >= final_temperature(0.5, 1800.0) - 1e-6
-    assert final.max <= final_temperature(1.0, 1800.0) + 1e-6
-    assert final.p05 < final.p50 < final.p95
-    # Uniform load and a final temperature linear in load: the median is the middle load's.
-    assert final.p50 == pytest.approx(final_temperature(0.75, 1800.0), abs=0.3)
-    assert kpis["time_above_alarm_s"].min == 0.0
+    assert final.min >= pump_final_temperature(0.5, 1800.0) - 1e-6
+    assert final.max <= pump_final_temperature(1.0, 1800.0) + 1e-6
+    # Latin hypercube on a final temperature linear in load: the median is the middle load's.
+    assert final.p50 == pytest.approx(pump_final_temperature(0.75, 1800.0), abs=0.05)
 
-    again = await simulation.RunSweep(request, timeout=120)
-    assert again == result, "same seed, same results, bit for bit"
+    table = pq.read_table(result.results_path)
+    assert table.num_rows == 10_000
+    assert set(table.column_names) >= {"scenario", "seed", "load", "final_temperature_c"}
+    provenance = json.loads(table.schema.metadata[b"twinstack.provenance"])
+    assert provenance["model"] == {"builtin": "pump_thermal"}
+    assert provenance["spec"]["seed"] == "11"
+    assert provenance["code_version"]["compiler"]
+    load = table.column("load").to_numpy()
+    expected = [pump_final_temperature(x, 1800.0) for x in load[:50]]
+    np.testing.assert_allclose(
+        table.column("final_temperature_c").to_numpy()[:50], expected, rtol=1e-6
+    )
+
+    _, again = await platform.sweep(request)
+    second = pq.read_table(again.results_path)
+    assert again.sweep_id != result.sweep_id
+    assert second.drop(["twin_id"]).equals(table.drop(["twin_id"])), "bit for bit"
+
+    fetched = b"".join(
+        [
+            chunk.data
+            async for chunk in platform.simulation.FetchSweepResults(
+                simulation_pb2.FetchSweepResultsRequest(sweep_id=result.sweep_id), timeout=30
+            )
+        ]
+    )
+    assert fetched == await asyncio.to_thread(Path(result.results_path).read_bytes)
 
 
-async def test_invalid_sweeps_get_details(
-    simulation: simulation_pb2_grpc.SimulationServiceAsyncStub, details_of: Any
-) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await simulation.RunSweep(
+async def test_stochastic_builtins_are_reproducible_per_seed(platform: Platform) -> None:
+    request = simulation_pb2.RunSweepRequest(
+        model="production_line",
+        sampler=simulation_pb2.SAMPLER_GRID,
+        ranges={"buffer_capacity": simulation_pb2.ParameterRange(min=2, max=42, levels=3)},
+        replicates=40,
+        horizon_s=8 * 3600.0,
+        step_s=10.0,
+        seed=5,
+    )
+    _, first = await platform.sweep(request)
+    _, second = await platform.sweep(request)
+    table = pq.read_table(first.results_path).to_pandas()
+    assert len(table) == 120
+    assert table.equals(pq.read_table(second.results_path).to_pandas())
+    by_buffer = table.groupby("buffer_capacity")["throughput_per_h"].mean()
+    # Buffers decouple failures: more buffer, more throughput; never above the bottleneck.
+    assert by_buffer.iloc[0] < by_buffer.iloc[1] < by_buffer.iloc[2] <= 0.45 * 3600
+    assert table.groupby("buffer_capacity")["throughput_per_h"].std().min() > 0, "seeds differ"
+
+
+async def test_invalid_sweeps_get_every_problem_named(platform: Platform, details_of: Any) -> None:
+    bad = [
+        (
+            simulation_pb2.RunSweepRequest(model="warp_drive", horizon_s=-1, step_s=1),
+            ["model"],
+        ),
+        (
             simulation_pb2.RunSweepRequest(
-                model="warp_drive", scenario_count=0, horizon_s=-1, step_s=1
+                model="pump_thermal",
+                horizon_s=math.inf,
+                step_s=0,
+                ranges={
+                    "load": simulation_pb2.ParameterRange(min=2.0, max=1.0),
+                    "warp": simulation_pb2.ParameterRange(min=0.0, max=1.0),
+                    "ambient_c": simulation_pb2.ParameterRange(min=-500.0, max=1.0),
+                },
+                samples=10,
+                thresholds={"x": 1.0},
             ),
-            timeout=10,
-        )
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    fields = [v.field for v in details_of(raised.value)[1].field_violations]
-    assert fields == ["model", "scenario_count", "horizon_s"]
+            [
+                "horizon_s",
+                "step_s",
+                "ranges['load']",
+                "ranges['warp']",
+                "ranges['ambient_c']",
+                "thresholds['x']",
+            ],
+        ),
+        (
+            simulation_pb2.RunSweepRequest(
+                model="pump_thermal",
+                horizon_s=10.0,
+                step_s=1.0,
+                ranges={"load": simulation_pb2.ParameterRange(min=0.0, max=1.0)},
+                samples=50_000_000,
+            ),
+            ["samples"],
+        ),
+        (simulation_pb2.RunSweepRequest(horizon_s=10.0, step_s=1.0), ["model"]),
+        (
+            simulation_pb2.RunSweepRequest(
+                twins=simulation_pb2.TwinSelection(twin_ids=["bad id!"]), horizon_s=1, step_s=1
+            ),
+            ["twins.twin_ids[0]"],
+        ),
+        (
+            simulation_pb2.RunSweepRequest(
+                twins=simulation_pb2.TwinSelection(query="FROM WHERE ((("),
+                horizon_s=1,
+                step_s=1,
+            ),
+            ["twins.query"],
+        ),
+    ]
+    for request, fields in bad:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await platform.sweep(request, deadline_s=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+        found = [v.field for v in details_of(raised.value)[1].field_violations]
+        assert found[: len(fields)] == fields or sorted(found) == sorted(fields), found
+    for sweep_id in ("../../etc/passwd", "0" * 32):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in platform.simulation.FetchSweepResults(
+                simulation_pb2.FetchSweepResultsRequest(sweep_id=sweep_id), timeout=10
+            ):
+                pass
+        assert raised.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    # Still serving.
+    listed = await platform.simulation.ListBuiltinModels(
+        simulation_pb2.ListBuiltinModelsRequest(), timeout=10
+    )
+    assert {m.use_case for m in listed.models} == {
+        "manufacturing",
+        "healthcare",
+        "smart_city",
+        "logistics",
+    }
+
+
+def ray_task_processes(name: str) -> list[int]:
+    """Pids of Ray workers running a task called ``name`` (Ray names their processes so)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if command.startswith(f"ray::{name}"):
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_sweep_survives_a_lost_worker_and_counts_nothing_twice(
+    platform: Platform, eventually: Any
+) -> None:
+    request = simulation_pb2.RunSweepRequest(
+        model="pump_thermal",
+        ranges={"load": simulation_pb2.ParameterRange(min=0.2, max=1.0)},
+        samples=10_000,
+        horizon_s=200_000.0,
+        step_s=1.0,
+        seed=3,
+    )
+    _, undisturbed = await platform.sweep(request)
+    call = platform.simulation.RunSweep(request, timeout=120)
+    first = await call.read()
+    assert isinstance(first, simulation_pb2.RunSweepResponse)
+    assert first.scenarios_done == 0
+    victims = await eventually(lambda: asyncio.to_thread(ray_task_processes, "run_chunk"))
+    os.kill(victims[0], signal.SIGKILL)
+    messages = []
+    while (message := await call.read()) != grpc.aio.EOF:
+        assert isinstance(message, simulation_pb2.RunSweepResponse)
+        messages.append(message)
+    result = messages[-1].result
+    assert result.scenario_count == 10_000
+    assert messages[-1].scenarios_done == 10_000
+    assert (
+        pq.read_table(result.results_path)
+        .drop(["twin_id"])
+        .equals(pq.read_table(undisturbed.results_path).drop(["twin_id"]))
+    )
 
 
 async def test_a_sweep_past_its_deadline_frees_the_cluster(
-    simulation: simulation_pb2_grpc.SimulationServiceAsyncStub, eventually: Any
+    platform: Platform, eventually: Any
 ) -> None:
     import ray
 
     long_sweep = simulation_pb2.RunSweepRequest(
-        model="pump_thermal", scenario_count=1_000_000, horizon_s=360_000.0, step_s=1.0
+        model="pump_thermal",
+        ranges={"load": simulation_pb2.ParameterRange(min=0.2, max=1.0)},
+        samples=1_000_000,
+        horizon_s=360_000.0,
+        step_s=1.0,
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await simulation.RunSweep(long_sweep, timeout=1.0)
+        await platform.sweep(long_sweep, deadline_s=2.0)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
     async def idle_cpus() -> float:
         return float(ray.available_resources().get("CPU", 0.0))
 
-    # The whole sweep is over a minute of work on 2 CPUs; cancelled, they are free in seconds.
-    await eventually(idle_cpus, lambda cpus: cpus == 2.0, timeout_s=15)
+    # The whole sweep is many minutes of work on 2 CPUs; cancelled, they are free in seconds.
+    await eventually(idle_cpus, lambda cpus: cpus == 2.0, timeout_s=30)
+
+
+async def test_scenario_forks_live_twins_and_matches_the_closed_form(
+    platform: Platform, eventually: Any
+) -> None:
+    await platform.twin("tank-a", TANK, outflow_rate=0.5)
+    await platform.twin("tank-b", TANK, outflow_rate=0.25)
+    now = time.time_ns()
+    await platform.ingest("tank-a", [now], level=[6.0], inflow=[2.0])
+    await platform.ingest("tank-b", [now], level=[1.0], inflow=[1.0])
+    for twin_id in ("tank-a", "tank-b"):
+        await eventually(lambda t=twin_id: platform.reported(t), lambda r: "inflow" in r)
+
+    response = await platform.simulation.RunScenario(
+        simulation_pb2.RunScenarioRequest(
+            twins=simulation_pb2.TwinSelection(query=f"WHERE IS_OF_MODEL('{TANK}')"),
+            overrides={"gain": 1.5},
+            horizon_s=20.0,
+            step_s=0.05,
+            max_points=41,
+            thresholds={"level": 3.5},
+        ),
+        timeout=60,
+    )
+    assert response.model_id == TANK
+    assert [t.twin_id for t in response.twins] == ["tank-a", "tank-b"]
+    for twin, k, level0, inflow in (
+        (response.twins[0], 0.5, 6.0, 2.0),
+        (response.twins[1], 0.25, 1.0, 1.0),
+    ):
+        assert twin.state_revision > 0
+        assert twin.twin_revision > 0
+        assert twin.values["k"] == k
+        assert twin.values["gain"] == 1.5
+        assert twin.values["inflow"] == inflow
+        steady = 1.5 * inflow / k
+        times = np.array(twin.times_s)
+        assert len(times) == 41
+        assert times[-1] == pytest.approx(20.0)
+        level = np.array(next(s.values for s in twin.series if s.name == "level"))
+        np.testing.assert_allclose(
+            level, steady + (level0 - steady) * np.exp(-k * times), rtol=1e-7
+        )
+        headroom = np.array(next(s.values for s in twin.series if s.name == "headroom"))
+        np.testing.assert_allclose(headroom, 10 - level)
+        assert twin.kpis["level.final"] == pytest.approx(level[-1])
+    # tank-a falls from 6 towards 6 (steady = 1.5 * 2 / 0.5): above 3.5 throughout.
+    assert response.twins[0].kpis["level.time_above_s"] == pytest.approx(20.0)
+    # tank-b rises from 1 towards 6; it crosses 3.5 at ln(5 / 2.5) / 0.25 s.
+    assert response.twins[1].kpis["level.first_crossing_s"] == pytest.approx(
+        math.log(2) / 0.25, abs=0.05
+    )
+    assert math.isnan(response.twins[1].kpis["overflow.first_s"])
+
+
+async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, eventually: Any) -> None:
+    await platform.twin("tank-s", TANK, outflow_rate=0.5)
+    await platform.ingest("tank-s", [time.time_ns()], level=[2.0], inflow=[1.0])
+    await eventually(lambda: platform.reported("tank-s"), lambda r: "inflow" in r)
+    request = simulation_pb2.RunSweepRequest(
+        twins=simulation_pb2.TwinSelection(twin_ids=["tank-s"]),
+        sampler=simulation_pb2.SAMPLER_SOBOL,
+        ranges={"inflow": simulation_pb2.ParameterRange(min=0.0, max=8.0)},
+        samples=256,
+        replicates=4,
+        input_noise={"inflow": 0.5},
+        horizon_s=60.0,
+        step_s=0.1,
+        seed=9,
+        thresholds={"level": 10.0},
+    )
+    _, result = await platform.sweep(request)
+    table = pq.read_table(result.results_path)
+    provenance = json.loads(table.schema.metadata[b"twinstack.provenance"])
+    state = await platform.state.GetState(state_pb2.GetStateRequest(twin_id="tank-s"), timeout=5)
+    pinned = provenance["snapshot"]["twins"][0]
+    assert pinned["twin_id"] == "tank-s"
+    assert pinned["state_revision"] == state.state.revision
+    assert provenance["model"]["model_id"] == TANK
+    assert provenance["desired_fields"] == {"inflow": "inflow"}
+    frame = table.to_pandas()
+    assert len(frame) == 1024
+    assert frame["seed"].nunique() == 1024
+    # Steady level = inflow / k: a tank fed above 5 overflows more often than one fed below.
+    high = frame[frame["inflow"] > 6]["overflow.first_s"].notna().mean()
+    low = frame[frame["inflow"] < 4]["overflow.first_s"].notna().mean()
+    assert high > 0.9
+    assert low == 0.0
+    assert result.diverged == 0
+
+
+async def test_forecast_probability_matches_the_known_answer(
+    platform: Platform, backbone: Backbone, infra_settings: dict[str, Any], eventually: Any
+) -> None:
+    await platform.twin("drift-1", DRIFT)
+    events = await backbone.js.subscribe("evt.forecast.>", stream=EVENTS_STREAM)
+    response = await platform.simulation.Forecast(
+        simulation_pb2.ForecastRequest(
+            twins=simulation_pb2.TwinSelection(twin_ids=["drift-1"]),
+            samples=20_000,
+            horizon_s=1.0,
+            step_s=0.001,
+            uncertain={"rate": simulation_pb2.ParameterRange(min=0.0, max=4.0)},
+            seed=1,
+            max_points=11,
+        ),
+        timeout=60,
+    )
+    risk = response.twins[0].risks[0]
+    # x = rate * t breaches 1 within 1 s exactly when rate > 1: probability 3/4 for U(0, 4).
+    assert risk.condition == "breach"
+    assert risk.probability == pytest.approx(0.75, abs=0.015)
+    # Time to failure 1 / rate for rate ~ U(1, 4): median 1 / 2.5.
+    assert risk.time_to_failure_p50_s == pytest.approx(0.4, abs=0.005)
+    assert risk.alerted
+    fan = response.twins[0].fans[0]
+    assert fan.name == "x"
+    assert fan.p50[-1] == pytest.approx(2.0, abs=0.05)
+
+    message = await events.next_msg(timeout=10)
+    event = events_pb2.PredictedAlertEvent.FromString(message.data)
+    assert message.subject == "evt.forecast.predicted.drift-1"
+    assert event.condition == "breach"
+    assert event.probability == risk.probability
+
+    influx = InfluxStore(infra_settings["influx_url"], infra_settings["influx_database"])
+    await influx.connect()
+    try:
+        series = await influx.query(
+            "SELECT count(x) FROM forecast WHERE forecast_id = $id AND quantile = 'p50'",
+            {"id": response.forecast_id},
+        )
+        assert series[0].rows()[0]["count"] == 11
+        risks = await influx.query(
+            "SELECT probability FROM forecast_risk WHERE forecast_id = $id",
+            {"id": response.forecast_id},
+        )
+        assert risks[0].rows()[0]["probability"] == pytest.approx(risk.probability)
+    finally:
+        await influx.close()
+    assert response.points_written == 11 * 5 + 1
+
+
+async def test_calibration_recovers_parameters_from_history(
+    platform: Platform, infra_settings: dict[str, Any], eventually: Any
+) -> None:
+    await platform.twin("tank-cal", TANK, outflow_rate=0.2)
+    k, gain, steps = 0.05, 1.5, 600
+    start_ns = (time.time_ns() // S - 3600) * S
+    inflow = 1.0 + 0.8 * np.sin(np.arange(steps) / 40.0)
+    level = np.empty(steps)
+    level[0] = 3.0
+    dt = 1.0
+    for i in range(steps - 1):  # RK4 with the inflow held over each second, as recorded
+        feed = gain * inflow[i]
+        a = feed - k * level[i]
+        b = feed - k * (level[i] + dt / 2 * a)
+        c = feed - k * (level[i] + dt / 2 * b)
+        d = feed - k * (level[i] + dt * c)
+        level[i + 1] = level[i] + dt / 6 * (a + 2 * b + 2 * c + d)
+    noisy = level + np.random.default_rng(0).normal(0, 0.02, steps)
+    times = [start_ns + i * S for i in range(steps)]
+    await platform.ingest("tank-cal", times, level=noisy.tolist(), inflow=inflow.tolist())
+
+    influx = InfluxStore(infra_settings["influx_url"], infra_settings["influx_database"])
+    await influx.connect()
+
+    async def stored() -> int:
+        series = await influx.query("SELECT count(level) FROM telemetry WHERE twin_id = 'tank-cal'")
+        return int(series[0].rows()[0]["count"]) if series else 0
+
+    try:
+        await eventually(stored, lambda count: count == steps)
+    finally:
+        await influx.close()
+
+    request = simulation_pb2.CalibrateRequest(
+        twin_id="tank-cal", parameters=["k", "gain"], step_s=1.0
+    )
+    request.start_time.FromNanoseconds(start_ns)
+    request.end_time.FromNanoseconds(start_ns + steps * S)
+    response = await platform.simulation.Calibrate(request, timeout=60)
+    fitted = {p.name: p for p in response.parameters}
+    assert response.converged
+    assert fitted["k"].initial == pytest.approx(0.2)
+    assert fitted["k"].value == pytest.approx(k, rel=0.03)
+    assert fitted["gain"].value == pytest.approx(gain, rel=0.03)
+    assert 0 < fitted["k"].std_error < 0.01
+    fit = response.fits[0]
+    assert (fit.state, fit.field, fit.points) == ("level", "level", steps)
+    assert fit.rmse == pytest.approx(0.02, rel=0.3)
+    assert fit.r_squared > 0.99
+
+    empty = simulation_pb2.CalibrateRequest(twin_id="tank-cal", parameters=["k"])
+    empty.end_time.FromNanoseconds(start_ns - 7200 * S)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await platform.simulation.Calibrate(empty, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for bad in (
+        simulation_pb2.CalibrateRequest(twin_id="tank-cal", parameters=["nope"]),
+        simulation_pb2.CalibrateRequest(twin_id="tank-cal", step_s=-1),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await platform.simulation.Calibrate(bad, timeout=30)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

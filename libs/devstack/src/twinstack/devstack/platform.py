@@ -69,8 +69,11 @@ class LocalPlatform:
         self.nats = NatsServer(data_dir / "nats", port=nats_port)
         self.influx = InfluxServer(data_dir / "influxdb", port=influx_port)
         ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
+        ports = {name: ports[name] or free_port() for name in SERVICES}
+        # The simulation service asks the registry to resolve graph queries.
+        wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
         self.services = {
-            name: self._service(name, ports[name] or free_port(), service_env or {})
+            name: self._service(name, ports[name], {**wiring, **(service_env or {})})
             for name in services
         }
 

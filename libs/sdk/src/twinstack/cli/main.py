@@ -21,6 +21,7 @@ from twinstack.cli.shared import TokenOption, console
 from twinstack.cli.shared import fail as _fail
 from twinstack.cli.shared import open_client as _client
 from twinstack.cli.shared import parse_assignments as _parse_assignments
+from twinstack.cli.simulation import sim_app
 from twinstack.cli.telemetry import alerts_app, history, ingest, state_app
 from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, wait_until
@@ -31,7 +32,6 @@ from twinstack.sdk.models import example_model_sources, model_sources
 app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
 model_app = typer.Typer(help="Models (twin types) in the registry.", no_args_is_help=True)
 twin_app = typer.Typer(help="Twins and their relationships in the registry.", no_args_is_help=True)
-sim_app = typer.Typer(help="Simulation: sweeps on Ray.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(twin_app, name="twin")
 app.add_typer(state_app, name="state")
@@ -387,47 +387,6 @@ def twin_list(
     console.print(table)
 
 
-@sim_app.command("sweep")
-def sim_sweep(
-    model: Annotated[str, typer.Option()] = "pump_thermal",
-    scenarios: Annotated[int, typer.Option(min=1)] = 10_000,
-    horizon_s: Annotated[float, typer.Option()] = 3600.0,
-    step_s: Annotated[float, typer.Option()] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
-    param: Annotated[list[str] | None, typer.Option(help="NAME=MIN:MAX")] = None,
-    token: TokenOption = None,
-) -> None:
-    """Run a sweep of a built-in model and show the KPI distributions."""
-    ranges: dict[str, tuple[float, float]] = {}
-    for item in param or []:
-        name, _, span = item.partition("=")
-        low, _, high = span.partition(":")
-        try:
-            ranges[name] = (float(low), float(high))
-        except ValueError as error:
-            raise typer.BadParameter(f"{item!r} is not NAME=MIN:MAX") from error
-    started = time.perf_counter()
-    with _client(token) as client, console.status(f"running {scenarios} scenarios on Ray"):
-        try:
-            result = client.run_sweep(
-                model, scenarios, horizon_s=horizon_s, step_s=step_s, seed=seed, parameters=ranges
-            )
-        except ApiError as error:
-            raise _fail(error) from error
-    elapsed = time.perf_counter() - started
-    table = Table(
-        title=f"{model}: {result.scenario_count} scenarios, {result.task_count} Ray task(s), "
-        f"{elapsed:.1f} s"
-    )
-    for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max"):
-        table.add_column(column, justify="left" if column == "KPI" else "right")
-    for kpi in result.kpis:
-        table.add_row(
-            kpi.name, *(f"{v:.3f}" for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max))
-        )
-    console.print(table)
-
-
 @app.command()
 def demo(
     points: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
@@ -473,7 +432,12 @@ def demo(
             )
             steps.add_row("historian: stored in InfluxDB", f"{points} points")
             sweep = client.run_sweep(
-                "pump_thermal", 20_000, horizon_s=1800, step_s=1.0, parameters={"load": (0.5, 1.0)}
+                "pump_thermal",
+                horizon_s=1800,
+                step_s=1.0,
+                sampler="lhs",
+                ranges={"load": (0.5, 1.0)},
+                samples=20_000,
             )
             peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
             steps.add_row(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,13 @@ from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.errors import unpack_details
 from twinstack.common.values import Scalar, from_python
+
+
+def _integrator(name: str) -> simulation_pb2.Integrator:
+    integrators = {"rk4": simulation_pb2.INTEGRATOR_RK4, "euler": simulation_pb2.INTEGRATOR_EULER}
+    if name not in integrators:
+        raise ValueError(f"integrator must be one of {sorted(integrators)}")
+    return integrators[name]
 
 
 class ApiError(Exception):
@@ -569,30 +576,194 @@ class TwinstackClient:
         alert: state_pb2.Alert = response.alert
         return alert
 
-    def run_sweep(
+    def list_builtin_models(self) -> list[simulation_pb2.BuiltinModel]:
+        response = self._call(
+            self._simulation.ListBuiltinModels, simulation_pb2.ListBuiltinModelsRequest()
+        )
+        return list(response.models)
+
+    def run_scenario(
         self,
-        model: str,
-        scenario_count: int,
+        twin_ids: Sequence[str] = (),
         *,
+        query: str = "",
         horizon_s: float,
         step_s: float,
+        overrides: Mapping[str, float] | None = None,
+        input_noise: Mapping[str, float] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        integrator: str = "rk4",
+        max_points: int = 200,
         seed: int = 0,
-        parameters: Mapping[str, tuple[float, float]] | None = None,
-        timeout_s: float = 600.0,
-    ) -> simulation_pb2.RunSweepResponse:
-        """Runs a sweep of a built-in model; ``parameters`` maps names to (min, max)."""
-        request = simulation_pb2.RunSweepRequest(
-            model=model,
-            scenario_count=scenario_count,
+        timeout_s: float = 300.0,
+    ) -> simulation_pb2.RunScenarioResponse:
+        """Forks the live twins (ids and/or a registry query) and runs one scenario each."""
+        request = simulation_pb2.RunScenarioRequest(
+            twins=simulation_pb2.TwinSelection(twin_ids=twin_ids, query=query),
+            overrides=overrides or {},
             horizon_s=horizon_s,
             step_s=step_s,
+            integrator=_integrator(integrator),
+            max_points=max_points,
+            input_noise=input_noise or {},
             seed=seed,
-            parameters={
-                name: simulation_pb2.ParameterRange(min=low, max=high)
-                for name, (low, high) in (parameters or {}).items()
-            },
+            thresholds=thresholds or {},
         )
-        response: simulation_pb2.RunSweepResponse = self._call(
-            self._simulation.RunSweep, request, timeout_s
+        response: simulation_pb2.RunScenarioResponse = self._call(
+            self._simulation.RunScenario, request, timeout_s
+        )
+        return response
+
+    def run_sweep(
+        self,
+        model: str = "",
+        *,
+        twin_ids: Sequence[str] = (),
+        query: str = "",
+        horizon_s: float,
+        step_s: float,
+        sampler: str = "random",
+        ranges: Mapping[str, tuple[float, float] | tuple[float, float, int]] | None = None,
+        samples: int = 0,
+        replicates: int = 1,
+        overrides: Mapping[str, float] | None = None,
+        input_noise: Mapping[str, float] | None = None,
+        input_schedule: Sequence[tuple[float, Mapping[str, float]]] = (),
+        thresholds: Mapping[str, float] | None = None,
+        integrator: str = "rk4",
+        seed: int = 0,
+        on_progress: Callable[[simulation_pb2.RunSweepResponse], None] | None = None,
+        timeout_s: float = 3600.0,
+    ) -> simulation_pb2.SweepResult:
+        """Runs a sweep of a built-in ``model`` or of the selected twins' own dynamics.
+
+        ``ranges`` maps parameter or input names to ``(min, max)`` or, for the grid sampler,
+        ``(min, max, levels)``. ``on_progress`` sees every progress message; interrupting the
+        call (KeyboardInterrupt) cancels the sweep on the cluster.
+        """
+        samplers = {
+            "grid": simulation_pb2.SAMPLER_GRID,
+            "random": simulation_pb2.SAMPLER_RANDOM,
+            "lhs": simulation_pb2.SAMPLER_LATIN_HYPERCUBE,
+            "latin_hypercube": simulation_pb2.SAMPLER_LATIN_HYPERCUBE,
+            "sobol": simulation_pb2.SAMPLER_SOBOL,
+        }
+        if sampler not in samplers:
+            raise ValueError(f"sampler must be one of {sorted(samplers)}")
+        request = simulation_pb2.RunSweepRequest(
+            model=model,
+            twins=simulation_pb2.TwinSelection(twin_ids=twin_ids, query=query),
+            sampler=samplers[sampler],
+            ranges={
+                name: simulation_pb2.ParameterRange(
+                    min=span[0], max=span[1], levels=span[2] if len(span) > 2 else 0
+                )
+                for name, span in (ranges or {}).items()
+            },
+            samples=samples,
+            replicates=replicates,
+            overrides=overrides or {},
+            input_noise=input_noise or {},
+            input_schedule=[
+                simulation_pb2.InputStep(at_s=at_s, values=values)
+                for at_s, values in input_schedule
+            ],
+            horizon_s=horizon_s,
+            step_s=step_s,
+            integrator=_integrator(integrator),
+            seed=seed,
+            thresholds=thresholds or {},
+        )
+        call = self._simulation.RunSweep(request, timeout=timeout_s, metadata=self._metadata)
+        try:
+            for message in call:
+                if on_progress is not None:
+                    on_progress(message)
+                if message.HasField("result"):
+                    result: simulation_pb2.SweepResult = message.result
+                    return result
+        except grpc.RpcError as error:
+            raise ApiError.from_rpc_error(error) from error
+        except BaseException:
+            call.cancel()
+            raise
+        raise ApiError(grpc.StatusCode.UNKNOWN, "the sweep ended without a result", [])
+
+    def fetch_sweep_results(self, sweep_id: str, timeout_s: float = 600.0) -> bytes:
+        """The sweep's Parquet file (one row per scenario, provenance in its metadata)."""
+        request = simulation_pb2.FetchSweepResultsRequest(sweep_id=sweep_id)
+        try:
+            return b"".join(
+                chunk.data
+                for chunk in self._simulation.FetchSweepResults(
+                    request, timeout=timeout_s, metadata=self._metadata
+                )
+            )
+        except grpc.RpcError as error:
+            raise ApiError.from_rpc_error(error) from error
+
+    def forecast(
+        self,
+        twin_ids: Sequence[str] = (),
+        *,
+        query: str = "",
+        horizon_s: float,
+        step_s: float,
+        samples: int = 1000,
+        uncertain: Mapping[str, tuple[float, float]] | None = None,
+        input_noise: Mapping[str, float] | None = None,
+        alert_probability: float = 0.5,
+        integrator: str = "rk4",
+        max_points: int = 100,
+        seed: int = 0,
+        timeout_s: float = 600.0,
+    ) -> simulation_pb2.ForecastResponse:
+        """Monte Carlo forecast from the twins' live state; stored in InfluxDB, and likely
+        failure conditions published as predicted alerts."""
+        request = simulation_pb2.ForecastRequest(
+            twins=simulation_pb2.TwinSelection(twin_ids=twin_ids, query=query),
+            samples=samples,
+            horizon_s=horizon_s,
+            step_s=step_s,
+            integrator=_integrator(integrator),
+            uncertain={
+                name: simulation_pb2.ParameterRange(min=low, max=high)
+                for name, (low, high) in (uncertain or {}).items()
+            },
+            input_noise=input_noise or {},
+            seed=seed,
+            alert_probability=alert_probability,
+            max_points=max_points,
+        )
+        response: simulation_pb2.ForecastResponse = self._call(
+            self._simulation.Forecast, request, timeout_s
+        )
+        return response
+
+    def calibrate(
+        self,
+        twin_id: str,
+        parameters: Sequence[str] = (),
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        step_s: float = 1.0,
+        integrator: str = "rk4",
+        timeout_s: float = 600.0,
+    ) -> simulation_pb2.CalibrateResponse:
+        """Fits ``parameters`` of the twin's model to its history between ``start`` and
+        ``end`` (default: the last hour)."""
+        request = simulation_pb2.CalibrateRequest(
+            twin_id=twin_id,
+            parameters=parameters,
+            step_s=step_s,
+            integrator=_integrator(integrator),
+        )
+        if start is not None:
+            request.start_time.FromDatetime(start)
+        if end is not None:
+            request.end_time.FromDatetime(end)
+        response: simulation_pb2.CalibrateResponse = self._call(
+            self._simulation.Calibrate, request, timeout_s
         )
         return response

@@ -1,5 +1,8 @@
 """Simulation settings (``TWINSTACK_*``, and ``RAY_ADDRESS`` as Ray itself names it)."""
 
+import tempfile
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from twinstack.common.settings import ServiceSettings
@@ -14,7 +17,17 @@ class SimulationSettings(ServiceSettings):
     )
     # CPUs of the local Ray; ignored with ray_address.
     ray_num_cpus: int | None = Field(default=None, gt=0)
+    # The registry, for twin selections given as a graph query.
+    registry_target: str = "127.0.0.1:50051"
     # Scenarios per Ray task: enough work per task that Ray's per-task cost stays small.
     scenarios_per_task: int = Field(default=65_536, gt=0)
+    # Ray tasks of one sweep submitted at a time (inputs are built as tasks start).
+    sweep_tasks_in_flight: int = Field(default=64, gt=0)
     max_scenarios: int = Field(default=10_000_000, gt=0)
     max_steps: int = Field(default=1_000_000, gt=0)
+    max_forecast_samples: int = Field(default=100_000, gt=0)
+    # Sweep results (Parquet); a shared volume when several replicas serve FetchSweepResults.
+    results_dir: Path = Path(tempfile.gettempdir()) / "twinstack-results"
+    # Tries at a snapshot in which no selected twin changed between two reads.
+    snapshot_attempts: int = Field(default=8, gt=0)
+    max_snapshot_twins: int = Field(default=10_000, gt=0)

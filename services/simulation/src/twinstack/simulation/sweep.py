@@ -1,37 +1,436 @@
-"""Sweeps: parameters sampled for many scenarios, run in chunks as Ray tasks.
+"""Sweeps: a parameter space times Monte Carlo seeds times twins, run in chunks as Ray tasks.
 
-Each task runs the compiled kernel over thousands of scenarios and returns only their KPIs;
-the caller gets the KPI distributions.
+Scenario ``i`` of a sweep is ``(twin, point, replicate)`` with ``i = (twin * points + point) *
+replicates + replicate``; its seed is a pure function of the sweep's seed and ``i``
+(:func:`twinstack.simulation.rng.scenario_seeds`). A chunk is a contiguous range of scenarios,
+so any chunk can be rebuilt from the plan alone: a retried task recomputes exactly its own
+scenarios, and results land by index, so a retry never counts twice and never leaves a gap.
+
+Each task runs the kernel over thousands of scenarios and reduces their trajectories to KPIs on
+the worker; only KPIs come back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
-from twinstack.simulation.kernels import BUILTIN_MODELS, BuiltinModel, FloatArray
+from twinstack.simulation.compiler import (
+    STATISTICS,
+    CompiledModel,
+    Integrator,
+    KernelSpec,
+    Outcome,
+    RunPlan,
+)
+from twinstack.simulation.kernels import BUILTIN_MODELS, BuiltinModel
+from twinstack.simulation.rng import scenario_seeds
+from twinstack.simulation.sampling import Sampler, point_count, scale, unit_points
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A parameter or an input a scenario sets."""
+
+    name: str
+    default: float
+    minimum: float | None
+    maximum: float | None
+    kind: str  # "parameter" or "input"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a sweep runs: a built-in kernel, or compiled dynamics. Picklable (goes to Ray)."""
+
+    variables: tuple[Variable, ...]
+    builtin: str = ""
+    kernel: KernelSpec | None = None
+
+    @classmethod
+    def of_builtin(cls, model: BuiltinModel) -> Target:
+        return cls(
+            tuple(
+                Variable(name, default, low, high, "parameter")
+                for name, (default, low, high) in model.parameters.items()
+            ),
+            builtin=model.name,
+        )
+
+    @classmethod
+    def of_kernel(cls, spec: KernelSpec) -> Target:
+        parameters = [
+            Variable(name, default, *spec.bounds.get(name, (None, None)), "parameter")
+            for name, default in zip(spec.parameters, spec.parameter_defaults, strict=True)
+        ]
+        inputs = [
+            Variable(name, default, None, None, "input")
+            for name, default in zip(spec.inputs, spec.input_defaults, strict=True)
+        ]
+        return cls(tuple(parameters + inputs), kernel=spec)
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    @property
+    def observables(self) -> tuple[str, ...]:
+        return self.kernel.observables if self.kernel else ()
+
+    def kpi_names(self, thresholds: Mapping[str, float]) -> list[str]:
+        """KPI columns in kernel order: per observable final/min/max/mean (and time above and
+        first crossing where it has a threshold), then each condition's first time."""
+        if self.kernel is None:
+            return list(BUILTIN_MODELS[self.builtin].kpis)
+        names = []
+        for observable in self.kernel.observables:
+            names += [f"{observable}.{statistic}" for statistic in STATISTICS]
+            if observable in thresholds:
+                names += [f"{observable}.time_above_s", f"{observable}.first_crossing_s"]
+        names += [f"{condition}.first_s" for condition in self.kernel.conditions]
+        return names
+
+
+def kpi_matrix(outcome: Outcome, spec: KernelSpec, thresholds: Mapping[str, float]) -> FloatArray:
+    """The outcome's KPIs as rows in :meth:`Target.kpi_names` order."""
+    rows = []
+    for o, observable in enumerate(spec.observables):
+        rows.extend(outcome.statistics[o])
+        if observable in thresholds:
+            rows.extend(outcome.crossings[o])
+    rows.extend(outcome.first_true)
+    n = outcome.statistics.shape[2]
+    return np.array(rows).reshape(-1, n) if rows else np.empty((0, n))
+
+
+@dataclass(frozen=True)
+class Start:
+    """A twin's starting point (or the defaults of a built-in model, with no twin)."""
+
+    twin_id: str
+    initial: tuple[float, ...]  # states, in kernel order
+    values: tuple[float, ...]  # variables, in Target.variables order
+    twin_revision: int = 0
+    state_revision: int = 0
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What to run: a model, how many scenarios, over what horizon, sampled how."""
+    """A validated-on-plan description of a sweep (built from the RunSweep request)."""
 
-    model: str
-    scenario_count: int
     horizon_s: float
     step_s: float
+    sampler: Sampler = Sampler.RANDOM
+    ranges: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
+    samples: int = 1
+    replicates: int = 1
+    overrides: Mapping[str, float] = field(default_factory=dict)
+    input_noise: Mapping[str, float] = field(default_factory=dict)
+    schedule: Sequence[tuple[float, Mapping[str, float]]] = ()
+    integrator: Integrator = Integrator.RK4
     seed: int = 0
-    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
         return max(1, math.ceil(self.horizon_s / self.step_s - 1e-9))
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_scenarios: int
+    max_steps: int
+    scenarios_per_task: int
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def spec_violations(
+    spec: SweepSpec, target: Target, twins: int, limits: Limits
+) -> list[FieldViolation]:
+    """Every problem of ``spec`` against ``target``, with request field paths."""
+    violations: list[FieldViolation] = []
+    variables = {v.name: v for v in target.variables}
+    if not (_finite(spec.horizon_s) and spec.horizon_s > 0):
+        violations.append(FieldViolation("horizon_s", "must be a positive number of seconds"))
+    if not (_finite(spec.step_s) and spec.step_s > 0):
+        violations.append(FieldViolation("step_s", "must be a positive number of seconds"))
+    elif _finite(spec.horizon_s) and spec.horizon_s / spec.step_s > limits.max_steps:
+        violations.append(
+            FieldViolation("step_s", f"horizon_s / step_s must be at most {limits.max_steps}")
+        )
+    for name, (low, high, levels) in spec.ranges.items():
+        path = f"ranges[{name!r}]"
+        variable = variables.get(name)
+        if variable is None:
+            violations.append(FieldViolation(path, f"no parameter or input {name!r}"))
+            continue
+        if not (_finite(low) and _finite(high) and low <= high):
+            violations.append(FieldViolation(path, "min and max must be finite, min <= max"))
+        elif (variable.minimum is not None and low < variable.minimum) or (
+            variable.maximum is not None and high > variable.maximum
+        ):
+            violations.append(
+                FieldViolation(
+                    path, f"outside the model's range [{variable.minimum}, {variable.maximum}]"
+                )
+            )
+        if spec.sampler is Sampler.GRID and levels < 1:
+            violations.append(FieldViolation(f"{path}.levels", "a grid needs levels >= 1"))
+    for name, value in spec.overrides.items():
+        path = f"overrides[{name!r}]"
+        if name not in variables:
+            violations.append(FieldViolation(path, f"no parameter or input {name!r}"))
+        elif not _finite(value):
+            violations.append(FieldViolation(path, "must be finite"))
+        elif name in spec.ranges:
+            violations.append(FieldViolation(path, "is also swept in ranges"))
+    for name, sigma in spec.input_noise.items():
+        path = f"input_noise[{name!r}]"
+        if name not in variables or variables[name].kind != "input":
+            violations.append(FieldViolation(path, f"no input {name!r}"))
+        elif not (_finite(sigma) and sigma >= 0):
+            violations.append(FieldViolation(path, "must be a finite standard deviation >= 0"))
+    for index, (at_s, values) in enumerate(spec.schedule):
+        path = f"input_schedule[{index}]"
+        if not (_finite(at_s) and at_s >= 0):
+            violations.append(FieldViolation(f"{path}.at_s", "must be >= 0 seconds"))
+        for name, value in values.items():
+            if name not in variables or variables[name].kind != "input":
+                violations.append(FieldViolation(f"{path}.values[{name!r}]", f"no input {name!r}"))
+            elif not _finite(value):
+                violations.append(FieldViolation(f"{path}.values[{name!r}]", "must be finite"))
+    for name, value in spec.thresholds.items():
+        path = f"thresholds[{name!r}]"
+        if target.kernel is None:
+            violations.append(FieldViolation(path, "built-in models have their own KPIs"))
+        elif name not in target.observables:
+            violations.append(
+                FieldViolation(path, f"no state or output {name!r}: {list(target.observables)}")
+            )
+        elif not _finite(value):
+            violations.append(FieldViolation(path, "must be finite"))
+    if target.kernel is None and (spec.input_noise or spec.schedule):
+        violations.append(
+            FieldViolation("input_noise", "built-in models draw their own randomness")
+        )
+    if spec.sampler is not Sampler.GRID and spec.ranges and spec.samples < 1:
+        violations.append(FieldViolation("samples", "give the number of points to draw"))
+    if spec.replicates < 1:
+        violations.append(FieldViolation("replicates", "must be at least 1"))
+    grid_levels = [levels for _, _, levels in spec.ranges.values()]
+    total = twins * point_count(spec.sampler, spec.samples, grid_levels) * max(1, spec.replicates)
+    if total > limits.max_scenarios:
+        violations.append(
+            FieldViolation(
+                "samples", f"{total} scenarios in all; at most {limits.max_scenarios} per sweep"
+            )
+        )
+    return violations
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything a chunk needs, computed once: scaled points, base values, the run plan."""
+
+    target: Target
+    spec: SweepSpec
+    starts: tuple[Start, ...]
+    ranged: tuple[int, ...]  # variable indices swept, in points' column order
+    points: FloatArray  # (points, len(ranged)), scaled
+    bases: FloatArray  # (twins, variables): start values with overrides
+    run: RunPlan
+    scenarios_per_task: int
+
+    @property
+    def scenario_count(self) -> int:
+        return len(self.starts) * int(self.points.shape[0]) * self.spec.replicates
+
+    @property
+    def chunks(self) -> list[tuple[int, int]]:
+        total, size = self.scenario_count, self.scenarios_per_task
+        return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _run_plan(spec: SweepSpec, target: Target) -> RunPlan:
+    if target.kernel is None:
+        return RunPlan(steps=spec.steps, dt_s=spec.step_s)
+    inputs = list(target.kernel.inputs)
+    noise = np.array([spec.input_noise.get(name, 0.0) for name in inputs])
+    schedule_steps = None
+    schedule_values = None
+    if spec.schedule:
+        ordered = sorted(spec.schedule, key=lambda entry: entry[0])
+        schedule_steps = np.array(
+            [math.ceil(at_s / spec.step_s - 1e-9) for at_s, _ in ordered], dtype=np.int64
+        )
+        schedule_values = np.full((len(ordered), len(inputs)), np.nan)
+        for row, (_, values) in enumerate(ordered):
+            if row > 0:  # an input keeps its scheduled value until a later entry changes it
+                schedule_values[row] = schedule_values[row - 1]
+            for name, value in values.items():
+                schedule_values[row, inputs.index(name)] = value
+    thresholds = np.array([spec.thresholds.get(name, np.nan) for name in target.observables])
+    return RunPlan(
+        steps=spec.steps,
+        dt_s=spec.step_s,
+        integrator=spec.integrator,
+        input_noise=noise,
+        schedule_steps=schedule_steps,
+        schedule_values=schedule_values,
+        thresholds=thresholds,
+    )
+
+
+def plan_sweep(
+    spec: SweepSpec, target: Target, starts: Sequence[Start], limits: Limits
+) -> SweepPlan:
+    """Validates and plans; InvalidArgumentError naming every bad field otherwise."""
+    violations = spec_violations(spec, target, len(starts), limits)
+    if violations:
+        raise InvalidArgumentError("invalid sweep", violations)
+    names = target.names
+    ranged = tuple(names.index(name) for name in spec.ranges)
+    levels = [levels for _, _, levels in spec.ranges.values()]
+    unit = unit_points(spec.sampler, spec.samples, levels, spec.seed)
+    low = np.array([spec.ranges[names[i]][0] for i in ranged])
+    high = np.array([spec.ranges[names[i]][1] for i in ranged])
+    bases = np.array([start.values for start in starts], dtype=np.float64).reshape(
+        len(starts), len(names)
+    )
+    for name, value in spec.overrides.items():
+        bases[:, names.index(name)] = value
+    return SweepPlan(
+        target=target,
+        spec=spec,
+        starts=tuple(starts),
+        ranged=ranged,
+        points=scale(unit, low, high),
+        bases=bases,
+        run=_run_plan(spec, target),
+        scenarios_per_task=limits.scenarios_per_task,
+    )
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    values: FloatArray  # (variables, n)
+    initial: FloatArray  # (states, n)
+    seeds: npt.NDArray[np.uint64]  # (n,)
+    twin: npt.NDArray[np.int64]
+    point: npt.NDArray[np.int64]
+    replicate: npt.NDArray[np.int64]
+
+
+def chunk_inputs(plan: SweepPlan, start: int, stop: int) -> ChunkInputs:
+    """The scenarios ``start .. stop - 1`` of the plan, rebuilt from the plan alone."""
+    index = np.arange(start, stop, dtype=np.int64)
+    replicates = plan.spec.replicates
+    points = plan.points.shape[0]
+    replicate = index % replicates
+    point = (index // replicates) % points
+    twin = index // (replicates * points)
+    values = plan.bases[twin].T.copy()
+    if plan.ranged:
+        values[list(plan.ranged)] = plan.points[point].T
+    initial = (
+        np.array([s.initial for s in plan.starts], dtype=np.float64)
+        .reshape(len(plan.starts), -1)[twin]
+        .T.copy()
+    )
+    return ChunkInputs(
+        values, initial, scenario_seeds(plan.spec.seed, stop - start, start), twin, point, replicate
+    )
+
+
+def run_scenarios(
+    target: Target, run: RunPlan, thresholds: Mapping[str, float], inputs: ChunkInputs
+) -> FloatArray:
+    """KPIs ``(kpis, n)`` of a chunk, in this process."""
+    if target.kernel is None:
+        return BUILTIN_MODELS[target.builtin].run(inputs.values, inputs.seeds, run.steps, run.dt_s)
+    spec = target.kernel
+    parameters = len(spec.parameters)
+    outcome = CompiledModel(spec).run(
+        inputs.initial, inputs.values[:parameters], inputs.values[parameters:], inputs.seeds, run
+    )
+    return kpi_matrix(outcome, spec, thresholds)
+
+
+# Lost workers (a node gone, a process killed) are retried by Ray; a task that raised is not:
+# the same inputs would raise again.
+@ray.remote(max_retries=3)  # type: ignore[untyped-decorator]
+def run_chunk(
+    target: Target, run: RunPlan, thresholds: Mapping[str, float], inputs: ChunkInputs
+) -> FloatArray:
+    """One Ray task: the kernel over one chunk of scenarios, reduced to KPIs on the worker."""
+    return run_scenarios(target, run, thresholds, inputs)
+
+
+@dataclass(frozen=True)
+class Progress:
+    scenarios_done: int
+    scenarios_total: int
+    tasks_done: int
+    tasks_total: int
+
+
+async def execute(plan: SweepPlan, *, tasks_in_flight: int) -> AsyncIterator[Progress | FloatArray]:
+    """Runs the plan on the connected Ray cluster: yields Progress after each finished task,
+    then the KPI matrix ``(kpis, scenarios)``. Cancelling the iteration cancels the tasks."""
+    chunks = plan.chunks
+    names = plan.target.kpi_names(plan.spec.thresholds)
+    kpis = np.empty((len(names), plan.scenario_count))
+    pending: dict[asyncio.Future[Any], tuple[int, int, Any]] = {}
+    next_chunk = 0
+    done_scenarios = 0
+    done_tasks = 0
+
+    def submit(index: int) -> None:
+        start, stop = chunks[index]
+        ref = run_chunk.remote(
+            plan.target, plan.run, dict(plan.spec.thresholds), chunk_inputs(plan, start, stop)
+        )
+        pending[asyncio.wrap_future(ref.future())] = (start, stop, ref)
+
+    try:
+        while next_chunk < len(chunks) or pending:
+            # A window of tasks in flight: chunk inputs are built as tasks start, so a large
+            # sweep never holds all its inputs in memory at once.
+            while next_chunk < len(chunks) and len(pending) < tasks_in_flight:
+                submit(next_chunk)
+                next_chunk += 1
+            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in finished:
+                start, stop, _ = pending.pop(future)
+                kpis[:, start:stop] = future.result()
+                done_scenarios += stop - start
+                done_tasks += 1
+            yield Progress(done_scenarios, plan.scenario_count, done_tasks, len(chunks))
+    except BaseException:
+        # The caller went away (cancelled, past its deadline) or a task failed: free the
+        # cluster. force=True because a running numba kernel can only be stopped with its
+        # worker.
+        for future, (_, _, ref) in pending.items():
+            ray.cancel(ref, force=True)
+            future.cancel()  # nobody waits for it any more
+        raise
+    yield kpis
 
 
 @dataclass(frozen=True)
@@ -43,102 +442,60 @@ class KpiStats:
     p05: float
     p50: float
     p95: float
+    missing: int
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    scenario_count: int
-    task_count: int
-    kpis: list[KpiStats]
-
-
-def validate(spec: SweepSpec, *, max_scenarios: int, max_steps: int) -> BuiltinModel:
-    """The spec's model; InvalidArgumentError naming every bad field otherwise."""
-    violations = []
-    model = BUILTIN_MODELS.get(spec.model)
-    if model is None:
-        known = ", ".join(sorted(BUILTIN_MODELS))
-        violations.append(FieldViolation("model", f"unknown model; built-in models: {known}"))
-    if not 1 <= spec.scenario_count <= max_scenarios:
-        violations.append(FieldViolation("scenario_count", f"must be 1 to {max_scenarios}"))
-    if not (math.isfinite(spec.horizon_s) and spec.horizon_s > 0):
-        violations.append(FieldViolation("horizon_s", "must be a positive number"))
-    if not (math.isfinite(spec.step_s) and spec.step_s > 0):
-        violations.append(FieldViolation("step_s", "must be a positive number"))
-    elif math.isfinite(spec.horizon_s) and spec.horizon_s / spec.step_s > max_steps:
-        violations.append(FieldViolation("step_s", f"horizon_s / step_s must be <= {max_steps}"))
-    for name, (low, high) in spec.ranges.items():
-        path = f"parameters[{name!r}]"
-        if model is not None and name not in model.parameters:
-            violations.append(FieldViolation(path, f"{spec.model} has no parameter {name!r}"))
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            violations.append(FieldViolation(path, "min and max must be finite, min <= max"))
-    if violations or model is None:
-        raise InvalidArgumentError("invalid sweep", violations)
-    return model
-
-
-def sample_parameters(model: BuiltinModel, spec: SweepSpec) -> FloatArray:
-    """``(parameters, scenarios)``: defaults, with ranged parameters drawn uniformly.
-
-    The same seed always gives the same scenarios.
-    """
-    rng = np.random.default_rng(spec.seed)
-    params = np.empty((len(model.parameters), spec.scenario_count))
-    for row, (name, default) in enumerate(model.parameters.items()):
-        if name in spec.ranges:
-            low, high = spec.ranges[name]
-            params[row] = rng.uniform(low, high, spec.scenario_count)
-        else:
-            params[row] = default
-    return params
-
-
-def summarize(model: BuiltinModel, kpis: FloatArray) -> list[KpiStats]:
-    """Distribution of each KPI over the scenarios."""
+def summarize(names: Sequence[str], kpis: FloatArray) -> list[KpiStats]:
+    """Distribution of each KPI over the scenarios, NaNs (never reached) left out."""
     stats = []
-    for row, name in enumerate(model.kpis):
-        values = kpis[row]
+    for row, name in enumerate(names):
+        values = kpis[row][np.isfinite(kpis[row])]
+        missing = int(kpis.shape[1] - values.size)
+        if values.size == 0:
+            nan = math.nan
+            stats.append(KpiStats(name, nan, nan, nan, nan, nan, nan, missing))
+            continue
         p05, p50, p95 = np.percentile(values, [5, 50, 95])
         stats.append(
             KpiStats(
-                name=name,
-                mean=float(values.mean()),
-                min=float(values.min()),
-                max=float(values.max()),
-                p05=float(p05),
-                p50=float(p50),
-                p95=float(p95),
+                name,
+                float(values.mean()),
+                float(values.min()),
+                float(values.max()),
+                float(p05),
+                float(p50),
+                float(p95),
+                missing,
             )
         )
     return stats
 
 
-@ray.remote(max_retries=3)  # type: ignore[untyped-decorator]
-def run_chunk(model_name: str, params: FloatArray, steps: int, dt_s: float) -> FloatArray:
-    """One Ray task: the kernel over one chunk of scenarios. Retried if its worker dies."""
-    return BUILTIN_MODELS[model_name].run(params, steps, dt_s)
+def results_table(plan: SweepPlan, kpis: FloatArray) -> pa.Table:
+    """One row per scenario: its coordinates, seed, every variable's value, and its KPIs."""
+    everything = chunk_inputs(plan, 0, plan.scenario_count)
+    twin_ids = np.array([start.twin_id for start in plan.starts], dtype=object)
+    columns: dict[str, Any] = {
+        "scenario": pa.array(np.arange(plan.scenario_count, dtype=np.int64)),
+        "twin_id": pa.DictionaryArray.from_arrays(
+            pa.array(everything.twin.astype(np.int32)), pa.array(list(twin_ids), pa.string())
+        ),
+        "point": pa.array(everything.point),
+        "replicate": pa.array(everything.replicate.astype(np.int32)),
+        "seed": pa.array(everything.seeds),
+    }
+    for row, name in enumerate(plan.target.names):
+        columns[name] = pa.array(everything.values[row])
+    for row, name in enumerate(plan.target.kpi_names(plan.spec.thresholds)):
+        columns[name] = pa.array(kpis[row])
+    return pa.table(columns)
 
 
-async def run_sweep(spec: SweepSpec, model: BuiltinModel, scenarios_per_task: int) -> SweepResult:
-    """Runs a validated sweep on the connected Ray cluster."""
-    params = sample_parameters(model, spec)
-    bounds = range(0, spec.scenario_count, scenarios_per_task)
-    refs = [
-        run_chunk.remote(
-            spec.model, params[:, start : start + scenarios_per_task], spec.steps, spec.step_s
-        )
-        for start in bounds
-    ]
-    try:
-        chunks = [await ref for ref in refs]
-    except asyncio.CancelledError:
-        # The caller went away (cancelled, or past its deadline): free the cluster. force=True
-        # because a running numba kernel cannot be interrupted, only its worker stopped.
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        raise
-    kpis = np.concatenate(chunks, axis=1)
-    return SweepResult(
-        scenario_count=spec.scenario_count, task_count=len(refs), kpis=summarize(model, kpis)
-    )
+def write_results(table: pa.Table, path: Path, provenance_json: str) -> int:
+    """Writes the Parquet file with the provenance in its metadata; returns its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.replace_schema_metadata({"twinstack.provenance": provenance_json})
+    temporary = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, temporary, compression="zstd", row_group_size=1_000_000)
+    temporary.replace(path)
+    return int(path.stat().st_size)

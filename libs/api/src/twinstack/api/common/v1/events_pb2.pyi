@@ -133,3 +133,29 @@ class DesiredChangedEvent(_message.Message):
     state_revision: int
     time: _timestamp_pb2.Timestamp
     def __init__(self, twin_id: _Optional[str] = ..., desired: _Optional[_Mapping[str, _types_pb2.Value]] = ..., delta_fields: _Optional[_Iterable[str]] = ..., state_revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PredictedAlertEvent(_message.Message):
+    __slots__ = ("twin_id", "model_id", "condition", "severity", "message", "probability", "time_to_failure_p50_s", "horizon_s", "forecast_id", "start_time", "state_revision")
+    TWIN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FAILURE_P50_S_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_S_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    twin_id: str
+    model_id: str
+    condition: str
+    severity: Severity
+    message: str
+    probability: float
+    time_to_failure_p50_s: float
+    horizon_s: float
+    forecast_id: str
+    start_time: _timestamp_pb2.Timestamp
+    state_revision: int
+    def __init__(self, twin_id: _Optional[str] = ..., model_id: _Optional[str] = ..., condition: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., message: _Optional[str] = ..., probability: _Optional[float] = ..., time_to_failure_p50_s: _Optional[float] = ..., horizon_s: _Optional[float] = ..., forecast_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_revision: _Optional[int] = ...) -> None: ...

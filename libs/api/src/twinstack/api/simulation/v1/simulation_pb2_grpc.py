@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class SimulationServiceStub:
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray.
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
     """
 
     def __init__(self, channel):
@@ -35,19 +36,83 @@ class SimulationServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.RunSweep = channel.unary_unary(
+        self.ListBuiltinModels = channel.unary_unary(
+                '/twinstack.api.simulation.v1.SimulationService/ListBuiltinModels',
+                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsResponse.FromString,
+                _registered_method=True)
+        self.RunScenario = channel.unary_unary(
+                '/twinstack.api.simulation.v1.SimulationService/RunScenario',
+                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.FromString,
+                _registered_method=True)
+        self.RunSweep = channel.unary_stream(
                 '/twinstack.api.simulation.v1.SimulationService/RunSweep',
                 request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.FromString,
                 _registered_method=True)
+        self.FetchSweepResults = channel.unary_stream(
+                '/twinstack.api.simulation.v1.SimulationService/FetchSweepResults',
+                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.FromString,
+                _registered_method=True)
+        self.Forecast = channel.unary_unary(
+                '/twinstack.api.simulation.v1.SimulationService/Forecast',
+                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastResponse.FromString,
+                _registered_method=True)
+        self.Calibrate = channel.unary_unary(
+                '/twinstack.api.simulation.v1.SimulationService/Calibrate',
+                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateResponse.FromString,
+                _registered_method=True)
 
 
 class SimulationServiceServicer:
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray.
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
     """
 
+    def ListBuiltinModels(self, request, context):
+        """The built-in models (hand-written kernels for discrete-event use cases).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunScenario(self, request, context):
+        """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
+        and KPIs per twin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunSweep(self, request, context):
-        """Runs a sweep of a built-in model over sampled parameters and returns KPI summaries.
+        """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
+        the call cancels the sweep's tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchSweepResults(self, request, context):
+        """The Parquet file of a finished sweep, in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Forecast(self, request, context):
+        """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
+        Written to InfluxDB and published as predicted-alert events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Calibrate(self, request, context):
+        """Fits parameters of a twin's model to its telemetry history in InfluxDB.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -56,10 +121,35 @@ class SimulationServiceServicer:
 
 def add_SimulationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'RunSweep': grpc.unary_unary_rpc_method_handler(
+            'ListBuiltinModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBuiltinModels,
+                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsResponse.SerializeToString,
+            ),
+            'RunScenario': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunScenario,
+                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.SerializeToString,
+            ),
+            'RunSweep': grpc.unary_stream_rpc_method_handler(
                     servicer.RunSweep,
                     request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.SerializeToString,
+            ),
+            'FetchSweepResults': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchSweepResults,
+                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.SerializeToString,
+            ),
+            'Forecast': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forecast,
+                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastResponse.SerializeToString,
+            ),
+            'Calibrate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Calibrate,
+                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -70,11 +160,12 @@ def add_SimulationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SimulationService:
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray.
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
     """
 
     @staticmethod
-    def RunSweep(request,
+    def ListBuiltinModels(request,
             target,
             options=(),
             channel_credentials=None,
@@ -87,9 +178,144 @@ class SimulationService:
         return grpc.experimental.unary_unary(
             request,
             target,
+            '/twinstack.api.simulation.v1.SimulationService/ListBuiltinModels',
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsRequest.SerializeToString,
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ListBuiltinModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunScenario(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.simulation.v1.SimulationService/RunScenario',
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.SerializeToString,
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
             '/twinstack.api.simulation.v1.SimulationService/RunSweep',
             twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.SerializeToString,
             twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchSweepResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/twinstack.api.simulation.v1.SimulationService/FetchSweepResults',
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.SerializeToString,
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forecast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.simulation.v1.SimulationService/Forecast',
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastRequest.SerializeToString,
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Calibrate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.simulation.v1.SimulationService/Calibrate',
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateRequest.SerializeToString,
+            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.CalibrateResponse.FromString,
             options,
             channel_credentials,
             insecure,

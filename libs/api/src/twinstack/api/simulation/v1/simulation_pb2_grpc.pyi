@@ -27,32 +27,116 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SimulationServiceStub:
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray."""
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SimulationServiceAsyncStub: ...
-    RunSweep: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]
-    """Runs a sweep of a built-in model over sampled parameters and returns KPI summaries."""
+    ListBuiltinModels: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.ListBuiltinModelsRequest, _simulation_pb2.ListBuiltinModelsResponse]
+    """The built-in models (hand-written kernels for discrete-event use cases)."""
+    RunScenario: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.RunScenarioRequest, _simulation_pb2.RunScenarioResponse]
+    """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
+    and KPIs per twin.
+    """
+    RunSweep: _grpc.UnaryStreamMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]
+    """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
+    the call cancels the sweep's tasks.
+    """
+    FetchSweepResults: _grpc.UnaryStreamMultiCallable[_simulation_pb2.FetchSweepResultsRequest, _simulation_pb2.FetchSweepResultsResponse]
+    """The Parquet file of a finished sweep, in chunks."""
+    Forecast: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.ForecastRequest, _simulation_pb2.ForecastResponse]
+    """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
+    Written to InfluxDB and published as predicted-alert events.
+    """
+    Calibrate: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.CalibrateRequest, _simulation_pb2.CalibrateResponse]
+    """Fits parameters of a twin's model to its telemetry history in InfluxDB."""
 
 @_typing.type_check_only
 class SimulationServiceAsyncStub(SimulationServiceStub):
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray."""
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    RunSweep: _aio.UnaryUnaryMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]  # type: ignore[assignment]
-    """Runs a sweep of a built-in model over sampled parameters and returns KPI summaries."""
+    ListBuiltinModels: _aio.UnaryUnaryMultiCallable[_simulation_pb2.ListBuiltinModelsRequest, _simulation_pb2.ListBuiltinModelsResponse]  # type: ignore[assignment]
+    """The built-in models (hand-written kernels for discrete-event use cases)."""
+    RunScenario: _aio.UnaryUnaryMultiCallable[_simulation_pb2.RunScenarioRequest, _simulation_pb2.RunScenarioResponse]  # type: ignore[assignment]
+    """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
+    and KPIs per twin.
+    """
+    RunSweep: _aio.UnaryStreamMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]  # type: ignore[assignment]
+    """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
+    the call cancels the sweep's tasks.
+    """
+    FetchSweepResults: _aio.UnaryStreamMultiCallable[_simulation_pb2.FetchSweepResultsRequest, _simulation_pb2.FetchSweepResultsResponse]  # type: ignore[assignment]
+    """The Parquet file of a finished sweep, in chunks."""
+    Forecast: _aio.UnaryUnaryMultiCallable[_simulation_pb2.ForecastRequest, _simulation_pb2.ForecastResponse]  # type: ignore[assignment]
+    """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
+    Written to InfluxDB and published as predicted-alert events.
+    """
+    Calibrate: _aio.UnaryUnaryMultiCallable[_simulation_pb2.CalibrateRequest, _simulation_pb2.CalibrateResponse]  # type: ignore[assignment]
+    """Fits parameters of a twin's model to its telemetry history in InfluxDB."""
 
 class SimulationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Scenario runs and sweeps, compiled with numba and fanned out on Ray."""
+    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
+    kernels; sweeps fan out on Ray.
+    """
+
+    @_abc_1.abstractmethod
+    def ListBuiltinModels(
+        self,
+        request: _simulation_pb2.ListBuiltinModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulation_pb2.ListBuiltinModelsResponse, _abc.Awaitable[_simulation_pb2.ListBuiltinModelsResponse]]:
+        """The built-in models (hand-written kernels for discrete-event use cases)."""
+
+    @_abc_1.abstractmethod
+    def RunScenario(
+        self,
+        request: _simulation_pb2.RunScenarioRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulation_pb2.RunScenarioResponse, _abc.Awaitable[_simulation_pb2.RunScenarioResponse]]:
+        """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
+        and KPIs per twin.
+        """
 
     @_abc_1.abstractmethod
     def RunSweep(
         self,
         request: _simulation_pb2.RunSweepRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_simulation_pb2.RunSweepResponse, _abc.Awaitable[_simulation_pb2.RunSweepResponse]]:
-        """Runs a sweep of a built-in model over sampled parameters and returns KPI summaries."""
+    ) -> _typing.Union[_abc.Iterator[_simulation_pb2.RunSweepResponse], _abc.AsyncIterator[_simulation_pb2.RunSweepResponse]]:
+        """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
+        the call cancels the sweep's tasks.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchSweepResults(
+        self,
+        request: _simulation_pb2.FetchSweepResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_simulation_pb2.FetchSweepResultsResponse], _abc.AsyncIterator[_simulation_pb2.FetchSweepResultsResponse]]:
+        """The Parquet file of a finished sweep, in chunks."""
+
+    @_abc_1.abstractmethod
+    def Forecast(
+        self,
+        request: _simulation_pb2.ForecastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulation_pb2.ForecastResponse, _abc.Awaitable[_simulation_pb2.ForecastResponse]]:
+        """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
+        Written to InfluxDB and published as predicted-alert events.
+        """
+
+    @_abc_1.abstractmethod
+    def Calibrate(
+        self,
+        request: _simulation_pb2.CalibrateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_simulation_pb2.CalibrateResponse, _abc.Awaitable[_simulation_pb2.CalibrateResponse]]:
+        """Fits parameters of a twin's model to its telemetry history in InfluxDB."""
 
 def add_SimulationServiceServicer_to_server(servicer: SimulationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,392 @@
+"""``twinstack sim``: scenario runs, sweeps with a progress bar, forecasts, calibration,
+reports, and applying the best scenario."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from twinstack.api.simulation.v1 import simulation_pb2
+from twinstack.cli.shared import TokenOption, console, fail, open_client
+from twinstack.sdk.client import ApiError, TwinstackClient
+from twinstack.sdk.results import (
+    apply_scenario,
+    best_scenario,
+    forecast_figure,
+    scenario_frame,
+    sweep_figure,
+    sweep_frame,
+    write_report,
+)
+
+sim_app = typer.Typer(
+    help="Simulation: scenarios, sweeps, forecasts, calibration.", no_args_is_help=True
+)
+
+TwinsOption = Annotated[list[str] | None, typer.Option("--twin", help="Twin id (repeatable).")]
+QueryOption = Annotated[str, typer.Option(help="Registry query selecting twins.")]
+ReportOption = Annotated[Path | None, typer.Option(help="Write a report: .png or .html.")]
+
+
+def _numbers(items: list[str] | None, what: str) -> dict[str, float]:
+    values = {}
+    for item in items or []:
+        name, _, text = item.partition("=")
+        try:
+            values[name] = float(text)
+        except ValueError as error:
+            raise typer.BadParameter(f"{item!r} is not NAME=NUMBER", param_hint=what) from error
+    return values
+
+
+def _ranges(items: list[str] | None) -> dict[str, tuple[float, ...]]:
+    ranges: dict[str, tuple[float, ...]] = {}
+    for item in items or []:
+        name, _, span = item.partition("=")
+        try:
+            ranges[name] = tuple(float(part) for part in span.split(":"))
+        except ValueError as error:
+            raise typer.BadParameter(f"{item!r} is not NAME=MIN:MAX[:LEVELS]") from error
+        if len(ranges[name]) not in (2, 3):
+            raise typer.BadParameter(f"{item!r} is not NAME=MIN:MAX[:LEVELS]")
+    return ranges
+
+
+def _fmt(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.4g}"
+
+
+@sim_app.command("models")
+def models(token: TokenOption = None) -> None:
+    """List the built-in models (hand-written kernels) and their parameters."""
+    with open_client(token) as client:
+        try:
+            found = client.list_builtin_models()
+        except ApiError as error:
+            raise fail(error) from error
+    table = Table(title="built-in models")
+    for column in ("model", "use case", "parameters (default)", "KPIs"):
+        table.add_column(column)
+    for model in found:
+        parameters = ", ".join(f"{p.name}={p.default:g}" for p in model.parameters)
+        table.add_row(model.name, model.use_case, parameters, ", ".join(model.kpis))
+    console.print(table)
+
+
+@sim_app.command("run")
+def run(
+    twin: TwinsOption = None,
+    query: QueryOption = "",
+    horizon_s: Annotated[float, typer.Option()] = 3600.0,
+    step_s: Annotated[float, typer.Option()] = 1.0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE override")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(help="OBSERVABLE=VALUE")] = None,
+    report: ReportOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Fork the live twins and run one what-if scenario each: KPIs and trajectories."""
+    with open_client(token) as client, console.status("running the scenario"):
+        try:
+            response = client.run_scenario(
+                twin or [],
+                query=query,
+                horizon_s=horizon_s,
+                step_s=step_s,
+                overrides=_numbers(set_, "--set"),
+                thresholds=_numbers(threshold, "--threshold"),
+            )
+        except ApiError as error:
+            raise fail(error) from error
+    table = Table(title=f"{response.model_id}: scenario over {horizon_s:g} s")
+    table.add_column("twin")
+    table.add_column("revision", justify="right")
+    names = sorted({name for t in response.twins for name in t.kpis})
+    for name in names:
+        table.add_column(name, justify="right")
+    for result in response.twins:
+        table.add_row(
+            result.twin_id, str(result.state_revision), *(_fmt(result.kpis[name]) for name in names)
+        )
+    console.print(table)
+    if report is not None:
+        frame = scenario_frame(response)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        observables = [c for c in frame.columns if c not in ("twin_id", "time_s")]
+        figure, axes = plt.subplots(
+            len(observables), 1, figsize=(9, 2.8 * len(observables)), squeeze=False
+        )
+        for axis, name in zip(axes[:, 0], observables, strict=True):
+            for twin_id, rows in frame.groupby("twin_id"):
+                axis.plot(rows["time_s"], rows[name], label=str(twin_id))
+            axis.set_title(name)
+            axis.legend(fontsize=7)
+        write_report(
+            report,
+            "scenario",
+            figure,
+            {
+                "KPIs": pd.DataFrame(
+                    [{"twin_id": t.twin_id, **dict(t.kpis)} for t in response.twins]
+                )
+            },
+        )
+        console.print(f"report: {report}")
+
+
+@sim_app.command("sweep")
+def sweep(
+    model: Annotated[str, typer.Option(help="A built-in model (see sim models).")] = "",
+    twin: TwinsOption = None,
+    query: QueryOption = "",
+    sampler: Annotated[str, typer.Option(help="grid, random, lhs or sobol")] = "lhs",
+    range_: Annotated[
+        list[str] | None, typer.Option("--range", help="NAME=MIN:MAX[:LEVELS]")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=0)] = 1000,
+    replicates: Annotated[int, typer.Option(min=1)] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE override")] = None,
+    noise: Annotated[list[str] | None, typer.Option(help="INPUT=SIGMA per step")] = None,
+    threshold: Annotated[list[str] | None, typer.Option(help="OBSERVABLE=VALUE")] = None,
+    horizon_s: Annotated[float, typer.Option()] = 3600.0,
+    step_s: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    output: Annotated[Path | None, typer.Option(help="Save the Parquet results here.")] = None,
+    report: ReportOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a sweep on Ray with a progress bar; show the KPI distributions."""
+    with (
+        open_client(token) as client,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+    ):
+        task = progress.add_task("scenarios", total=None)
+
+        def show(message: simulation_pb2.RunSweepResponse) -> None:
+            progress.update(
+                task,
+                total=message.scenarios_total,
+                completed=message.scenarios_done,
+                description=f"sweep {message.sweep_id[:8]} "
+                f"({message.tasks_done}/{message.tasks_total} tasks)",
+            )
+
+        try:
+            result = client.run_sweep(
+                model,
+                twin_ids=twin or [],
+                query=query,
+                sampler=sampler,
+                ranges=_ranges(range_),  # type: ignore[arg-type]
+                samples=samples,
+                replicates=replicates,
+                overrides=_numbers(set_, "--set"),
+                input_noise=_numbers(noise, "--noise"),
+                thresholds=_numbers(threshold, "--threshold"),
+                horizon_s=horizon_s,
+                step_s=step_s,
+                seed=seed,
+                on_progress=show,
+            )
+            parquet = client.fetch_sweep_results(result.sweep_id) if output or report else b""
+        except ApiError as error:
+            raise fail(error) from error
+    table = Table(
+        title=f"sweep {result.sweep_id}: {result.scenario_count:,} scenarios, "
+        f"{result.task_count} Ray task(s), {result.elapsed_s:.1f} s"
+        + (f", {result.diverged} diverged" if result.diverged else "")
+    )
+    for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max", "missing"):
+        table.add_column(column, justify="left" if column == "KPI" else "right")
+    for kpi in result.kpis:
+        table.add_row(
+            kpi.name,
+            *(_fmt(v) for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max)),
+            str(kpi.missing),
+        )
+    console.print(table)
+    if output is not None:
+        output.write_bytes(parquet)
+        console.print(f"results: {output} ({len(parquet):,} bytes, provenance in its metadata)")
+    if report is not None:
+        frame = sweep_frame(parquet)
+        kpis = [k.name for k in result.kpis if k.missing < result.scenario_count][:4]
+        swept = list(_ranges(range_))
+        summary = pd.DataFrame(
+            [
+                {"kpi": k.name, "mean": k.mean, "p05": k.p05, "p50": k.p50, "p95": k.p95}
+                for k in result.kpis
+            ]
+        )
+        write_report(
+            report, f"sweep {result.sweep_id}", sweep_figure(frame, kpis, swept), {"KPIs": summary}
+        )
+        console.print(f"report: {report}")
+
+
+@sim_app.command("apply")
+def apply(
+    results: Annotated[Path, typer.Argument(help="Parquet results of a sweep of twins.")],
+    kpi: Annotated[str, typer.Option(help="KPI to optimise.")],
+    maximize: Annotated[bool, typer.Option(help="Pick the highest value.")] = False,
+    latest: Annotated[bool, typer.Option(help="Condition on the current state revision.")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Apply the best scenario: its inputs become desired values, conditionally on the state
+    revision the sweep started from."""
+    frame = sweep_frame(results.read_bytes())
+    row = best_scenario(frame, kpi, minimize=not maximize)
+    with open_client(token) as client:
+        try:
+            state = apply_scenario(client, frame, row, latest=latest)
+        except ApiError as error:
+            raise fail(error) from error
+    desired = ", ".join(f"{name}={field.value}" for name, field in state.desired.items())
+    console.print(
+        f"scenario {int(row['scenario'])} applied to {state.twin_id}: {desired} "
+        f"(revision {state.revision})"
+    )
+
+
+@sim_app.command("forecast")
+def forecast(
+    twin: TwinsOption = None,
+    query: QueryOption = "",
+    horizon_s: Annotated[float, typer.Option()] = 3600.0,
+    step_s: Annotated[float, typer.Option()] = 1.0,
+    samples: Annotated[int, typer.Option(min=1)] = 1000,
+    uncertain: Annotated[list[str] | None, typer.Option(help="NAME=MIN:MAX")] = None,
+    noise: Annotated[list[str] | None, typer.Option(help="INPUT=SIGMA per step")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    report: ReportOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Monte Carlo forecast from live state: failure probabilities and time to failure."""
+    spans = {name: (span[0], span[1]) for name, span in _ranges(uncertain).items()}
+    with open_client(token) as client:
+        try:
+            with console.status(f"forecasting {samples} runs per twin"):
+                response = client.forecast(
+                    twin or [],
+                    query=query,
+                    horizon_s=horizon_s,
+                    step_s=step_s,
+                    samples=samples,
+                    uncertain=spans,
+                    input_noise=_numbers(noise, "--noise"),
+                    seed=seed,
+                )
+            history = _recent_history(client, response, horizon_s) if report else {}
+        except ApiError as error:
+            raise fail(error) from error
+    table = Table(title=f"forecast {response.forecast_id[:8]}: {horizon_s:g} s ahead")
+    for column in (
+        "twin",
+        "condition",
+        "severity",
+        "probability",
+        "TTF p05",
+        "TTF p50",
+        "TTF p95",
+        "alert",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("twin", "condition", "severity") else "right"
+        )
+    for result in response.twins:
+        for risk in result.risks:
+            table.add_row(
+                result.twin_id,
+                risk.condition,
+                risk.severity,
+                f"{risk.probability:.1%}",
+                _fmt(risk.time_to_failure_p05_s),
+                _fmt(risk.time_to_failure_p50_s),
+                _fmt(risk.time_to_failure_p95_s),
+                "yes" if risk.alerted else "",
+            )
+    console.print(table)
+    if report is not None:
+        write_report(
+            report, f"forecast {response.forecast_id}", forecast_figure(response, history), {}
+        )
+        console.print(f"report: {report}")
+
+
+def _recent_history(
+    client: TwinstackClient, response: simulation_pb2.ForecastResponse, horizon_s: float
+) -> dict[str, pd.DataFrame]:
+    """The telemetry behind each fan, as long before the start as the horizon is long."""
+    start = response.start_time.ToDatetime(tzinfo=UTC)
+    found: dict[str, pd.DataFrame] = {}
+    for twin in response.twins:
+        names = [fan.name for fan in twin.fans]
+        series = client.query_history(
+            [twin.twin_id], names, start - timedelta(seconds=horizon_s), start
+        )
+        for item in series:
+            found[f"{twin.twin_id}/{item.field}"] = pd.DataFrame(
+                {
+                    "time": pd.to_datetime(list(item.time_unix_ns), utc=True),
+                    "value": [v for v in item.double_values.values],
+                }
+            )
+    return found
+
+
+@sim_app.command("calibrate")
+def calibrate(
+    twin_id: Annotated[str, typer.Argument()],
+    parameter: Annotated[
+        list[str] | None, typer.Option(help="Parameter to fit (repeatable).")
+    ] = None,
+    minutes: Annotated[float, typer.Option(help="History window, ending now.")] = 60.0,
+    step_s: Annotated[float, typer.Option()] = 1.0,
+    token: TokenOption = None,
+) -> None:
+    """Fit model parameters of a twin to its telemetry history; show the fit quality."""
+    end = datetime.now(UTC)
+    with open_client(token) as client, console.status("fitting"):
+        try:
+            response = client.calibrate(
+                twin_id,
+                parameter or [],
+                start=end - timedelta(minutes=minutes),
+                end=end,
+                step_s=step_s,
+            )
+        except ApiError as error:
+            raise fail(error) from error
+    table = Table(
+        title=f"{twin_id}: {'converged' if response.converged else 'not converged'} "
+        f"after {response.evaluations} runs"
+    )
+    for column in ("parameter", "fitted", "± std error", "before", "bounds"):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    for p in response.parameters:
+        table.add_row(
+            p.name, _fmt(p.value), _fmt(p.std_error), _fmt(p.initial), f"[{p.min:g}, {p.max:g}]"
+        )
+    console.print(table)
+    fits = Table(title="fit quality")
+    for column in ("state", "field", "points", "RMSE", "R²"):
+        fits.add_column(column)
+    for f in response.fits:
+        fits.add_row(f.state, f.field, str(f.points), _fmt(f.rmse), _fmt(f.r_squared))
+    console.print(fits)
