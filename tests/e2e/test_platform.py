@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from twinstack.api.state.v1 import state_pb2
 from twinstack.cli.main import app
 from twinstack.common.influx import InfluxStore
 from twinstack.common.values import to_python
@@ -326,6 +327,14 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
                 )
             finally:
                 feeder.stop()
+            # Once silent long enough the press turns stale, and its state stops changing.
+            wait_until(
+                lambda: (
+                    client.get_state("line1-press-3").connectivity == state_pb2.CONNECTIVITY_STALE
+                ),
+                timeout_s=30,
+                what="the press's state to settle",
+            )
             machines = (
                 f"FROM 'plant-north' FOLLOW contains DEPTH 2 WHERE IS_OF_MODEL('{EX}Machine;1')"
             )
