@@ -393,6 +393,7 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
                 input_noise={"load": 0.05},
                 max_points=31,
             )
+            walk_simulation_with_the_cli(platform, data_dir.parent / "sim-cli")
             risks = {r.condition: r for r in forecast.twins[0].risks}
             assert set(risks) == {"overheat", "worn"}
             assert 0.0 <= risks["overheat"].probability <= 1.0
@@ -411,3 +412,41 @@ def reported(client: TwinstackClient, twin_id: str) -> dict[str, object]:
     except ApiError:
         return {}
     return {name: to_python(field.value) for name, field in state.reported.items()}
+
+
+def walk_simulation_with_the_cli(platform: LocalPlatform, scratch: Path) -> None:
+    """sim models, run (with a PNG report), sweep (progress, table, Parquet, HTML report),
+    forecast and calibrate, against the fed example twins."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {
+        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        "TWINSTACK_INFLUX_URL": platform.influx.url,
+        "COLUMNS": "250",
+    }
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, ["sim", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "production_line" in run("models")
+    scenario_png = scratch / "scenario.png"
+    ran = run("run", "--twin", "line1-press-3", "--horizon-s", "600", "--set", "load=1.4",
+              "--threshold", "temperature=70", "--report", str(scenario_png))  # fmt: skip
+    assert "temperature.time_above_s" in ran
+    assert scenario_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results, report = scratch / "line.parquet", scratch / "line.html"
+    swept = run("sweep", "--model", "production_line", "--sampler", "grid",
+                "--range", "buffer_capacity=2:42:3", "--replicates", "20", "--horizon-s", "7200",
+                "--step-s", "10", "--output", str(results), "--report", str(report))  # fmt: skip
+    assert "60 scenarios" in swept
+    assert "throughput_per_h" in swept
+    assert sweep_frame(results.read_bytes()).shape[0] == 60
+    assert "throughput_per_h" in report.read_text()
+    assert "<img src='data:image/png" in report.read_text()
+    forecast = run("forecast", "--twin", "line1-press-3", "--horizon-s", "600",
+                   "--samples", "200", "--uncertain", "heat_rise=35:55")  # fmt: skip
+    assert "overheat" in forecast
+    calibrated = run("calibrate", "line1-press-3", "--parameter", "heat_rise", "--minutes", "2")
+    assert "heat_rise" in calibrated
+    assert "R²" in calibrated

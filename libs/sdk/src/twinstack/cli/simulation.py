@@ -105,15 +105,12 @@ def run(
         except ApiError as error:
             raise fail(error) from error
     table = Table(title=f"{response.model_id}: scenario over {horizon_s:g} s")
-    table.add_column("twin")
-    table.add_column("revision", justify="right")
+    table.add_column("KPI")
+    for result in response.twins:
+        table.add_column(f"{result.twin_id} (rev {result.state_revision})", justify="right")
     names = sorted({name for t in response.twins for name in t.kpis})
     for name in names:
-        table.add_column(name, justify="right")
-    for result in response.twins:
-        table.add_row(
-            result.twin_id, str(result.state_revision), *(_fmt(result.kpis[name]) for name in names)
-        )
+        table.add_row(name, *(_fmt(result.kpis[name]) for result in response.twins))
     console.print(table)
     if report is not None:
         frame = scenario_frame(response)

@@ -656,7 +656,7 @@ class TwinstackClient:
             sampler=samplers[sampler],
             ranges={
                 name: simulation_pb2.ParameterRange(
-                    min=span[0], max=span[1], levels=span[2] if len(span) > 2 else 0
+                    min=span[0], max=span[1], levels=int(span[2]) if len(span) > 2 else 0
                 )
                 for name, span in (ranges or {}).items()
             },
