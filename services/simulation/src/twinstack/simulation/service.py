@@ -335,6 +335,8 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         }
         provenance_json = json.dumps(provenance, sort_keys=True)
         path = self._settings.results_dir / f"{sweep_id}.parquet"
+        # Percentiles over millions of scenarios and the table take seconds: off the event loop.
+        summaries = await asyncio.to_thread(summarize, names, kpis)
         table = await asyncio.to_thread(results_table, plan, kpis)
         size = await asyncio.to_thread(write_results, table, path, provenance_json)
         finals = [row for row, name in enumerate(names) if name.endswith(".final")]
@@ -354,7 +356,7 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
                     p95=s.p95,
                     missing=s.missing,
                 )
-                for s in summarize(names, kpis)
+                for s in summaries
             ],
             results_path=str(path),
             results_bytes=size,
