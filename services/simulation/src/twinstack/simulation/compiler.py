@@ -257,14 +257,17 @@ def _violations(dynamics: Dynamics) -> list[FieldViolation]:
     for missing in sorted(states - equations):
         violations.append(FieldViolation(f"{path}.equations", f"state {missing!r} has no equation"))
     total_nodes = 0
-    sections: list[tuple[str, str, Node]] = [
-        (f"{path}.equations.{e.name}", e.name, e.node) for e in dynamics.equations
+    sections: list[tuple[str, str, str, Node]] = [
+        ("equations", f"{path}.equations.{e.name}", e.name, e.node) for e in dynamics.equations
     ]
-    sections += [(f"{path}.outputs.{o.name}", o.name, o.node) for o in dynamics.outputs]
-    sections += [(f"{path}.conditions.{c.name}.when", c.name, c.node) for c in dynamics.conditions]
-    for where, name, node in sections:
+    sections += [("outputs", f"{path}.outputs.{o.name}", o.name, o.node) for o in dynamics.outputs]
+    sections += [
+        ("conditions", f"{path}.conditions.{c.name}.when", c.name, c.node)
+        for c in dynamics.conditions
+    ]
+    for section, where, name, node in sections:
         total_nodes += sum(1 for _ in walk(node))
-        if ".equations." in where and name not in states:
+        if section == "equations" and name not in states:
             violations.append(FieldViolation(where, f"{name!r} is not a state variable"))
         unknown = sorted(names_in(node) - known)
         if unknown:
@@ -272,7 +275,7 @@ def _violations(dynamics: Dynamics) -> list[FieldViolation]:
                 FieldViolation(where, f"unknown names {unknown}; known: {sorted(known)}")
             )
         violations.extend(FieldViolation(where, problem) for problem in _constant_problems(node))
-        if ".outputs." in where:
+        if section == "outputs":
             known = known | {name}  # later outputs and conditions may read earlier outputs
     if total_nodes > MAX_MODEL_NODES:
         violations.append(
