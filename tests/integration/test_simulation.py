@@ -64,14 +64,23 @@ class Platform:
             ingestion_pb2.IngestBatchRequest(frames=[frame]), timeout=10
         )
 
-    async def reported(self, twin_id: str) -> dict[str, float]:
+    async def twin_state(self, twin_id: str) -> state_pb2.TwinState | None:
+        """The twin's live state, or None while nothing has been reported or desired for it."""
         try:
-            state = await self.state.GetState(state_pb2.GetStateRequest(twin_id=twin_id), timeout=5)
+            response = await self.state.GetState(
+                state_pb2.GetStateRequest(twin_id=twin_id), timeout=5
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return {}
+                return None
             raise
-        return {name: f.value.double_value for name, f in state.state.reported.items()}
+        return response.state
+
+    async def reported(self, twin_id: str) -> dict[str, float]:
+        state = await self.twin_state(twin_id)
+        if state is None:
+            return {}
+        return {name: f.value.double_value for name, f in state.reported.items()}
 
     async def sweep(
         self, request: simulation_pb2.RunSweepRequest, deadline_s: float = 120
@@ -94,7 +103,9 @@ async def platform(
     registry_port = free_port()
     registry_settings = RegistrySettings(**{**infra_settings, "grpc_port": registry_port})
     ingestion_settings = IngestionSettings(**infra_settings)
-    state_settings = StateSettings(**infra_settings)
+    # Frequent staleness checks: a test that pins a snapshot waits for its twin to go stale,
+    # after which nothing changes its state revision.
+    state_settings = StateSettings(**infra_settings, state_staleness_check_interval_s=0.2)
     async with (
         serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel,
         serve_app(ingestion_settings, IngestionApp(ingestion_settings)) as ingestion_channel,
@@ -408,7 +419,15 @@ async def test_scenario_forks_live_twins_and_matches_the_closed_form(
 async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, eventually: Any) -> None:
     await platform.twin("tank-s", TANK, outflow_rate=0.5)
     await platform.ingest("tank-s", [time.time_ns()], level=[2.0], inflow=[1.0])
-    await eventually(lambda: platform.reported("tank-s"), lambda r: "inflow" in r)
+    # Going stale bumps the revision; wait for it so the revision read below is the snapshot's.
+    settled = await eventually(
+        lambda: platform.twin_state("tank-s"),
+        lambda s: (
+            s is not None
+            and "inflow" in s.reported
+            and s.connectivity == state_pb2.CONNECTIVITY_STALE
+        ),
+    )
     request = simulation_pb2.RunSweepRequest(
         twins=simulation_pb2.TwinSelection(twin_ids=["tank-s"]),
         sampler=simulation_pb2.SAMPLER_SOBOL,
@@ -424,10 +443,9 @@ async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, event
     _, result = await platform.sweep(request)
     table = pq.read_table(result.results_path)
     provenance = json.loads(table.schema.metadata[b"twinstack.provenance"])
-    state = await platform.state.GetState(state_pb2.GetStateRequest(twin_id="tank-s"), timeout=5)
     pinned = provenance["snapshot"]["twins"][0]
     assert pinned["twin_id"] == "tank-s"
-    assert pinned["state_revision"] == state.state.revision
+    assert pinned["state_revision"] == settled.revision
     assert provenance["model"]["model_id"] == TANK
     assert provenance["desired_fields"] == {"inflow": "inflow"}
     frame = table.to_pandas()
