@@ -86,6 +86,11 @@ class ManagedProcess:
         The kernel's parent-death signal follows the *thread* that started the process: a
         thread that calls this must outlive the process, or the process gets SIGTERM.
         """
+        self.launch()
+        self.wait_ready(timeout_s=timeout_s)
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it (see ``start`` on the calling thread)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
@@ -98,6 +103,9 @@ class ManagedProcess:
             # then stops the children in order.
             start_new_session=True,
         )
+
+    def wait_ready(self, *, timeout_s: float) -> None:
+        """Waits until the launched process is ready; stops it if it is not within the time."""
         if self._ready is None:
             return
         ready = self._ready

@@ -24,7 +24,6 @@ from twinstack.cli.shared import parse_assignments as _parse_assignments
 from twinstack.cli.simulation import sim_app
 from twinstack.cli.telemetry import alerts_app, history, ingest, state_app
 from twinstack.common.values import to_python
-from twinstack.devstack import LocalPlatform, wait_until
 from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import example_model_sources, model_sources
@@ -60,6 +59,10 @@ def up(
     feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
 ) -> None:
     """Start nats-server, influxd, the four services and Ray locally; Ctrl-C stops them all."""
+    # Imported here, as the other heavy imports of single commands are, to keep the start of
+    # every other command quick.
+    from twinstack.devstack import LocalPlatform
+
     platform = LocalPlatform(data_dir.resolve())
     with console.status("starting twinstack") as status:
         platform.start(progress=lambda step: status.update(f"starting {step}"))
@@ -393,6 +396,8 @@ def demo(
     token: TokenOption = None,
 ) -> None:
     """Walk the skeleton path: create a twin, ingest, read live state and history, sweep."""
+    from twinstack.devstack import wait_until
+
     twin_id = f"demo-pump-{uuid.uuid4().hex[:8]}"
     steps = Table(title="twinstack skeleton path")
     steps.add_column("step")

@@ -1,14 +1,17 @@
 """``twinstack sim``: scenario runs, sweeps with a progress bar, forecasts, calibration,
-reports, and applying the best scenario."""
+reports, and applying the best scenario.
+
+pandas and the report code are imported by the commands that use them: importing pandas costs
+seconds, and every ``twinstack`` command would otherwise pay for it when it starts.
+"""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
@@ -16,15 +19,9 @@ from rich.table import Table
 from twinstack.api.simulation.v1 import simulation_pb2
 from twinstack.cli.shared import TokenOption, console, fail, open_client
 from twinstack.sdk.client import ApiError, TwinstackClient
-from twinstack.sdk.results import (
-    apply_scenario,
-    best_scenario,
-    forecast_figure,
-    scenario_frame,
-    sweep_figure,
-    sweep_frame,
-    write_report,
-)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 sim_app = typer.Typer(
     help="Simulation: scenarios, sweeps, forecasts, calibration.", no_args_is_help=True
@@ -113,9 +110,12 @@ def run(
         table.add_row(name, *(_fmt(result.kpis[name]) for result in response.twins))
     console.print(table)
     if report is not None:
-        frame = scenario_frame(response)
         import matplotlib
+        import pandas as pd
 
+        from twinstack.sdk.results import scenario_frame, write_report
+
+        frame = scenario_frame(response)
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -222,6 +222,10 @@ def sweep(
         output.write_bytes(parquet)
         console.print(f"results: {output} ({len(parquet):,} bytes, provenance in its metadata)")
     if report is not None:
+        import pandas as pd
+
+        from twinstack.sdk.results import sweep_figure, sweep_frame, write_report
+
         frame = sweep_frame(parquet)
         kpis = [k.name for k in result.kpis if k.missing < result.scenario_count][:4]
         swept = list(_ranges(range_))
@@ -247,6 +251,8 @@ def apply(
 ) -> None:
     """Apply the best scenario: its inputs become desired values, conditionally on the state
     revision the sweep started from."""
+    from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
+
     frame = sweep_frame(results.read_bytes())
     row = best_scenario(frame, kpi, minimize=not maximize)
     with open_client(token) as client:
@@ -320,6 +326,8 @@ def forecast(
             )
     console.print(table)
     if report is not None:
+        from twinstack.sdk.results import forecast_figure, write_report
+
         write_report(
             report, f"forecast {response.forecast_id}", forecast_figure(response, history), {}
         )
@@ -330,6 +338,8 @@ def _recent_history(
     client: TwinstackClient, response: simulation_pb2.ForecastResponse, horizon_s: float
 ) -> dict[str, pd.DataFrame]:
     """The telemetry behind each fan, as long before the start as the horizon is long."""
+    import pandas as pd
+
     start = response.start_time.ToDatetime(tzinfo=UTC)
     found: dict[str, pd.DataFrame] = {}
     for twin in response.twins:
