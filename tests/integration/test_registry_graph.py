@@ -15,6 +15,8 @@ from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
 from twinstack.common.values import from_python
+from twinstack.devstack.ontology import generate as generate_ontology
+from twinstack.devstack.ontology import interface_id
 from twinstack.registry.service import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
@@ -213,6 +215,72 @@ async def test_dtdl_ontology_imports_through_the_api(registry: Stub) -> None:
     )
     component = room.twin.properties["thermostat"].map_value.fields
     assert component["targetTemperature"].double_value == 21.0
+
+
+async def test_a_thousand_interface_ontology_with_cycles_imports_and_resolves(
+    registry: Stub, infra_settings: dict[str, Any], serve_app: Any
+) -> None:
+    sources = [
+        registry_pb2.ModelSource(name=f.name, format=registry_pb2.MODEL_FORMAT_DTDL, content=f.text)
+        for f in generate_ontology(interfaces=1000)
+    ]
+    checked = await create_models(registry, *sources, validate_only=True)
+    assert len(checked.models) == 1020
+    assert all(m.revision == 0 for m in checked.models), "validate_only stores nothing"
+    stored = await create_models(registry, *sources)
+    assert all(m.revision > 0 for m in stored.models)
+    deepest = interface_id(10)
+    resolved = json.loads(
+        (
+            await registry.GetModel(registry_pb2.GetModelRequest(model_id=deepest))
+        ).model.resolved_document
+    )
+    assert "next0" in resolved["relationships"], "inherited through ten levels of extends"
+    # Relationship cycles between stored models: twins relate both ways.
+    await new_twin(registry, "thing-0", interface_id(0))
+    await new_twin(registry, "thing-1", interface_id(1))
+    await new_twin(registry, "thing-2", interface_id(2))
+    await relate(registry, "thing-1", "next1", "thing-2")
+    await relate(registry, "thing-2", "next2", "thing-1")
+    await relate(registry, "thing-0", "next0", "thing-0")
+    # Another replica builds its catalog from the bucket: the cycles resolve there too.
+    settings = RegistrySettings(**infra_settings)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        replica = registry_pb2_grpc.RegistryServiceStub(channel)
+        answer = await replica.GetModel(registry_pb2.GetModelRequest(model_id=interface_id(2)))
+        assert json.loads(answer.model.resolved_document)["relationships"]["next2"]
+
+
+async def test_missing_relationship_targets_are_named_not_cascaded(
+    registry: Stub, details_of: Any
+) -> None:
+    base = {"id": "dtmi:acme:Base;1", "relationships": {"feeds": {"target": "dtmi:acme:Nope;1"}}}
+    children = [{"id": f"dtmi:acme:Child{i};1", "extends": "dtmi:acme:Base;1"} for i in range(30)]
+    error = await fails(create_models(registry, native(base, *children)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dtmi:acme:Nope;1" in (error.details() or "")
+    (bad_request,) = [d for d in details_of(error) if d.DESCRIPTOR.name == "BadRequest"]
+    assert [v.field for v in bad_request.field_violations] == [
+        "dtmi:acme:Base;1.relationships.feeds.target"
+    ]
+
+
+async def test_a_whole_ontology_is_bounded_by_bytes_and_models_not_files(
+    infra_settings: dict[str, Any], serve_app: Any, details_of: Any
+) -> None:
+    settings = RegistrySettings(**infra_settings, max_models_per_request=100)
+    async with serve_app(settings, RegistryApp(settings)) as channel:
+        registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        many = [native({"id": f"dtmi:acme:M{i};1"}, name=f"m{i}.json") for i in range(100)]
+        assert len((await create_models(registry, *many, validate_only=True)).models) == 100
+        error = await fails(
+            create_models(registry, *many, native({"id": "dtmi:acme:M100;1"}), validate_only=True)
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (quota,) = [d for d in details_of(error) if d.DESCRIPTOR.name == "QuotaFailure"]
+        assert quota.violations[0].subject == "TWINSTACK_MAX_MODELS_PER_REQUEST"
+        health = await registry.ListModels(registry_pb2.ListModelsRequest())
+        assert health is not None
 
 
 async def new_twin(registry: Stub, twin_id: str, model: str, **properties: Any) -> Any:

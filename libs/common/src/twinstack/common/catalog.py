@@ -54,6 +54,7 @@ class ModelCatalog(TwinDirectory):
             return
         self.models[model.id] = model
         self.parsed_models[model.id] = parsed
+        self._resolver.forget_failures()
 
     def resolve(self, model_id: str) -> ResolvedModel:
         """The model with its inheritance resolved; ModelError if it or a reference is unknown."""

@@ -87,6 +87,64 @@ class InvalidArgumentError(TwinstackError):
         ]
 
 
+class LimitExceededError(TwinstackError):
+    """A request goes over a documented limit (docs/limits.md), refused before work begins.
+
+    A bound on one request (its size, scenarios, values read) is INVALID_ARGUMENT: the same
+    request will never pass. A bound on what one caller holds at once (concurrent Watches,
+    stored alert rules) is RESOURCE_EXHAUSTED: it passes once the caller holds less. Either way
+    a ``QuotaFailure`` names the setting (``TWINSTACK_...``) and ``ErrorInfo`` carries the
+    maximum and, when known, what was asked for.
+    """
+
+    reason = "LIMIT_EXCEEDED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        maximum: float,
+        requested: float | None = None,
+        violations: Sequence[FieldViolation] = (),
+        held_by_caller: bool = False,
+    ) -> None:
+        metadata = {"limit": limit, "maximum": str(maximum)}
+        if requested is not None:
+            metadata["requested"] = str(requested)
+        super().__init__(message, metadata=metadata)
+        self.code = (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+            if held_by_caller
+            else grpc.StatusCode.INVALID_ARGUMENT
+        )
+        self.limit = limit
+        self.violations = list(violations)
+
+    def details(self) -> list[Message]:
+        found: list[Message] = [
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=self.limit, description=self.message
+                    )
+                ]
+            )
+        ]
+        if self.violations:
+            found.append(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in self.violations
+                    ]
+                )
+            )
+        return found
+
+
 class _ResourceError(TwinstackError):
     def __init__(self, resource_type: str, resource_name: str, message: str) -> None:
         super().__init__(message, metadata={"resource_type": resource_type})
@@ -206,6 +264,7 @@ def unpack_details(status: status_pb2.Status) -> list[Message]:
         error_details_pb2.ResourceInfo,
         error_details_pb2.RetryInfo,
         error_details_pb2.PreconditionFailure,
+        error_details_pb2.QuotaFailure,
         types_pb2.RevisionMismatch,
     ]
     found: list[Message] = []

@@ -26,7 +26,7 @@ from twinstack.cli.telemetry import alerts_app, history, ingest, state_app
 from twinstack.common.values import to_python
 from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
-from twinstack.sdk.models import example_model_sources, model_sources
+from twinstack.sdk.models import ModelFileError, example_model_sources, model_sources
 
 app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
 model_app = typer.Typer(help="Models (twin types) in the registry.", no_args_is_help=True)
@@ -135,10 +135,18 @@ def model_apply(
     token: TokenOption = None,
 ) -> None:
     """Validate and store models (all files together, so they may refer to each other)."""
+    try:
+        sources = model_sources(
+            paths,
+            on_skip=lambda path, why: console.print(f"[yellow]skipped[/yellow] {path}: {why}"),
+        )
+    except ModelFileError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
     with _client(token) as client:
         try:
             response = client.create_models(
-                model_sources(paths), allow_breaking_changes=allow_breaking, validate_only=dry_run
+                sources, allow_breaking_changes=allow_breaking, validate_only=dry_run
             )
         except ApiError as error:
             raise _fail(error) from error

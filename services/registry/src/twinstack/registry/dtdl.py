@@ -9,9 +9,13 @@ never dropped silently. docs/models.md has the mapping table.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from twinstack.common.errors import FieldViolation, LimitExceededError
+from twinstack.common.modeling.units import UnitError, dimensions_of
 
 DTDL_CONTEXTS = frozenset({"dtmi:dtdl:context;2", "dtmi:dtdl:context;3"})
 _EXTENSION_CONTEXT = re.compile(r"dtmi:dtdl:extension:[A-Za-z]+;[12]")
@@ -104,6 +108,60 @@ UNITS: dict[str, str] = {
 }
 
 _CONTENT_KINDS = ("Property", "Telemetry", "Command", "Relationship", "Component")
+_CAMEL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_POWERS = {"square": "^2", "cubic": "^3"}
+_POWER_SUFFIXES = {"squared": "^2", "cubed": "^3"}
+
+
+# Bounded: unit names come from callers.
+@functools.lru_cache(maxsize=4096)
+def pint_unit(dtdl_unit: str) -> str | None:
+    """A DTDL unit name (``kilogramPerCubicMetre``, ``horsepower``) as a unit string pint
+    reads (``kilogram/metre^3``), or None if pint does not know it.
+
+    The table above covers the common units with their conventional symbols; this reads the rest
+    of DTDL's unit vocabulary, which names units in camel case from SI words.
+    """
+    words = [w.lower() for w in _CAMEL_WORDS.findall(dtdl_unit)]
+    if not words or "".join(words) != dtdl_unit.lower():
+        return None
+    parts: list[tuple[str, ...]] = []  # words of one unit and its power, or ("/",)
+    power = ""
+    unit_word: list[str] = []
+
+    def flush() -> None:
+        nonlocal power
+        if unit_word:
+            parts.append((*tuple(unit_word), power))
+            unit_word.clear()
+            power = ""
+
+    for word in words:
+        if word == "per":
+            flush()
+            parts.append(("/",))
+        elif word in _POWERS:
+            flush()
+            power = _POWERS[word]
+        elif word in _POWER_SUFFIXES and unit_word:
+            power = _POWER_SUFFIXES[word]
+            flush()
+        else:
+            unit_word.append(word)
+    flush()
+    # pint names some units with several words (kilowatt_hour); others are products (newton
+    # metre): try the first reading, then the second.
+    for joiner in ("_", "*"):
+        text = ""
+        for part in parts:
+            word = "/" if part == ("/",) else joiner.join(part[:-1]) + part[-1]
+            text += word if word == "/" or not text or text.endswith("/") else "*" + word
+        try:
+            dimensions_of(text)
+        except UnitError:
+            continue
+        return text
+    return None
 
 
 def _text(value: Any) -> str:
@@ -119,13 +177,33 @@ def _types(element: Mapping[str, Any]) -> list[str]:
 
 
 class _Converter:
-    def __init__(self) -> None:
+    def __init__(self, max_schema_nodes: int, max_notes: int) -> None:
         self.notes: list[tuple[str, str]] = []
+        self.notes_left_out = 0
         self.schemas: dict[str, tuple[Mapping[str, Any], str]] = {}
         self.interfaces: list[tuple[Mapping[str, Any], str]] = []
+        self._max_schema_nodes = max_schema_nodes
+        self._max_notes = max_notes
+        self._schema_nodes = 0
 
     def note(self, path: str, message: str) -> None:
-        self.notes.append((path, message))
+        if len(self.notes) < self._max_notes:
+            self.notes.append((path, message))
+        else:
+            self.notes_left_out += 1
+
+    def _count_schema_node(self, path: str) -> None:
+        # Named schemas are expanded where they are used, so a small ontology whose schemas
+        # refer to each other many times could expand exponentially: count what is built.
+        self._schema_nodes += 1
+        if self._schema_nodes > self._max_schema_nodes:
+            raise LimitExceededError(
+                "the DTDL schemas of the request expand to more than "
+                f"{self._max_schema_nodes} schema nodes",
+                limit="TWINSTACK_MAX_DTDL_SCHEMA_NODES",
+                maximum=self._max_schema_nodes,
+                violations=[FieldViolation(path, "schema expansion budget exhausted here")],
+            )
 
     def collect(self, document: Any, path: str) -> None:
         """Finds interfaces (top-level and inline) and reusable schemas, in any order."""
@@ -167,7 +245,7 @@ class _Converter:
         document: dict[str, Any] = {"id": model_id}
         if element.get("displayName"):
             document["displayName"] = _text(element["displayName"])
-        description = _text(element.get("description")) or _text(element.get("comment"))
+        description = self._description(element, path)
         if description:
             document["description"] = description
         parents = []
@@ -194,7 +272,7 @@ class _Converter:
         for semantic in kinds:
             if semantic not in (kind, "Historized") and kind in ("Property", "Telemetry"):
                 self.note(f"{path}.@type", f"semantic type {semantic!r} is not kept (its unit is)")
-        description = _text(content.get("description")) or _text(content.get("displayName"))
+        description = self._description(content, path) or _text(content.get("displayName"))
         if kind == "Property":
             prop = self._field(content, path, telemetry=False)
             if prop is not None:
@@ -220,6 +298,22 @@ class _Converter:
                 return
             document.setdefault("components", {})[name] = _described({"model": target}, description)
 
+    def _description(self, element: Mapping[str, Any], path: str) -> str:
+        """``description``, or ``comment`` when there is none; a comment beside a description
+        is reported, since the model language has one text per element."""
+        description = _text(element.get("description"))
+        comment = _text(element.get("comment"))
+        if description and comment:
+            self.note(f"{path}.comment", f"comment not kept (the description is): {comment!r}")
+        return description or comment
+
+    def _dropped_texts(self, element: Mapping[str, Any], path: str) -> None:
+        """Notes for texts on schema parts, which the model language does not carry."""
+        for key in ("displayName", "description", "comment"):
+            text = _text(element.get(key))
+            if text:
+                self.note(f"{path}.{key}", f"{key} of a schema part is not kept: {text!r}")
+
     def _field(
         self, content: Mapping[str, Any], path: str, telemetry: bool
     ) -> dict[str, Any] | None:
@@ -239,8 +333,9 @@ class _Converter:
         field: dict[str, Any] = {"schema": schema}
         unit = content.get("unit")
         if isinstance(unit, str):
-            if unit in UNITS:
-                field["unit"] = UNITS[unit]
+            mapped = UNITS.get(unit) or pint_unit(unit)
+            if mapped is not None:
+                field["unit"] = mapped
             else:
                 self.note(f"{path}.unit", f"unit {unit!r} has no mapping; dropped")
         return field
@@ -279,6 +374,7 @@ class _Converter:
 
     def schema(self, schema: Any, path: str, depth: int = 0) -> Any:
         """A DTDL schema as a model-language schema; None (with a note) if it has none."""
+        self._count_schema_node(path)
         if depth > 8:
             self.note(path, "schema nested too deep; skipped")
             return None
@@ -301,14 +397,23 @@ class _Converter:
             return None
         kinds = _types(schema)
         if "Enum" in kinds:
-            values = [
-                v.get("enumValue")
-                for v in schema.get("enumValues", []) or []
-                if isinstance(v, Mapping)
-            ]
+            entries = [v for v in schema.get("enumValues", []) or [] if isinstance(v, Mapping)]
+            values = [v.get("enumValue") for v in entries]
             if not values:
                 self.note(path, "an enum without values; skipped")
                 return None
+            renamed = {
+                str(v.get("name")): v.get("enumValue")
+                for v in entries
+                if v.get("name") is not None and v.get("name") != v.get("enumValue")
+            }
+            if renamed:
+                self.note(
+                    f"{path}.enumValues",
+                    f"enum value names are not kept, their values are: {renamed}",
+                )
+            for index, entry in enumerate(entries):
+                self._dropped_texts(entry, f"{path}.enumValues[{index}]")
             return {"enum": values}
         if "Array" in kinds:
             items = self.schema(schema.get("elementSchema"), f"{path}.elementSchema", depth + 1)
@@ -323,6 +428,7 @@ class _Converter:
             for index, field in enumerate(schema.get("fields", []) or []):
                 field_path = f"{path}.fields[{index}]"
                 if isinstance(field, Mapping) and isinstance(field.get("name"), str):
+                    self._dropped_texts(field, field_path)
                     converted = self.schema(field.get("schema"), f"{field_path}.schema", depth + 1)
                     if converted is not None:
                         fields[field["name"]] = converted
@@ -345,13 +451,19 @@ def _described(element: dict[str, Any], description: str) -> dict[str, Any]:
 
 def convert_dtdl(
     sources: Sequence[tuple[Any, str]],
+    *,
+    max_schema_nodes: int = 1_000_000,
+    max_notes: int = 10_000,
 ) -> tuple[list[tuple[dict[str, Any], str]], list[tuple[str, str]]]:
     """Converts DTDL documents (each with its origin, e.g. a file name).
 
     Returns model-language documents with the path of the interface each came from, and the
-    notes on what could not be mapped.
+    notes on what could not be mapped (the first ``max_notes``, then one that counts the rest).
+
+    Raises:
+        LimitExceededError: the schemas expand to more than ``max_schema_nodes`` nodes.
     """
-    converter = _Converter()
+    converter = _Converter(max_schema_nodes, max_notes)
     for document, origin in sources:
         converter.collect(document, origin)
     converted = []
@@ -359,4 +471,7 @@ def convert_dtdl(
         document = converter.interface(interface, path)
         if document is not None:
             converted.append((document, path))
-    return converted, converter.notes
+    notes = converter.notes
+    if converter.notes_left_out:
+        notes.append(("", f"{converter.notes_left_out} more notes left out"))
+    return converted, notes

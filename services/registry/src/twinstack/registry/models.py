@@ -3,6 +3,7 @@ compatibility with the version before, immutable once stored, and announced as e
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
+    LimitExceededError,
     NotFoundError,
 )
 from twinstack.common.modeling.document import (
@@ -29,14 +31,23 @@ from twinstack.common.modeling.document import (
     parse_model,
     version_of,
 )
-from twinstack.common.modeling.resolve import Resolver, breaking_changes
+from twinstack.common.modeling.resolve import InvalidDependencyError, Resolver, breaking_changes
 from twinstack.common.nats import MODEL_KEY_PREFIX, event_subject, message_headers
 from twinstack.registry.dtdl import convert_dtdl
 from twinstack.registry.index import RegistryIndex
 
 MODEL_RESOURCE = "twinstack.io/Model"
-MAX_SOURCE_BYTES = 1024 * 1024
-MAX_SOURCES = 500
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """Bounds on one CreateModels request (docs/limits.md); the request's total size is bounded
+    by the gRPC message size."""
+
+    max_source_bytes: int = 4 * 1024 * 1024
+    max_models: int = 10_000
+    max_dtdl_schema_nodes: int = 1_000_000
+    max_import_notes: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,24 +58,34 @@ class ModelBatch:
     notes: list[registry_pb2.ImportNote]
 
 
-def parse_sources(sources: Sequence[registry_pb2.ModelSource]) -> ModelBatch:
-    """Parses every source; InvalidArgumentError listing every problem of every document."""
+def parse_sources(
+    sources: Sequence[registry_pb2.ModelSource], limits: ModelLimits = ModelLimits()
+) -> ModelBatch:
+    """Parses every source; InvalidArgumentError listing every problem of every document.
+
+    Raises:
+        LimitExceededError: a source, the number of models or the expansion of DTDL schemas goes
+            over ``limits``.
+    """
     if not sources:
         raise InvalidArgumentError("no models", [FieldViolation("sources", "give at least one")])
-    if len(sources) > MAX_SOURCES:
-        raise InvalidArgumentError(
-            "too many documents", [FieldViolation("sources", f"at most {MAX_SOURCES}")]
-        )
     violations: list[FieldViolation] = []
     documents: list[tuple[Any, str]] = []
     dtdl: list[tuple[Any, str]] = []
     for index, source in enumerate(sources):
         origin = source.name or f"sources[{index}]"
-        if len(source.content.encode()) > MAX_SOURCE_BYTES:
-            violations.append(FieldViolation(origin, f"larger than {MAX_SOURCE_BYTES} bytes"))
-            continue
+        size = len(source.content.encode())
+        if size > limits.max_source_bytes:
+            raise LimitExceededError(
+                f"source {origin!r} holds {size} bytes, more than {limits.max_source_bytes}",
+                limit="TWINSTACK_MAX_MODEL_SOURCE_BYTES",
+                maximum=limits.max_source_bytes,
+                requested=size,
+                violations=[FieldViolation(f"sources[{index}].content", "too large")],
+            )
         try:
-            document = json.loads(source.content)
+            # A byte order mark (common in files written on Windows) is no part of the JSON.
+            document = json.loads(source.content.removeprefix("\ufeff"))
         except (ValueError, RecursionError) as error:
             violations.append(FieldViolation(origin, f"not valid JSON: {error}"))
             continue
@@ -79,8 +100,17 @@ def parse_sources(sources: Sequence[registry_pb2.ModelSource]) -> ModelBatch:
         else:
             violations.append(FieldViolation(f"{origin}.format", "NATIVE or DTDL"))
     # A DTDL ontology is converted as a whole: its files refer to each other's schemas.
-    converted, unmapped = convert_dtdl(dtdl)
+    converted, unmapped = convert_dtdl(
+        dtdl, max_schema_nodes=limits.max_dtdl_schema_nodes, max_notes=limits.max_import_notes
+    )
     documents.extend(converted)
+    if len(documents) > limits.max_models:
+        raise LimitExceededError(
+            f"the request defines {len(documents)} models, more than {limits.max_models}",
+            limit="TWINSTACK_MAX_MODELS_PER_REQUEST",
+            maximum=limits.max_models,
+            requested=len(documents),
+        )
     notes = [registry_pb2.ImportNote(path=p, message=m) for p, m in unmapped]
     models: list[Model] = []
     for document, origin in documents:
@@ -99,32 +129,65 @@ def parse_sources(sources: Sequence[registry_pb2.ModelSource]) -> ModelBatch:
 
 
 def dependency_order(models: Sequence[Model]) -> list[Model]:
-    """``models`` with every model after the models of the batch it refers to."""
+    """``models`` with every model after the models of the batch it refers to (as far as
+    cycles of relationships allow), found without recursion whatever the batch's depth."""
     by_id = {m.id: m for m in models}
     ordered: list[Model] = []
-    placed: set[str] = set()
-
-    def place(model: Model, visiting: frozenset[str]) -> None:
-        if model.id in placed or model.id in visiting:
-            return  # a cycle is reported by the resolver
-        for reference in sorted(model.references()):
-            if reference in by_id:
-                place(by_id[reference], visiting | {model.id})
-        placed.add(model.id)
-        ordered.append(model)
-
-    for model in models:
-        place(model, frozenset())
+    seen: set[str] = set()
+    for root in models:
+        if root.id in seen:
+            continue
+        seen.add(root.id)
+        stack = [(root, iter(sorted(root.references())))]
+        while stack:
+            model, references = stack[-1]
+            reference = next(references, None)
+            if reference is None:
+                stack.pop()
+                ordered.append(model)
+            elif reference in by_id and reference not in seen:
+                seen.add(reference)
+                stack.append((by_id[reference], iter(sorted(by_id[reference].references()))))
     return ordered
+
+
+_UNKNOWN_MODEL = "unknown model "
+
+
+def _invalid_models_message(violations: Sequence[FieldViolation]) -> str:
+    """A summary naming every model that is referenced but defined nowhere."""
+    missing = sorted(
+        {
+            v.description.removeprefix(_UNKNOWN_MODEL)
+            for v in violations
+            if v.description.startswith(_UNKNOWN_MODEL)
+        }
+    )
+    if not missing:
+        return "invalid models"
+    shown = ", ".join(missing[:20]) + (
+        f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+    )
+    return (
+        f"invalid models: {len(missing)} referenced model(s) defined neither in the request nor "
+        f"in the registry: {shown} (field violations say where each is referenced)"
+    )
 
 
 class ModelStore:
     """Stores model versions and answers for them from the index."""
 
-    def __init__(self, bucket: KeyValue, js: JetStreamContext, index: RegistryIndex) -> None:
+    def __init__(
+        self,
+        bucket: KeyValue,
+        js: JetStreamContext,
+        index: RegistryIndex,
+        limits: ModelLimits = ModelLimits(),
+    ) -> None:
         self._bucket = bucket
         self._js = js
         self._index = index
+        self._limits = limits
 
     async def create(
         self,
@@ -133,7 +196,8 @@ class ModelStore:
         allow_breaking_changes: bool = False,
         validate_only: bool = False,
     ) -> registry_pb2.CreateModelsResponse:
-        batch = parse_sources(sources)
+        # Parsing a whole ontology takes a while: off the event loop, so other calls go on.
+        batch = await asyncio.to_thread(parse_sources, sources, self._limits)
         await self._index.loaded()
         ordered = dependency_order(batch.models)
         new = self._check_immutable(ordered)
@@ -169,10 +233,16 @@ class ModelStore:
         batch = {m.id: m for m in models}
         resolver = Resolver(lambda mid: batch.get(mid) or self._index.parsed_models.get(mid))
         violations: list[FieldViolation] = []
+        secondary: list[FieldViolation] = []
         breaking: list[FieldViolation] = []
         for model in models:
             try:
-                resolved = resolver.resolve(model.id, model.id)
+                resolved = resolver.resolve(model.id)
+            except InvalidDependencyError as error:
+                # Its cause is reported where it lies, once, not again for every model
+                # that builds on it.
+                secondary.extend(error.violations)
+                continue
             except ModelError as error:
                 violations.extend(error.violations)
                 continue
@@ -187,8 +257,8 @@ class ModelStore:
                         f"{change.description} (compared with {previous})",
                     )
                 )
-        if violations:
-            raise InvalidArgumentError("invalid models", violations)
+        if violations or secondary:
+            raise InvalidArgumentError(_invalid_models_message(violations), violations or secondary)
         if breaking and not allow_breaking_changes:
             raise FailedPreconditionError(
                 "the new model versions break compatibility with the latest stored versions; "

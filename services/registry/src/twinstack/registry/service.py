@@ -14,7 +14,7 @@ from twinstack.common.errors import UnavailableError
 from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.registry.index import RegistryIndex
-from twinstack.registry.models import ModelStore
+from twinstack.registry.models import ModelLimits, ModelStore
 from twinstack.registry.query import parse_query, run_query
 from twinstack.registry.relationships import RelationshipStore
 from twinstack.registry.settings import RegistrySettings
@@ -197,7 +197,17 @@ class RegistryApp:
         self._index = RegistryIndex(bucket)
         await self._index.start()
         self._servicer = RegistryServicer(
-            ModelStore(bucket, js, self._index),
+            ModelStore(
+                bucket,
+                js,
+                self._index,
+                ModelLimits(
+                    max_source_bytes=self._settings.max_model_source_bytes,
+                    max_models=self._settings.max_models_per_request,
+                    max_dtdl_schema_nodes=self._settings.max_dtdl_schema_nodes,
+                    max_import_notes=self._settings.max_import_notes,
+                ),
+            ),
             TwinStore(bucket, js, self._settings.max_properties_per_twin, self._index),
             RelationshipStore(bucket, js, self._index),
             self._index,

@@ -12,3 +12,8 @@ class RegistrySettings(ServiceSettings):
     read_your_write_wait_s: float = Field(default=5.0, gt=0)
     # Most twins one graph traversal may visit before the query is refused as too broad.
     query_max_traversal_twins: int = Field(default=100_000, gt=0)
+    # Bounds on one CreateModels request (docs/limits.md).
+    max_model_source_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_models_per_request: int = Field(default=10_000, gt=0)
+    max_dtdl_schema_nodes: int = Field(default=1_000_000, gt=0)
+    max_import_notes: int = Field(default=10_000, gt=0)

@@ -10,7 +10,7 @@ redeclares a name it inherits. Cycles of ``extends`` are rejected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,13 @@ from twinstack.common.modeling.units import (
 )
 from twinstack.common.modeling.values import coerce, from_json, value_violations
 
+# DTDL's own limit on levels of ``extends``.
 MAX_INHERITANCE_DEPTH = 10
+
+
+class InvalidDependencyError(ModelError):
+    """A model is invalid only because a model it extends or contains is invalid."""
+
 
 Element = Property | Telemetry | Command | Relationship | Component
 
@@ -59,6 +65,7 @@ class ResolvedModel:
     relationships: Mapping[str, Relationship]
     components: Mapping[str, ResolvedModel]
     dynamics: Dynamics = field(default_factory=Dynamics)
+    depth: int = 0  # levels of ``extends`` above the model (0: it extends nothing)
 
     @property
     def id(self) -> str:
@@ -93,67 +100,160 @@ def _merge(  # noqa: PLR0917 - one call shape for elements and dynamics entries
 
 
 class Resolver:
-    """Resolves models by id, looking each up with ``lookup`` (None: unknown)."""
+    """Resolves models by id, looking each up with ``lookup`` (None: unknown).
+
+    Resolution walks ``extends`` and component references with an explicit stack, never by
+    recursion, so no ontology (however deep, wide or cyclic) can exhaust the interpreter's
+    stack. Relationship targets are only checked to exist: a relationship names another model,
+    it does not include it, so cycles of relationships (A targets B, B targets A) are normal.
+    Successful resolutions are cached for good (models are immutable); failures until
+    :meth:`forget_failures`, which a caller whose ``lookup`` gains models calls, since a model
+    missing now may be stored a moment later.
+    """
 
     def __init__(self, lookup: Callable[[str], Model | None]) -> None:
         self._lookup = lookup
         self._resolved: dict[str, ResolvedModel] = {}
+        self._failed: dict[str, ModelError] = {}
 
-    def resolve(self, model_id: str, path: str = "", _chain: tuple[str, ...] = ()) -> ResolvedModel:
+    def forget_failures(self) -> None:
+        """Lets models that failed be resolved again (``lookup`` knows more models now)."""
+        self._failed.clear()
+
+    def resolve(self, model_id: str) -> ResolvedModel:
+        """The model with everything it inherits.
+
+        Raises:
+            ModelError: the model, or a model it extends or contains, is unknown or invalid.
+                A model that fails only because a model it builds on is invalid raises
+                :class:`InvalidDependencyError`, so a batch can report each cause once.
+        """
         cached = self._resolved.get(model_id)
         if cached is not None:
             return cached
-        if model_id in _chain:
-            raise ModelError(
-                [FieldViolation(path, "extends forms a cycle: " + " -> ".join((*_chain, model_id)))]
-            )
-        if len(_chain) > MAX_INHERITANCE_DEPTH:
-            raise ModelError([FieldViolation(path, f"more than {MAX_INHERITANCE_DEPTH} levels")])
+        if model_id in self._failed:
+            raise self._failed[model_id]
+        if self._lookup(model_id) is None:
+            raise ModelError([FieldViolation(model_id, f"unknown model {model_id}")])
+        failures = self._failed
+        for current in self._dependencies_first(model_id, failures):
+            if current in self._resolved or current in failures:
+                continue
+            try:
+                self._resolved[current] = self._resolve_one(current, failures)
+            except ModelError as error:
+                failures[current] = error
+        if model_id in failures:
+            raise failures[model_id]
+        return self._resolved[model_id]
+
+    def _building_blocks(self, model: Model) -> list[str]:
+        return [*model.extends, *(component.model for component in model.components)]
+
+    def _dependencies_first(self, root: str, failures: dict[str, ModelError]) -> list[str]:
+        """Models ``root`` builds on (known, unresolved), each after its own; models on a cycle
+        of ``extends``/components are put into ``failures``."""
+        order: list[str] = []
+        on_path: dict[str, int] = {}  # model id -> its index in ``path``
+        path: list[str] = []
+        done: set[str] = set()
+        stack: list[tuple[str, Iterator[str]]] = []
+
+        def enter(model_id: str) -> None:
+            model = self._lookup(model_id)
+            assert model is not None
+            on_path[model_id] = len(path)
+            path.append(model_id)
+            stack.append((model_id, iter(self._building_blocks(model))))
+
+        enter(root)
+        while stack:
+            model_id, references = stack[-1]
+            reference = next(references, None)
+            if reference is None:
+                stack.pop()
+                path.pop()
+                del on_path[model_id]
+                done.add(model_id)
+                order.append(model_id)
+                continue
+            if reference in done or reference in self._resolved or reference in failures:
+                continue
+            if reference in on_path:
+                cycle = [*path[on_path[reference] :], reference]
+                message = "extends or contains itself (a cycle): " + " -> ".join(cycle)
+                for member in cycle[:-1]:
+                    failures.setdefault(member, ModelError([FieldViolation(member, message)]))
+                continue
+            if self._lookup(reference) is not None:
+                enter(reference)
+        return order
+
+    def _resolve_one(self, model_id: str, failures: Mapping[str, ModelError]) -> ResolvedModel:
+        """One model whose building blocks are resolved (or known to have failed)."""
         model = self._lookup(model_id)
-        if model is None:
-            raise ModelError([FieldViolation(path, f"unknown model {model_id}")])
-        chain = (*_chain, model_id)
+        assert model is not None
         violations: list[FieldViolation] = []
+        invalid: list[FieldViolation] = []
+
+        def building_block(reference: str, path: str) -> ResolvedModel | None:
+            found = self._resolved.get(reference)
+            if found is not None:
+                return found
+            if reference in failures:
+                invalid.append(FieldViolation(path, f"{reference} is invalid"))
+            elif self._lookup(reference) is None:
+                violations.append(FieldViolation(path, f"unknown model {reference}"))
+            return None
+
         parents = []
         for index, parent_id in enumerate(model.extends):
-            try:
-                parents.append(self.resolve(parent_id, f"{path}.extends[{index}]", chain))
-            except ModelError as error:
-                violations.extend(error.violations)
+            parent = building_block(parent_id, f"{model_id}.extends[{index}]")
+            if parent is not None:
+                parents.append(parent)
         components: dict[str, ResolvedModel] = {}
         for component in model.components:
-            try:
-                inner = self.resolve(component.model, f"{path}.components.{component.name}", chain)
-            except ModelError as error:
-                violations.extend(error.violations)
+            where = f"{model_id}.components.{component.name}"
+            inner = building_block(component.model, where)
+            if inner is None:
                 continue
             if inner.components:
                 violations.append(
                     FieldViolation(
-                        f"{path}.components.{component.name}",
-                        "a component's model may not have components itself (as in DTDL)",
+                        where, "a component's model may not have components itself (as in DTDL)"
                     )
                 )
             components[component.name] = inner
         for relationship in model.relationships:
-            if relationship.target and relationship.target not in chain:
-                try:
-                    self.resolve(relationship.target, f"{path}.relationships.{relationship.name}")
-                except ModelError as error:
-                    violations.extend(error.violations)
+            if relationship.target and self._lookup(relationship.target) is None:
+                violations.append(
+                    FieldViolation(
+                        f"{model_id}.relationships.{relationship.name}.target",
+                        f"unknown model {relationship.target}",
+                    )
+                )
+        depth = 1 + max((parent.depth for parent in parents), default=-1)
+        if depth > MAX_INHERITANCE_DEPTH:
+            violations.append(
+                FieldViolation(
+                    f"{model_id}.extends",
+                    f"inherits through {depth} levels; DTDL allows {MAX_INHERITANCE_DEPTH}",
+                )
+            )
         if violations:
-            raise ModelError(violations)
-        resolved = self._combine(model, parents, components, path)
-        self._resolved[model_id] = resolved
-        return resolved
+            raise ModelError(violations + invalid)
+        if invalid:
+            raise InvalidDependencyError(invalid)
+        return self._combine(model, parents, components, depth)
 
     def _combine(
         self,
         model: Model,
         parents: list[ResolvedModel],
         own_components: dict[str, ResolvedModel],
-        path: str,
+        depth: int,
     ) -> ResolvedModel:
+        path = model.id
         violations: list[FieldViolation] = []
         sections: dict[str, dict[str, Any]] = {
             key: {}
@@ -231,6 +331,7 @@ class Resolver:
             relationships=sections["relationships"],
             components=sections["components"],
             dynamics=merged,
+            depth=depth,
         )
         violations.extend(dynamics_violations(resolved, f"{path}.dynamics"))
         if violations:

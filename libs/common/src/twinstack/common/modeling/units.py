@@ -47,7 +47,8 @@ def _registry() -> Any:
     return registry
 
 
-@functools.cache
+# Bounded: unit strings come from callers.
+@functools.lru_cache(maxsize=4096)
 def dimensions_of(unit: str) -> tuple[tuple[str, float], ...]:
     """The dimensions of a unit string, as sorted (dimension, exponent) pairs."""
     if len(unit) > MAX_UNIT_CHARS or not _UNIT_TEXT.fullmatch(unit):
