@@ -28,6 +28,13 @@ from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import connect_nats, message_headers
+from twinstack.common.series import (
+    ALL_MEASUREMENTS,
+    MEASUREMENTS,
+    TWIN_ID_TAG,
+    from_clause,
+    twin_tag,
+)
 from twinstack.devstack import LocalPlatform
 from twinstack.sdk import Endpoints, Point, TwinstackClient, make_frame
 from twinstack.sdk.models import example_model_sources
@@ -76,7 +83,9 @@ def as_points(frames: list[types_pb2.TelemetryFrame]) -> list[types_pb2.Telemetr
 async def raw_influx(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
     database = f"raw_{uuid.uuid4().hex[:8]}"
     bodies = [
-        "\n".join(line for f in batch for line in frame_lines(f, "telemetry", "twin_id")).encode()
+        "\n".join(
+            line for f in batch for line in frame_lines(f, MEASUREMENTS, TWIN_ID_TAG)
+        ).encode()
         for batch in batches
     ]
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
@@ -120,11 +129,12 @@ async def stored_points(url: str, prefix: str) -> int:
     store = InfluxStore(url, "twinstack")
     try:
         series = await store.query(
-            "SELECT count(cycles) FROM telemetry WHERE twin_id =~ /^" + prefix + "-/"
+            f"SELECT count(cycles) FROM {from_clause(ALL_MEASUREMENTS)} "
+            f"WHERE {twin_tag()} =~ /^{prefix}-/"
         )
     finally:
         await store.close()
-    return int(series[0].values[0][1]) if series else 0
+    return sum(int(found.values[0][1]) for found in series)
 
 
 def end_to_end(

@@ -17,6 +17,7 @@ from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, TELEMETRY_STREAM, Backbone
+from twinstack.common.series import ALL_MEASUREMENTS, from_clause
 from twinstack.devstack import InfluxServer
 from twinstack.ingestion.historian import DEAD_LETTER_REASON_HEADER
 from twinstack.ingestion.service import IngestionApp
@@ -67,10 +68,24 @@ async def platform(
 
 
 async def stored_count(store: InfluxStore, twin_id: str) -> int:
+    """Rows stored for the twin (every test row has an integer ``seq``)."""
     series = await store.query(
-        "SELECT count(seq) FROM telemetry WHERE twin_id = $t", {"t": twin_id}
+        'SELECT count(seq) FROM "telemetry_integer" WHERE "twin_id"::tag = $t', {"t": twin_id}
     )
     return int(series[0].values[0][1]) if series else 0
+
+
+async def stored_rows(store: InfluxStore, twin_id: str) -> list[dict[str, Any]]:
+    """The twin's stored rows in time order, fields of every measurement (type) together."""
+    by_time: dict[int, dict[str, Any]] = {}
+    for series in await store.query(
+        f'SELECT * FROM {from_clause(ALL_MEASUREMENTS)} WHERE "twin_id"::tag = $t', {"t": twin_id}
+    ):
+        for row in series.rows():
+            by_time.setdefault(row["time"], {}).update(
+                {k: v for k, v in row.items() if v is not None}
+            )
+    return [by_time[t] for t in sorted(by_time)]
 
 
 @pytest.fixture
@@ -106,10 +121,7 @@ async def test_acknowledged_points_reach_influxdb_exactly_once(
 
         for twin_id in twins:
             await eventually(lambda t=twin_id: stored_count(reader, t), lambda n: n == 200)
-        series = await reader.query(
-            "SELECT temp, seq FROM telemetry WHERE twin_id = $t ORDER BY time ASC", {"t": "press-2"}
-        )
-        rows = series[0].rows()
+        rows = await stored_rows(reader, "press-2")
         assert [r["seq"] for r in rows] == list(range(200))
         assert rows[10]["temp"] == pytest.approx(21.0)
         assert rows[0]["time"] == T0_NS
@@ -226,14 +238,15 @@ async def test_poison_messages_are_dead_lettered_with_a_reason(
             frame=make_frame("nan-1", [T0_NS], {"temp": [math.inf]})
         )
         await backbone.js.publish("tel.0.nan-1", not_finite.SerializeToString())
-        conflicting = events_pb2.TelemetryBatch(
-            frame=make_frame("pump-9", [T0_NS + 5], {"seq": ["text"]})
+        # Outside the times InfluxDB can store (its largest is 2^63 - 2 ns).
+        out_of_range = events_pb2.TelemetryBatch(
+            frame=make_frame("pump-9", [2**63 - 1], {"seq": [1]})
         )
         await ingestion.IngestBatch(
             ingestion_pb2.IngestBatchRequest(points=points("pump-9", 20)), timeout=10
         )
         await eventually(lambda: stored_count(reader, "pump-9"), lambda n: n == 20)
-        await backbone.js.publish("tel.0.pump-9", conflicting.SerializeToString())
+        await backbone.js.publish("tel.0.pump-9", out_of_range.SerializeToString())
         await ingestion.IngestBatch(
             ingestion_pb2.IngestBatchRequest(points=points("pump-9", 20, start=20)), timeout=10
         )
@@ -311,10 +324,8 @@ async def test_influxdb_outage_loses_nothing(
             await eventually(
                 lambda: stored_count(store, "pump-10"), lambda n: n == 300, timeout_s=60
             )
-            series = await store.query(
-                "SELECT seq FROM telemetry WHERE twin_id = $t", {"t": "pump-10"}
-            )
-            assert sorted(r["seq"] for r in series[0].rows()) == list(range(300))
+            rows = await stored_rows(store, "pump-10")
+            assert sorted(r["seq"] for r in rows) == list(range(300))
             await store.close()
             events = await backbone.js.stream_info(EVENTS_STREAM, subjects_filter="evt.ingestion.>")
             assert not events.state.subjects, "nothing was dead-lettered"
@@ -353,11 +364,8 @@ async def test_frames_are_validated_by_column_and_stored_like_points(
         )
         assert (response.accepted_points, response.published_messages) == (1005, 2)
         await eventually(lambda: stored_count(reader, "frame-1"), lambda n: n == 1005)
-        series = await reader.query(
-            "SELECT temp, seq FROM telemetry WHERE twin_id = $t ORDER BY time ASC LIMIT 2",
-            {"t": "frame-1"},
-        )
-        assert series[0].values[1][1:] == [20, 1]
+        second = (await stored_rows(reader, "frame-1"))[1]
+        assert (second["temp"], second["seq"]) == (20, 1)
         # Integers sent for a double field were stored as doubles, so the field's type is one.
         kinds = await reader.query('SHOW FIELD KEYS FROM "telemetry"')
         assert ["temp", "float"] in kinds[0].values

@@ -4,6 +4,7 @@ nats-server and influxd, with the registry and ingestion in front as in producti
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -482,3 +483,100 @@ async def test_history_aggregates_match_values_computed_here(
     fields = sorted(v.field for v in details_of(raised.value)[1].field_violations)
     assert fields == ["fields[0]", "twin_ids[0]"]
     assert len(await query(request("AGGREGATION_NONE"))) == 4, "still serving, data intact"
+
+
+async def test_one_field_name_of_two_types_is_stored_for_both_models(
+    platform: Platform, eventually: Any
+) -> None:
+    """Two models declare ``level`` with different types: every acknowledged point is stored
+    and read back with its own type (one measurement per value type)."""
+    documents = [
+        {"id": "dtmi:acme:TankA;1", "telemetry": {"level": "double"}},
+        {"id": "dtmi:acme:TankB;1", "telemetry": {"level": "integer"}},
+        {"id": "dtmi:acme:TankC;1", "telemetry": {"level": {"schema": {"enum": ["low", "high"]}}}},
+    ]
+    await platform.registry.CreateModels(
+        registry_pb2.CreateModelsRequest(
+            sources=[
+                registry_pb2.ModelSource(
+                    name="tanks.json",
+                    format=registry_pb2.MODEL_FORMAT_NATIVE,
+                    content=json.dumps(documents),
+                )
+            ]
+        )
+    )
+    values: dict[str, list[Any]] = {
+        "tank-a": [1.5, 2.5],
+        "tank-b": [3, 4],
+        "tank-c": ["low", "high"],
+    }
+    for twin_id, model in zip(values, ("TankA", "TankB", "TankC"), strict=True):
+        await platform.twin(twin_id, f"dtmi:acme:{model};1")
+    for twin_id, column in values.items():
+        await platform.ingest(twin_id, [T0_NS, T0_NS + S], level=column)
+
+    async def history() -> dict[str, list[Any]]:
+        request = state_pb2.QueryHistoryRequest(twin_ids=list(values), fields=["level"])
+        request.start_time.FromNanoseconds(T0_NS)
+        request.end_time.FromNanoseconds(T0_NS + 10 * S)
+        found: dict[str, list[Any]] = {}
+        async for response in platform.state.QueryHistory(request, timeout=10):
+            for series in response.series:
+                kind = series.WhichOneof("values")
+                found[series.twin_id] = list(getattr(series, kind).values) if kind else []
+        return found
+
+    assert await eventually(history, lambda found: found == values)
+
+
+async def test_a_field_posing_as_the_twin_tag_never_reaches_another_twins_history(
+    platform: Platform, backbone: Backbone, eventually: Any, details_of: Any
+) -> None:
+    refused = {"id": "dtmi:acme:Sly;1", "telemetry": {"twin_id": "string", "time": "double"}}
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await platform.registry.CreateModels(
+            registry_pb2.CreateModelsRequest(
+                sources=[
+                    registry_pb2.ModelSource(
+                        name="sly.json",
+                        format=registry_pb2.MODEL_FORMAT_NATIVE,
+                        content=json.dumps(refused),
+                    )
+                ]
+            )
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert sorted(v.field for v in details_of(raised.value)[1].field_violations) == [
+        "sly.json.telemetry.time",
+        "sly.json.telemetry.twin_id",
+    ]
+    # A producer around ingestion writes a field twin_id="victim" for its own twin.
+    await platform.twin("victim")
+    await platform.ingest("victim", [T0_NS], temp=[20.0])
+    await publish_raw(
+        backbone,
+        events_pb2.TelemetryBatch(
+            frame=make_frame("attacker", [T0_NS + S], {"twin_id": ["victim"], "temp": [99.0]})
+        ),
+    )
+    request = state_pb2.QueryHistoryRequest(twin_ids=["victim"], fields=["temp"])
+    request.start_time.FromNanoseconds(T0_NS)
+    request.end_time.FromNanoseconds(T0_NS + 10 * S)
+
+    async def victims_history() -> list[float]:
+        values: list[float] = []
+        async for response in platform.state.QueryHistory(request, timeout=10):
+            for series in response.series:
+                values.extend(series.double_values.values)
+        return values
+
+    await eventually(victims_history, lambda found: found)
+
+    # Wait until the historian has settled the attacker's message, then look again.
+    async def historian_settled() -> bool:
+        info = await backbone.js.consumer_info(TELEMETRY_STREAM, "historian")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    await eventually(historian_settled)
+    assert await victims_history() == [20.0]

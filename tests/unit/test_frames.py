@@ -15,6 +15,7 @@ from twinstack.common.frames import (
     split_frame,
 )
 from twinstack.common.modeling.document import Schema, Telemetry
+from twinstack.common.series import MEASUREMENTS
 from twinstack.sdk import make_frame
 
 NOW_NS = 1_800_000_000 * 10**9
@@ -143,12 +144,17 @@ def test_line_protocol_escapes_keys_and_strings_and_keeps_types() -> None:
         {"temp": [1.5, 1e-7], "count": [3, 4], "ok": [True, False], "label": ['a "b"', "c\\d"]},
     )
     frame.columns.add(field="odd key,=").double_values.values.extend([0.0, 1.0])
-    lines = list(frame_lines(frame, "telemetry", "twin_id"))
+    lines = list(frame_lines(frame, MEASUREMENTS, "twin_id"))
+    # One measurement per value type: a field's type can never conflict with another model's.
     assert lines == [
-        f'telemetry,twin_id=pump-1 temp=1.5,count=3i,ok=true,label="a \\"b\\"",'
-        f"odd\\ key\\,\\==0.0 {NOW_NS}",
-        f'telemetry,twin_id=pump-1 temp=1e-07,count=4i,ok=false,label="c\\\\d",'
-        f"odd\\ key\\,\\==1.0 {NOW_NS + 1}",
+        f"telemetry,twin_id=pump-1 temp=1.5,odd\\ key\\,\\==0.0 {NOW_NS}",
+        f"telemetry,twin_id=pump-1 temp=1e-07,odd\\ key\\,\\==1.0 {NOW_NS + 1}",
+        f"telemetry_integer,twin_id=pump-1 count=3i {NOW_NS}",
+        f"telemetry_integer,twin_id=pump-1 count=4i {NOW_NS + 1}",
+        f"telemetry_boolean,twin_id=pump-1 ok=true {NOW_NS}",
+        f"telemetry_boolean,twin_id=pump-1 ok=false {NOW_NS + 1}",
+        f'telemetry_string,twin_id=pump-1 label="a \\"b\\"" {NOW_NS}',
+        f'telemetry_string,twin_id=pump-1 label="c\\\\d" {NOW_NS + 1}',
     ]
 
 
@@ -158,7 +164,7 @@ def test_line_protocol_refuses_what_it_cannot_carry() -> None:
         make_frame("pump-1", [NOW_NS, NOW_NS + 1], {"temp": [1.0]}),
     ):
         try:
-            list(frame_lines(frame, "telemetry", "twin_id"))
+            list(frame_lines(frame, MEASUREMENTS, "twin_id"))
         except ValueError:
             continue
         raise AssertionError("expected ValueError")

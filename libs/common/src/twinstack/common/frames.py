@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from twinstack.api.common.v1 import types_pb2
-from twinstack.common.ids import FIELD_NAME_PATTERN
+from twinstack.common.ids import FIELD_NAME_PATTERN, RESERVED_SERIES_NAMES
 from twinstack.common.influx import escape_key, escape_measurement, field_literal
 from twinstack.common.modeling.document import Telemetry
 from twinstack.common.values import Scalar
@@ -141,6 +141,10 @@ def frame_issues(
     for index, column in enumerate(frame.columns):
         if not FIELD_NAME_PATTERN.fullmatch(column.field):
             issues.append(FrameIssue("field names are 1-128 characters of [A-Za-z0-9_]", index))
+            continue
+        if column.field in RESERVED_SERIES_NAMES:
+            # Refused even where a model stored before the name was reserved declares it.
+            issues.append(FrameIssue(f"{column.field!r} is reserved for stored series", index))
             continue
         if column.field in seen:
             issues.append(FrameIssue(f"field {column.field!r} appears twice", index))
@@ -272,15 +276,20 @@ def split_frame(frame: types_pb2.TelemetryFrame, max_bytes: int) -> list[types_p
     return pieces
 
 
-def frame_lines(frame: types_pb2.TelemetryFrame, measurement: str, tag_key: str) -> Iterator[str]:
-    """The frame as line protocol, one line per row, tagged ``tag_key=<twin id>``.
+def frame_lines(
+    frame: types_pb2.TelemetryFrame, measurements: Mapping[str, str], tag_key: str
+) -> Iterator[str]:
+    """The frame as line protocol, one line per row and measurement, tagged
+    ``tag_key=<twin id>``; each column goes to the measurement ``measurements`` names for its
+    value kind (``double_values``...), so that a field's type never conflicts in InfluxDB.
 
     Raises:
         ValueError: a value line protocol cannot carry (NaN, infinity, a column without values).
     """
-    head = f"{escape_measurement(measurement)},{escape_key(tag_key)}={escape_key(frame.twin_id)} "
-    formats = []
-    columns: list[Sequence[Any]] = []
+    tag = f",{escape_key(tag_key)}={escape_key(frame.twin_id)} "
+    rows = frame_rows(frame)
+    formats: dict[str, list[str]] = defaultdict(list)
+    columns: dict[str, list[Sequence[Any]]] = defaultdict(list)
     for column in frame.columns:
         kind = column.WhichOneof("values")
         key = escape_key(column.field).replace("%", "%%")
@@ -289,21 +298,21 @@ def frame_lines(frame: types_pb2.TelemetryFrame, measurement: str, tag_key: str)
             array = np.asarray(values, dtype=np.float64)
             if not np.isfinite(array).all():
                 raise ValueError(f"field {column.field!r} holds NaN or infinity")
-            formats.append(f"{key}=%r")
+            formats[kind].append(f"{key}=%r")
         elif kind == "int_values":
-            formats.append(f"{key}=%di")
+            formats[kind].append(f"{key}=%di")
         elif kind in ("bool_values", "string_values"):
-            formats.append(f"{key}=%s")
+            formats[kind].append(f"{key}=%s")
             values = [field_literal(v) for v in values]
         else:
             raise ValueError(f"field {column.field!r} has no values")
-        if len(values) != frame_rows(frame):
-            raise ValueError(
-                f"field {column.field!r} has {len(values)} values for {frame_rows(frame)} rows"
-            )
-        columns.append(values)
-    template = head.replace("%", "%%") + ",".join(formats) + " %d"
-    return (template % row for row in zip(*columns, frame.time_unix_ns, strict=True))
+        if len(values) != rows:
+            raise ValueError(f"field {column.field!r} has {len(values)} values for {rows} rows")
+        columns[kind].append(values)
+    for kind, kind_formats in formats.items():
+        head = escape_measurement(measurements[kind]) + tag
+        template = head.replace("%", "%%") + ",".join(kind_formats) + " %d"
+        yield from (template % row for row in zip(*columns[kind], frame.time_unix_ns, strict=True))
 
 
 def latest_values(frame: types_pb2.TelemetryFrame) -> dict[str, tuple[int, types_pb2.Value]]:

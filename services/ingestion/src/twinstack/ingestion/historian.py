@@ -25,6 +25,7 @@ from twinstack.common.consumer import PullConsumer, PullConsumerSettings
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.nats import event_subject, message_headers
+from twinstack.common.series import MEASUREMENTS, TWIN_ID_TAG
 
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.historian")
@@ -38,20 +39,18 @@ _DEAD_LETTERS = _meter.create_counter(
     "twinstack.historian.dead_letters", description="Messages parked on the dead-letter subject"
 )
 
-TELEMETRY_MEASUREMENT = "telemetry"
-TWIN_ID_TAG = "twin_id"
 DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
 ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
 
 
 def batch_lines(batch: events_pb2.TelemetryBatch) -> list[str]:
-    """The batch in line protocol: measurement ``telemetry``, tag ``twin_id``, one line per row.
+    """The batch in line protocol, in the layout of :mod:`twinstack.common.series`.
 
     Raises:
         ValueError: a value line protocol cannot carry (NaN, infinity, a column without values).
             Ingestion rejects those; a message published around it is poison.
     """
-    return list(frame_lines(batch.frame, TELEMETRY_MEASUREMENT, TWIN_ID_TAG))
+    return list(frame_lines(batch.frame, MEASUREMENTS, TWIN_ID_TAG))
 
 
 class Historian:

@@ -18,11 +18,10 @@ import numpy.typing as npt
 from scipy.optimize import least_squares
 
 from twinstack.common.influx import InfluxStore, quote_identifier
+from twinstack.common.series import NUMERIC_MEASUREMENTS, twin_tag
 from twinstack.simulation.compiler import CompiledModel, Integrator, RunPlan
 
 FloatArray = npt.NDArray[np.float64]
-
-TELEMETRY_MEASUREMENT = "telemetry"
 
 
 async def load_history(
@@ -39,13 +38,17 @@ async def load_history(
         f"mean({quote_identifier(name)}) AS {quote_identifier(name)}" for name in fields
     )
     end_ns = start_ns + steps * step_ns
-    influxql = (
-        f'SELECT {columns} FROM {TELEMETRY_MEASUREMENT} WHERE "twin_id" = $twin '
-        f"AND time >= {start_ns} AND time < {end_ns} "
-        f"GROUP BY time({step_ns}ns, {start_ns % step_ns}ns) fill(none)"
-    )
     history = {name: np.full(steps, np.nan) for name in fields}
-    for series in await influx.query(influxql, {"twin": twin_id}):
+    found = []
+    # One statement per measurement: InfluxDB 1.x reads a field as one type within a statement.
+    for measurement in NUMERIC_MEASUREMENTS:
+        influxql = (
+            f"SELECT {columns} FROM {quote_identifier(measurement)} "
+            f"WHERE {twin_tag()} = $twin AND time >= {start_ns} AND time < {end_ns} "
+            f"GROUP BY time({step_ns}ns, {start_ns % step_ns}ns) fill(none)"
+        )
+        found += await influx.query(influxql, {"twin": twin_id})
+    for series in found:
         for row in series.rows():
             index = (int(row["time"]) - start_ns) // step_ns
             if 0 <= index < steps:

@@ -1,26 +1,34 @@
 """Telemetry history from InfluxDB: raw points and windowed aggregates, as InfluxQL.
 
-Twin ids and times are bound parameters and field names are quoted identifiers checked against
-the field name pattern, so nothing a caller sends is spliced into a query as code.
+Twin ids and times are bound parameters, field names are quoted identifiers checked against
+the field name pattern and the twin id tag is qualified as a tag, so nothing a caller sends is
+spliced into a query as code and no field can pose as a tag.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Set
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from twinstack.api.state.v1 import state_pb2
-from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.errors import FieldViolation, InvalidArgumentError, LimitExceededError
 from twinstack.common.ids import field_name_violation, twin_id_violation
 from twinstack.common.influx import QuerySeries, quote_identifier
+from twinstack.common.series import (
+    ALL_MEASUREMENTS,
+    MEASUREMENTS,
+    NUMERIC_MEASUREMENTS,
+    twin_tag,
+)
 
-MEASUREMENT = "telemetry"
 MAX_TWINS = 100
 MAX_FIELDS = 50
 MAX_POINTS_PER_SERIES = 100_000
 MAX_RANGE_S = 366 * 24 * 3600
+# Values (points x fields x twins) one request may read, by default; see plan().
+DEFAULT_MAX_VALUES = 2_000_000
 # Points per streamed message: large answers arrive in pieces of about a megabyte.
 CHUNK_POINTS = 50_000
 
@@ -36,23 +44,39 @@ _FUNCTIONS = {
     state_pb2.AGGREGATION_STDDEV: "STDDEV",
     state_pb2.AGGREGATION_PERCENTILE: "PERCENTILE",
 }
+# Aggregates that take any field type; the others read only numeric measurements.
+_ANY_TYPE = frozenset({"FIRST", "LAST", "COUNT"})
 
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """A checked history request and the InfluxQL that answers it."""
+    """A checked history request and the InfluxQL that answers it: one statement per
+    measurement (InfluxDB 1.x reads a field name as one type across the measurements of one
+    statement), each run per twin so that no more than one twin's answer is held at a time."""
 
-    influxql: str
-    params: dict[str, Any]
+    statements: list[str]  # each for one twin, bound as $twin
     fields: list[str]
     twin_ids: list[str]
     window_ns: int  # 0 for raw points
     max_points: int
     function: str = ""  # the InfluxQL aggregate, "" for raw points
 
+    def params(self, twin_id: str) -> dict[str, Any]:
+        return {"twin": twin_id}
 
-def plan(request: state_pb2.QueryHistoryRequest) -> HistoryQuery:
-    """Checks a request and writes its query; InvalidArgumentError lists every problem."""
+
+def plan(
+    request: state_pb2.QueryHistoryRequest, max_values: int = DEFAULT_MAX_VALUES
+) -> HistoryQuery:
+    """Checks a request and writes its query; InvalidArgumentError lists every problem.
+
+    ``max_values`` bounds twins x fields x points per series: without ``max_points_per_series``
+    the points per series are cut down to fit it; asking for more is refused.
+
+    Raises:
+        InvalidArgumentError: a field of the request is invalid.
+        LimitExceededError: the request would read more than ``max_values`` values.
+    """
     violations = []
     if not 1 <= len(request.twin_ids) <= MAX_TWINS:
         violations.append(FieldViolation("twin_ids", f"1 to {MAX_TWINS} twins"))
@@ -72,8 +96,7 @@ def plan(request: state_pb2.QueryHistoryRequest) -> HistoryQuery:
         violations.append(FieldViolation("end_time", "must be after start_time"))
     elif end_ns - start_ns > MAX_RANGE_S * 10**9:
         violations.append(FieldViolation("end_time", "at most a year after start_time"))
-    max_points = request.max_points_per_series or MAX_POINTS_PER_SERIES
-    if max_points > MAX_POINTS_PER_SERIES:
+    if request.max_points_per_series > MAX_POINTS_PER_SERIES:
         violations.append(
             FieldViolation("max_points_per_series", f"at most {MAX_POINTS_PER_SERIES}")
         )
@@ -90,17 +113,31 @@ def plan(request: state_pb2.QueryHistoryRequest) -> HistoryQuery:
 
     fields = list(dict.fromkeys(request.fields))
     twin_ids = list(dict.fromkeys(request.twin_ids))
-    params: dict[str, Any] = {f"t{i}": twin_id for i, twin_id in enumerate(twin_ids)}
-    twins = " OR ".join(f'"twin_id" = $t{i}' for i in range(len(twin_ids)))
+    series_count = len(fields) * len(twin_ids)
+    max_points = request.max_points_per_series or min(
+        MAX_POINTS_PER_SERIES, max(1, max_values // series_count)
+    )
+    if max_points * series_count > max_values:
+        raise LimitExceededError(
+            f"{len(twin_ids)} twins x {len(fields)} fields x {max_points} points would read "
+            f"{max_points * series_count} values, more than {max_values} per request",
+            limit="TWINSTACK_HISTORY_MAX_VALUES",
+            maximum=max_values,
+            requested=max_points * series_count,
+            violations=[
+                FieldViolation("max_points_per_series", "lower it, or ask for fewer twins/fields")
+            ],
+        )
     # Times are integers of nanoseconds; InfluxQL compares them with the time column directly.
-    where = f"({twins}) AND time >= {start_ns} AND time < {end_ns}"
+    where = f"{twin_tag()} = $twin AND time >= {start_ns} AND time < {end_ns}"
     if aggregation == state_pb2.AGGREGATION_NONE:
         columns = ", ".join(quote_identifier(name) for name in fields)
-        influxql = (
-            f'SELECT {columns} FROM {MEASUREMENT} WHERE {where} GROUP BY "twin_id" '
+        statements = [
+            f"SELECT {columns} FROM {quote_identifier(measurement)} WHERE {where} "
             f"ORDER BY time ASC LIMIT {max_points + 1}"
-        )
-        return HistoryQuery(influxql, params, fields, twin_ids, 0, max_points)
+            for measurement in ALL_MEASUREMENTS
+        ]
+        return HistoryQuery(statements, fields, twin_ids, 0, max_points)
     if not window_ns:
         # Wide enough for max_points windows, rounded up to whole milliseconds.
         window_ns = max(10**6, math.ceil((end_ns - start_ns) / max_points / 10**6) * 10**6)
@@ -112,43 +149,50 @@ def plan(request: state_pb2.QueryHistoryRequest) -> HistoryQuery:
         f"{function}({quote_identifier(name)}{extra}) AS {quote_identifier(name)}"
         for name in fields
     )
-    influxql = (
-        f"SELECT {columns} FROM {MEASUREMENT} WHERE {where} "
+    measurements = ALL_MEASUREMENTS if function in _ANY_TYPE else NUMERIC_MEASUREMENTS
+    statements = [
+        f"SELECT {columns} FROM {quote_identifier(measurement)} WHERE {where} "
         # The offset makes the first window start at start_time rather than at the epoch grid.
-        f'GROUP BY time({window_ns}ns, {start_ns % window_ns}ns), "twin_id" fill(none)'
-    )
-    return HistoryQuery(influxql, params, fields, twin_ids, window_ns, max_points, function)
+        f"GROUP BY time({window_ns}ns, {start_ns % window_ns}ns) fill(none)"
+        for measurement in measurements
+    ]
+    return HistoryQuery(statements, fields, twin_ids, window_ns, max_points, function)
 
 
 def series_messages(
-    query: HistoryQuery, results: list[QuerySeries], integer_fields: Set[str]
+    query: HistoryQuery, twin_id: str, results: list[QuerySeries]
 ) -> Iterator[state_pb2.HistorySeries]:
-    """One series per twin and field (in the order asked), in chunks of CHUNK_POINTS.
+    """One series per field of one twin (in the order asked), in chunks of CHUNK_POINTS.
 
-    InfluxDB's JSON writes a double without a fraction as an integer, so numbers are doubles
-    unless the field is declared an integer (or they are counts).
+    A twin's field lives in the measurement of its type (:mod:`twinstack.common.series`), so the
+    measurement says how to return it: InfluxDB's JSON writes a double without a fraction as an
+    integer, which is read back as a double unless it came from the integer measurement.
     """
-    by_twin = {series.tags.get("twin_id", ""): series for series in results}
-    for twin_id in query.twin_ids:
-        found = by_twin.get(twin_id)
-        if found is None:
-            continue
-        rows = found.values
-        truncated = query.window_ns == 0 and len(rows) > query.max_points
-        rows = rows[: query.max_points]
-        time_column = found.columns.index("time")
-        for name in query.fields:
+    for name in query.fields:
+        points: list[tuple[int, Any]] = []
+        integers = True
+        for found in results:
+            if name not in found.columns:
+                continue
+            time_column = found.columns.index("time")
             column = found.columns.index(name)
-            points = [(row[time_column], row[column]) for row in rows if row[column] is not None]
-            for start in range(0, max(len(points), 1), CHUNK_POINTS):
-                chunk = points[start : start + CHUNK_POINTS]
-                if not chunk and start:
-                    break
-                series = state_pb2.HistorySeries(twin_id=twin_id, field=name, truncated=truncated)
-                series.time_unix_ns.extend(int(t) for t, _ in chunk)
-                integers = name in integer_fields or query.function == "COUNT"
-                _set_values(series, [v for _, v in chunk], integers=integers)
-                yield series
+            rows = [(row[time_column], row[column]) for row in found.values]
+            rows = [(t, v) for t, v in rows if v is not None]
+            if rows and found.name != MEASUREMENTS["int_values"] and query.function != "COUNT":
+                integers = False
+            points.extend(rows)
+        if not points and not any(found.values for found in results):
+            continue  # no history of this twin at all
+        # Only a field whose type changed between model versions lives in two measurements.
+        points.sort(key=lambda point: point[0])
+        truncated = query.window_ns == 0 and len(points) > query.max_points
+        points = points[: query.max_points]
+        for start in range(0, max(len(points), 1), CHUNK_POINTS):
+            chunk = points[start : start + CHUNK_POINTS]
+            series = state_pb2.HistorySeries(twin_id=twin_id, field=name, truncated=truncated)
+            series.time_unix_ns.extend(int(t) for t, _ in chunk)
+            _set_values(series, [v for _, v in chunk], integers=integers)
+            yield series
 
 
 def _set_values(series: state_pb2.HistorySeries, values: list[Any], *, integers: bool) -> None:

@@ -25,6 +25,8 @@ class StateSettings(ServiceSettings):
     # Longest wait of one fetch of a Watch; a watch itself ends only when the caller leaves.
     watch_fetch_timeout_s: float = Field(default=5.0, gt=0)
     watch_fetch_messages: int = Field(default=256, gt=0)
+    # Values (twins x fields x points per series) one QueryHistory may read (docs/limits.md).
+    history_max_values: int = Field(default=2_000_000, gt=0)
 
     def owned_partitions(self) -> list[int]:
         """The partitions named by ``state_partitions`` (all of them when it is empty)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twinstack.common.errors import FieldViolation
+from twinstack.common.ids import RESERVED_SERIES_NAMES
 from twinstack.common.modeling.expressions import (
     ExpressionError,
     Node,
@@ -369,6 +370,18 @@ def _range(
     return minimum, maximum
 
 
+def _reserved_series_name(reader: _Reader, name: str, path: str) -> bool:
+    """Refuses a name that becomes an InfluxDB field but is a tag or column name there."""
+    if name not in RESERVED_SERIES_NAMES:
+        return False
+    reader.fail(
+        path,
+        f"{name!r} is reserved: stored series use it as a tag or column "
+        f"(reserved: {sorted(RESERVED_SERIES_NAMES)})",
+    )
+    return True
+
+
 def _telemetry(reader: _Reader, name: str, body: Any, path: str) -> Telemetry | None:
     if isinstance(body, str):
         body = {"schema": body}
@@ -483,6 +496,10 @@ def _dynamics(reader: _Reader, body: Any, path: str) -> Dynamics:
             if reader.name(name, entry_path):
                 if name == TIME_NAME:
                     reader.fail(entry_path, f"{TIME_NAME!r} is reserved for the time in seconds")
+                elif section in ("states", "outputs") and _reserved_series_name(
+                    reader, name, entry_path
+                ):
+                    pass  # forecasts store states and outputs as InfluxDB fields
                 else:
                     found.append((name, value, entry_path))
         return found
@@ -648,7 +665,11 @@ def parse_model(document: Any, origin: str = "") -> Model:
         return found
 
     properties = [p for n, b, path in section("properties") if (p := _property(reader, n, b, path))]
-    telemetry = [t for n, b, path in section("telemetry") if (t := _telemetry(reader, n, b, path))]
+    telemetry = [
+        t
+        for n, b, path in section("telemetry")
+        if not _reserved_series_name(reader, n, path) and (t := _telemetry(reader, n, b, path))
+    ]
     commands = [_command(reader, n, b, path) for n, b, path in section("commands")]
     relationships = [_relationship(reader, n, b, path) for n, b, path in section("relationships")]
     components = [
