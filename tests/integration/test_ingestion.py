@@ -19,7 +19,7 @@ from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, TELEMETRY_STREAM, Backbone
 from twinstack.common.series import ALL_MEASUREMENTS, from_clause
 from twinstack.devstack import InfluxServer
-from twinstack.ingestion.historian import DEAD_LETTER_REASON_HEADER
+from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER
 from twinstack.ingestion.service import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 from twinstack.registry.service import RegistryApp

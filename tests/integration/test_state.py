@@ -19,6 +19,8 @@ from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER, ORIGINAL_SUBJECT_HEADER
+from twinstack.common.ids import partition_of
 from twinstack.common.nats import (
     EVENTS_STREAM,
     TELEMETRY_STREAM,
@@ -580,3 +582,76 @@ async def test_a_field_posing_as_the_twin_tag_never_reaches_another_twins_histor
 
     await eventually(historian_settled)
     assert await victims_history() == [20.0]
+
+
+async def test_a_poisoned_twin_never_stalls_its_partition(
+    infra_settings: dict[str, Any], serve_app: Any, backbone: Backbone, eventually: Any
+) -> None:
+    """A twin whose state can never be stored (two messages of a 600 kB string each, published
+    around ingestion, make its document larger than NATS's max payload) is retried, then dead-lettered with the
+    reason, while the twins of its partition keep updating all along."""
+    settings = StateSettings(
+        **infra_settings,
+        state_max_deliver=3,
+        state_redelivery_backoff_s=0.1,
+        state_fetch_timeout_s=0.1,
+    )
+    poisoned = "poison-0"
+    partition = partition_of(poisoned, settings.telemetry_partitions)
+    neighbours = [
+        twin_id
+        for twin_id in (f"neighbour-{i}" for i in range(200))
+        if partition_of(twin_id, settings.telemetry_partitions) == partition
+    ][:3]
+    async with serve_app(settings, StateApp(settings)) as channel:
+        state = state_pb2_grpc.StateServiceStub(channel)
+        huge = "x" * 600_000
+        for field in ("a", "b"):
+            await publish_raw(
+                backbone,
+                events_pb2.TelemetryBatch(frame=make_frame(poisoned, [T0_NS], {field: [huge]})),
+            )
+        for round_ in range(3):
+            for twin_id in neighbours:
+                await publish_raw(
+                    backbone,
+                    events_pb2.TelemetryBatch(
+                        frame=make_frame(twin_id, [T0_NS + round_ * S], {"temp": [float(round_)]})
+                    ),
+                )
+
+            async def neighbours_at(value: float) -> bool:
+                for twin_id in neighbours:
+                    try:
+                        found = await state.GetState(
+                            state_pb2.GetStateRequest(twin_id=twin_id), timeout=5
+                        )
+                    except grpc.aio.AioRpcError:
+                        return False
+                    if found.state.reported["temp"].value.double_value != value:
+                        return False
+                return True
+
+            await eventually(lambda v=float(round_): neighbours_at(v))
+
+        letter = await eventually(
+            lambda: _last_message(backbone, f"evt.state.deadletter.{poisoned}")
+        )
+        assert "poison-0" in letter.headers[DEAD_LETTER_REASON_HEADER]
+        assert "after 3 deliveries" in letter.headers[DEAD_LETTER_REASON_HEADER]
+        assert letter.headers[ORIGINAL_SUBJECT_HEADER] == telemetry_subject(
+            poisoned, settings.telemetry_partitions
+        )
+
+        async def settled() -> bool:
+            info = await backbone.js.consumer_info(TELEMETRY_STREAM, f"state-p{partition}")
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+        await eventually(settled)
+
+
+async def _last_message(backbone: Backbone, subject: str) -> Any:
+    try:
+        return await backbone.js.get_last_msg(EVENTS_STREAM, subject)
+    except Exception:
+        return None

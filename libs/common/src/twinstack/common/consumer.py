@@ -4,6 +4,13 @@ The owner supplies what to do with a fetched batch; the loop owns the subscripti
 through idle periods and lost connections (the client reconnects by itself), and stops after
 the batch in hand when asked. Messages the handler leaves unacknowledged are redelivered after
 ``ack_wait_s``, so a crash or an exception in the handler never loses a message.
+
+A message that fails again and again must not stall its consumer: handlers give up on it after
+``max_deliver`` deliveries through :class:`DeadLetters`, which parks it on a dead-letter subject
+with the reason (nothing is dropped) and counts it. Failures of the infrastructure itself
+(NATS unreachable, timeouts) are retried without limit instead: an outage must not turn good
+messages into dead letters. So the server's own ``max_deliver`` stays unlimited; a server-side
+limit would silently strand messages that failed only because a dependency was down.
 """
 
 from __future__ import annotations
@@ -14,19 +21,46 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry import trace
+from nats.js.errors import ServiceUnavailableError
+from opentelemetry import metrics, trace
 
-from twinstack.common.nats import TELEMETRY_STREAM, telemetry_partition_filter
+from twinstack.common.nats import (
+    TELEMETRY_STREAM,
+    event_subject,
+    message_headers,
+    telemetry_partition_filter,
+)
 from twinstack.common.tracing import context_from_headers
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("twinstack.nats")
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+
+DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
+ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
+# Failures that say nothing about the message: retried for as long as they last.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    ServiceUnavailableError,
+    TimeoutError,
+    OSError,
+)
+
+_DEAD_LETTERS = metrics.get_meter("twinstack.consumer").create_counter(
+    "twinstack.consumer.dead_letters",
+    description="Messages parked on a dead-letter subject, by consumer",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,10 @@ class PullConsumerSettings:
     # Batches handled at once. More than one overlaps fetching and decoding with the handler's
     # I/O, but gives up the order between batches: only for handlers that do not need it.
     batches_in_flight: int = 1
+    # Deliveries of one message before its handler parks it as a dead letter.
+    max_deliver: int = 5
+    # First pause before a failed message is redelivered; doubled per delivery, up to 30 s.
+    redelivery_backoff_s: float = 1.0
 
     @classmethod
     def for_telemetry(
@@ -54,6 +92,8 @@ class PullConsumerSettings:
         fetch_timeout_s: float,
         ack_wait_s: float,
         batches_in_flight: int = 1,
+        max_deliver: int = 5,
+        redelivery_backoff_s: float = 1.0,
     ) -> PullConsumerSettings:
         """A consumer of every partition of the TELEMETRY stream."""
         return cls(
@@ -64,6 +104,8 @@ class PullConsumerSettings:
             fetch_timeout_s=fetch_timeout_s,
             ack_wait_s=ack_wait_s,
             batches_in_flight=batches_in_flight,
+            max_deliver=max_deliver,
+            redelivery_backoff_s=redelivery_backoff_s,
         )
 
 
@@ -154,6 +196,56 @@ class PullConsumer:
                 await self._handle(messages)
             except Exception:
                 logger.exception("%s: batch failed; it will be redelivered", settings.durable)
+
+
+class DeadLetters:
+    """Gives up on messages that keep failing: each is parked on
+    ``evt.<area>.deadletter.<last subject token>`` with its original data, subject and the reason
+    in headers, then acknowledged, so that it never holds back the messages behind it.
+
+    Args:
+        js: JetStream, to publish the dead letters.
+        area: The first token after ``evt.`` (``ingestion``, ``state``).
+        settings: The consumer's settings (its name, delivery limit and backoff).
+    """
+
+    def __init__(self, js: JetStreamContext, area: str, settings: PullConsumerSettings) -> None:
+        self._js = js
+        self._area = area
+        self._settings = settings
+
+    async def park(self, message: Msg, reason: str) -> None:
+        """Parks ``message`` now (a failure that no retry can mend)."""
+        key = message.subject.rsplit(".", 1)[-1] or "unknown"
+        headers = message_headers(
+            f"dlq:{self._settings.durable}:{message.metadata.sequence.stream}"
+        )
+        headers[DEAD_LETTER_REASON_HEADER] = reason[:1024]
+        headers[ORIGINAL_SUBJECT_HEADER] = message.subject
+        await self._js.publish(
+            event_subject(self._area, "deadletter", key), message.data, headers=headers
+        )
+        await message.ack()
+        _DEAD_LETTERS.add(1, {"consumer": self._settings.durable})
+        logger.error(
+            "message dead-lettered",
+            extra={
+                "consumer": self._settings.durable,
+                "reason": reason,
+                "subject": message.subject,
+            },
+        )
+
+    async def retry_or_park(self, message: Msg, error: BaseException, reason: str) -> None:
+        """Asks for a redelivery after a growing pause, or parks ``message`` once it has been
+        delivered ``max_deliver`` times, unless ``error`` is transient (:data:`TRANSIENT_ERRORS`):
+        then it is redelivered however often it takes."""
+        delivered = message.metadata.num_delivered or 1
+        if delivered >= self._settings.max_deliver and not isinstance(error, TRANSIENT_ERRORS):
+            await self.park(message, f"{reason} (after {delivered} deliveries)")
+            return
+        delay_s = min(30.0, self._settings.redelivery_backoff_s * 2 ** (delivered - 1))
+        await message.nak(delay=delay_s)
 
 
 def _publisher_links(messages: list[Msg]) -> list[trace.Link]:

@@ -21,10 +21,9 @@ from nats.js import JetStreamContext
 from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
-from twinstack.common.consumer import PullConsumer, PullConsumerSettings
+from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxError, InfluxStore
-from twinstack.common.nats import event_subject, message_headers
 from twinstack.common.series import MEASUREMENTS, TWIN_ID_TAG
 
 logger = logging.getLogger(__name__)
@@ -35,12 +34,6 @@ _POINTS_WRITTEN = _meter.create_counter(
 _WRITE_RETRIES = _meter.create_counter(
     "twinstack.historian.write_retries", description="InfluxDB writes put back for a retry"
 )
-_DEAD_LETTERS = _meter.create_counter(
-    "twinstack.historian.dead_letters", description="Messages parked on the dead-letter subject"
-)
-
-DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
-ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
 
 
 def batch_lines(batch: events_pb2.TelemetryBatch) -> list[str]:
@@ -75,6 +68,7 @@ class Historian:
         self._store = store
         self._max_backoff_s = max_backoff_s
         self._consumer = PullConsumer(js, consumer, self._persist)
+        self._dead_letters = DeadLetters(js, "ingestion", consumer)
         self._failures = 0
 
     async def start(self) -> None:
@@ -92,9 +86,9 @@ class Historian:
                     (message, batch_lines(events_pb2.TelemetryBatch.FromString(message.data)))
                 )
             except DecodeError as error:
-                await self._dead_letter(message, f"undecodable telemetry batch: {error}")
+                await self._dead_letters.park(message, f"undecodable telemetry batch: {error}")
             except ValueError as error:
-                await self._dead_letter(message, f"a value InfluxDB cannot store: {error}")
+                await self._dead_letters.park(message, f"a value InfluxDB cannot store: {error}")
         if not decoded:
             return
         try:
@@ -117,7 +111,7 @@ class Historian:
                     # InfluxDB went away meanwhile: the rest waits out one backoff together.
                     await self._retry_later(decoded[index:], error)
                     return
-                await self._dead_letter(message, f"InfluxDB rejected the points: {error}")
+                await self._dead_letters.park(message, f"InfluxDB rejected the points: {error}")
                 continue
             await self._ack([(message, points)])
 
@@ -141,17 +135,3 @@ class Historian:
         exponential = min(self._max_backoff_s, 0.25 * 2 ** min(self._failures, 10))
         delay_s = retry_after_s if retry_after_s is not None else exponential
         await self._consumer.pause(min(delay_s, self._max_backoff_s) * random.uniform(0.8, 1.2))
-
-    async def _dead_letter(self, message: Msg, reason: str) -> None:
-        twin_id = message.subject.rsplit(".", 1)[-1] or "unknown"
-        headers = message_headers(f"dlq:{message.metadata.sequence.stream}")
-        headers[DEAD_LETTER_REASON_HEADER] = reason
-        headers[ORIGINAL_SUBJECT_HEADER] = message.subject
-        await self._js.publish(
-            event_subject("ingestion", "deadletter", twin_id), message.data, headers=headers
-        )
-        await message.ack()
-        _DEAD_LETTERS.add(1)
-        logger.error(
-            "telemetry message dead-lettered", extra={"reason": reason, "twin_id": twin_id}
-        )

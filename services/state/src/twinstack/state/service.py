@@ -344,6 +344,8 @@ class StateApp:
                 fetch_messages=settings.state_fetch_messages,
                 fetch_timeout_s=settings.state_fetch_timeout_s,
                 ack_wait_s=settings.state_ack_wait_s,
+                max_deliver=settings.state_max_deliver,
+                redelivery_backoff_s=settings.state_redelivery_backoff_s,
             )
             for partition in partitions
         ]

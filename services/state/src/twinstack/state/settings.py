@@ -15,6 +15,10 @@ class StateSettings(ServiceSettings):
     state_fetch_messages: int = Field(default=256, gt=0)
     state_fetch_timeout_s: float = Field(default=0.5, gt=0)
     state_ack_wait_s: float = Field(default=30.0, gt=0)
+    # Deliveries of a message whose state update keeps failing before it becomes a dead letter
+    # (evt.state.deadletter.<twin>); failures of NATS itself are retried without limit.
+    state_max_deliver: int = Field(default=5, ge=1)
+    state_redelivery_backoff_s: float = Field(default=1.0, gt=0)
     # State documents kept in memory, so that an update costs a write without a read.
     state_cache_twins: int = Field(default=100_000, ge=0)
     # A twin is stale after this many of its model's longest sample period without telemetry,

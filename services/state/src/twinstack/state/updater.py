@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -24,7 +25,7 @@ from opentelemetry import metrics
 from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.consumer import PullConsumer, PullConsumerSettings
+from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
 from twinstack.common.ids import TWIN_ID_PATTERN, partition_of
 from twinstack.common.modeling.document import ModelError
 from twinstack.common.nats import EVENTS_STREAM, event_subject, message_headers
@@ -84,7 +85,12 @@ class StateUpdater:
         self._store = store
         self._evaluator = evaluator
         self._stale_periods = stale_periods
-        self._consumers = [PullConsumer(js, settings, self._apply) for settings in consumers]
+        self._consumers = [
+            PullConsumer(
+                js, settings, functools.partial(self._apply, DeadLetters(js, "state", settings))
+            )
+            for settings in consumers
+        ]
         self._partitions = frozenset(partitions)
         self._partition_count = partition_count
         self._check_interval_s = staleness_check_interval_s
@@ -107,25 +113,46 @@ class StateUpdater:
                 await self._clock_task
         await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
 
-    async def _apply(self, messages: list[Msg]) -> None:
+    async def _apply(self, dead_letters: DeadLetters, messages: list[Msg]) -> None:
         by_twin: dict[str, list[events_pb2.TelemetryBatch]] = defaultdict(list)
+        twin_messages: dict[str, list[Msg]] = defaultdict(list)
+        settled: list[Msg] = []
         for message in messages:
             try:
                 batch = events_pb2.TelemetryBatch.FromString(message.data)
             except DecodeError:
                 # The historian parks undecodable messages; here they carry no state.
                 logger.error("undecodable telemetry message", extra={"subject": message.subject})
+                settled.append(message)
                 continue
             if not TWIN_ID_PATTERN.fullmatch(batch.frame.twin_id):
                 # Only a publisher that bypassed ingestion can send this; it must not block
                 # the batch it came with, and it is no valid KV key.
                 logger.error("telemetry for an invalid twin id", extra={"subject": message.subject})
+                settled.append(message)
                 continue
             by_twin[batch.frame.twin_id].append(batch)
-        await asyncio.gather(
-            *(self._merge(twin_id, batches) for twin_id, batches in by_twin.items())
+            twin_messages[batch.frame.twin_id].append(message)
+        # Each twin on its own: one twin whose update fails must not hold back the others of
+        # its partition, and after max_deliver attempts its messages become dead letters.
+        outcomes = await asyncio.gather(
+            *(self._merge(twin_id, batches) for twin_id, batches in by_twin.items()),
+            return_exceptions=True,
         )
-        for message in messages:
+        for twin_id, outcome in zip(by_twin, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # cancelled: everything unacknowledged is redelivered
+                logger.warning(
+                    "state update failed", extra={"twin_id": twin_id, "error": repr(outcome)}
+                )
+                for message in twin_messages[twin_id]:
+                    await dead_letters.retry_or_park(
+                        message, outcome, f"the state update of {twin_id} failed: {outcome!r}"
+                    )
+            else:
+                settled += twin_messages[twin_id]
+        for message in settled:
             await message.ack()
 
     async def _merge(self, twin_id: str, batches: list[events_pb2.TelemetryBatch]) -> None:
