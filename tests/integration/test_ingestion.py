@@ -15,11 +15,11 @@ import pytest
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, TELEMETRY_STREAM, Backbone
 from twinstack.common.series import ALL_MEASUREMENTS, from_clause
 from twinstack.devstack import InfluxServer
-from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER
 from twinstack.ingestion.service import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 from twinstack.registry.service import RegistryApp

@@ -588,8 +588,8 @@ async def test_a_poisoned_twin_never_stalls_its_partition(
     infra_settings: dict[str, Any], serve_app: Any, backbone: Backbone, eventually: Any
 ) -> None:
     """A twin whose state can never be stored (two messages of a 600 kB string each, published
-    around ingestion, make its document larger than NATS's max payload) is retried, then dead-lettered with the
-    reason, while the twins of its partition keep updating all along."""
+    around ingestion, make its document larger than NATS's max payload) is retried, then
+    dead-lettered with the reason, while the twins of its partition keep updating all along."""
     settings = StateSettings(
         **infra_settings,
         state_max_deliver=3,
