@@ -97,6 +97,19 @@ class _AuthInterceptor(grpc.aio.ServerInterceptor):
         return _replace_behavior(handler, _reject_unauthenticated)
 
 
+MAX_CLAIMED_NAME_CHARS = 128
+
+
+def attributed_to(context: grpc.aio.ServicerContext[Any, Any], claimed: str) -> str:
+    """Who did something, for the record: the connection it came from, with the name the
+    caller gave only as a claim. Callers share one bearer token, so no call carries a verified
+    identity of its own, and a name taken from the request alone could be anyone's.
+    """
+    printable = "".join(c for c in claimed if c.isprintable())[:MAX_CLAIMED_NAME_CHARS]
+    peer = context.peer() or "unknown peer"
+    return f"{printable} (unverified, from {peer})" if printable else f"unverified, from {peer}"
+
+
 async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
 

@@ -34,7 +34,12 @@ from twinstack.common.ids import (
 )
 from twinstack.common.modeling.document import ModelError
 from twinstack.common.modeling.resolve import ResolvedModel, normalized, property_violations
-from twinstack.common.modeling.values import from_json, to_json
+from twinstack.common.modeling.values import (
+    MAX_VALUE_DEPTH,
+    from_json,
+    nests_deeper_than,
+    to_json,
+)
 from twinstack.common.nats import (
     REGISTRY_BUCKET,
     RELATIONSHIPS_KEY_PREFIX,
@@ -76,9 +81,12 @@ def parse_merge_patch(text: str) -> dict[str, Any]:
         except (ValueError, RecursionError) as error:
             violation = f"not valid JSON: {error}"
         else:
-            if isinstance(patch, dict):
+            if not isinstance(patch, dict):
+                violation = "must be a JSON object of property names"
+            elif nests_deeper_than(patch, MAX_VALUE_DEPTH + 1):  # +1: the patch's own object
+                violation = f"nests deeper than {MAX_VALUE_DEPTH} levels, as no property can"
+            else:
                 return patch
-            violation = "must be a JSON object of property names"
     raise InvalidArgumentError(
         "invalid merge patch", [FieldViolation("json_merge_patch", violation)]
     )

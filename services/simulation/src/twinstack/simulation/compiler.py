@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -44,6 +45,7 @@ from twinstack.common.modeling.expressions import (
     Node,
     Number,
     Unary,
+    continues_chain,
     names_in,
     walk,
 )
@@ -304,8 +306,13 @@ _CALLS = {
 }
 
 
-def _emit(node: Node, names: Mapping[str, str]) -> str:
-    """Python source for ``node`` with user names replaced by generated identifiers."""
+def _emit(node: Node, names: Mapping[str, str], *, wrap: bool = True) -> str:
+    """Python source for ``node`` with user names replaced by generated identifiers.
+
+    Every operation is written in parentheses but the left operand of a chain of one precedence
+    (``a + b - c``), so that long sums nest no deeper than short ones; ``wrap`` False leaves off
+    the parentheses of ``node`` itself.
+    """
     if isinstance(node, Number):
         return repr(float(node.value))
     if isinstance(node, Name):
@@ -314,14 +321,17 @@ def _emit(node: Node, names: Mapping[str, str]) -> str:
         operand = _emit(node.operand, names)
         return f"(not {operand})" if node.op == "not" else f"({node.op}{operand})"
     if isinstance(node, Binary):
-        left, right = _emit(node.left, names), _emit(node.right, names)
+        left = _emit(node.left, names, wrap=not continues_chain(node))
+        right = _emit(node.right, names)
         if node.op == "^":
             exponent = node.right.value if isinstance(node.right, Number) else None
-            if exponent == 2.0:
+            # Squares of names and numbers as products; a squared subexpression stays a power,
+            # since writing it twice would double the source at every level of nesting.
+            if exponent == 2.0 and isinstance(node.left, Name | Number):
                 return f"({left} * {left})"
             return f"({left} ** {right})"
         op = {"and": "&", "or": "|"}.get(node.op, node.op)
-        return f"({left} {op} {right})"
+        return f"({left} {op} {right})" if wrap else f"{left} {op} {right}"
     args = [_emit(arg, names) for arg in node.args]
     if node.function == "where":
         return f"({args[1]} if {args[0]} else {args[2]})"
@@ -546,13 +556,39 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"twinstack-kernels-{os.getuid()}"
 
 
+def private_directory(directory: Path) -> Path:
+    """``directory``, created 0700 if missing, after checking that nobody else can have put
+    code in it: the kernels are imported from there and numba's cache beside them is pickled,
+    so a directory another user owns or can write to (say a name taken in ``/tmp`` before us)
+    would run their code.
+
+    Raises:
+        PermissionError: the directory is a symlink, owned by another user, or writable by
+            group or others.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = directory.lstat()
+    if stat.S_ISLNK(status.st_mode) or not stat.S_ISDIR(status.st_mode):
+        raise PermissionError(f"kernel cache {directory} is not a plain directory")
+    if status.st_uid != os.getuid():
+        raise PermissionError(
+            f"kernel cache {directory} belongs to uid {status.st_uid}, not to this process "
+            f"({os.getuid()}); set TWINSTACK_KERNEL_CACHE_DIR to a directory of its own"
+        )
+    if status.st_mode & 0o022:
+        raise PermissionError(
+            f"kernel cache {directory} is writable by group or others "
+            f"(mode {stat.S_IMODE(status.st_mode):o}); it must be 0700 or 0755"
+        )
+    return directory
+
+
 def _module(spec: KernelSpec, cache_dir: Path | None) -> ModuleType:
     with _loading:
         module = _loaded.get(spec.key)
         if module is not None:
             return module
-        directory = cache_dir or default_cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_directory(cache_dir or default_cache_dir())
         path = directory / f"twinstack_kernel_{spec.key}.py"
         if not path.exists() or path.read_text() != spec.source:
             # Written once under a temporary name and renamed: a concurrent process sees the

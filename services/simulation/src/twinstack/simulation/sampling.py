@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -30,7 +31,8 @@ def point_count(sampler: Sampler, samples: int, levels: Sequence[int]) -> int:
     if not levels:
         return 1
     if sampler is Sampler.GRID:
-        return int(np.prod([max(1, level) for level in levels], dtype=np.int64))
+        # Exact integers: a product in int64 wraps (65536 levels in four dimensions is 0).
+        return math.prod(max(1, int(level)) for level in levels)
     return samples
 
 

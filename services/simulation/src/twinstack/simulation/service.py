@@ -30,7 +30,9 @@ from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
+    LimitExceededError,
     NotFoundError,
+    UnavailableError,
 )
 from twinstack.common.ids import require_twin_id
 from twinstack.common.influx import InfluxStore
@@ -66,6 +68,8 @@ from twinstack.simulation.sweep import (
 )
 
 logger = logging.getLogger(__name__)
+
+MIN_CALIBRATION_STEP_S = 1e-3
 
 SERVICE_NAME = simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"].full_name
 INTEGRATORS = {
@@ -127,6 +131,22 @@ def _record_every(steps: int, max_points: int, field: str) -> int:
     return max(1, math.ceil(steps / max(1, (max_points or DEFAULT_POINTS) - 1)))
 
 
+def _check_trajectory_budget(
+    runs: int, steps: int, record_every: int, observables: int, maximum: int
+) -> None:
+    """Refuses, before anything is allocated, a request whose recorded trajectories (runs x
+    recorded points x observables) would hold more than ``maximum`` values."""
+    values = runs * (steps // record_every + 2) * max(1, observables)
+    if values > maximum:
+        raise LimitExceededError(
+            f"the trajectories would hold {values} values, more than {maximum} per request",
+            limit="TWINSTACK_MAX_TRAJECTORY_VALUES",
+            maximum=maximum,
+            requested=values,
+            violations=[FieldViolation("max_points", "fewer points, samples or twins")],
+        )
+
+
 class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
     def __init__(
         self,
@@ -143,6 +163,8 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             max_scenarios=settings.max_scenarios,
             max_steps=settings.max_steps,
             scenarios_per_task=settings.scenarios_per_task,
+            max_scenario_steps=settings.max_scenario_steps,
+            max_result_bytes=settings.max_sweep_result_bytes,
         )
 
     async def ListBuiltinModels(
@@ -186,6 +208,13 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         plan = plan_sweep(spec, target, _starts(snapshot, target), self._limits)
         run = dataclasses.replace(
             plan.run, record_every=_record_every(spec.steps, request.max_points, "max_points")
+        )
+        _check_trajectory_budget(
+            plan.scenario_count,
+            spec.steps,
+            run.record_every,
+            len(target.observables),
+            self._settings.max_trajectory_values,
         )
         model = CompiledModel(snapshot.kernel)
         inputs = chunk_inputs(plan, 0, plan.scenario_count)
@@ -358,7 +387,7 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
                 )
                 for s in summaries
             ],
-            results_path=str(path),
+            results_path=f"sweeps/{sweep_id}/results.parquet",
             results_bytes=size,
             provenance_json=provenance_json,
             diverged=diverged,
@@ -428,6 +457,14 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             raise InvalidArgumentError("invalid forecast", renamed) from None
         run = dataclasses.replace(
             plan.run, record_every=_record_every(spec.steps, request.max_points, "max_points")
+        )
+        # Twins are forecast one after the other: the budget is that of one twin's samples.
+        _check_trajectory_budget(
+            samples,
+            spec.steps,
+            run.record_every,
+            len(target.observables),
+            self._settings.max_trajectory_values,
         )
         model = CompiledModel(snapshot.kernel)
         conditions = snapshot.model.dynamics.conditions
@@ -522,8 +559,12 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             else end - timedelta(hours=1)
         )
         violations = []
-        if not (math.isfinite(step_s) and step_s > 0):
-            violations.append(FieldViolation("step_s", "must be a positive number of seconds"))
+        if not (math.isfinite(step_s) and step_s >= MIN_CALIBRATION_STEP_S):
+            # History is resampled on a grid of whole nanoseconds, InfluxDB windows of at
+            # least a millisecond.
+            violations.append(
+                FieldViolation("step_s", f"at least {MIN_CALIBRATION_STEP_S} s (a millisecond)")
+            )
         elif not 3 <= (end - start).total_seconds() / step_s <= self._settings.max_steps:
             violations.append(
                 FieldViolation(
@@ -667,10 +708,10 @@ class SimulationApp:
             else ()
         )
 
-        async def query(text: str) -> list[str]:
+        async def query(text: str, limit: int) -> list[str]:
             ids: list[str] = []
             token = ""
-            while True:
+            while len(ids) < limit:
                 try:
                     page = await registry.QueryTwins(
                         registry_pb2.QueryTwinsRequest(
@@ -685,11 +726,14 @@ class SimulationApp:
                             "invalid twin query",
                             [FieldViolation("twins.query", error.details() or "invalid query")],
                         ) from None
-                    raise
+                    raise UnavailableError(
+                        f"the registry did not answer the twin query ({error.code().name})"
+                    ) from None
                 ids += [twin.id for twin in page.twins]
                 token = page.page.next_page_token
                 if not token:
-                    return ids
+                    break
+            return ids
 
         snapshots = SnapshotTaker(
             registry_bucket,

@@ -25,7 +25,12 @@ class SimulationSettings(ServiceSettings):
     sweep_tasks_in_flight: int = Field(default=64, gt=0)
     max_scenarios: int = Field(default=10_000_000, gt=0)
     max_steps: int = Field(default=1_000_000, gt=0)
+    # Scenarios x steps of one sweep, and the bytes of its KPI results (docs/limits.md).
+    max_scenario_steps: int = Field(default=10**11, gt=0)
+    max_sweep_result_bytes: int = Field(default=4 * 2**30, gt=0)
     max_forecast_samples: int = Field(default=100_000, gt=0)
+    # Values of recorded trajectories one RunScenario (all twins) or Forecast (per twin) holds.
+    max_trajectory_values: int = Field(default=20_000_000, gt=0)
     # Sweep results (Parquet); a shared volume when several replicas serve FetchSweepResults.
     results_dir: Path = Path(tempfile.gettempdir()) / "twinstack-results"
     # Tries at a snapshot in which no selected twin changed between two reads.

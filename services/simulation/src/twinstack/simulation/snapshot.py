@@ -33,7 +33,8 @@ from twinstack.common.nats import read_document, twin_key
 from twinstack.common.values import to_python
 from twinstack.simulation.compiler import CompileError, KernelSpec, kernel_spec
 
-TwinQuery = Callable[[str], Awaitable[list[str]]]
+# (query text, most ids wanted) -> matching twin ids, at most that many.
+TwinQuery = Callable[[str, int], Awaitable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,9 @@ class SnapshotTaker:
             raise InvalidArgumentError("invalid twin selection", violations)
         selected = list(dict.fromkeys(twin_ids))
         if query.strip():
-            selected = list(dict.fromkeys([*selected, *await self._query(query)]))
+            # Paging stops past the limit: a query matching a million twins costs one page more.
+            matches = await self._query(query, self._max_twins + 1)
+            selected = list(dict.fromkeys([*selected, *matches]))
         if not selected:
             raise InvalidArgumentError(
                 "no twins selected",
@@ -147,7 +150,12 @@ class SnapshotTaker:
         if len(selected) > self._max_twins:
             raise InvalidArgumentError(
                 "too many twins",
-                [FieldViolation(path, f"{len(selected)} twins; at most {self._max_twins}")],
+                [
+                    FieldViolation(
+                        path,
+                        f"more than {self._max_twins} twins (TWINSTACK_MAX_SNAPSHOT_TWINS)",
+                    )
+                ],
             )
         return selected
 

@@ -154,6 +154,10 @@ class Limits:
     max_scenarios: int
     max_steps: int
     scenarios_per_task: int
+    # Scenarios x steps of one sweep: the compute a request may ask for.
+    max_scenario_steps: int = 10**11
+    # KPI values (8 bytes each) one sweep's results may hold.
+    max_result_bytes: int = 4 * 2**30
 
 
 def _finite(value: float) -> bool:
@@ -238,9 +242,30 @@ def spec_violations(
     if total > limits.max_scenarios:
         violations.append(
             FieldViolation(
-                "samples", f"{total} scenarios in all; at most {limits.max_scenarios} per sweep"
+                "samples",
+                f"{total} scenarios in all; at most {limits.max_scenarios} per sweep "
+                "(TWINSTACK_MAX_SCENARIOS)",
             )
         )
+    elif _finite(spec.horizon_s) and _finite(spec.step_s) and spec.step_s > 0:
+        steps = max(1, math.ceil(spec.horizon_s / spec.step_s))
+        if total * steps > limits.max_scenario_steps:
+            violations.append(
+                FieldViolation(
+                    "step_s",
+                    f"{total} scenarios x {steps} steps; at most {limits.max_scenario_steps} "
+                    "scenario-steps per sweep (TWINSTACK_MAX_SCENARIO_STEPS)",
+                )
+            )
+        result_bytes = total * (len(target.kpi_names(spec.thresholds)) + len(spec.ranges)) * 8
+        if result_bytes > limits.max_result_bytes:
+            violations.append(
+                FieldViolation(
+                    "samples",
+                    f"results of {result_bytes} bytes; at most {limits.max_result_bytes} per "
+                    "sweep (TWINSTACK_MAX_SWEEP_RESULT_BYTES)",
+                )
+            )
     return violations
 
 

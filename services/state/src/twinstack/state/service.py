@@ -39,6 +39,7 @@ from twinstack.common.nats import (
     telemetry_partition_filter,
 )
 from twinstack.common.pagination import next_page, requested_page
+from twinstack.common.server import attributed_to
 from twinstack.state.alert_index import AlertIndex, alert_key
 from twinstack.state.alerts import AlertEvaluator
 from twinstack.state.history import plan, series_messages
@@ -274,6 +275,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     ) -> state_pb2.AcknowledgeAlertResponse:
         require_twin_id(request.twin_id)
         now_ns = time.time_ns()
+        acknowledged_by = attributed_to(context, request.acknowledged_by)
 
         def mutate(state: state_pb2.TwinState) -> bool | None:
             alert = state.alerts.get(request.rule_id)
@@ -286,7 +288,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             if alert.acknowledged:
                 return None
             alert.acknowledged = True
-            alert.acknowledged_by = request.acknowledged_by
+            alert.acknowledged_by = acknowledged_by
             alert.acknowledged_time.FromNanoseconds(now_ns)
             return True
 

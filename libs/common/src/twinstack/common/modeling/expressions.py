@@ -30,6 +30,26 @@ from twinstack.common.lexing import Token, UnexpectedCharacterError, tokenize
 MAX_EXPRESSION_CHARS = 2000
 MAX_EXPRESSION_NODES = 400
 MAX_EXPRESSION_DEPTH = 40
+# Nesting of the parsed tree as compiled kernels write it: every operation in parentheses but a
+# chain of one precedence (a + b - c), which stays flat. Python's parser stops at 200 nested
+# parentheses, and numba's compiler recurses over the tree.
+MAX_TREE_DEPTH = 100
+# Operators whose left operand, of the same group, needs no parentheses: (a + b) - c == a + b - c.
+LEFT_CHAINS: tuple[frozenset[str], ...] = (
+    frozenset({"+", "-"}),
+    frozenset({"*", "/"}),
+    frozenset({"and"}),
+    frozenset({"or"}),
+)
+
+
+def continues_chain(node: Binary) -> bool:
+    """Whether ``node``'s left operand is an operation of its own chain (written unwrapped)."""
+    left = node.left
+    return isinstance(left, Binary) and any(
+        node.op in chain and left.op in chain for chain in LEFT_CHAINS
+    )
+
 
 # name -> (minimum arguments, maximum arguments); a function outside this table is refused.
 FUNCTIONS: dict[str, tuple[int, int]] = {
@@ -213,7 +233,10 @@ class _Parser:
         node = self._atom()
         token = self._accept("^", "**")
         if token is not None:
+            # Right-associative: a ^ b ^ c nests like parentheses do.
+            self._nested(token.position)
             node = self._node(Binary("^", node, self._unary()), token.position)
+            self._depth -= 1
         return node
 
     def _atom(self) -> Node:
@@ -264,7 +287,36 @@ def parse_expression(text: str) -> Node:
         raise ExpressionError(f"longer than {MAX_EXPRESSION_CHARS} characters", 0)
     if not text.strip():
         raise ExpressionError("empty expression", 0)
-    return _Parser(text).parse()
+    node = _Parser(text).parse()
+    if tree_depth(node) > MAX_TREE_DEPTH:
+        raise ExpressionError(
+            f"operations nest more than {MAX_TREE_DEPTH} deep; split it into outputs", 0
+        )
+    return node
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def tree_depth(node: Node) -> int:
+    """Levels of nesting as compiled (see :data:`MAX_TREE_DEPTH`), found without recursion."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(current, Binary) and continues_chain(current):
+            stack += [(current.left, depth), (current.right, depth + 1)]
+        else:
+            stack.extend((child, depth + 1) for child in _children(current))
+    return deepest
 
 
 def walk(node: Node) -> Iterator[Node]:
@@ -273,12 +325,7 @@ def walk(node: Node) -> Iterator[Node]:
     while stack:
         current = stack.pop()
         yield current
-        if isinstance(current, Unary):
-            stack.append(current.operand)
-        elif isinstance(current, Binary):
-            stack.extend((current.right, current.left))
-        elif isinstance(current, Call):
-            stack.extend(reversed(current.args))
+        stack.extend(reversed(_children(current)))
 
 
 def names_in(node: Node) -> set[str]:

@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2
 
 from twinstack.api.common.v1 import types_pb2
 from twinstack.common.errors import FieldViolation
-from twinstack.common.modeling.document import Property, Schema
+from twinstack.common.modeling.document import MAX_SCHEMA_DEPTH, Property, Schema
 
 _KIND_OF_SCHEMA = {
     "double": "double_value",
@@ -29,6 +29,23 @@ _KIND_OF_SCHEMA = {
 }
 MAX_STRING_CHARS = 16_384
 MAX_ITEMS = 10_000
+# Schemas nest at most MAX_SCHEMA_DEPTH deep, so no valid value (a property inside a component
+# included) nests deeper than this.
+MAX_VALUE_DEPTH = MAX_SCHEMA_DEPTH + 2
+
+
+def nests_deeper_than(data: Any, limit: int) -> bool:
+    """Whether JSON ``data`` has objects or arrays nested more than ``limit`` deep (checked
+    without recursion, so any depth that parsed can be checked)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def value_violations(
