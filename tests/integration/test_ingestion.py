@@ -223,6 +223,40 @@ async def test_empty_and_oversized_requests(
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_request_budgets_are_named_and_refuse_the_whole_request(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    backbone: Backbone,
+    details_of: Any,
+) -> None:
+    async with platform(
+        infra_settings,
+        serve_app,
+        store_test_models,
+        ["pump-a", "pump-b", "pump-c"],
+        historian_enabled=False,
+        max_twins_per_request=2,
+    ) as ingestion:
+        three = [make_frame(t, [T0_NS], {"temp": [1.0]}) for t in ("pump-a", "pump-b", "pump-c")]
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingestion.IngestBatch(ingestion_pb2.IngestBatchRequest(frames=three), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        quota = [d for d in details_of(raised.value) if d.DESCRIPTOR.name == "QuotaFailure"]
+        assert quota[0].violations[0].subject == "TWINSTACK_MAX_TWINS_PER_REQUEST"
+
+        long_reading = make_frame("pump-a", [T0_NS], {"note": ["x" * 20_000]})
+        ok_reading = make_frame("pump-b", [T0_NS], {"temp": [1.0]})
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(frames=[ok_reading, long_reading]), timeout=10
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "longer than 16384" in str(details_of(raised.value))
+        info = await backbone.js.stream_info(TELEMETRY_STREAM)
+        assert info.state.messages == 0, "refused whole: not even the good frame was published"
+
+
 async def test_poison_messages_are_dead_lettered_with_a_reason(
     infra_settings: dict[str, Any],
     serve_app: Any,

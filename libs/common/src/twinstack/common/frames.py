@@ -25,6 +25,8 @@ from twinstack.common.values import Scalar
 
 # A validation names at most this many bad values per column; more would only bloat the answer.
 MAX_ISSUES_PER_COLUMN = 10
+# The longest string reading, as for string properties.
+MAX_TELEMETRY_STRING_CHARS = 16_384
 
 _KIND_OF_VALUE = {
     "double_value": "double_values",
@@ -187,6 +189,15 @@ def _column_issues(
         doubles = [float(v) for v in column.int_values.values]
         column.double_values.values.extend(doubles)
         kind = "double_values"
+    if kind == "string_values":
+        # Live state keeps the latest value of every field in one document under NATS's max
+        # payload, so a reading may not be arbitrarily long.
+        return [
+            FrameIssue(f"longer than {MAX_TELEMETRY_STRING_CHARS} characters", index, row)
+            for row, _ in _first_items(
+                column.string_values.values, lambda v: len(v) > MAX_TELEMETRY_STRING_CHARS
+            )
+        ]
     if kind not in ("double_values", "int_values"):
         return []
     dtype = np.float64 if schema.kind == "double" else np.int64

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.errors import FieldViolation, InvalidArgumentError, LimitExceededError
 from twinstack.common.frames import (
     FrameIssue,
     frame_issues,
@@ -63,12 +63,25 @@ class BatchValidator:
         catalog: Twins and models of the registry.
         max_points: Most points (frame rows included) in one request.
         max_message_bytes: Frames bigger than this are cut into several messages.
+        max_twins: Most distinct twins in one request.
+        max_payload_bytes: NATS's max payload: a message larger than this cannot be published,
+            so a frame with a row that alone is larger is refused before anything is published.
     """
 
-    def __init__(self, catalog: ModelCatalog, *, max_points: int, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        *,
+        max_points: int,
+        max_message_bytes: int,
+        max_twins: int = 10_000,
+        max_payload_bytes: int = 1024 * 1024,
+    ) -> None:
         self._catalog = catalog
         self._max_points = max_points
         self._max_message_bytes = max_message_bytes
+        self._max_twins = max_twins
+        self._max_payload_bytes = max_payload_bytes
 
     async def validate(
         self,
@@ -88,9 +101,21 @@ class BatchValidator:
                 "no points", [FieldViolation("points", "a request needs points or frames")]
             )
         if total > self._max_points:
-            raise InvalidArgumentError(
+            raise LimitExceededError(
                 f"{total} points in one request; at most {self._max_points}",
-                [FieldViolation("points", f"at most {self._max_points} points per request")],
+                limit="TWINSTACK_MAX_POINTS_PER_REQUEST",
+                maximum=self._max_points,
+                requested=total,
+                violations=[FieldViolation("points", "send fewer points per request")],
+            )
+        twins = len({p.twin_id for p in points} | {f.twin_id for f in frames})
+        if twins > self._max_twins:
+            raise LimitExceededError(
+                f"{twins} twins in one request; at most {self._max_twins}",
+                limit="TWINSTACK_MAX_TWINS_PER_REQUEST",
+                maximum=self._max_twins,
+                requested=twins,
+                violations=[FieldViolation("points", "send fewer twins per request")],
             )
         point_frames, point_issues = frames_from_points(points)
         violations = [
@@ -128,11 +153,27 @@ class BatchValidator:
                 f"{len(violations)} problem(s) in the request; nothing was ingested",
                 violations[:MAX_REPORTED_VIOLATIONS],
             )
-        return [
-            events_pb2.TelemetryBatch(model_id=models[item.frame.twin_id], frame=piece)
-            for item in located
-            for piece in split_frame(item.frame, self._max_message_bytes)
-        ]
+        batches = []
+        for item in located:
+            for piece in split_frame(item.frame, self._max_message_bytes):
+                batch = events_pb2.TelemetryBatch(model_id=models[item.frame.twin_id], frame=piece)
+                # Checked before anything is published: the request is accepted whole or not.
+                if batch.ByteSize() > self._max_payload_bytes:
+                    violations.append(
+                        FieldViolation(
+                            item.twin_id_path() if not item.path else item.path,
+                            f"a row of {item.frame.twin_id} is larger than the largest message "
+                            f"NATS takes ({self._max_payload_bytes} bytes)",
+                        )
+                    )
+                    break
+                batches.append(batch)
+        if violations:
+            raise InvalidArgumentError(
+                "a row is too large to be stored; nothing was ingested",
+                violations[:MAX_REPORTED_VIOLATIONS],
+            )
+        return batches
 
     async def _telemetry_of(
         self, twin_ids: set[str]

@@ -12,7 +12,12 @@ from twinstack.api.common.v1 import types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
-from twinstack.common.errors import InvalidArgumentError, ResourceExhaustedError, UnavailableError
+from twinstack.common.errors import (
+    InvalidArgumentError,
+    LimitExceededError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
 from twinstack.ingestion.batching import BatchValidator
@@ -102,7 +107,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         response = ingestion_pb2.IngestStreamResponse(sequence=request.sequence)
         try:
             accepted, result = await self._ingest(request.points, request.frames)
-        except InvalidArgumentError as error:
+        except (InvalidArgumentError, LimitExceededError) as error:
             response.code = error.code.value[0]
             response.message = error.message
             response.violations.extend(
@@ -165,10 +170,13 @@ class IngestionApp:
     def register(self, server: grpc.aio.Server) -> None:
         assert self._catalog is not None, "start() first"
         assert self._publisher is not None, "start() first"
+        assert self._backbone is not None, "start() first"
         validator = BatchValidator(
             self._catalog,
             max_points=self._settings.max_points_per_request,
             max_message_bytes=self._settings.max_message_bytes,
+            max_twins=self._settings.max_twins_per_request,
+            max_payload_bytes=self._backbone.client.max_payload,
         )
         ingestion_pb2_grpc.add_IngestionServiceServicer_to_server(
             IngestionServicer(self._settings, validator, self._publisher), server

@@ -8,6 +8,8 @@ from twinstack.common.settings import ServiceSettings
 class IngestionSettings(ServiceSettings):
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     max_points_per_request: int = Field(default=100_000, gt=0)
+    # Distinct twins in one request (each is looked up before validation).
+    max_twins_per_request: int = Field(default=10_000, gt=0)
     # Frames larger than this are cut into several stream messages (NATS caps a message at
     # max_payload, 1 MiB by default).
     max_message_bytes: int = Field(default=512 * 1024, ge=1024)
