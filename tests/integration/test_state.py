@@ -658,3 +658,83 @@ async def _last_message(backbone: Backbone, subject: str) -> Any:
         return await backbone.js.get_last_msg(EVENTS_STREAM, subject)
     except Exception:
         return None
+
+
+async def test_watches_and_alert_rules_are_bounded_per_caller_and_in_all(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    store_test_models: Any,
+    details_of: Any,
+    eventually: Any,
+) -> None:
+    registry_settings = RegistrySettings(**infra_settings)
+    settings = StateSettings(
+        **infra_settings, max_watches_per_caller=1, max_alert_rules=3, watch_fetch_timeout_s=0.2
+    )
+    async with serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel:
+        # Stored before the state service starts: its catalog has them from the beginning.
+        await store_test_models(registry_pb2_grpc.RegistryServiceStub(registry_channel))
+        async with serve_app(settings, StateApp(settings)) as channel:
+            await _bounded_watches_and_rules(
+                state_pb2_grpc.StateServiceStub(channel), details_of, eventually
+            )
+
+
+async def _bounded_watches_and_rules(
+    state: state_pb2_grpc.StateServiceAsyncStub, details_of: Any, eventually: Any
+) -> None:
+    async def another_watch() -> grpc.StatusCode:
+        """How a second Watch fares: refused, or served (until its deadline)."""
+        call = state.Watch(state_pb2.WatchRequest(all_twins=True), timeout=1)
+        try:
+            await call.read()
+        except grpc.aio.AioRpcError as error:
+            refused.append(error)
+            return error.code()
+        finally:
+            call.cancel()
+        return grpc.StatusCode.OK
+
+    refused: list[grpc.aio.AioRpcError] = []
+    first = state.Watch(state_pb2.WatchRequest(all_twins=True))
+    await first.initial_metadata()  # sent once the Watch holds its slot
+    reading = asyncio.ensure_future(first.read())
+    assert await another_watch() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    quota = [d for d in details_of(refused[-1]) if d.DESCRIPTOR.name == "QuotaFailure"]
+    assert quota[0].violations[0].subject == "TWINSTACK_MAX_WATCHES_PER_CALLER"
+    first.cancel()
+    reading.cancel()
+    # Closing it frees the slot: a Watch is served again (it runs into its deadline).
+    await eventually(another_watch, lambda code: code == grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def rule(rule_id: str) -> state_pb2.PutAlertRuleRequest:
+        return state_pb2.PutAlertRuleRequest(
+            rule=state_pb2.AlertRule(
+                id=rule_id,
+                model_id=DEVICE,
+                field="temp",
+                severity=events_pb2.SEVERITY_WARNING,
+                threshold=state_pb2.ThresholdCondition(
+                    direction=state_pb2.ThresholdCondition.DIRECTION_ABOVE,
+                    raise_at=9,
+                    clear_at=8,
+                ),
+            )
+        )
+
+    for rule_id in ("r1", "r2", "r3"):
+        await state.PutAlertRule(rule(rule_id))
+    await state.PutAlertRule(rule("r2"))  # replacing one is no new rule
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await state.PutAlertRule(rule("r4"))
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    listed: list[str] = []
+    page = state_pb2.ListAlertRulesRequest()
+    page.page.page_size = 2
+    while True:
+        response = await state.ListAlertRules(page)
+        listed += [r.id for r in response.rules]
+        if not response.page.next_page_token:
+            break
+        page.page.page_token = response.page.next_page_token
+    assert listed == ["r1", "r2", "r3"]

@@ -117,10 +117,27 @@ def test_queries(index: RegistryIndex, query: str, expected: list[str]) -> None:
 
 def test_pages_continue_after_the_last_id(index: RegistryIndex) -> None:
     query = parse_query(f"WHERE IS_OF_MODEL('{MACHINE}')", index)
-    first, more = run_query(index, query, "", 3, 1000)
-    assert ([t.id for t in first], more) == (["m1", "m2", "m3"], True)
-    rest, more = run_query(index, query, "m3", 3, 1000)
-    assert ([t.id for t in rest], more) == (["m4"], False)
+    first, resume = run_query(index, query, "", 3, 1000)
+    assert ([t.id for t in first], resume) == (["m1", "m2", "m3"], "m3")
+    rest, resume = run_query(index, query, "m3", 3, 1000)
+    assert ([t.id for t in rest], resume) == (["m4"], None)
+
+
+def test_a_page_scans_a_bounded_number_of_twins_and_continues(index: RegistryIndex) -> None:
+    """A filter few twins pass reads at most max_scanned twins per page, then hands back a
+    continuation; following it finds exactly what one unbounded scan finds."""
+    query = parse_query("WHERE STARTS_WITH($id, 'm') AND site = 'south'", index)
+    unbounded, _ = run_query(index, query, "", 100, 1000)
+    found, after, pages = [], "", 0
+    while True:
+        page, resume = run_query(index, query, after, 100, 1000, max_scanned=1)
+        found += [t.id for t in page]
+        pages += 1
+        if resume is None:
+            break
+        after = resume
+    assert found == [t.id for t in unbounded] == ["m3", "m4"]
+    assert pages > 1
 
 
 def test_traversals_are_bounded(index: RegistryIndex) -> None:

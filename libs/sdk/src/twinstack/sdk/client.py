@@ -553,9 +553,13 @@ class TwinstackClient:
         stored: state_pb2.AlertRule = response.rule
         return stored
 
-    def list_alert_rules(self) -> list[state_pb2.AlertRule]:
-        response = self._call(self._state.ListAlertRules, state_pb2.ListAlertRulesRequest())
-        return list(response.rules)
+    def list_alert_rules(self, *, page_size: int = 1000) -> list[state_pb2.AlertRule]:
+        """Every alert rule, in id order (fetched page after page)."""
+        return list(
+            self._pages(
+                self._state.ListAlertRules, state_pb2.ListAlertRulesRequest(), "rules", page_size
+            )
+        )
 
     def delete_alert_rule(self, rule_id: str) -> None:
         self._call(self._state.DeleteAlertRule, state_pb2.DeleteAlertRuleRequest(rule_id=rule_id))

@@ -436,11 +436,29 @@ def _candidates(index: RegistryIndex, query: Query, after: str, max_visited: int
 
 
 def run_query(
-    index: RegistryIndex, query: Query, after: str, limit: int, max_visited: int
-) -> tuple[list[Twin], bool]:
-    """Up to ``limit`` matching twins after ``after`` in id order, and whether more follow."""
+    index: RegistryIndex,
+    query: Query,
+    after: str,
+    limit: int,
+    max_visited: int,
+    *,
+    max_scanned: int = 50_000,
+) -> tuple[list[Twin], str | None]:
+    """Up to ``limit`` matching twins after ``after`` in id order, and the id the next page
+    starts after (None: no more).
+
+    A page looks at no more than ``max_scanned`` candidates: a filter that few twins pass would
+    otherwise read the whole registry in one call, on the event loop. A page cut short by that
+    budget may hold fewer twins than asked for (none, even) and still carry a continuation.
+    """
     found: list[Twin] = []
+    scanned = 0
+    last_scanned = after
     for twin_id in _candidates(index, query, after, max_visited):
+        if scanned == max_scanned:
+            return found, last_scanned
+        scanned += 1
+        last_scanned = twin_id
         twin = index.twin(twin_id)
         if twin is None:
             continue
@@ -448,6 +466,6 @@ def run_query(
             twin, index.plain_properties.get(twin_id, {})
         ):
             if len(found) == limit:
-                return found, True
+                return found, found[-1].id
             found.append(twin)
-    return found, False
+    return found, None

@@ -135,12 +135,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         page = requested_page(request.page)
         query = parse_query(request.query, self._index)
         await self._caught_up(request.min_revision)
-        twins, more = run_query(
-            self._index, query, page.after, page.size, self._settings.query_max_traversal_twins
+        twins, resume_after = run_query(
+            self._index,
+            query,
+            page.after,
+            page.size,
+            self._settings.query_max_traversal_twins,
+            max_scanned=self._settings.query_max_scanned_twins,
         )
-        return registry_pb2.QueryTwinsResponse(
-            twins=twins, page=next_page(twins[-1].id if more and twins else None)
-        )
+        return registry_pb2.QueryTwinsResponse(twins=twins, page=next_page(resume_after))
 
     async def CreateRelationship(
         self, request: registry_pb2.CreateRelationshipRequest, context: Context

@@ -12,6 +12,9 @@ class RegistrySettings(ServiceSettings):
     read_your_write_wait_s: float = Field(default=5.0, gt=0)
     # Most twins one graph traversal may visit before the query is refused as too broad.
     query_max_traversal_twins: int = Field(default=100_000, gt=0)
+    # Most twins one page of QueryTwins looks at; a page cut short by it carries a continuation
+    # token (and may hold fewer twins than asked for).
+    query_max_scanned_twins: int = Field(default=50_000, gt=0)
     # Bounds on one CreateModels request (docs/limits.md).
     max_model_source_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_models_per_request: int = Field(default=10_000, gt=0)

@@ -10,7 +10,12 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.errors import FieldViolation, InvalidArgumentError, NotFoundError
+from twinstack.common.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    LimitExceededError,
+    NotFoundError,
+)
 from twinstack.common.follower import BucketFollower
 from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
 from twinstack.common.modeling.document import ModelError
@@ -108,11 +113,14 @@ def _condition_violations(rule: state_pb2.AlertRule, condition: str | None) -> l
 class RuleBook(BucketFollower):
     """The current alert rules, followed from the bucket, looked up by twin and model."""
 
-    def __init__(self, bucket: KeyValue, catalog: ModelCatalog) -> None:
+    def __init__(self, bucket: KeyValue, catalog: ModelCatalog, *, max_rules: int) -> None:
         super().__init__(bucket)
         self._catalog = catalog
+        self._max_rules = max_rules
         self._rules: dict[str, state_pb2.AlertRule] = {}
         self._by_model: dict[str, list[state_pb2.AlertRule]] = {}
+        # Each telemetry message looks its twin's rules up here, not by scanning every rule.
+        self._by_twin: dict[str, list[state_pb2.AlertRule]] = {}
 
     def apply(self, key: str, value: bytes | None, revision: int) -> None:
         if value is None:
@@ -122,9 +130,15 @@ class RuleBook(BucketFollower):
             rule.revision = revision
             self._rules[key] = rule
         self._by_model.clear()
+        self._by_twin = {}
+        for rule in self._rules.values():
+            if rule.WhichOneof("scope") == "twin_id":
+                self._by_twin.setdefault(rule.twin_id, []).append(rule)
 
-    def rules(self) -> list[state_pb2.AlertRule]:
-        return sorted(self._rules.values(), key=lambda rule: rule.id)
+    def page(self, after: str, size: int) -> tuple[list[state_pb2.AlertRule], bool]:
+        """Up to ``size`` rules with ids after ``after``, and whether more follow."""
+        ids = sorted(rule_id for rule_id in self._rules if rule_id > after)
+        return [self._rules[rule_id] for rule_id in ids[:size]], len(ids) > size
 
     def rules_for(self, twin_id: str, model_id: str) -> list[state_pb2.AlertRule]:
         """Rules of the twin itself and of its model or any model it extends."""
@@ -138,17 +152,20 @@ class RuleBook(BucketFollower):
                 and self._catalog.is_a(model_id, rule.model_id)
             ]
             self._by_model[model_id] = of_model
-        own = [
-            r
-            for r in self._rules.values()
-            if r.WhichOneof("scope") == "twin_id" and r.twin_id == twin_id
-        ]
-        return of_model + own
+        return of_model + self._by_twin.get(twin_id, [])
 
     async def put(self, rule: state_pb2.AlertRule) -> state_pb2.AlertRule:
         violations = rule_violations(rule, self._catalog)
         if violations:
             raise InvalidArgumentError("invalid alert rule", violations)
+        if rule.id not in self._rules and len(self._rules) >= self._max_rules:
+            # Every telemetry message is checked against the rules of its twin and model.
+            raise LimitExceededError(
+                f"{len(self._rules)} alert rules exist; at most {self._max_rules}",
+                limit="TWINSTACK_MAX_ALERT_RULES",
+                maximum=self._max_rules,
+                held_by_caller=True,
+            )
         stored = state_pb2.AlertRule()
         stored.CopyFrom(rule)
         stored.ClearField("revision")

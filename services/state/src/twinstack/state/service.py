@@ -23,6 +23,7 @@ from twinstack.common.errors import (
 )
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
+from twinstack.common.limits import ConcurrencyLimit, peer_host
 from twinstack.common.modeling.document import ModelError
 from twinstack.common.modeling.resolve import ResolvedModel
 from twinstack.common.modeling.values import value_violations
@@ -72,6 +73,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         influx: InfluxStore,
     ) -> None:
         self._settings = settings
+        self._watches = ConcurrencyLimit(
+            "Watches",
+            per_caller=(settings.max_watches_per_caller, "TWINSTACK_MAX_WATCHES_PER_CALLER"),
+            total=(settings.max_watches, "TWINSTACK_MAX_WATCHES"),
+        )
         self._backbone = backbone
         self._store = store
         self._catalog = catalog
@@ -137,15 +143,18 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
         # Filtering on the server by key only works when no model widens the set.
         keys = sorted(twin_ids) if not model_id else []
-        async for state, catching_up in watch_states(
-            self._backbone.js,
-            keys,
-            wanted,
-            after_revision=request.after_revision,
-            fetch_messages=self._settings.watch_fetch_messages,
-            idle_timeout_s=self._settings.watch_fetch_timeout_s,
-        ):
-            yield state_pb2.WatchResponse(state=state, catching_up=catching_up)
+        with self._watches.hold(peer_host(context.peer() or "")):
+            # Headers now, not with the first change: a caller knows when its Watch is live.
+            await context.send_initial_metadata(())
+            async for state, catching_up in watch_states(
+                self._backbone.js,
+                keys,
+                wanted,
+                after_revision=request.after_revision,
+                fetch_messages=self._settings.watch_fetch_messages,
+                idle_timeout_s=self._settings.watch_fetch_timeout_s,
+            ):
+                yield state_pb2.WatchResponse(state=state, catching_up=catching_up)
 
     async def SetDesired(
         self, request: state_pb2.SetDesiredRequest, context: Context[object, object]
@@ -249,7 +258,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     async def ListAlertRules(
         self, request: state_pb2.ListAlertRulesRequest, context: Context[object, object]
     ) -> state_pb2.ListAlertRulesResponse:
-        return state_pb2.ListAlertRulesResponse(rules=self._rules.rules())
+        page = requested_page(request.page)
+        rules, more = self._rules.page(page.after, page.size)
+        return state_pb2.ListAlertRulesResponse(
+            rules=rules, page=next_page(rules[-1].id if more and rules else None)
+        )
 
     async def DeleteAlertRule(
         self, request: state_pb2.DeleteAlertRuleRequest, context: Context[object, object]
@@ -331,7 +344,11 @@ class StateApp:
         self._bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
         self._catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
         await self._catalog.start()
-        self._rules = RuleBook(await key_value(backbone.js, ALERT_RULES_BUCKET), self._catalog)
+        self._rules = RuleBook(
+            await key_value(backbone.js, ALERT_RULES_BUCKET),
+            self._catalog,
+            max_rules=settings.max_alert_rules,
+        )
         await self._rules.start()
         self._alerts = AlertIndex(self._bucket)
         await self._alerts.start()

@@ -368,14 +368,18 @@ class PutAlertRuleResponse(_message.Message):
     def __init__(self, rule: _Optional[_Union[AlertRule, _Mapping]] = ...) -> None: ...
 
 class ListAlertRulesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page",)
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    page: _types_pb2.PageRequest
+    def __init__(self, page: _Optional[_Union[_types_pb2.PageRequest, _Mapping]] = ...) -> None: ...
 
 class ListAlertRulesResponse(_message.Message):
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "page")
     RULES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[AlertRule]
-    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ...) -> None: ...
+    page: _types_pb2.PageResponse
+    def __init__(self, rules: _Optional[_Iterable[_Union[AlertRule, _Mapping]]] = ..., page: _Optional[_Union[_types_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class DeleteAlertRuleRequest(_message.Message):
     __slots__ = ("rule_id",)
