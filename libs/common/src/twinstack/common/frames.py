@@ -21,6 +21,7 @@ from twinstack.api.common.v1 import types_pb2
 from twinstack.common.ids import FIELD_NAME_PATTERN, RESERVED_SERIES_NAMES
 from twinstack.common.influx import escape_key, escape_measurement, field_literal
 from twinstack.common.modeling.document import Telemetry
+from twinstack.common.times import timestamp_violation
 from twinstack.common.values import Scalar
 
 # A validation names at most this many bad values per column; more would only bloat the answer.
@@ -98,6 +99,8 @@ def frames_from_points(
                 )
                 issues.append(PointIssue(index, name, reason))
             shape.append((name, kind or ""))
+        if point.HasField("time") and timestamp_violation(point.time, "time") is not None:
+            issues.append(PointIssue(index, "", "not a valid timestamp"))
         groups[(point.twin_id, tuple(sorted(shape)))].append(index)
     if issues:
         return [], issues

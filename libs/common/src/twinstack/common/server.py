@@ -17,6 +17,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -27,6 +28,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
 from twinstack.common.errors import (
+    FieldViolation,
+    InvalidArgumentError,
     TwinstackError,
     UnavailableError,
     internal_status,
@@ -114,6 +117,47 @@ async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContex
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """What arrived instead of a request that does not parse as its message type."""
+
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The deserializer, answering :class:`_Undecodable` instead of raising: grpc would end the
+    call with UNKNOWN before any handler could say what was wrong."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # DecodeError, and RecursionError for hostile nesting
+            return _Undecodable(str(error) or type(error).__name__)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgumentError(
+            "the request is not a valid message of its type",
+            [FieldViolation("request", f"cannot be parsed: {request.reason}")],
+        )
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+def _request_of(handler: Handler, request: Any) -> Any:
+    """The request (or request stream) of a call, refusing messages that did not parse."""
+    return _decoded_stream(request) if handler.request_streaming else _decoded(request)
+
+
 class _CallInterceptor(grpc.aio.ServerInterceptor):
     """Traces each call, applies the default deadline and maps errors to rich statuses."""
 
@@ -151,7 +195,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                     scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
                         async with scope:
-                            return await behavior(request, context)
+                            return await behavior(_request_of(handler, request), context)
                     except TimeoutError:
                         if not scope.expired():
                             raise  # a timeout of a dependency, not of this call
@@ -168,7 +212,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
                 async with _rich_statuses(method, context):
-                    result = behavior(request, context)
+                    result = behavior(_request_of(handler, request), context)
                     if inspect.isasyncgen(result):
                         async for item in result:
                             yield item
@@ -232,7 +276,7 @@ def _replace_behavior(handler: Handler, behavior: Behavior) -> Handler:
     factory = factories[(handler.request_streaming, handler.response_streaming)]
     return factory(
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
 

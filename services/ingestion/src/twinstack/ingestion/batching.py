@@ -120,7 +120,9 @@ class BatchValidator:
         point_frames, point_issues = frames_from_points(points)
         violations = [
             FieldViolation(
-                f"points[{issue.point_index}].fields[{issue.field!r}]", issue.description
+                f"points[{issue.point_index}]"
+                + (f".fields[{issue.field!r}]" if issue.field else ".time"),
+                issue.description,
             )
             for issue in point_issues
         ]

@@ -44,6 +44,7 @@ from twinstack.common.nats import (
     key_value,
     message_headers,
 )
+from twinstack.common.times import timestamp_ns
 from twinstack.simulation.calibration import calibrate, load_history
 from twinstack.simulation.compiler import COMPILER_VERSION, CompiledModel, Integrator
 from twinstack.simulation.forecast import SEVERITIES, forecast_twin, influx_points
@@ -550,6 +551,9 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         twin_id = require_twin_id(request.twin_id)
         integrator = _integrator(request.integrator)
         step_s = request.step_s or 1.0
+        for name in ("start_time", "end_time"):
+            if request.HasField(name):
+                timestamp_ns(getattr(request, name), name)
         end = (
             request.end_time.ToDatetime(UTC) if request.HasField("end_time") else datetime.now(UTC)
         )

@@ -22,6 +22,7 @@ from twinstack.common.series import (
     NUMERIC_MEASUREMENTS,
     twin_tag,
 )
+from twinstack.common.times import duration_violation, timestamp_violation
 
 MAX_TWINS = 100
 MAX_FIELDS = 50
@@ -88,6 +89,17 @@ def plan(
     for i, name in enumerate(request.fields):
         bad = field_name_violation(name, f"fields[{i}]")
         violations += [bad] if bad else []
+    times = [
+        bad
+        for bad in (
+            timestamp_violation(request.start_time, "start_time"),
+            timestamp_violation(request.end_time, "end_time"),
+            duration_violation(request.window, "window"),
+        )
+        if bad is not None
+    ]
+    if times:
+        raise InvalidArgumentError("invalid history query", violations + times)
     start_ns = request.start_time.ToNanoseconds()
     end_ns = request.end_time.ToNanoseconds()
     if not request.HasField("start_time") or not request.HasField("end_time"):

@@ -19,6 +19,7 @@ from twinstack.common.errors import (
 from twinstack.common.follower import BucketFollower
 from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
 from twinstack.common.modeling.document import ModelError
+from twinstack.common.times import duration_violation
 
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RULE_RESOURCE = "twinstack.io/AlertRule"
@@ -95,7 +96,11 @@ def _condition_violations(rule: state_pb2.AlertRule, condition: str | None) -> l
         if not rule.rate.max_per_s > 0:
             violations.append(FieldViolation("rule.rate.max_per_s", "must be positive"))
     elif condition == "staleness":
-        if rule.staleness.max_silence.ToNanoseconds() <= 0:
+        silence = rule.staleness.max_silence
+        invalid = duration_violation(silence, "rule.staleness.max_silence")
+        if invalid is not None:
+            violations.append(invalid)
+        elif silence.ToNanoseconds() <= 0:
             violations.append(FieldViolation("rule.staleness.max_silence", "must be positive"))
     elif condition == "anomaly":
         anomaly = rule.anomaly

@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2
 from twinstack.api.common.v1 import types_pb2
 from twinstack.common.errors import FieldViolation
 from twinstack.common.modeling.document import MAX_SCHEMA_DEPTH, Property, Schema
+from twinstack.common.times import timestamp_violation
 
 _KIND_OF_SCHEMA = {
     "double": "double_value",
@@ -67,6 +68,10 @@ def value_violations(
     if kind != expected:
         found = "nothing" if kind is None else kind.removesuffix("_value")
         return [FieldViolation(path, f"expected {_describe(schema)}, got {found}")]
+    if schema.kind == "timestamp":
+        invalid = timestamp_violation(value.timestamp_value, path)
+        if invalid is not None:
+            return [invalid]
     if schema.kind == "double" and not math.isfinite(value.double_value):
         return [FieldViolation(path, "NaN and infinity are not valid values")]
     if schema.kind in ("double", "integer"):
