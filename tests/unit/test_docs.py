@@ -23,3 +23,20 @@ def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
         if f"`TWINSTACK_{name.upper()}`" not in OPERATIONS
     ]
     assert missing == []
+
+
+LIMITS = (Path(__file__).resolve().parents[2] / "docs" / "limits.md").read_text()
+SOURCES = Path(__file__).resolve().parents[2]
+
+
+def test_every_limit_named_in_an_error_is_in_the_limits_page() -> None:
+    import re
+
+    named: set[str] = set()
+    for folder in ("services", "libs"):
+        for path in (SOURCES / folder).rglob("*.py"):
+            text = path.read_text()
+            named |= set(re.findall(r'limit="(TWINSTACK_[A-Z_]+)"', text))
+            named |= set(re.findall(r"\((TWINSTACK_[A-Z_]+)\)", text))
+    assert len(named) > 10
+    assert sorted(n for n in named if f"`{n}`" not in LIMITS) == []
