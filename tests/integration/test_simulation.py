@@ -258,6 +258,25 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
             ),
             ["samples"],
         ),
+        (
+            # 65536 levels in four dimensions: 2^64 scenarios, which an int64 count wrapped to 0.
+            simulation_pb2.RunSweepRequest(
+                model="pump_thermal",
+                horizon_s=10.0,
+                step_s=1.0,
+                sampler=simulation_pb2.SAMPLER_GRID,
+                ranges={
+                    name: simulation_pb2.ParameterRange(min=low, max=high, levels=65536)
+                    for name, low, high in (
+                        ("load", 0.2, 1.0),
+                        ("ambient_c", 0.0, 30.0),
+                        ("heat_kw", 10.0, 20.0),
+                        ("cooling_kw_per_k", 0.1, 1.0),
+                    )
+                },
+            ),
+            ["samples"],
+        ),
         (simulation_pb2.RunSweepRequest(horizon_s=10.0, step_s=1.0), ["model"]),
         (
             simulation_pb2.RunSweepRequest(
@@ -287,6 +306,11 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
             ):
                 pass
         assert raised.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    tiny_step = simulation_pb2.CalibrateRequest(twin_id="nobody", step_s=1e-10)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await platform.simulation.Calibrate(tiny_step, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in details_of(raised.value)[1].field_violations] == ["step_s"]
     # Still serving.
     listed = await platform.simulation.ListBuiltinModels(
         simulation_pb2.ListBuiltinModelsRequest(), timeout=10
@@ -466,7 +490,11 @@ async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, event
 
 
 async def test_forecast_probability_matches_the_known_answer(
-    platform: Platform, backbone: Backbone, infra_settings: dict[str, Any], eventually: Any
+    platform: Platform,
+    backbone: Backbone,
+    infra_settings: dict[str, Any],
+    eventually: Any,
+    details_of: Any,
 ) -> None:
     await platform.twin("drift-1", DRIFT)
     events = await backbone.js.subscribe("evt.forecast.>", stream=EVENTS_STREAM)
@@ -516,6 +544,22 @@ async def test_forecast_probability_matches_the_known_answer(
         await influx.close()
     assert response.points_written == 11 * 5 + 1
 
+    # 100,000 samples x 10,000 recorded points would be 8 GB of trajectories: refused first.
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await platform.simulation.Forecast(
+            simulation_pb2.ForecastRequest(
+                twins=simulation_pb2.TwinSelection(twin_ids=["drift-1"]),
+                samples=100_000,
+                horizon_s=10.0,
+                step_s=0.001,
+                max_points=10_000,
+            ),
+            timeout=30,
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    quota = [d for d in details_of(raised.value) if d.DESCRIPTOR.name == "QuotaFailure"]
+    assert quota[0].violations[0].subject == "TWINSTACK_MAX_TRAJECTORY_VALUES"
+
 
 async def test_calibration_recovers_parameters_from_history(
     platform: Platform, infra_settings: dict[str, Any], eventually: Any
@@ -542,7 +586,9 @@ async def test_calibration_recovers_parameters_from_history(
     await influx.connect()
 
     async def stored() -> int:
-        series = await influx.query("SELECT count(level) FROM telemetry WHERE twin_id = 'tank-cal'")
+        series = await influx.query(
+            "SELECT count(level) FROM telemetry WHERE twin_id::tag = 'tank-cal'"
+        )
         return int(series[0].rows()[0]["count"]) if series else 0
 
     try:

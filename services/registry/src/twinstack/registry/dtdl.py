@@ -272,7 +272,12 @@ class _Converter:
         for semantic in kinds:
             if semantic not in (kind, "Historized") and kind in ("Property", "Telemetry"):
                 self.note(f"{path}.@type", f"semantic type {semantic!r} is not kept (its unit is)")
-        description = self._description(content, path) or _text(content.get("displayName"))
+        description = self._description(content, path)
+        display_name = _text(content.get("displayName"))
+        if description and display_name:
+            # The model language gives an element one text: the description wins.
+            self.note(f"{path}.displayName", f"displayName not kept: {display_name!r}")
+        description = description or display_name
         if kind == "Property":
             prop = self._field(content, path, telemetry=False)
             if prop is not None:

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from twinstack.api.state.v1 import state_pb2
+from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.common.nats import STATE_TWINS_BUCKET
 
 KV_STREAM = f"KV_{STATE_TWINS_BUCKET}"
@@ -54,13 +55,19 @@ async def watch_states(
         filter_subjects=subjects if len(subjects) > 1 else None,
         filter_subject=subjects[0] if len(subjects) == 1 else None,
     )
+    # Changes stored before the watch began are its catch-up; later ones are live.
+    stored_up_to = (await js.stream_info(KV_STREAM)).state.last_seq
+    if after_revision > stored_up_to:
+        # A consumer started there would silently skip every change until then.
+        raise InvalidArgumentError(
+            "after_revision is ahead of every stored change",
+            [FieldViolation("after_revision", f"at most the latest revision, {stored_up_to}")],
+        )
     if after_revision:
         config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
         config.opt_start_seq = after_revision + 1
     else:
         config.deliver_policy = DeliverPolicy.LAST_PER_SUBJECT
-    # Changes stored before the watch began are its catch-up; later ones are live.
-    stored_up_to = (await js.stream_info(KV_STREAM)).state.last_seq
     info = await js.add_consumer(KV_STREAM, config)
     subscription = await js.pull_subscribe_bind(consumer=info.name, stream=KV_STREAM)
     try:
