@@ -21,15 +21,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ServiceUnavailableError
 from opentelemetry import metrics, trace
 
 from twinstack.common.nats import (
+    NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
     event_subject,
     message_headers,
@@ -46,13 +45,7 @@ DEAD_LETTER_REASON_HEADER = "Twinstack-Dead-Letter-Reason"
 ORIGINAL_SUBJECT_HEADER = "Twinstack-Original-Subject"
 # Failures that say nothing about the message: retried for as long as they last.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    nats.errors.TimeoutError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.NoRespondersError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    ServiceUnavailableError,
+    *NATS_UNAVAILABLE_ERRORS,
     TimeoutError,
     OSError,
 )

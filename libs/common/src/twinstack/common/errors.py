@@ -145,6 +145,27 @@ class LimitExceededError(TwinstackError):
         return found
 
 
+def require_at_most(
+    requested: int,
+    maximum: int,
+    *,
+    limit: str,
+    what: str,
+    field: str,
+    hint: str,
+) -> None:
+    """Refuses a request holding ``requested`` of ``what`` when more than ``maximum`` are
+    allowed (:class:`LimitExceededError`, INVALID_ARGUMENT, ``field`` named with ``hint``)."""
+    if requested > maximum:
+        raise LimitExceededError(
+            f"{requested} {what} in one request; at most {maximum}",
+            limit=limit,
+            maximum=maximum,
+            requested=requested,
+            violations=[FieldViolation(field, hint)],
+        )
+
+
 class _ResourceError(TwinstackError):
     def __init__(self, resource_type: str, resource_name: str, message: str) -> None:
         super().__init__(message, metadata={"resource_type": resource_type})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.errors import FieldViolation, InvalidArgumentError, LimitExceededError
+from twinstack.common.errors import FieldViolation, InvalidArgumentError, require_at_most
 from twinstack.common.frames import (
     FrameIssue,
     frame_issues,
@@ -100,23 +100,22 @@ class BatchValidator:
             raise InvalidArgumentError(
                 "no points", [FieldViolation("points", "a request needs points or frames")]
             )
-        if total > self._max_points:
-            raise LimitExceededError(
-                f"{total} points in one request; at most {self._max_points}",
-                limit="TWINSTACK_MAX_POINTS_PER_REQUEST",
-                maximum=self._max_points,
-                requested=total,
-                violations=[FieldViolation("points", "send fewer points per request")],
-            )
-        twins = len({p.twin_id for p in points} | {f.twin_id for f in frames})
-        if twins > self._max_twins:
-            raise LimitExceededError(
-                f"{twins} twins in one request; at most {self._max_twins}",
-                limit="TWINSTACK_MAX_TWINS_PER_REQUEST",
-                maximum=self._max_twins,
-                requested=twins,
-                violations=[FieldViolation("points", "send fewer twins per request")],
-            )
+        require_at_most(
+            total,
+            self._max_points,
+            limit="TWINSTACK_MAX_POINTS_PER_REQUEST",
+            what="points",
+            field="points",
+            hint="send fewer points per request",
+        )
+        require_at_most(
+            len({p.twin_id for p in points} | {f.twin_id for f in frames}),
+            self._max_twins,
+            limit="TWINSTACK_MAX_TWINS_PER_REQUEST",
+            what="twins",
+            field="points",
+            hint="send fewer twins per request",
+        )
         point_frames, point_issues = frames_from_points(points)
         violations = [
             FieldViolation(

@@ -20,8 +20,8 @@ from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
-    LimitExceededError,
     NotFoundError,
+    require_at_most,
 )
 from twinstack.common.modeling.document import (
     Model,
@@ -74,15 +74,14 @@ def parse_sources(
     dtdl: list[tuple[Any, str]] = []
     for index, source in enumerate(sources):
         origin = source.name or f"sources[{index}]"
-        size = len(source.content.encode())
-        if size > limits.max_source_bytes:
-            raise LimitExceededError(
-                f"source {origin!r} holds {size} bytes, more than {limits.max_source_bytes}",
-                limit="TWINSTACK_MAX_MODEL_SOURCE_BYTES",
-                maximum=limits.max_source_bytes,
-                requested=size,
-                violations=[FieldViolation(f"sources[{index}].content", "too large")],
-            )
+        require_at_most(
+            len(source.content.encode()),
+            limits.max_source_bytes,
+            limit="TWINSTACK_MAX_MODEL_SOURCE_BYTES",
+            what=f"bytes in source {origin!r}",
+            field=f"sources[{index}].content",
+            hint="split the file, or raise the limit",
+        )
         try:
             # A byte order mark (common in files written on Windows) is no part of the JSON.
             document = json.loads(source.content.removeprefix("\ufeff"))
@@ -104,13 +103,14 @@ def parse_sources(
         dtdl, max_schema_nodes=limits.max_dtdl_schema_nodes, max_notes=limits.max_import_notes
     )
     documents.extend(converted)
-    if len(documents) > limits.max_models:
-        raise LimitExceededError(
-            f"the request defines {len(documents)} models, more than {limits.max_models}",
-            limit="TWINSTACK_MAX_MODELS_PER_REQUEST",
-            maximum=limits.max_models,
-            requested=len(documents),
-        )
+    require_at_most(
+        len(documents),
+        limits.max_models,
+        limit="TWINSTACK_MAX_MODELS_PER_REQUEST",
+        what="models",
+        field="sources",
+        hint="send the ontology in several requests, base models first",
+    )
     notes = [registry_pb2.ImportNote(path=p, message=m) for p, m in unmapped]
     models: list[Model] = []
     for document, origin in documents:
