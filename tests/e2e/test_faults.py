@@ -30,7 +30,7 @@ def stored_count(url: str) -> int:
     async def count() -> int:
         store = InfluxStore(url, "twinstack")
         try:
-            series = await store.query("SELECT count(seq) FROM telemetry")
+            series = await store.query("SELECT count(seq) FROM telemetry_integer")
         finally:
             await store.close()
         return int(series[0].values[0][1]) if series else 0

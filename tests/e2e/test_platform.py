@@ -57,7 +57,7 @@ def influx_count(url: str, twin_id: str) -> int:
         store = InfluxStore(url, "twinstack")
         try:
             series = await store.query(
-                "SELECT count(temperature_c) FROM telemetry WHERE twin_id = $t", {"t": twin_id}
+                "SELECT count(temperature_c) FROM telemetry WHERE twin_id::tag = $t", {"t": twin_id}
             )
         finally:
             await store.close()

@@ -83,7 +83,7 @@ async def test_nats_restart_mid_stream_loses_and_duplicates_nothing(
 
         async def stored() -> list[int]:
             series = await store.query(
-                "SELECT seq FROM telemetry WHERE twin_id = $t", {"t": "fault-1"}
+                "SELECT seq FROM telemetry_integer WHERE twin_id::tag = $t", {"t": "fault-1"}
             )
             return sorted(row["seq"] for row in series[0].rows()) if series else []
 

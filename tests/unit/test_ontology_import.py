@@ -259,3 +259,31 @@ def test_dtdl_unit_names_map_through_pint() -> None:
 def test_refused_models_raise_invalid_argument_with_every_problem() -> None:
     with pytest.raises(InvalidArgumentError):
         parse_sources(dtdl_sources(["{not json"]))
+
+
+def test_properties_named_by_their_full_iri_are_read_like_terms() -> None:
+    """Some published ontologies write DTDL properties as JSON-LD IRIs
+    (``dtmi:dtdl:property:schema;2``) instead of terms (``schema``)."""
+    document = {
+        "@context": "dtmi:dtdl:context;2",
+        "@id": "dtmi:test:Expanded;1",
+        "@type": "Interface",
+        "contents": [
+            {
+                "@type": "Property",
+                "name": "tags",
+                "dtmi:dtdl:property:schema;2": {
+                    "@type": "Map",
+                    "dtmi:dtdl:property:mapKey;2": {"name": "tag", "schema": "string"},
+                    "dtmi:dtdl:property:mapValue;2": {"name": "value", "schema": "string"},
+                },
+                "writable": True,
+            },
+            {"@type": "Relationship", "name": "servedBy"},
+        ],
+    }
+    converted, notes = convert_dtdl([(document, "expanded.json")])
+    model = converted[0][0]
+    assert model["properties"]["tags"]["schema"] == {"map": "string"}
+    assert model["relationships"]["servedBy"] == {}, "a relationship to any model"
+    assert notes == []

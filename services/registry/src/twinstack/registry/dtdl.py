@@ -108,6 +108,38 @@ UNITS: dict[str, str] = {
 }
 
 _CONTENT_KINDS = ("Property", "Telemetry", "Command", "Relationship", "Component")
+# JSON-LD lets a document name a DTDL property by its full IRI instead of its term, as some
+# published ontologies do ("dtmi:dtdl:property:schema;2" for "schema").
+_EXPANDED_TERM = re.compile(r"dtmi:dtdl:property:([A-Za-z]+);[234]")
+
+
+def compact_terms(document: Any) -> Any:
+    """``document`` with DTDL property IRIs used as keys replaced by their terms (a copy,
+    made without recursion)."""
+
+    def compacted_key(key: Any) -> Any:
+        match = _EXPANDED_TERM.fullmatch(key) if isinstance(key, str) else None
+        return match.group(1) if match else key
+
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(document, root, 0)]
+    while stack:
+        item, parent, slot = stack.pop()
+        if isinstance(item, Mapping):
+            copy: dict[Any, Any] = {}
+            for key, value in item.items():
+                copy[compacted_key(key)] = None
+                stack.append((value, copy, compacted_key(key)))
+            parent[slot] = copy
+        elif isinstance(item, list):
+            items: list[Any] = [None] * len(item)
+            stack.extend((value, items, index) for index, value in enumerate(item))
+            parent[slot] = items
+        else:
+            parent[slot] = item
+    return root[0]
+
+
 _CAMEL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _POWERS = {"square": "^2", "cubic": "^3"}
 _POWER_SUFFIXES = {"squared": "^2", "cubed": "^3"}
@@ -470,7 +502,7 @@ def convert_dtdl(
     """
     converter = _Converter(max_schema_nodes, max_notes)
     for document, origin in sources:
-        converter.collect(document, origin)
+        converter.collect(compact_terms(document), origin)
     converted = []
     for interface, path in converter.interfaces:
         document = converter.interface(interface, path)
