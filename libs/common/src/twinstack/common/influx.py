@@ -288,7 +288,8 @@ class InfluxStore:
     async def query(
         self, influxql: str, params: Mapping[str, FieldValue] | None = None
     ) -> list[QuerySeries]:
-        """Runs one InfluxQL SELECT; values are bound as ``$name`` parameters, never spliced.
+        """Runs InfluxQL SELECTs (several separated by ``;`` come back together); values are
+        bound as ``$name`` parameters, never spliced.
 
         Timestamps come back as integer nanoseconds.
         """

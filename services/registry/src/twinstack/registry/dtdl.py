@@ -238,26 +238,39 @@ class _Converter:
             )
 
     def collect(self, document: Any, path: str) -> None:
-        """Finds interfaces (top-level and inline) and reusable schemas, in any order."""
-        if isinstance(document, list):
-            for index, item in enumerate(document):
-                self.collect(item, f"{path}[{index}]")
-            return
-        if not isinstance(document, Mapping) or "Interface" not in _types(document):
-            self.note(path, "not a DTDL Interface; skipped")
-            return
+        """Finds interfaces (top-level and inline) and reusable schemas, in any order.
+
+        Inline interfaces are followed with an explicit stack: a document may nest them as deep
+        as its JSON parsed."""
+        stack: list[tuple[Any, str]] = [(document, path)]
+        while stack:
+            item, where = stack.pop()
+            found: list[tuple[Any, str]] = []
+            if isinstance(item, list):
+                found = [(element, f"{where}[{index}]") for index, element in enumerate(item)]
+            elif not isinstance(item, Mapping) or "Interface" not in _types(item):
+                self.note(where, "not a DTDL Interface; skipped")
+            else:
+                found = self._interface_found(item, where)
+            stack.extend(reversed(found))
+
+    def _interface_found(self, document: Mapping[str, Any], path: str) -> list[tuple[Any, str]]:
+        """Takes in one interface and its schemas; the inline interfaces it holds."""
         self._check_context(document, path)
         self.interfaces.append((document, path))
         for index, schema in enumerate(document.get("schemas", []) or []):
             if isinstance(schema, Mapping) and isinstance(schema.get("@id"), str):
                 self.schemas[schema["@id"]] = (schema, f"{path}.schemas[{index}]")
-        for index, parent in enumerate(_as_list(document.get("extends"))):
-            if isinstance(parent, Mapping):
-                self.collect(parent, f"{path}.extends[{index}]")
+        inline = [
+            (parent, f"{path}.extends[{index}]")
+            for index, parent in enumerate(_as_list(document.get("extends")))
+            if isinstance(parent, Mapping)
+        ]
         for index, content in enumerate(document.get("contents", []) or []):
             schema = content.get("schema") if isinstance(content, Mapping) else None
             if isinstance(schema, Mapping) and "Interface" in _types(schema):
-                self.collect(schema, f"{path}.contents[{index}].schema")
+                inline.append((schema, f"{path}.contents[{index}].schema"))
+        return inline
 
     def _check_context(self, document: Mapping[str, Any], path: str) -> None:
         contexts = _as_list(document.get("@context"))

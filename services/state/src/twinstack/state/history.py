@@ -53,7 +53,8 @@ _ANY_TYPE = frozenset({"FIRST", "LAST", "COUNT"})
 class HistoryQuery:
     """A checked history request and the InfluxQL that answers it: one statement per
     measurement (InfluxDB 1.x reads a field name as one type across the measurements of one
-    statement), each run per twin so that no more than one twin's answer is held at a time."""
+    statement), sent together in one request per twin so that no more than one twin's answer
+    is held at a time."""
 
     statements: list[str]  # each for one twin, bound as $twin
     fields: list[str]
@@ -61,6 +62,11 @@ class HistoryQuery:
     window_ns: int  # 0 for raw points
     max_points: int
     function: str = ""  # the InfluxQL aggregate, "" for raw points
+
+    @property
+    def influxql(self) -> str:
+        """Every statement, in one request (InfluxDB answers each with its own result)."""
+        return "; ".join(self.statements)
 
     def params(self, twin_id: str) -> dict[str, Any]:
         return {"twin": twin_id}

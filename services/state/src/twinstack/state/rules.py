@@ -128,17 +128,19 @@ class RuleBook(BucketFollower):
         self._by_twin: dict[str, list[state_pb2.AlertRule]] = {}
 
     def apply(self, key: str, value: bytes | None, revision: int) -> None:
-        if value is None:
-            self._rules.pop(key, None)
-        else:
+        previous = self._rules.pop(key, None)
+        if previous is not None and previous.WhichOneof("scope") == "twin_id":
+            own = self._by_twin[previous.twin_id]
+            own.remove(previous)
+            if not own:
+                del self._by_twin[previous.twin_id]
+        if value is not None:
             rule = state_pb2.AlertRule.FromString(value)
             rule.revision = revision
             self._rules[key] = rule
-        self._by_model.clear()
-        self._by_twin = {}
-        for rule in self._rules.values():
             if rule.WhichOneof("scope") == "twin_id":
                 self._by_twin.setdefault(rule.twin_id, []).append(rule)
+        self._by_model.clear()
 
     def page(self, after: str, size: int) -> tuple[list[state_pb2.AlertRule], bool]:
         """Up to ``size`` rules with ids after ``after``, and whether more follow."""

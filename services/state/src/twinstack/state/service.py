@@ -231,10 +231,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         window = state_pb2.QueryHistoryResponse().window
         window.FromNanoseconds(query.window_ns)
         for twin_id in query.twin_ids:
-            results = []
             try:
-                for statement in query.statements:
-                    results += await self._influx.query(statement, query.params(twin_id))
+                results = await self._influx.query(query.influxql, query.params(twin_id))
             except InfluxError as error:
                 # The server's own text stays in the log: it describes our infrastructure.
                 logger.warning("history query failed", extra={"error": str(error)})
