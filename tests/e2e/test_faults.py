@@ -15,6 +15,8 @@ from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
 from twinstack.sdk.models import model_sources
 
 TWINS = 10
+# How often the streaming producer of the SIGTERM test sends a batch.
+PRODUCER_PERIOD_S = 0.01
 T0_NS = (time.time_ns() // 10**9 - 7200) * 10**9
 
 
@@ -118,7 +120,9 @@ def test_ingestion_sent_sigterm_during_a_streaming_ingest(tmp_path: Path) -> Non
             )
             sent.append(b)
             b += 1
-            time.sleep(0.01)  # a producer's pace, so the restart lands mid-stream
+            # The scenario is a device that sends a batch every PRODUCER_PERIOD_S: its pace is
+            # what is tested (the restart lands mid-stream), no wait for anything to happen.
+            time.sleep(PRODUCER_PERIOD_S)
 
     exit_codes: list[int | None] = []
     finished = threading.Event()

@@ -52,6 +52,15 @@ class Platform:
         twin = registry_pb2.Twin(id=twin_id, model_id=model_id)
         await self.registry.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin), timeout=10)
 
+    async def create_models(self, name: str, *documents: dict[str, Any]) -> None:
+        """Stores native model documents given as one file ``name``."""
+        source = registry_pb2.ModelSource(
+            name=name, format=registry_pb2.MODEL_FORMAT_NATIVE, content=json.dumps(documents)
+        )
+        await self.registry.CreateModels(
+            registry_pb2.CreateModelsRequest(sources=[source]), timeout=10
+        )
+
     async def ingest(self, twin_id: str, times_ns: Sequence[int], **columns: Sequence[Any]) -> None:
         frame = make_frame(twin_id, times_ns, columns)
         request = ingestion_pb2.IngestBatchRequest(frames=[frame])
@@ -500,17 +509,7 @@ async def test_one_field_name_of_two_types_is_stored_for_both_models(
         {"id": "dtmi:acme:TankB;1", "telemetry": {"level": "integer"}},
         {"id": "dtmi:acme:TankC;1", "telemetry": {"level": {"schema": {"enum": ["low", "high"]}}}},
     ]
-    await platform.registry.CreateModels(
-        registry_pb2.CreateModelsRequest(
-            sources=[
-                registry_pb2.ModelSource(
-                    name="tanks.json",
-                    format=registry_pb2.MODEL_FORMAT_NATIVE,
-                    content=json.dumps(documents),
-                )
-            ]
-        )
-    )
+    await platform.create_models("tanks.json", *documents)
     values: dict[str, list[Any]] = {
         "tank-a": [1.5, 2.5],
         "tank-b": [3, 4],
@@ -540,17 +539,7 @@ async def test_a_field_posing_as_the_twin_tag_never_reaches_another_twins_histor
 ) -> None:
     refused = {"id": "dtmi:acme:Sly;1", "telemetry": {"twin_id": "string", "time": "double"}}
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await platform.registry.CreateModels(
-            registry_pb2.CreateModelsRequest(
-                sources=[
-                    registry_pb2.ModelSource(
-                        name="sly.json",
-                        format=registry_pb2.MODEL_FORMAT_NATIVE,
-                        content=json.dumps(refused),
-                    )
-                ]
-            )
-        )
+        await platform.create_models("sly.json", refused)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert sorted(v.field for v in details_of(raised.value)[1].field_violations) == [
         "sly.json.telemetry.time",
