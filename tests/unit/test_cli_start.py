@@ -19,3 +19,11 @@ def test_the_cli_starts_without_heavy_imports() -> None:
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     ).stdout.split()
     assert loaded == []
+
+
+def test_a_sparkline_of_fewer_values_than_columns_has_one_column_each() -> None:
+    from twinstack.cli.telemetry import sparkline
+
+    assert len(sparkline([1.0, 2.0], 40)) == 2
+    assert len(sparkline([float(i) for i in range(400)], 40)) == 40
+    assert sparkline([], 40) == ""

@@ -204,11 +204,13 @@ def sparkline(values: list[float], width: int) -> str:
     """The values as a row of block characters, bucketed to ``width`` by mean."""
     if not values:
         return ""
+    # Fewer values than columns: one column each (bucketing to ``width`` left buckets empty).
+    columns = min(width, len(values))
     buckets = [
-        values[i * len(values) // width : (i + 1) * len(values) // width]
-        for i in range(min(width, len(values)))
+        values[i * len(values) // columns : (i + 1) * len(values) // columns]
+        for i in range(columns)
     ]
-    means = [sum(b) / len(b) for b in buckets if b]
+    means = [sum(b) / len(b) for b in buckets]
     low, high = min(means), max(means)
     span = (high - low) or 1.0
     return "".join(_SPARKS[int((m - low) / span * (len(_SPARKS) - 1))] for m in means)
