@@ -153,6 +153,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                 after_revision=request.after_revision,
                 fetch_messages=self._settings.watch_fetch_messages,
                 idle_timeout_s=self._settings.watch_fetch_timeout_s,
+                # Its slot and consumer are freed within a fetch timeout of the caller leaving.
+                caller_gone=context.done,
             ):
                 yield state_pb2.WatchResponse(state=state, catching_up=catching_up)
 

@@ -33,8 +33,10 @@ async def watch_states(
     after_revision: int,
     fetch_messages: int,
     idle_timeout_s: float,
+    caller_gone: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[tuple[state_pb2.TwinState, bool]]:
-    """Yields (state, catching_up) for every change of the watched twins, until cancelled.
+    """Yields (state, catching_up) for every change of the watched twins, until cancelled or
+    ``caller_gone()``.
 
     Args:
         js: JetStream.
@@ -43,6 +45,8 @@ async def watch_states(
         after_revision: 0 for the current states first; otherwise changes after it.
         fetch_messages: Most messages taken from the server at once.
         idle_timeout_s: Longest wait of one fetch; a watch only ends when cancelled.
+        caller_gone: Checked after every fetch: a caller that left an idle watch is noticed
+            here, since nothing is written to it that could fail.
     """
     subjects = [f"{KV_SUBJECT_PREFIX}{twin_id}" for twin_id in twin_ids] or [
         f"{KV_SUBJECT_PREFIX}>"
@@ -71,7 +75,7 @@ async def watch_states(
     info = await js.add_consumer(KV_STREAM, config)
     subscription = await js.pull_subscribe_bind(consumer=info.name, stream=KV_STREAM)
     try:
-        while True:
+        while not caller_gone():
             try:
                 messages = await subscription.fetch(fetch_messages, timeout=idle_timeout_s)
             except (NatsTimeoutError, TimeoutError):
