@@ -47,4 +47,4 @@ proto-check: deps ## Fail if libs/api is not what protos/ generate
 	$(UV) run python tools/protogen.py --check
 
 deploy-check: deps ## Render every kustomize overlay and validate it against Kubernetes schemas
-	$(UV) run pytest tests/unit/test_deploy_manifests.py $(PYTEST_ARGS)
+	$(UV) run pytest tests/unit/deploy/test_manifests.py $(PYTEST_ARGS)

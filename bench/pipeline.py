@@ -36,7 +36,7 @@ from twinstack.common.series import (
     twin_tag,
 )
 from twinstack.devstack import LocalPlatform
-from twinstack.sdk import Endpoints, Point, TwinstackClient, make_frame
+from twinstack.sdk import Client, ConnectConfig, Endpoints, Point, make_frame
 from twinstack.sdk.models import example_model_sources
 
 TWINS = 20
@@ -138,13 +138,13 @@ async def stored_points(url: str, prefix: str) -> int:
 
 
 def end_to_end(
-    client: TwinstackClient, influx_url: str, prefix: str, requests: list[IngestBatchRequest]
+    client: Client, influx_url: str, prefix: str, requests: list[IngestBatchRequest]
 ) -> tuple[float, float]:
     """Seconds until every request was acknowledged, and until InfluxDB held every point."""
     total = sum(len(r.points) + sum(len(f.time_unix_ns) for f in r.frames) for r in requests)
     started = time.perf_counter()
     with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        list(pool.map(client.ingest_batch, requests))
+        list(pool.map(client.telemetry.ingest_batch, requests))
     acked_s = time.perf_counter() - started
     deadline = time.monotonic() + 600
     while asyncio.run(stored_points(influx_url, prefix)) < total:
@@ -154,7 +154,7 @@ def end_to_end(
     return acked_s, time.perf_counter() - started
 
 
-def state_latency(client: TwinstackClient) -> list[float]:
+def state_latency(client: Client) -> list[float]:
     """Milliseconds from sending a batch to its newest sample being visible in a Watch."""
     twin_ids = [f"lat-{t:03d}" for t in range(TWINS)]
     sent_at: dict[tuple[str, int], float] = {}
@@ -163,7 +163,7 @@ def state_latency(client: TwinstackClient) -> list[float]:
     stop = threading.Event()
 
     def watch() -> None:
-        for response in client.watch(twin_ids, timeout_s=LATENCY_DURATION_S + 15):
+        for response in client.state.watch(twin_ids, timeout_s=LATENCY_DURATION_S + 15):
             ready.set()
             state = response.state
             cycles = state.reported["cycles"].value.int_value if "cycles" in state.reported else -1
@@ -174,7 +174,7 @@ def state_latency(client: TwinstackClient) -> list[float]:
                 return
 
     watcher = threading.Thread(target=watch, daemon=True)
-    client.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in twin_ids])
+    client.telemetry.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in twin_ids])
     watcher.start()
     ready.wait(30)
     per_tick = int(LATENCY_POINTS_PER_S * LATENCY_TICK_S)
@@ -191,7 +191,7 @@ def state_latency(client: TwinstackClient) -> list[float]:
         now = time.perf_counter()
         for twin_id in twin_ids:
             sent_at[(twin_id, sequence + rows - 1)] = now
-        client.ingest(frames=frames)
+        client.telemetry.ingest(frames=frames)
         sequence += rows
         next_tick += LATENCY_TICK_S
         time.sleep(max(0.0, next_tick - time.perf_counter()))
@@ -230,11 +230,11 @@ def run() -> dict[str, Any]:
 
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
-            with TwinstackClient(endpoints, timeout_s=120) as client:
-                client.create_models(example_model_sources())
+            with Client(ConnectConfig(endpoints, timeout_s=120)) as client:
+                client.registry.create_models(example_model_sources())
                 for prefix in ("frames", "points", "lat"):
                     for twin in range(TWINS):
-                        client.create_twin(f"{prefix}-{twin:03d}", MODEL)
+                        client.registry.create_twin(f"{prefix}-{twin:03d}", MODEL)
                 console.print("pipeline: end to end through twinstack, frames")
                 frame_requests = [IngestBatchRequest(frames=batch) for batch in frames]
                 frames_acked_s, frames_s = end_to_end(

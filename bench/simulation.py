@@ -21,7 +21,7 @@ import ray
 from scipy.integrate import solve_ivp
 
 from bench.report import console, save, show
-from twinstack.common.modeling.document import parse_model
+from twinstack.modeling.document import parse_model
 from twinstack.simulation.compiler import CompiledModel, FloatArray, RunPlan, kernel_spec
 from twinstack.simulation.kernels import PUMP_THERMAL
 from twinstack.simulation.rng import scenario_seeds

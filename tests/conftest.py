@@ -143,7 +143,7 @@ def rpc_details(error: grpc.aio.AioRpcError) -> list[Any]:
     """The rich details of a failed call (``ErrorInfo``, ``BadRequest``, ...)."""
     from google.rpc import status_pb2
 
-    from twinstack.common.errors import unpack_details
+    from twinstack.sdk.errors import unpack_details
 
     for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from twinstack.devstack import LocalPlatform, wait_until
-from twinstack.sdk import Endpoints, TwinstackClient
+from twinstack.sdk import Client, ConnectConfig, Endpoints
 from twinstack.sdk.examples import EXAMPLE_TWINS, FED_TWINS, SensorFeeder, ensure_example_twins
 
 EX = "dtmi:twinstack:examples:"
@@ -23,13 +23,15 @@ def test_example_graphs_are_created_idempotently_and_fed(tmp_path: Path) -> None
     platform.start()
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with TwinstackClient(Endpoints(**targets), timeout_s=10) as client:
+        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
             ensure_example_twins(client)
             ensure_example_twins(client)  # a restarted `make up` finds them all there
-            assert {t.id for t in client.list_twins()} == {e.twin_id for e in EXAMPLE_TWINS}
+            assert {t.id for t in client.registry.list_twins()} == {
+                e.twin_id for e in EXAMPLE_TWINS
+            }
 
             def reached(query: str) -> list[str]:
-                return [t.id for t in client.query_twins(query)]
+                return [t.id for t in client.registry.query_twins(query)]
 
             assert reached(f"FROM 'plant-north' FOLLOW contains DEPTH 2 "
                            f"WHERE IS_OF_MODEL('{EX}Machine;1')") == [
@@ -44,7 +46,7 @@ def test_example_graphs_are_created_idempotently_and_fed(tmp_path: Path) -> None
             assert reached("FROM 'depot-2' FOLLOW houses WHERE battery_kwh > 350") == [
                 "depot2-truck-18"
             ]
-            pump = client.get_twin("line1-pump-1")
+            pump = client.registry.get_twin("line1-pump-1")
             motor = pump.properties["motor"].map_value.fields
             assert motor["insulation_class"].string_value == "F"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestStreamRequest
 from twinstack.common.influx import InfluxStore
 from twinstack.devstack import LocalPlatform, wait_until
-from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point
 from twinstack.sdk.models import model_sources
 
 TWINS = 10
@@ -40,9 +40,9 @@ def stored_count(url: str) -> int:
     return asyncio.run(count())
 
 
-def acknowledged(client: TwinstackClient, points: list[Point]) -> bool:
+def acknowledged(client: Client, points: list[Point]) -> bool:
     try:
-        client.ingest(points)
+        client.telemetry.ingest(points)
     except ApiError:
         return False
     return True
@@ -61,11 +61,11 @@ def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
     platform.start()
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with TwinstackClient(Endpoints(**targets), timeout_s=10) as client:
-            client.create_models(model_sources([Path(__file__).parents[1] / "models"]))
+        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
+            client.registry.create_models(model_sources([Path(__file__).parents[1] / "models"]))
             for t in range(TWINS):
-                client.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
-            client.ingest(batch(0, 2000))  # 20,000 points acknowledged
+                client.registry.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
+            client.telemetry.ingest(batch(0, 2000))  # 20,000 points acknowledged
             platform.services["ingestion"].process.kill()  # SIGKILL while they are written
             platform.services["ingestion"].process.start(timeout_s=60)
             late = batch(2000, 500)
@@ -136,11 +136,11 @@ def test_ingestion_sent_sigterm_during_a_streaming_ingest(tmp_path: Path) -> Non
 
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with TwinstackClient(Endpoints(**targets), timeout_s=10) as client:
-            client.create_models(model_sources([Path(__file__).parents[1] / "models"]))
+        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
+            client.registry.create_models(model_sources([Path(__file__).parents[1] / "models"]))
             for t in range(TWINS):
-                client.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
-            for ack in client.ingest_stream(requests(), reconnect_timeout_s=60):
+                client.registry.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
+            for ack in client.telemetry.ingest_stream(requests(), reconnect_timeout_s=60):
                 assert ack.code == 0, ack.message
                 acknowledged_batches.append(ack.sequence)
             assert restarted.is_set()

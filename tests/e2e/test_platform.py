@@ -9,6 +9,7 @@ data again.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -18,12 +19,12 @@ from typer.testing import CliRunner
 from twinstack.api.state.v1 import state_pb2
 from twinstack.cli.main import app
 from twinstack.common.influx import InfluxStore
-from twinstack.common.values import to_python
 from twinstack.devstack import LocalPlatform, free_port, wait_until
-from twinstack.sdk import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point
 from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import example_model_sources
 from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
+from twinstack.sdk.values import to_python
 
 EX = "dtmi:twinstack:examples:"
 ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
@@ -47,9 +48,9 @@ def start_platform(
     return platform
 
 
-def client_for(platform: LocalPlatform) -> TwinstackClient:
+def client_for(platform: LocalPlatform) -> Client:
     targets = {name: service.target for name, service in platform.services.items()}
-    return TwinstackClient(Endpoints(**targets), timeout_s=30)
+    return Client(ConnectConfig(Endpoints(**targets), timeout_s=30))
 
 
 def influx_count(url: str, twin_id: str) -> int:
@@ -66,15 +67,15 @@ def influx_count(url: str, twin_id: str) -> int:
     return asyncio.run(count())
 
 
-def state_of(client: TwinstackClient, twin_id: str) -> float | None:
+def state_of(client: Client, twin_id: str) -> float | None:
     try:
-        reported = client.get_state(twin_id).reported.get("temperature_c")
+        reported = client.state.get_state(twin_id).reported.get("temperature_c")
     except ApiError:
         return None
     return None if reported is None else float(to_python(reported.value))
 
 
-def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
+def walk_with_the_cli(platform: LocalPlatform, client: Client) -> None:
     """status, demo, state get, twin patch (conditional, then stale), twin list."""
     cli_env = {
         **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
@@ -90,8 +91,11 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
     for step in ("twin created", "acknowledged", "latest value", "InfluxDB", "sweep"):
         assert step in demo.output, demo.output
     state_table = CliRunner().invoke(app, ["state", "get", "press-7"], env=cli_env)
-    assert "159.0" in state_table.output
-    current = client.get_twin("press-7").revision
+    assert " 159 " in state_table.output, state_table.output
+    as_json = CliRunner().invoke(app, ["--json", "state", "get", "press-7"], env=cli_env)
+    reported = json.loads(as_json.output)["states"][0]["reported"]
+    assert reported["temperature_c"]["value"] == 159.0
+    current = client.registry.get_twin("press-7").revision
     patched = CliRunner().invoke(
         app,
         [
@@ -121,11 +125,12 @@ def walk_with_the_cli(platform: LocalPlatform, client: TwinstackClient) -> None:
     )
     assert stale.exit_code == 1
     assert "ABORTED" in stale.output
-    assert "RevisionMismatch" in stale.output
+    assert "(REVISION_MISMATCH)" in stale.output
+    assert "Traceback" not in stale.output
     listing = CliRunner().invoke(app, ["twin", "list"], env=cli_env)
     assert "press-7" in listing.output
     assert "rated_power_kw=55" in listing.output
-    assert client.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
+    assert client.registry.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
     walk_the_graph_with_the_cli(cli_env)
     walk_the_telemetry_commands(cli_env, platform.data_dir)
 
@@ -194,10 +199,11 @@ def walk_the_telemetry_commands(cli_env: dict[str, str], scratch: Path) -> None:
     state = run("state", "get", "press-7")
     for expected in ("170.5", "online", "press-hot"):
         assert expected in state
-    desired = run("state", "desire", "press-7", "temperature_c=80")
-    assert "temperature_c→80" in desired
+    desired = json.loads(run("--json", "state", "desire", "press-7", "temperature_c=80"))
+    assert desired["desired"]["temperature_c"]["value"] == 80
+    assert desired["delta"] == {"temperature_c": 80}
     watched = run("state", "watch", "press-7", "--seconds", "2")
-    assert "1 change(s)" in watched
+    assert watched.count("press-7 rev=") == 1, "not a terminal: one line per change"
 
     png = scratch / "history.png"
     charted = run(
@@ -224,18 +230,18 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     try:
         with client_for(platform) as client:
             assert set(client.health().values()) == {"SERVING"}
-            client.create_models(example_model_sources())
-            twin = client.create_twin(
+            client.registry.create_models(example_model_sources())
+            twin = client.registry.create_twin(
                 "press-7", "dtmi:twinstack:examples:HydraulicPress;1", {"rated_power_kw": 45.0}
             )
-            assert client.get_twin("press-7").revision == twin.revision
+            assert client.registry.get_twin("press-7").revision == twin.revision
 
             start_ns = time.time_ns() - 600 * 10**9
             points = [
                 Point("press-7", {"temperature_c": 40.0 + i, "cycles": i}, start_ns + i * 10**9)
                 for i in range(120)
             ]
-            response = client.ingest(points)
+            response = client.telemetry.ingest(points)
             assert response.accepted_points == 120
 
             wait_until(lambda: state_of(client, "press-7") == 159.0, timeout_s=30, what="state")
@@ -246,12 +252,12 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
             )
 
             with pytest.raises(ApiError) as raised:
-                client.ingest([Point("press-7", {"temperature_c": float("nan")})])
+                client.telemetry.ingest([Point("press-7", {"temperature_c": float("nan")})])
             assert raised.value.code.name == "INVALID_ARGUMENT"
 
             walk_with_the_cli(platform, client)
 
-            sweep = client.run_sweep(
+            sweep = client.simulation.run_sweep(
                 "pump_thermal",
                 horizon_s=600,
                 step_s=1.0,
@@ -270,7 +276,10 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     restarted = start_platform(data_dir, ray_address)
     try:
         with client_for(restarted) as client:
-            assert client.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
+            assert (
+                client.registry.get_twin("press-7").properties["rated_power_kw"].double_value
+                == 55.0
+            )
             # The CLI walk's last sample, and its 200 durable CSV rows plus that one sample.
             assert state_of(client, "press-7") == 170.5
             assert influx_count(restarted.influx.url, "press-7") == 120 + 200 + 1
@@ -330,7 +339,8 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
             # Once silent long enough the press turns stale, and its state stops changing.
             wait_until(
                 lambda: (
-                    client.get_state("line1-press-3").connectivity == state_pb2.CONNECTIVITY_STALE
+                    client.state.get_state("line1-press-3").connectivity
+                    == state_pb2.CONNECTIVITY_STALE
                 ),
                 timeout_s=30,
                 what="the press's state to settle",
@@ -339,13 +349,13 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
                 f"FROM 'plant-north' FOLLOW contains DEPTH 2 WHERE IS_OF_MODEL('{EX}Machine;1')"
             )
             with pytest.raises(ApiError) as raised:
-                client.run_sweep(query=machines, horizon_s=60, step_s=1.0)
+                client.simulation.run_sweep(query=machines, horizon_s=60, step_s=1.0)
             # The pump has no telemetry yet: its temperature cannot start a scenario.
             assert raised.value.code.name == "FAILED_PRECONDITION"
             assert "line1-pump-1" in raised.value.message
 
             progress: list[int] = []
-            result = client.run_sweep(
+            result = client.simulation.run_sweep(
                 twin_ids=["line1-press-3"],
                 sampler="sobol",
                 ranges={"load": (0.3, 1.2)},
@@ -360,12 +370,12 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
             )
             assert result.scenario_count == 2048
             assert progress[-1] == 2048
-            frame = sweep_frame(client.fetch_sweep_results(result.sweep_id))
+            frame = sweep_frame(client.simulation.fetch_sweep_results(result.sweep_id))
             provenance = frame.attrs["provenance"]
             pinned = provenance["snapshot"]["twins"][0]
             assert pinned["twin_id"] == "line1-press-3"
             assert pinned["model_id"] == f"{EX}HydraulicPress;1"
-            assert pinned["state_revision"] == client.get_state("line1-press-3").revision
+            assert pinned["state_revision"] == client.state.get_state("line1-press-3").revision
             assert provenance["code_version"]["numba"]
             assert len(frame) == 2048
             # Steady temperature is ambient + heat_rise * load: hotter for more load.
@@ -374,7 +384,7 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
             best = best_scenario(frame, "temperature.max")
             state = apply_scenario(client, frame, best)
             assert to_python(state.desired["load"].value) == pytest.approx(best["load"])
-            client.ingest([Point("line1-press-3", {"load": 0.5})])
+            client.telemetry.ingest([Point("line1-press-3", {"load": 0.5})])
             wait_until(
                 lambda: reported(client, "line1-press-3").get("load") == 0.5,
                 timeout_s=30,
@@ -384,7 +394,7 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
                 apply_scenario(client, frame, best)
             assert raised.value.code.name == "ABORTED", "the twin moved on since the snapshot"
 
-            forecast = client.forecast(
+            forecast = client.simulation.forecast(
                 ["line1-press-3"],
                 horizon_s=1800,
                 step_s=1.0,
@@ -406,9 +416,9 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
         platform.stop()
 
 
-def reported(client: TwinstackClient, twin_id: str) -> dict[str, object]:
+def reported(client: Client, twin_id: str) -> dict[str, object]:
     try:
-        state = client.get_state(twin_id)
+        state = client.state.get_state(twin_id)
     except ApiError:
         return {}
     return {name: to_python(field.value) for name, field in state.reported.items()}

@@ -14,11 +14,11 @@ import pytest
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
-from twinstack.common.values import from_python
 from twinstack.devstack.ontology import generate as generate_ontology
 from twinstack.devstack.ontology import interface_id
 from twinstack.registry.service import RegistryApp
 from twinstack.registry.settings import RegistrySettings
+from twinstack.sdk.values import from_python
 
 if TYPE_CHECKING:
     Stub = registry_pb2_grpc.RegistryServiceAsyncStub

@@ -17,7 +17,7 @@ from twinstack.common.errors import NotFoundError
 from twinstack.common.server import GrpcServer
 from twinstack.registry.service import SERVICE_NAME, RegistryApp
 from twinstack.registry.settings import RegistrySettings
-from twinstack.sdk import Endpoints, TwinstackClient
+from twinstack.sdk import Client, ConnectConfig, Endpoints
 
 
 async def health(channel: grpc.aio.Channel, service: str = "") -> int:
@@ -189,9 +189,8 @@ async def test_tls_serves_verified_clients_only(
     port = await server.start()
     try:
         target = f"127.0.0.1:{port}"
-        with TwinstackClient(
-            Endpoints(registry=target), tls=True, root_certificates=cert.read_bytes()
-        ) as client:
+        config = ConnectConfig(Endpoints(registry=target), tls=True, root_certificates_file=cert)
+        with Client(config) as client:
             health_by_service = await asyncio.to_thread(client.health)
         assert health_by_service["registry"] == "SERVING"
         async with grpc.aio.insecure_channel(target) as plaintext:

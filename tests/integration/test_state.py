@@ -340,7 +340,7 @@ async def test_a_silent_twin_goes_stale_raises_its_staleness_alert_and_recovers(
     )
     assert stale.alerts["beacon-silent"].active
     assert stale.alerts["beacon-silent"].value > 0.8
-    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.alert.b-2.beacon-silent")
+    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.alert.raised.b-2.beacon-silent")
     assert events_pb2.AlertEvent.FromString(event.data or b"").active
 
     await platform.ingest("b-2", [time.time_ns()], ping=[2.0])
@@ -375,7 +375,7 @@ async def test_threshold_alert_raises_clears_lists_and_is_acknowledged(
     hot = await eventually(lambda: platform.get("oven-1"), lambda s: "too-hot" in s.alerts)
     alert = hot.alerts["too-hot"]
     assert (alert.active, alert.value, alert.raised_time.ToNanoseconds()) == (True, 95, T0_NS + S)
-    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.alert.oven-1.too-hot")
+    event = await backbone.js.get_last_msg(EVENTS_STREAM, "evt.alert.raised.oven-1.too-hot")
     assert events_pb2.AlertEvent.FromString(event.data or b"").message == "cool it"
 
     async def active() -> list[str]:

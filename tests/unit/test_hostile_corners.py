@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from twinstack.common.errors import InvalidArgumentError
-from twinstack.common.modeling.document import ModelError, parse_model
-from twinstack.common.modeling.expressions import ExpressionError, parse_expression
 from twinstack.common.times import duration_ns, timestamp_ns
+from twinstack.modeling.document import ModelError, parse_model
+from twinstack.modeling.expressions import ExpressionError, parse_expression
 from twinstack.registry.twins import parse_merge_patch
 from twinstack.simulation.compiler import kernel_spec, private_directory
 from twinstack.simulation.kernels import BUILTIN_MODELS

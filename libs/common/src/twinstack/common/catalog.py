@@ -15,9 +15,9 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.directory import TwinDirectory
-from twinstack.common.modeling.document import Model, ModelError, parse_model, version_of
-from twinstack.common.modeling.resolve import ResolvedModel, Resolver
 from twinstack.common.nats import MODEL_KEY_PREFIX
+from twinstack.modeling.document import Model, ModelError, parse_model, version_of
+from twinstack.modeling.resolve import ResolvedModel, Resolver
 
 
 class ModelCatalog(TwinDirectory):

@@ -27,11 +27,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import metrics, trace
 
+from twinstack.common.events import EventPublisher, EventType
 from twinstack.common.nats import (
     NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
-    event_subject,
-    message_headers,
     telemetry_partition_filter,
 )
 from twinstack.common.tracing import context_from_headers
@@ -198,25 +197,29 @@ class DeadLetters:
 
     Args:
         js: JetStream, to publish the dead letters.
-        area: The first token after ``evt.`` (``ingestion``, ``state``).
+        event: Where its dead letters go (``INGESTION_DEAD_LETTER``, ``STATE_DEAD_LETTER``).
         settings: The consumer's settings (its name, delivery limit and backoff).
     """
 
-    def __init__(self, js: JetStreamContext, area: str, settings: PullConsumerSettings) -> None:
-        self._js = js
-        self._area = area
+    def __init__(
+        self, js: JetStreamContext, event: EventType, settings: PullConsumerSettings
+    ) -> None:
+        self._events = EventPublisher(js)
+        self._event = event
         self._settings = settings
 
     async def park(self, message: Msg, reason: str) -> None:
         """Parks ``message`` now (a failure that no retry can mend)."""
         key = message.subject.rsplit(".", 1)[-1] or "unknown"
-        headers = message_headers(
-            f"dlq:{self._settings.durable}:{message.metadata.sequence.stream}"
-        )
-        headers[DEAD_LETTER_REASON_HEADER] = reason[:1024]
-        headers[ORIGINAL_SUBJECT_HEADER] = message.subject
-        await self._js.publish(
-            event_subject(self._area, "deadletter", key), message.data, headers=headers
+        await self._events.publish(
+            self._event,
+            (key,),
+            message.data,
+            msg_id=f"dlq:{self._settings.durable}:{message.metadata.sequence.stream}",
+            headers={
+                DEAD_LETTER_REASON_HEADER: reason[:1024],
+                ORIGINAL_SUBJECT_HEADER: message.subject,
+            },
         )
         await message.ack()
         _DEAD_LETTERS.add(1, {"consumer": self._settings.durable})

@@ -9,7 +9,6 @@ that fits the error: ``BadRequest`` field violations, ``ResourceInfo``, ``RetryI
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -18,16 +17,24 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from twinstack.api.common.v1 import types_pb2
+from twinstack.modeling.violations import FieldViolation
+from twinstack.sdk.errors import ERROR_DOMAIN
 
-ERROR_DOMAIN = "twinstack.io"
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    """One bad field of a request: where (a path such as ``points[3].fields.temp``) and why."""
-
-    field: str
-    description: str
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InvalidArgumentError",
+    "LimitExceededError",
+    "NotFoundError",
+    "ResourceExhaustedError",
+    "RevisionMismatchError",
+    "TwinstackError",
+    "UnavailableError",
+    "internal_status",
+    "require_at_most",
+    "to_grpc_status",
+]
 
 
 class TwinstackError(Exception):
@@ -275,24 +282,3 @@ def internal_status(message: str) -> status_pb2.Status:
 def to_grpc_status(status: status_pb2.Status) -> grpc.Status:
     """Converts a ``google.rpc.Status`` into what ``context.abort_with_status`` takes."""
     return rpc_status.to_status(status)
-
-
-def unpack_details(status: status_pb2.Status) -> list[Message]:
-    """Unpacks the known detail messages of a status (used by clients and tests)."""
-    known: list[type[Message]] = [
-        error_details_pb2.ErrorInfo,
-        error_details_pb2.BadRequest,
-        error_details_pb2.ResourceInfo,
-        error_details_pb2.RetryInfo,
-        error_details_pb2.PreconditionFailure,
-        error_details_pb2.QuotaFailure,
-        types_pb2.RevisionMismatch,
-    ]
-    found: list[Message] = []
-    for wrapper in status.details:
-        for kind in known:
-            if wrapper.Is(kind.DESCRIPTOR):
-                message = kind()
-                wrapper.Unpack(message)
-                found.append(message)
-    return found

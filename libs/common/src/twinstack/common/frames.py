@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from twinstack.api.common.v1 import types_pb2
-from twinstack.common.ids import FIELD_NAME_PATTERN, RESERVED_SERIES_NAMES
+from twinstack.common.ids import FIELD_NAME_PATTERN
 from twinstack.common.influx import escape_key, escape_measurement, field_literal
-from twinstack.common.modeling.document import Telemetry
 from twinstack.common.times import timestamp_violation
-from twinstack.common.values import Scalar
+from twinstack.modeling.document import Telemetry
+from twinstack.modeling.names import RESERVED_SERIES_NAMES
+from twinstack.sdk.values import Scalar
 
 # A validation names at most this many bad values per column; more would only bloat the answer.
 MAX_ISSUES_PER_COLUMN = 10

@@ -16,28 +16,6 @@ TWIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 MODEL_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9:;._-]{0,254}")
 FIELD_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
-# The tag every telemetry and forecast point carries (twinstack.common.series has the layout).
-TWIN_ID_TAG = "twin_id"
-# Names that stored series use for something else: the time column, the tags of telemetry and
-# forecast points, and the columns InfluxDB 2.x and 3.x give every point. A field of one of these
-# names would pose as a tag in InfluxQL, so models may not declare telemetry or simulated
-# quantities of these names.
-RESERVED_SERIES_NAMES = frozenset(
-    {
-        "time",
-        TWIN_ID_TAG,
-        "forecast_id",
-        "quantile",
-        "condition",
-        "_field",
-        "_measurement",
-        "_start",
-        "_stop",
-        "_time",
-        "_value",
-    }
-)
-
 
 def twin_id_violation(value: str, field: str) -> FieldViolation | None:
     """Why ``value`` is not a valid twin id, or None if it is."""

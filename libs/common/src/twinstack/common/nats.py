@@ -77,11 +77,6 @@ def telemetry_partition_filter(partition: int | None = None) -> str:
     return "tel.>" if partition is None else f"tel.{partition}.*"
 
 
-def event_subject(area: str, kind: str, resource_id: str) -> str:
-    """Subject of an event: ``evt.<area>.<kind>.<resource_id>``."""
-    return f"evt.{area}.{kind}.{resource_id}"
-
-
 def twin_key(twin_id: str) -> str:
     """KV key of a twin document in the registry bucket."""
     return f"{TWIN_KEY_PREFIX}{twin_id}"

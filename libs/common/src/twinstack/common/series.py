@@ -17,18 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from twinstack.common.ids import RESERVED_SERIES_NAMES, TWIN_ID_TAG
 from twinstack.common.influx import quote_identifier
 
 __all__ = [
     "ALL_MEASUREMENTS",
+    "FORECAST_MEASUREMENT",
+    "FORECAST_TAGS",
     "MEASUREMENTS",
     "NUMERIC_MEASUREMENTS",
-    "RESERVED_SERIES_NAMES",
+    "RISK_MEASUREMENT",
+    "TAGS",
     "TWIN_ID_TAG",
     "from_clause",
     "twin_tag",
 ]
+
+# The tag every telemetry and forecast point carries.
+TWIN_ID_TAG = "twin_id"
+# Simulated futures: the forecast fan (quantiles over time) and per-condition risks.
+FORECAST_MEASUREMENT = "forecast"
+RISK_MEASUREMENT = "forecast_risk"
+FORECAST_TAGS = ("forecast_id", "quantile", "condition")
+# Every tag name in the layout; models may not use them as field names
+# (twinstack.modeling.names.RESERVED_SERIES_NAMES holds them, a unit test checks).
+TAGS = (TWIN_ID_TAG, *FORECAST_TAGS)
 
 # Frame column kind -> measurement. Doubles keep the measurement all telemetry used before.
 MEASUREMENTS: dict[str, str] = {

@@ -10,29 +10,27 @@ from __future__ import annotations
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.modeling.violations import NANOS_PER_SECOND, timestamp_violation
 
-# 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range a Timestamp may hold.
-MIN_TIMESTAMP_SECONDS = -62_135_596_800
-MAX_TIMESTAMP_SECONDS = 253_402_300_799
+__all__ = [
+    "duration_ns",
+    "duration_violation",
+    "timestamp_ns",
+    "timestamp_violation",
+]
+
 # About 10,000 years, the range a Duration may hold.
 MAX_DURATION_SECONDS = 315_576_000_000
-_NANOS = 1_000_000_000
-
-
-def timestamp_violation(value: timestamp_pb2.Timestamp, field: str) -> FieldViolation | None:
-    """Why ``value`` is no valid Timestamp, or None."""
-    if (
-        MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
-        and 0 <= value.nanos < _NANOS
-    ):
-        return None
-    return FieldViolation(field, "not a valid timestamp (years 1 to 9999, nanos 0 to 999,999,999)")
 
 
 def duration_violation(value: duration_pb2.Duration, field: str) -> FieldViolation | None:
     """Why ``value`` is no valid Duration, or None."""
     same_sign = value.seconds == 0 or value.nanos == 0 or (value.seconds > 0) == (value.nanos > 0)
-    if abs(value.seconds) <= MAX_DURATION_SECONDS and abs(value.nanos) < _NANOS and same_sign:
+    if (
+        abs(value.seconds) <= MAX_DURATION_SECONDS
+        and abs(value.nanos) < NANOS_PER_SECOND
+        and same_sign
+    ):
         return None
     return FieldViolation(field, "not a valid duration")
 

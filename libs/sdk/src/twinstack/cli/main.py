@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from google.protobuf.json_format import MessageToDict
@@ -17,38 +17,84 @@ from rich.table import Table
 from rich.tree import Tree
 
 from twinstack.api.registry.v1 import registry_pb2
-from twinstack.cli.shared import TokenOption, console
-from twinstack.cli.shared import fail as _fail
-from twinstack.cli.shared import open_client as _client
-from twinstack.cli.shared import parse_assignments as _parse_assignments
+from twinstack.cli.shared import (
+    CliGroup,
+    UserError,
+    configure,
+    console,
+    emit,
+    open_client,
+    parse_assignments,
+    short,
+    values_of,
+)
 from twinstack.cli.simulation import sim_app
 from twinstack.cli.telemetry import alerts_app, history, ingest, state_app
-from twinstack.common.values import to_python
-from twinstack.sdk.client import ApiError, Endpoints, Point, TwinstackClient
+from twinstack.sdk import (
+    ApiError,
+    Client,
+    ConnectConfig,
+    Endpoints,
+    NotFoundError,
+    Point,
+)
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import ModelFileError, example_model_sources, model_sources
+from twinstack.sdk.values import to_python
 
-app = typer.Typer(help="twinstack: live digital twins, history, simulation.", no_args_is_help=True)
+_EXAMPLES = """
+Examples (against `make up`):
+
+  twinstack status
+
+  twinstack twin get line1-press-3
+
+  twinstack history line1-press-3 --since 10m
+
+  twinstack --json state get line1-press-3
+"""
+
+app = typer.Typer(
+    cls=CliGroup,
+    help="twinstack: live digital twins, their history, what-if simulation and forecasts.",
+    epilog=_EXAMPLES,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
 model_app = typer.Typer(help="Models (twin types) in the registry.", no_args_is_help=True)
 twin_app = typer.Typer(help="Twins and their relationships in the registry.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
-app.add_typer(twin_app, name="twin")
-app.add_typer(state_app, name="state")
-app.add_typer(alerts_app, name="alerts")
-app.command()(ingest)
-app.command()(history)
-app.add_typer(sim_app, name="sim")
+
+# The sandbox twin of `twinstack demo`: removed when the demo ends, and before it starts if a
+# previous demo was interrupted.
+DEMO_TWIN_ID = "demo-sandbox-pump"
 
 
-def _model_columns(table: Table) -> None:
-    # Model ids are the point of the table: never fold them across lines.
-    table.add_column("id", no_wrap=True)
-    for column in ("name", "extends", "revision"):
-        table.add_column(column)
+@app.callback()
+def _session(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print results as JSON (for scripts), not tables.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="TWINSTACK_AUTH_TOKEN", help="Bearer token for the APIs."),
+    ] = None,
+    tls: Annotated[
+        bool, typer.Option(help="Use TLS (also TWINSTACK_TLS=1).", envvar="TWINSTACK_TLS")
+    ] = False,
+    tls_roots: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TWINSTACK_TLS_ROOTS", help="PEM file of the roots that verify the services."
+        ),
+    ] = None,
+) -> None:
+    """twinstack: live digital twins, their history, what-if simulation and forecasts.
 
-
-def _properties_text(twin: registry_pb2.Twin) -> str:
-    return ", ".join(f"{k}={to_python(v)}" for k, v in sorted(twin.properties.items()))
+    Service addresses come from TWINSTACK_REGISTRY_ADDR, TWINSTACK_INGESTION_ADDR,
+    TWINSTACK_STATE_ADDR and TWINSTACK_SIMULATION_ADDR (default: localhost, ports 50051-50054).
+    """
+    configure(json_output=json_output, token=token, tls=tls, tls_roots=tls_roots)
 
 
 @app.command()
@@ -58,10 +104,19 @@ def up(
     ),
     feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
 ) -> None:
-    """Start nats-server, influxd, the four services and Ray locally; Ctrl-C stops them all."""
+    """Run the whole platform locally; Ctrl-C stops it.
+
+    Starts nats-server, influxd, the four services and Ray, then creates the example twins and
+    feeds them from simulated sensors."""
     # Imported here, as the other heavy imports of single commands are, to keep the start of
     # every other command quick.
-    from twinstack.devstack import LocalPlatform
+    try:
+        from twinstack.devstack import LocalPlatform
+    except ImportError as error:
+        raise UserError(
+            f"`twinstack up` runs the services from the twinstack workspace ({error.name} is "
+            "missing): clone the repository and run `make up`"
+        ) from None
 
     platform = LocalPlatform(data_dir.resolve())
     with console.status("starting twinstack") as status:
@@ -74,9 +129,8 @@ def up(
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
     feeder: SensorFeeder | None = None
-    client = TwinstackClient(
-        Endpoints(**{name: service.target for name, service in platform.services.items()})
-    )
+    endpoints = Endpoints(**{name: service.target for name, service in platform.services.items()})
+    client = Client(ConnectConfig(endpoints))
     try:
         if feed:
             ensure_example_twins(client)
@@ -108,343 +162,78 @@ def up(
 
 
 @app.command()
-def status(token: TokenOption = None) -> None:
-    """Health of each service."""
-    with _client(token) as client:
+def status() -> None:
+    """Health of each service; exits 1 unless all four are serving."""
+    with open_client() as client:
         health = client.health()
-    table = Table(title="twinstack services")
-    table.add_column("service")
-    table.add_column("address")
-    table.add_column("health")
-    for name, address in client.endpoints.items():
-        state = health[name]
-        color = "green" if state == "SERVING" else "red"
-        table.add_row(name, address, f"[{color}]{state}[/{color}]")
-    console.print(table)
+        addresses: dict[str, str] = dict(client.config.endpoints.items())
+
+    def human() -> None:
+        table = Table(title="twinstack services")
+        for column in ("service", "address", "health"):
+            table.add_column(column)
+        for name, state in health.items():
+            color = "green" if state == "SERVING" else "red"
+            table.add_row(name, addresses[name], f"[{color}]{state}[/{color}]")
+        console.print(table)
+
+    emit({name: {"address": addresses[name], "health": h} for name, h in health.items()}, human)
     if any(state != "SERVING" for state in health.values()):
         raise typer.Exit(1)
 
 
-@model_app.command("apply")
-def model_apply(
-    paths: Annotated[list[Path], typer.Argument(help="Model files or folders (YAML/JSON, DTDL)")],
-    allow_breaking: Annotated[
-        bool, typer.Option(help="Store new versions even if they break compatibility")
-    ] = False,
-    dry_run: Annotated[bool, typer.Option(help="Validate only; store nothing")] = False,
-    token: TokenOption = None,
-) -> None:
-    """Validate and store models (all files together, so they may refer to each other)."""
-    try:
-        sources = model_sources(
-            paths,
-            on_skip=lambda path, why: console.print(f"[yellow]skipped[/yellow] {path}: {why}"),
-        )
-    except ModelFileError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
-    with _client(token) as client:
-        try:
-            response = client.create_models(
-                sources, allow_breaking_changes=allow_breaking, validate_only=dry_run
-            )
-        except ApiError as error:
-            raise _fail(error) from error
-    table = Table(title="models (validated only)" if dry_run else "models")
-    _model_columns(table)
-    for model in response.models:
-        table.add_row(model.id, model.display_name, ", ".join(model.extends), str(model.revision))
-    console.print(table)
-    for note in response.notes:
-        console.print(f"[yellow]not mapped[/yellow] {note.path}: {note.message}")
-
-
-@model_app.command("get")
-def model_get(
-    model_id: str,
-    resolved: Annotated[bool, typer.Option(help="Show it with everything it inherits")] = False,
-    token: TokenOption = None,
-) -> None:
-    """Show a model document."""
-    with _client(token) as client:
-        try:
-            model = client.get_model(model_id)
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(model.resolved_document if resolved else model.document)
-
-
-@model_app.command("list")
-def model_list(
-    prefix: Annotated[str, typer.Option(help="Only ids starting with this")] = "",
-    latest: Annotated[bool, typer.Option(help="Only the latest version of each")] = False,
-    token: TokenOption = None,
-) -> None:
-    """List models in id order."""
-    table = Table(title="models")
-    _model_columns(table)
-    with _client(token) as client:
-        try:
-            for model in client.list_models(id_prefix=prefix, latest_only=latest):
-                table.add_row(
-                    model.id, model.display_name, ", ".join(model.extends), str(model.revision)
-                )
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(table)
-
-
-@twin_app.command("query")
-def twin_query(
-    query: Annotated[str, typer.Argument(help="e.g. \"WHERE IS_OF_MODEL('dtmi:x:Pump;1')\"")],
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many")] = 100,
-    token: TokenOption = None,
-) -> None:
-    """Find twins with the query language (docs/models.md)."""
-    table = Table(title=query)
-    for column in ("id", "model", "revision", "properties"):
-        table.add_column(column, justify="right" if column == "revision" else "left")
-    with _client(token) as client:
-        try:
-            for shown, twin in enumerate(client.query_twins(query, page_size=min(limit, 500))):
-                if shown == limit:
-                    break
-                table.add_row(twin.id, twin.model_id, str(twin.revision), _properties_text(twin))
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(table)
-
-
-@twin_app.command("graph")
-def twin_graph(
-    twin_id: str,
-    depth: Annotated[int, typer.Option(min=1, max=10, help="Levels to follow")] = 3,
-    incoming: Annotated[bool, typer.Option(help="Follow relationships backwards")] = False,
-    token: TokenOption = None,
-) -> None:
-    """Show the twin graph around a twin as a tree (a twin seen before is marked, not
-    expanded again, so cycles end)."""
-    seen = {twin_id}
-    with _client(token) as client:
-        try:
-            root_twin = client.get_twin(twin_id)
-            tree = Tree(f"[bold]{twin_id}[/bold] ({root_twin.model_id})")
-
-            def expand(node: Tree, current: str, level: int) -> None:
-                for edge in client.list_relationships(current, incoming=incoming):
-                    other = edge.source_id if incoming else edge.target_id
-                    label = f"{'<-' if incoming else '->'} {edge.name} {other}"
-                    if other in seen:
-                        node.add(f"{label} [dim](seen)[/dim]")
-                        continue
-                    seen.add(other)
-                    child = node.add(label)
-                    if level < depth:
-                        expand(child, other, level + 1)
-
-            expand(tree, twin_id, 1)
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(tree)
-
-
-@twin_app.command("relate")
-def twin_relate(
-    source_id: str,
-    name: str,
-    target_id: str,
-    prop: Annotated[list[str] | None, typer.Option(help="Relationship property NAME=VALUE")] = None,
-    token: TokenOption = None,
-) -> None:
-    """Create a relationship SOURCE -NAME-> TARGET."""
-    with _client(token) as client:
-        try:
-            relationship = client.create_relationship(
-                source_id, name, target_id, _parse_assignments(prop or [], "property")
-            )
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(data=MessageToDict(relationship))
-
-
-@twin_app.command("unrelate")
-def twin_unrelate(source_id: str, relationship_id: str, token: TokenOption = None) -> None:
-    """Delete a relationship of SOURCE by its id."""
-    with _client(token) as client:
-        try:
-            revision = client.delete_relationship(source_id, relationship_id)
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(f"deleted {source_id}/{relationship_id} (revision {revision})")
-
-
-@twin_app.command("migrate")
-def twin_migrate(
-    twin_id: str,
-    model: Annotated[str, typer.Option(help="Model id to move to")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Property NAME=VALUE")] = None,
-    drop_undeclared: Annotated[
-        bool, typer.Option(help="Drop properties the target does not declare")
-    ] = False,
-    token: TokenOption = None,
-) -> None:
-    """Move a twin to another model version."""
-    with _client(token) as client:
-        try:
-            twin = client.migrate_twin(
-                twin_id,
-                model,
-                _parse_assignments(set_ or [], "property"),
-                drop_undeclared=drop_undeclared,
-            )
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(data=MessageToDict(twin))
-
-
-@twin_app.command("create")
-def twin_create(
-    twin_id: str,
-    model: Annotated[str, typer.Option(help="Model id, e.g. dtmi:acme:Pump;1")],
-    prop: Annotated[list[str] | None, typer.Option(help="Property NAME=VALUE")] = None,
-    token: TokenOption = None,
-) -> None:
-    """Create a twin."""
-    with _client(token) as client:
-        try:
-            twin = client.create_twin(twin_id, model, _parse_assignments(prop or [], "property"))
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(data=MessageToDict(twin))
-
-
-@twin_app.command("get")
-def twin_get(twin_id: str, token: TokenOption = None) -> None:
-    """Show a twin."""
-    with _client(token) as client:
-        try:
-            twin = client.get_twin(twin_id)
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(data=MessageToDict(twin))
-
-
-@twin_app.command("patch")
-def twin_patch(
-    twin_id: str,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Property NAME=VALUE")] = None,
-    remove: Annotated[list[str] | None, typer.Option(help="Property NAME to remove")] = None,
-    merge: Annotated[
-        str | None, typer.Option(help="JSON merge patch over the properties (RFC 7386)")
-    ] = None,
-    expected_revision: Annotated[
-        int, typer.Option(help="Apply only at this revision (0: any)", min=0)
-    ] = 0,
-    token: TokenOption = None,
-) -> None:
-    """Patch a twin's properties, optionally only at an expected revision."""
-    try:
-        merge_patch = json.loads(merge) if merge else None
-    except ValueError as error:
-        raise typer.BadParameter(f"--merge: {error}") from error
-    with _client(token) as client:
-        try:
-            twin = client.update_twin(
-                twin_id,
-                _parse_assignments(set_ or [], "property"),
-                remove or [],
-                expected_revision=expected_revision,
-                merge_patch=merge_patch,
-            )
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print_json(data=MessageToDict(twin))
-
-
-@twin_app.command("delete")
-def twin_delete(
-    twin_id: str,
-    expected_revision: Annotated[
-        int, typer.Option(help="Delete only at this revision (0: any)", min=0)
-    ] = 0,
-    token: TokenOption = None,
-) -> None:
-    """Delete a twin."""
-    with _client(token) as client:
-        try:
-            revision = client.delete_twin(twin_id, expected_revision=expected_revision)
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(f"deleted {twin_id} (revision {revision})")
-
-
-@twin_app.command("list")
-def twin_list(
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many")] = 100,
-    token: TokenOption = None,
-) -> None:
-    """List twins in id order."""
-    table = Table(title="twins")
-    for column in ("id", "model", "revision", "properties"):
-        table.add_column(column, justify="right" if column == "revision" else "left")
-    with _client(token) as client:
-        try:
-            for shown, twin in enumerate(client.list_twins(page_size=min(limit, 500))):
-                if shown == limit:
-                    break
-                table.add_row(twin.id, twin.model_id, str(twin.revision), _properties_text(twin))
-        except ApiError as error:
-            raise _fail(error) from error
-    console.print(table)
-
-
 @app.command()
 def demo(
-    points: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    token: TokenOption = None,
+    points: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Samples to ingest into the sandbox twin.")
+    ] = 100,
 ) -> None:
-    """Walk the skeleton path: create a twin, ingest, read live state and history, sweep."""
+    """Walk every service with a sandbox twin, then remove it.
+
+    Creates the twin, ingests samples, reads its live state and history, runs a sweep on Ray,
+    and deletes the twin at the end (also when a step fails)."""
     from twinstack.devstack import wait_until
 
-    twin_id = f"demo-pump-{uuid.uuid4().hex[:8]}"
-    steps = Table(title="twinstack skeleton path")
+    steps = Table(title="twinstack demo (sandbox twin " + DEMO_TWIN_ID + ")")
     steps.add_column("step")
     steps.add_column("result")
     now_ns = time.time_ns()
     samples = [
         Point(
-            twin_id,
+            DEMO_TWIN_ID,
             {"temperature_c": 40.0 + i * 0.1, "load": 0.7},
             now_ns - (points - i) * 10**9,
         )
         for i in range(points)
     ]
-    with _client(token) as client:
+    with open_client() as client:
+        with contextlib.suppress(NotFoundError):
+            client.registry.delete_twin(DEMO_TWIN_ID)
         try:
-            client.create_models(example_model_sources())
-            twin = client.create_twin(
-                twin_id, "dtmi:twinstack:examples:Pump;1", {"rated_power_kw": 30.0}
+            client.registry.create_models(example_model_sources())
+            twin = client.registry.create_twin(
+                DEMO_TWIN_ID, "dtmi:twinstack:examples:Pump;1", {"rated_power_kw": 30.0}
             )
             steps.add_row("registry: twin created", f"{twin.id} at revision {twin.revision}")
-            response = client.ingest(samples)
+            response = client.telemetry.ingest(samples)
             steps.add_row("ingestion: acknowledged", f"{response.accepted_points} points")
             wait_until(
-                lambda: _state_has(client, twin_id, samples[-1]),
+                lambda: _state_has(client, DEMO_TWIN_ID, samples[-1]),
                 timeout_s=30,
                 interval_s=0.2,
                 what="live state",
             )
-            state = client.get_state(twin_id)
+            state = client.state.get_state(DEMO_TWIN_ID)
             temperature = to_python(state.reported["temperature_c"].value)
-            steps.add_row("state: latest value", f"temperature_c = {temperature}")
+            steps.add_row("state: latest value", f"temperature_c = {temperature:.1f} °C")
             wait_until(
-                lambda: _stored_points(client, twin_id, samples) == points,
+                lambda: _stored_points(client, DEMO_TWIN_ID, samples) == points,
                 timeout_s=30,
                 interval_s=0.2,
                 what="history in InfluxDB",
             )
             steps.add_row("historian: stored in InfluxDB", f"{points} points")
-            sweep = client.run_sweep(
+            sweep = client.simulation.run_sweep(
                 "pump_thermal",
                 horizon_s=1800,
                 step_s=1.0,
@@ -455,28 +244,416 @@ def demo(
             peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
             steps.add_row(
                 "simulation: sweep on Ray",
-                f"{sweep.scenario_count} scenarios, peak p95 {peak.p95:.1f} °C",
+                f"{sweep.scenario_count:,} scenarios, peak temperature p95 {peak.p95:.1f} °C",
             )
-        except ApiError as error:
+        finally:
             console.print(steps)
-            raise _fail(error) from error
-    console.print(steps)
+            with contextlib.suppress(ApiError):
+                client.registry.delete_twin(DEMO_TWIN_ID)
+    console.print(f"sandbox twin {DEMO_TWIN_ID} deleted; its history stays in InfluxDB")
 
 
-def _stored_points(client: TwinstackClient, twin_id: str, samples: list[Point]) -> int:
+def _stored_points(client: Client, twin_id: str, samples: list[Point]) -> int:
     # A second early: datetimes hold microseconds, the samples' times nanoseconds.
     start = datetime.fromtimestamp(int(str(samples[0].time)) / 1e9 - 1, tz=UTC)
-    series = client.query_history(
+    series = client.state.query_history(
         [twin_id], ["temperature_c"], start, datetime.now(UTC), max_points_per_series=len(samples)
     )
     return sum(len(s.time_unix_ns) for s in series)
 
 
-def _state_has(client: TwinstackClient, twin_id: str, last: Point) -> bool:
+def _state_has(client: Client, twin_id: str, last: Point) -> bool:
     try:
-        state = client.get_state(twin_id)
+        state = client.state.get_state(twin_id)
     except ApiError:
         return False
     expected = last.fields["temperature_c"]
     reported = state.reported.get("temperature_c")
     return reported is not None and to_python(reported.value) == expected
+
+
+# Models ------------------------------------------------------------------------------------
+
+
+def _model_rows(models: list[registry_pb2.Model], title: str) -> None:
+    def human() -> None:
+        table = Table(title=title)
+        # Model ids are the point of the table: never fold them across lines.
+        table.add_column("id", no_wrap=True)
+        for column in ("name", "extends", "revision"):
+            table.add_column(column)
+        for model in models:
+            table.add_row(
+                model.id, model.display_name, ", ".join(model.extends), str(model.revision)
+            )
+        console.print(table)
+
+    emit(
+        [
+            {"id": m.id, "name": m.display_name, "extends": list(m.extends), "revision": m.revision}
+            for m in models
+        ],
+        human,
+    )
+
+
+def _read_sources(paths: list[Path]) -> list[registry_pb2.ModelSource]:
+    try:
+        return model_sources(
+            paths,
+            on_skip=lambda path, why: console.print(f"[yellow]skipped[/yellow] {path}: {why}"),
+        )
+    except ModelFileError as error:
+        raise UserError(str(error)) from None
+
+
+@model_app.command("apply")
+def model_apply(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Model files or folders (YAML/JSON, native or DTDL).")
+    ],
+    allow_breaking: Annotated[
+        bool, typer.Option(help="Store new versions even if they break compatibility.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate on the registry; store nothing.")] = False,
+) -> None:
+    """Validate and store models, all files together so they may refer to each other."""
+    sources = _read_sources(paths)
+    with open_client() as client:
+        response = client.registry.create_models(
+            sources, allow_breaking_changes=allow_breaking, validate_only=dry_run
+        )
+    _model_rows(list(response.models), "models (validated only)" if dry_run else "models stored")
+    for note in response.notes:
+        console.print(f"[yellow]not mapped[/yellow] {note.path}: {note.message}", highlight=False)
+
+
+@model_app.command("validate")
+def model_validate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Model files or folders (YAML/JSON, native or DTDL).")
+    ],
+) -> None:
+    """Check models offline, without a registry: syntax, expressions, units, inheritance.
+
+    Models they refer to must be among the files (the registry's stored models are not
+    consulted; `model apply --dry-run` checks against them)."""
+    from twinstack.modeling.batch import Source, parse_batch, read_batch, resolve_batch
+    from twinstack.modeling.dtdl import SchemaBudgetError
+
+    sources = [
+        Source(
+            s.name, "dtdl" if s.format == registry_pb2.MODEL_FORMAT_DTDL else "native", s.content
+        )
+        for s in _read_sources(paths)
+    ]
+    try:
+        batch = parse_batch(read_batch(sources))
+    except SchemaBudgetError as error:
+        raise UserError(str(error)) from None
+    resolved, violations = resolve_batch(batch.models)
+    violations = batch.violations + violations
+    ids = sorted(resolved)
+
+    def human() -> None:
+        for model_id in ids:
+            console.print(f"[green]valid[/green] {model_id}", highlight=False)
+        for path, message in batch.notes:
+            console.print(f"[yellow]not mapped[/yellow] {path}: {message}", highlight=False)
+        for violation in violations:
+            console.print(
+                f"[red]invalid[/red] {violation.field}: {violation.description}", highlight=False
+            )
+
+    emit(
+        {
+            "valid": ids,
+            "notes": [{"path": p, "message": m} for p, m in batch.notes],
+            "violations": [{"field": v.field, "description": v.description} for v in violations],
+        },
+        human,
+    )
+    if violations:
+        raise typer.Exit(1)
+
+
+@model_app.command("get")
+def model_get(
+    model_id: Annotated[str, typer.Argument(help="The model's DTMI, e.g. 'dtmi:acme:Pump;1'.")],
+    resolved: Annotated[bool, typer.Option(help="Show it with everything it inherits.")] = False,
+) -> None:
+    """Show a model document (always JSON)."""
+    with open_client() as client:
+        model = client.registry.get_model(model_id)
+    console.print_json(model.resolved_document if resolved else model.document)
+
+
+@model_app.command("list")
+def model_list(
+    prefix: Annotated[str, typer.Option(help="Only ids starting with this.")] = "",
+    latest: Annotated[bool, typer.Option(help="Only the latest version of each.")] = False,
+) -> None:
+    """List models in id order."""
+    with open_client() as client:
+        models = list(client.registry.list_models(id_prefix=prefix, latest_only=latest))
+    _model_rows(models, "models")
+
+
+# Twins -------------------------------------------------------------------------------------
+
+
+def _twin_data(twin: registry_pb2.Twin) -> dict[str, Any]:
+    return {
+        "id": twin.id,
+        "model_id": twin.model_id,
+        "revision": twin.revision,
+        "properties": values_of(twin.properties),
+        "create_time": twin.create_time.ToJsonString() if twin.HasField("create_time") else None,
+        "update_time": twin.update_time.ToJsonString() if twin.HasField("update_time") else None,
+    }
+
+
+def _show_twin(twin: registry_pb2.Twin, title: str) -> None:
+    def human() -> None:
+        table = Table(
+            title=f"{title}: {twin.id} ({twin.model_id}), revision {twin.revision}",
+            title_justify="left",
+        )
+        table.add_column("property")
+        table.add_column("value")
+        for name, value in values_of(twin.properties).items():
+            table.add_row(name, short(value))
+        console.print(table)
+
+    emit(_twin_data(twin), human)
+
+
+def _show_twins(twins: list[registry_pb2.Twin], title: str) -> None:
+    def human() -> None:
+        table = Table(title=title)
+        for column in ("id", "model", "revision", "properties"):
+            table.add_column(column, justify="right" if column == "revision" else "left")
+        for twin in twins:
+            properties = ", ".join(f"{k}={short(v)}" for k, v in values_of(twin.properties).items())
+            table.add_row(twin.id, twin.model_id, str(twin.revision), properties)
+        console.print(table)
+
+    emit([_twin_data(t) for t in twins], human)
+
+
+def _first(items: Any, limit: int) -> list[Any]:
+    found: list[Any] = []
+    for item in items:
+        if len(found) == limit:
+            break
+        found.append(item)
+    return found
+
+
+@twin_app.command("list")
+def twin_list(
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+) -> None:
+    """List twins in id order."""
+    with open_client() as client:
+        twins = _first(client.registry.list_twins(page_size=min(limit, 500)), limit)
+    _show_twins(twins, "twins")
+
+
+@twin_app.command("get")
+def twin_get(twin_id: Annotated[str, typer.Argument(help="The twin's id.")]) -> None:
+    """Show a twin: model, revision and properties."""
+    with open_client() as client:
+        twin = client.registry.get_twin(twin_id)
+    _show_twin(twin, "twin")
+
+
+@twin_app.command("query")
+def twin_query(
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="A query (docs/models.md), e.g. \"WHERE IS_OF_MODEL('dtmi:x:Pump;1')\"."
+        ),
+    ],
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+) -> None:
+    """Find twins with the query language (docs/models.md)."""
+    with open_client() as client:
+        twins = _first(client.registry.query_twins(query, page_size=min(limit, 500)), limit)
+    _show_twins(twins, query)
+
+
+@twin_app.command("graph")
+def twin_graph(
+    twin_id: Annotated[str, typer.Argument(help="The twin at the root.")],
+    depth: Annotated[int, typer.Option(min=1, max=10, help="Levels to follow.")] = 3,
+    incoming: Annotated[bool, typer.Option(help="Follow relationships backwards.")] = False,
+) -> None:
+    """Show the twin graph around a twin as a tree.
+
+    A twin seen before is marked, not expanded again, so cycles end."""
+    seen = {twin_id}
+    edges: list[dict[str, Any]] = []
+    with open_client() as client:
+        root_twin = client.registry.get_twin(twin_id)
+        tree = Tree(f"[bold]{twin_id}[/bold] ({root_twin.model_id})")
+        # (node, twin, level): walked with a stack, depth first, in the order listed.
+        stack: list[tuple[Tree, str, int]] = [(tree, twin_id, 1)]
+        while stack:
+            node, current, level = stack.pop()
+            children = []
+            for edge in client.registry.list_relationships(current, incoming=incoming):
+                other = edge.source_id if incoming else edge.target_id
+                edges.append(
+                    {"source": edge.source_id, "name": edge.name, "target": edge.target_id}
+                )
+                label = f"{'<-' if incoming else '->'} {edge.name} {other}"
+                if other in seen:
+                    node.add(f"{label} [dim](seen)[/dim]")
+                    continue
+                seen.add(other)
+                child = node.add(label)
+                if level < depth:
+                    children.append((child, other, level + 1))
+            stack.extend(reversed(children))
+    emit({"root": twin_id, "relationships": edges}, lambda: console.print(tree))
+
+
+@twin_app.command("create")
+def twin_create(
+    twin_id: Annotated[str, typer.Argument(help="The new twin's id.")],
+    model: Annotated[str, typer.Option(help="Model id, e.g. 'dtmi:acme:Pump;1'.")],
+    prop: Annotated[
+        list[str] | None, typer.Option(help="Property NAME=VALUE (repeatable; JSON for objects).")
+    ] = None,
+) -> None:
+    """Create a twin of a model."""
+    with open_client() as client:
+        twin = client.registry.create_twin(
+            twin_id, model, parse_assignments(prop or [], "property")
+        )
+    _show_twin(twin, "created")
+
+
+@twin_app.command("patch")
+def twin_patch(
+    twin_id: Annotated[str, typer.Argument(help="The twin.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Property NAME=VALUE (repeatable).")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option(help="Property NAME to remove (repeatable).")
+    ] = None,
+    merge: Annotated[
+        str | None, typer.Option(help="JSON merge patch over the properties (RFC 7386).")
+    ] = None,
+    expected_revision: Annotated[
+        int, typer.Option(help="Apply only at this revision (0: any).", min=0)
+    ] = 0,
+) -> None:
+    """Patch a twin's properties, optionally only at an expected revision."""
+    try:
+        merge_patch = json.loads(merge) if merge else None
+    except ValueError as error:
+        raise typer.BadParameter(f"--merge: {error}") from error
+    with open_client() as client:
+        twin = client.registry.update_twin(
+            twin_id,
+            parse_assignments(set_ or [], "property"),
+            remove or [],
+            expected_revision=expected_revision,
+            merge_patch=merge_patch,
+        )
+    _show_twin(twin, "patched")
+
+
+@twin_app.command("migrate")
+def twin_migrate(
+    twin_id: Annotated[str, typer.Argument(help="The twin.")],
+    model: Annotated[str, typer.Option(help="Model id to move to.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Property NAME=VALUE (repeatable).")
+    ] = None,
+    drop_undeclared: Annotated[
+        bool, typer.Option(help="Drop properties the target model does not declare.")
+    ] = False,
+) -> None:
+    """Move a twin to another model (version)."""
+    with open_client() as client:
+        twin = client.registry.migrate_twin(
+            twin_id,
+            model,
+            parse_assignments(set_ or [], "property"),
+            drop_undeclared=drop_undeclared,
+        )
+    _show_twin(twin, "migrated")
+
+
+@twin_app.command("relate")
+def twin_relate(
+    source_id: Annotated[str, typer.Argument(help="The twin the relationship starts at.")],
+    name: Annotated[str, typer.Argument(help="The relationship's name in the source's model.")],
+    target_id: Annotated[str, typer.Argument(help="The twin it points to.")],
+    prop: Annotated[
+        list[str] | None, typer.Option(help="Relationship property NAME=VALUE (repeatable).")
+    ] = None,
+) -> None:
+    """Create a relationship SOURCE -NAME-> TARGET."""
+    with open_client() as client:
+        relationship = client.registry.create_relationship(
+            source_id, name, target_id, parse_assignments(prop or [], "property")
+        )
+    emit(
+        MessageToDict(relationship, preserving_proto_field_name=True),
+        lambda: console.print(
+            f"{relationship.source_id} -{relationship.name}-> {relationship.target_id} "
+            f"(id {relationship.id}, revision {relationship.revision})",
+            highlight=False,
+        ),
+    )
+
+
+@twin_app.command("unrelate")
+def twin_unrelate(
+    source_id: Annotated[str, typer.Argument(help="The twin the relationship starts at.")],
+    relationship_id: Annotated[str, typer.Argument(help="The relationship's id.")],
+) -> None:
+    """Delete a relationship of SOURCE by its id."""
+    with open_client() as client:
+        revision = client.registry.delete_relationship(source_id, relationship_id)
+    emit(
+        {"deleted": f"{source_id}/{relationship_id}", "revision": revision},
+        lambda: console.print(f"deleted {source_id}/{relationship_id} (revision {revision})"),
+    )
+
+
+@twin_app.command("delete")
+def twin_delete(
+    twin_id: Annotated[str, typer.Argument(help="The twin (it must have no relationships).")],
+    expected_revision: Annotated[
+        int, typer.Option(help="Delete only at this revision (0: any).", min=0)
+    ] = 0,
+) -> None:
+    """Delete a twin."""
+    with open_client() as client:
+        revision = client.registry.delete_twin(twin_id, expected_revision=expected_revision)
+    emit(
+        {"deleted": twin_id, "revision": revision},
+        lambda: console.print(f"deleted {twin_id} (revision {revision})"),
+    )
+
+
+# The order `twinstack --help` lists them in: run it, look around, then each area.
+app.command()(ingest)
+app.add_typer(model_app, name="model")
+app.add_typer(twin_app, name="twin")
+app.add_typer(state_app, name="state")
+app.command()(history)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(sim_app, name="sim")
+
+
+def run() -> None:
+    """The ``twinstack`` entry point."""
+    app(prog_name="twinstack")

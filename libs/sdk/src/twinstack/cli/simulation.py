@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from google.protobuf.json_format import MessageToDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from twinstack.api.simulation.v1 import simulation_pb2
-from twinstack.cli.shared import TokenOption, console, fail, open_client
-from twinstack.sdk.client import ApiError, TwinstackClient
+from twinstack.cli.shared import console, emit, open_client, session
+from twinstack.sdk import Client
+from twinstack.sdk.values import to_python
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +32,19 @@ sim_app = typer.Typer(
 TwinsOption = Annotated[list[str] | None, typer.Option("--twin", help="Twin id (repeatable).")]
 QueryOption = Annotated[str, typer.Option(help="Registry query selecting twins.")]
 ReportOption = Annotated[Path | None, typer.Option(help="Write a report: .png or .html.")]
+HorizonOption = Annotated[float, typer.Option(help="Seconds to simulate ahead.")]
+StepOption = Annotated[float, typer.Option(help="Integration step in seconds.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="NAME=VALUE override of a parameter or input.")
+]
+ThresholdOption = Annotated[
+    list[str] | None,
+    typer.Option(help="OBSERVABLE=VALUE: report time above it and its first crossing."),
+]
+NoiseOption = Annotated[
+    list[str] | None, typer.Option(help="INPUT=SIGMA: noise added to an input at every step.")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of sampling and noise.")]
 
 
 def _numbers(items: list[str] | None, what: str) -> dict[str, float]:
@@ -61,54 +76,68 @@ def _fmt(value: float) -> str:
 
 
 @sim_app.command("models")
-def models(token: TokenOption = None) -> None:
-    """List the built-in models (hand-written kernels) and their parameters."""
-    with open_client(token) as client:
-        try:
-            found = client.list_builtin_models()
-        except ApiError as error:
-            raise fail(error) from error
-    table = Table(title="built-in models")
-    for column in ("model", "use case", "parameters (default)", "KPIs"):
-        table.add_column(column)
-    for model in found:
-        parameters = ", ".join(f"{p.name}={p.default:g}" for p in model.parameters)
-        table.add_row(model.name, model.use_case, parameters, ", ".join(model.kpis))
-    console.print(table)
+def models() -> None:
+    """The built-in models, their parameters and KPIs."""
+    with open_client() as client:
+        found = client.simulation.list_builtin_models()
+
+    def human() -> None:
+        table = Table(title="built-in models")
+        for column in ("model", "use case", "parameters (default)", "KPIs"):
+            table.add_column(column)
+        for model in found:
+            parameters = ", ".join(f"{p.name}={p.default:g}" for p in model.parameters)
+            table.add_row(model.name, model.use_case, parameters, ", ".join(model.kpis))
+        console.print(table)
+
+    emit([MessageToDict(m, preserving_proto_field_name=True) for m in found], human)
 
 
 @sim_app.command("run")
 def run(
     twin: TwinsOption = None,
     query: QueryOption = "",
-    horizon_s: Annotated[float, typer.Option()] = 3600.0,
-    step_s: Annotated[float, typer.Option()] = 1.0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE override")] = None,
-    threshold: Annotated[list[str] | None, typer.Option(help="OBSERVABLE=VALUE")] = None,
+    horizon_s: HorizonOption = 3600.0,
+    step_s: StepOption = 1.0,
+    set_: SetOption = None,
+    threshold: ThresholdOption = None,
     report: ReportOption = None,
-    token: TokenOption = None,
 ) -> None:
-    """Fork the live twins and run one what-if scenario each: KPIs and trajectories."""
-    with open_client(token) as client, console.status("running the scenario"):
-        try:
-            response = client.run_scenario(
-                twin or [],
-                query=query,
-                horizon_s=horizon_s,
-                step_s=step_s,
-                overrides=_numbers(set_, "--set"),
-                thresholds=_numbers(threshold, "--threshold"),
-            )
-        except ApiError as error:
-            raise fail(error) from error
-    table = Table(title=f"{response.model_id}: scenario over {horizon_s:g} s")
-    table.add_column("KPI")
-    for result in response.twins:
-        table.add_column(f"{result.twin_id} (rev {result.state_revision})", justify="right")
-    names = sorted({name for t in response.twins for name in t.kpis})
-    for name in names:
-        table.add_row(name, *(_fmt(result.kpis[name]) for result in response.twins))
-    console.print(table)
+    """Run one what-if scenario of each selected twin.
+
+    Forks the live twins and shows KPIs; --report draws the trajectories.
+
+    Example: twinstack sim run --twin line1-press-3 --horizon-s 600 --set load=1.4"""
+    with open_client() as client, console.status("running the scenario"):
+        response = client.simulation.run_scenario(
+            twin or [],
+            query=query,
+            horizon_s=horizon_s,
+            step_s=step_s,
+            overrides=_numbers(set_, "--set"),
+            thresholds=_numbers(threshold, "--threshold"),
+        )
+
+    def human() -> None:
+        table = Table(title=f"{response.model_id}: scenario over {horizon_s:g} s")
+        table.add_column("KPI")
+        for result in response.twins:
+            table.add_column(f"{result.twin_id} (rev {result.state_revision})", justify="right")
+        names = sorted({name for t in response.twins for name in t.kpis})
+        for name in names:
+            table.add_row(name, *(_fmt(result.kpis[name]) for result in response.twins))
+        console.print(table)
+
+    emit(
+        {
+            "model_id": response.model_id,
+            "twins": [
+                {"twin_id": t.twin_id, "state_revision": t.state_revision, "kpis": dict(t.kpis)}
+                for t in response.twins
+            ],
+        },
+        human,
+    )
     if report is not None:
         import matplotlib
         import pandas as pd
@@ -143,34 +172,44 @@ def run(
 
 @sim_app.command("sweep")
 def sweep(
-    model: Annotated[str, typer.Option(help="A built-in model (see sim models).")] = "",
+    model: Annotated[
+        str, typer.Option(help="A built-in model (see `sim models`); or use --twin/--query.")
+    ] = "",
     twin: TwinsOption = None,
     query: QueryOption = "",
-    sampler: Annotated[str, typer.Option(help="grid, random, lhs or sobol")] = "lhs",
+    sampler: Annotated[str, typer.Option(help="grid, random, lhs or sobol.")] = "lhs",
     range_: Annotated[
-        list[str] | None, typer.Option("--range", help="NAME=MIN:MAX[:LEVELS]")
+        list[str] | None,
+        typer.Option("--range", help="NAME=MIN:MAX (grid: NAME=MIN:MAX:LEVELS); repeatable."),
     ] = None,
-    samples: Annotated[int, typer.Option(min=0)] = 1000,
-    replicates: Annotated[int, typer.Option(min=1)] = 1,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE override")] = None,
-    noise: Annotated[list[str] | None, typer.Option(help="INPUT=SIGMA per step")] = None,
-    threshold: Annotated[list[str] | None, typer.Option(help="OBSERVABLE=VALUE")] = None,
-    horizon_s: Annotated[float, typer.Option()] = 3600.0,
-    step_s: Annotated[float, typer.Option()] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    samples: Annotated[
+        int, typer.Option(min=0, help="Scenarios to draw (the grid's size follows its levels).")
+    ] = 1000,
+    replicates: Annotated[
+        int, typer.Option(min=1, help="Monte Carlo replicates of each scenario.")
+    ] = 1,
+    set_: SetOption = None,
+    noise: NoiseOption = None,
+    threshold: ThresholdOption = None,
+    horizon_s: HorizonOption = 3600.0,
+    step_s: StepOption = 1.0,
+    seed: SeedOption = 0,
     output: Annotated[Path | None, typer.Option(help="Save the Parquet results here.")] = None,
     report: ReportOption = None,
-    token: TokenOption = None,
 ) -> None:
-    """Run a sweep on Ray with a progress bar; show the KPI distributions."""
+    """Run a sweep on Ray and show the KPI distributions.
+
+    Example: twinstack sim sweep --model pump_thermal --samples 50000
+    --range load=0.5:1.0 --range ambient_c=15:35"""
     with (
-        open_client(token) as client,
+        open_client() as client,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            disable=session.json,
         ) as progress,
     ):
         task = progress.add_task("scenarios", total=None)
@@ -184,43 +223,47 @@ def sweep(
                 f"({message.tasks_done}/{message.tasks_total} tasks)",
             )
 
-        try:
-            result = client.run_sweep(
-                model,
-                twin_ids=twin or [],
-                query=query,
-                sampler=sampler,
-                ranges=_ranges(range_),  # type: ignore[arg-type]
-                samples=samples,
-                replicates=replicates,
-                overrides=_numbers(set_, "--set"),
-                input_noise=_numbers(noise, "--noise"),
-                thresholds=_numbers(threshold, "--threshold"),
-                horizon_s=horizon_s,
-                step_s=step_s,
-                seed=seed,
-                on_progress=show,
-            )
-            parquet = client.fetch_sweep_results(result.sweep_id) if output or report else b""
-        except ApiError as error:
-            raise fail(error) from error
-    table = Table(
-        title=f"sweep {result.sweep_id}: {result.scenario_count:,} scenarios, "
-        f"{result.task_count} Ray task(s), {result.elapsed_s:.1f} s"
-        + (f", {result.diverged} diverged" if result.diverged else "")
-    )
-    for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max", "missing"):
-        table.add_column(column, justify="left" if column == "KPI" else "right")
-    for kpi in result.kpis:
-        table.add_row(
-            kpi.name,
-            *(_fmt(v) for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max)),
-            str(kpi.missing),
+        result = client.simulation.run_sweep(
+            model,
+            twin_ids=twin or [],
+            query=query,
+            sampler=sampler,
+            ranges=_ranges(range_),  # type: ignore[arg-type]
+            samples=samples,
+            replicates=replicates,
+            overrides=_numbers(set_, "--set"),
+            input_noise=_numbers(noise, "--noise"),
+            thresholds=_numbers(threshold, "--threshold"),
+            horizon_s=horizon_s,
+            step_s=step_s,
+            seed=seed,
+            on_progress=show,
         )
-    console.print(table)
+        parquet = (
+            client.simulation.fetch_sweep_results(result.sweep_id) if output or report else b""
+        )
+
+    def human() -> None:
+        table = Table(
+            title=f"sweep {result.sweep_id}: {result.scenario_count:,} scenarios, "
+            f"{result.task_count} Ray task(s), {result.elapsed_s:.1f} s"
+            + (f", {result.diverged} diverged" if result.diverged else "")
+        )
+        for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max", "missing"):
+            table.add_column(column, justify="left" if column == "KPI" else "right")
+        for kpi in result.kpis:
+            table.add_row(
+                kpi.name,
+                *(_fmt(v) for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max)),
+                str(kpi.missing),
+            )
+        console.print(table)
+
+    emit(MessageToDict(result, preserving_proto_field_name=True), human)
     if output is not None:
         output.write_bytes(parquet)
-        console.print(f"results: {output} ({len(parquet):,} bytes, provenance in its metadata)")
+        if not session.json:
+            console.print(f"results: {output} ({len(parquet):,} bytes, provenance in metadata)")
     if report is not None:
         import pandas as pd
 
@@ -235,9 +278,13 @@ def sweep(
                 for k in result.kpis
             ]
         )
-        write_report(
-            report, f"sweep {result.sweep_id}", sweep_figure(frame, kpis, swept), {"KPIs": summary}
+        figure = sweep_figure(frame, kpis, swept)
+        subject = model or "the twins' models"
+        figure.suptitle(
+            f"sweep {result.sweep_id[:8]} of {subject}: "
+            f"{result.scenario_count:,} scenarios, {horizon_s:g} s horizon"
         )
+        write_report(report, f"sweep {result.sweep_id}", figure, {"KPIs": summary})
         console.print(f"report: {report}")
 
 
@@ -247,57 +294,76 @@ def apply(
     kpi: Annotated[str, typer.Option(help="KPI to optimise.")],
     maximize: Annotated[bool, typer.Option(help="Pick the highest value.")] = False,
     latest: Annotated[bool, typer.Option(help="Condition on the current state revision.")] = False,
-    token: TokenOption = None,
 ) -> None:
-    """Apply the best scenario: its inputs become desired values, conditionally on the state
-    revision the sweep started from."""
+    """Apply the best scenario of a sweep as desired values.
+
+    Its inputs become desired values, conditionally on the state revision the sweep started
+    from."""
     from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
 
     frame = sweep_frame(results.read_bytes())
     row = best_scenario(frame, kpi, minimize=not maximize)
-    with open_client(token) as client:
-        try:
-            state = apply_scenario(client, frame, row, latest=latest)
-        except ApiError as error:
-            raise fail(error) from error
-    desired = ", ".join(f"{name}={field.value}" for name, field in state.desired.items())
-    console.print(
-        f"scenario {int(row['scenario'])} applied to {state.twin_id}: {desired} "
-        f"(revision {state.revision})"
-    )
+    with open_client() as client:
+        state = apply_scenario(client, frame, row, latest=latest)
+    desired = {name: to_python(field.value) for name, field in state.desired.items()}
+    emit(
+        {"scenario": int(row["scenario"]), "twin_id": state.twin_id, "desired": desired,
+         "revision": state.revision},
+        lambda: console.print(
+            f"scenario {int(row['scenario'])} applied to {state.twin_id}: "
+            + ", ".join(f"{k}={v}" for k, v in desired.items())
+            + f" (revision {state.revision})"
+        ),
+    )  # fmt: skip
 
 
 @sim_app.command("forecast")
 def forecast(
     twin: TwinsOption = None,
     query: QueryOption = "",
-    horizon_s: Annotated[float, typer.Option()] = 3600.0,
-    step_s: Annotated[float, typer.Option()] = 1.0,
-    samples: Annotated[int, typer.Option(min=1)] = 1000,
-    uncertain: Annotated[list[str] | None, typer.Option(help="NAME=MIN:MAX")] = None,
-    noise: Annotated[list[str] | None, typer.Option(help="INPUT=SIGMA per step")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    horizon_s: HorizonOption = 3600.0,
+    step_s: StepOption = 1.0,
+    samples: Annotated[int, typer.Option(min=1, help="Monte Carlo runs per twin.")] = 1000,
+    uncertain: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=MIN:MAX: a parameter drawn uniformly per run (repeatable)."),
+    ] = None,
+    noise: NoiseOption = None,
+    seed: SeedOption = 0,
     report: ReportOption = None,
-    token: TokenOption = None,
 ) -> None:
-    """Monte Carlo forecast from live state: failure probabilities and time to failure."""
+    """Forecast failure probabilities from live state.
+
+    Monte Carlo runs give each condition's probability and time to failure."""
     spans = {name: (span[0], span[1]) for name, span in _ranges(uncertain).items()}
-    with open_client(token) as client:
-        try:
-            with console.status(f"forecasting {samples} runs per twin"):
-                response = client.forecast(
-                    twin or [],
-                    query=query,
-                    horizon_s=horizon_s,
-                    step_s=step_s,
-                    samples=samples,
-                    uncertain=spans,
-                    input_noise=_numbers(noise, "--noise"),
-                    seed=seed,
-                )
-            history = _recent_history(client, response, horizon_s) if report else {}
-        except ApiError as error:
-            raise fail(error) from error
+    with open_client() as client:
+        with console.status(f"forecasting {samples} runs per twin"):
+            response = client.simulation.forecast(
+                twin or [],
+                query=query,
+                horizon_s=horizon_s,
+                step_s=step_s,
+                samples=samples,
+                uncertain=spans,
+                input_noise=_numbers(noise, "--noise"),
+                seed=seed,
+            )
+        history = _recent_history(client, response, horizon_s) if report else {}
+    emit(
+        MessageToDict(response, preserving_proto_field_name=True),
+        lambda: _forecast_table(response, horizon_s),
+    )
+    if report is not None:
+        from twinstack.sdk.results import forecast_figure, write_report
+
+        write_report(
+            report, f"forecast {response.forecast_id}", forecast_figure(response, history), {}
+        )
+        if not session.json:
+            console.print(f"report: {report}")
+
+
+def _forecast_table(response: simulation_pb2.ForecastResponse, horizon_s: float) -> None:
     table = Table(title=f"forecast {response.forecast_id[:8]}: {horizon_s:g} s ahead")
     for column in (
         "twin",
@@ -325,17 +391,10 @@ def forecast(
                 "yes" if risk.alerted else "",
             )
     console.print(table)
-    if report is not None:
-        from twinstack.sdk.results import forecast_figure, write_report
-
-        write_report(
-            report, f"forecast {response.forecast_id}", forecast_figure(response, history), {}
-        )
-        console.print(f"report: {report}")
 
 
 def _recent_history(
-    client: TwinstackClient, response: simulation_pb2.ForecastResponse, horizon_s: float
+    client: Client, response: simulation_pb2.ForecastResponse, horizon_s: float
 ) -> dict[str, pd.DataFrame]:
     """The telemetry behind each fan, as long before the start as the horizon is long."""
     import pandas as pd
@@ -344,7 +403,7 @@ def _recent_history(
     found: dict[str, pd.DataFrame] = {}
     for twin in response.twins:
         names = [fan.name for fan in twin.fans]
-        series = client.query_history(
+        series = client.state.query_history(
             [twin.twin_id], names, start - timedelta(seconds=horizon_s), start
         )
         for item in series:
@@ -363,23 +422,28 @@ def calibrate(
     parameter: Annotated[
         list[str] | None, typer.Option(help="Parameter to fit (repeatable).")
     ] = None,
-    minutes: Annotated[float, typer.Option(help="History window, ending now.")] = 60.0,
-    step_s: Annotated[float, typer.Option()] = 1.0,
-    token: TokenOption = None,
+    minutes: Annotated[float, typer.Option(help="History window in minutes, ending now.")] = 60.0,
+    step_s: StepOption = 1.0,
 ) -> None:
-    """Fit model parameters of a twin to its telemetry history; show the fit quality."""
+    """Fit model parameters of a twin to its history.
+
+    Least squares against the stored telemetry; shows the fit quality."""
     end = datetime.now(UTC)
-    with open_client(token) as client, console.status("fitting"):
-        try:
-            response = client.calibrate(
-                twin_id,
-                parameter or [],
-                start=end - timedelta(minutes=minutes),
-                end=end,
-                step_s=step_s,
-            )
-        except ApiError as error:
-            raise fail(error) from error
+    with open_client() as client, console.status("fitting"):
+        response = client.simulation.calibrate(
+            twin_id,
+            parameter or [],
+            start=end - timedelta(minutes=minutes),
+            end=end,
+            step_s=step_s,
+        )
+    emit(
+        MessageToDict(response, preserving_proto_field_name=True),
+        lambda: _calibration_tables(twin_id, response),
+    )
+
+
+def _calibration_tables(twin_id: str, response: simulation_pb2.CalibrateResponse) -> None:
     table = Table(
         title=f"{twin_id}: {'converged' if response.converged else 'not converged'} "
         f"after {response.evaluations} runs"

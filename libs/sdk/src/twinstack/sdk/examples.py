@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
@@ -10,11 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from twinstack.common.values import Scalar
-from twinstack.sdk.client import ApiError, Point, TwinstackClient
+from twinstack.sdk import AlreadyExistsError, ApiError, Client, Point
 from twinstack.sdk.models import example_model_sources
+from twinstack.sdk.values import Scalar
 
 
 @dataclass(frozen=True)
@@ -121,28 +120,22 @@ EXAMPLE_RELATIONSHIPS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 FED_TWINS = tuple(example for example in EXAMPLE_TWINS if example.signal is not None)
 
 
-def ensure_example_twins(client: TwinstackClient) -> None:
+def ensure_example_twins(client: Client) -> None:
     """Stores the example models, and creates the example twins and relationships that do not
     exist yet."""
-    client.create_models(example_model_sources())
+    client.registry.create_models(example_model_sources())
     for example in EXAMPLE_TWINS:
-        try:
-            client.create_twin(example.twin_id, example.model_id, example.properties)
-        except ApiError as error:
-            if error.code != grpc.StatusCode.ALREADY_EXISTS:
-                raise
+        with contextlib.suppress(AlreadyExistsError):
+            client.registry.create_twin(example.twin_id, example.model_id, example.properties)
     for source, name, target, properties in EXAMPLE_RELATIONSHIPS:
-        try:
-            client.create_relationship(source, name, target, properties)
-        except ApiError as error:
-            if error.code != grpc.StatusCode.ALREADY_EXISTS:
-                raise
+        with contextlib.suppress(AlreadyExistsError):
+            client.registry.create_relationship(source, name, target, properties)
 
 
 class SensorFeeder:
     """Sends one sample per example twin every ``period_s`` from a background thread."""
 
-    def __init__(self, client: TwinstackClient, period_s: float = 1.0, seed: int = 7) -> None:
+    def __init__(self, client: Client, period_s: float = 1.0, seed: int = 7) -> None:
         self._client = client
         self._period_s = period_s
         self._rng = random.Random(seed)
@@ -168,7 +161,7 @@ class SensorFeeder:
                 if e.signal is not None
             ]
             try:
-                self._client.ingest(points)
+                self._client.telemetry.ingest(points)
                 self.sent_points += len(points)
                 self.last_error = None
             except ApiError as error:

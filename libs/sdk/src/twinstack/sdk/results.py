@@ -16,7 +16,7 @@ from twinstack.api.simulation.v1 import simulation_pb2
 from twinstack.api.state.v1 import state_pb2
 
 if TYPE_CHECKING:
-    from twinstack.sdk.client import TwinstackClient
+    from twinstack.sdk import Client
 
 
 def sweep_frame(parquet: bytes) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def best_scenario(frame: pd.DataFrame, kpi: str, *, minimize: bool = True) -> pd
 
 
 def apply_scenario(
-    client: TwinstackClient, frame: pd.DataFrame, row: pd.Series, *, latest: bool = False
+    client: Client, frame: pd.DataFrame, row: pd.Series, *, latest: bool = False
 ) -> state_pb2.TwinState:
     """Sets the scenario's input values as the twin's desired values, conditionally on the
     state revision its sweep started from (or, with ``latest``, on the current one).
@@ -83,9 +83,9 @@ def apply_scenario(
     if not twin_id or not fields:
         raise ValueError("only sweeps of twins whose inputs follow telemetry can be applied")
     pinned = {t["twin_id"]: t["state_revision"] for t in provenance["snapshot"]["twins"]}
-    revision = client.get_state(twin_id).revision if latest else pinned[twin_id]
+    revision = client.state.get_state(twin_id).revision if latest else pinned[twin_id]
     values = {field: float(row[name]) for name, field in fields.items()}
-    return client.set_desired(twin_id, values, expected_revision=revision)
+    return client.state.set_desired(twin_id, values, expected_revision=revision)
 
 
 def _png(figure: Any) -> bytes:

@@ -23,7 +23,7 @@ from twinstack.common.frames import (
     split_frame,
 )
 from twinstack.common.ids import TWIN_ID_PATTERN
-from twinstack.common.modeling.document import ModelError, Telemetry
+from twinstack.modeling.document import ModelError, Telemetry
 
 # A rejection names at most this many problems; more would only bloat the status.
 MAX_REPORTED_VIOLATIONS = 100

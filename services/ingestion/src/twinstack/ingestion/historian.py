@@ -22,6 +22,7 @@ from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
+from twinstack.common.events import INGESTION_DEAD_LETTER
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.series import MEASUREMENTS, TWIN_ID_TAG
@@ -68,7 +69,7 @@ class Historian:
         self._store = store
         self._max_backoff_s = max_backoff_s
         self._consumer = PullConsumer(js, consumer, self._persist)
-        self._dead_letters = DeadLetters(js, "ingestion", consumer)
+        self._dead_letters = DeadLetters(js, INGESTION_DEAD_LETTER, consumer)
         self._failures = 0
 
     async def start(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -10,6 +11,7 @@ import grpc
 
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.errors import (
@@ -18,8 +20,7 @@ from twinstack.common.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from twinstack.common.influx import InfluxStore
-from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
+from twinstack.common.nats import REGISTRY_BUCKET, key_value
 from twinstack.ingestion.batching import BatchValidator
 from twinstack.ingestion.historian import Historian
 from twinstack.ingestion.publisher import PublishResult, TelemetryPublisher
@@ -126,36 +127,27 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         return response
 
 
-class IngestionApp:
+class IngestionApp(ServiceApp[IngestionSettings]):
     """Ingestion and, unless disabled, the historian, as the server bootstrap runs them."""
 
-    service_names: Sequence[str] = (SERVICE_NAME,)
+    service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: IngestionSettings) -> None:
-        self._settings = settings
-        self._backbone: Backbone | None = None
-        self._catalog: ModelCatalog | None = None
-        self._publisher: TelemetryPublisher | None = None
-        self._store: InfluxStore | None = None
-        self._historian: Historian | None = None
-
-    async def start(self) -> None:
-        settings = self._settings
-        self._backbone = await Backbone.connect(settings, "twinstack-ingestion")
-        self._catalog = ModelCatalog(await key_value(self._backbone.js, REGISTRY_BUCKET))
-        await self._catalog.start()
-        self._publisher = TelemetryPublisher(
-            self._backbone.js,
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        settings = self.settings
+        backbone = await self.backbone(resources, "twinstack-ingestion")
+        catalog = await started(
+            resources, ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        )
+        publisher = TelemetryPublisher(
+            backbone.js,
             partitions=settings.telemetry_partitions,
             max_in_flight=settings.max_publishes_in_flight,
             slot_wait_s=settings.publish_slot_wait_s,
         )
         if settings.historian_enabled:
-            self._store = InfluxStore.from_settings(settings)
-            await self._store.connect()
-            self._historian = Historian(
-                self._backbone.js,
-                self._store,
+            historian = Historian(
+                backbone.js,
+                await self.influx(resources),
                 PullConsumerSettings.for_telemetry(
                     settings.historian_durable,
                     fetch_messages=settings.historian_fetch_messages,
@@ -165,29 +157,15 @@ class IngestionApp:
                 ),
                 max_backoff_s=settings.historian_retry_max_backoff_s,
             )
-            await self._historian.start()
-
-    def register(self, server: grpc.aio.Server) -> None:
-        assert self._catalog is not None, "start() first"
-        assert self._publisher is not None, "start() first"
-        assert self._backbone is not None, "start() first"
+            await started(resources, historian)
         validator = BatchValidator(
-            self._catalog,
-            max_points=self._settings.max_points_per_request,
-            max_message_bytes=self._settings.max_message_bytes,
-            max_twins=self._settings.max_twins_per_request,
-            max_payload_bytes=self._backbone.client.max_payload,
+            catalog,
+            max_points=settings.max_points_per_request,
+            max_message_bytes=settings.max_message_bytes,
+            max_twins=settings.max_twins_per_request,
+            max_payload_bytes=backbone.client.max_payload,
         )
-        ingestion_pb2_grpc.add_IngestionServiceServicer_to_server(
-            IngestionServicer(self._settings, validator, self._publisher), server
+        servicer = IngestionServicer(settings, validator, publisher)
+        return lambda server: ingestion_pb2_grpc.add_IngestionServiceServicer_to_server(
+            servicer, server
         )
-
-    async def stop(self) -> None:
-        if self._historian is not None:
-            await self._historian.stop()
-        if self._catalog is not None:
-            await self._catalog.stop()
-        if self._store is not None:
-            await self._store.close()
-        if self._backbone is not None:
-            await self._backbone.close()

@@ -14,8 +14,8 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.modeling.values import to_json
 from twinstack.common.nats import RELATIONSHIPS_KEY_PREFIX
+from twinstack.modeling.values import to_json
 
 
 class RegistryIndex(ModelCatalog):

@@ -4,10 +4,8 @@ compatibility with the version before, immutable once stored, and announced as e
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -20,23 +18,29 @@ from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
+    LimitExceededError,
     NotFoundError,
     require_at_most,
 )
-from twinstack.common.modeling.document import (
+from twinstack.common.events import MODEL_CHANGED, EventPublisher
+from twinstack.common.nats import MODEL_KEY_PREFIX
+from twinstack.modeling.batch import Source, SourceFormat, parse_batch, read_batch, resolve_batch
+from twinstack.modeling.document import (
     Model,
-    ModelError,
     canonical_json,
     model_key,
-    parse_model,
     version_of,
 )
-from twinstack.common.modeling.resolve import InvalidDependencyError, Resolver, breaking_changes
-from twinstack.common.nats import MODEL_KEY_PREFIX, event_subject, message_headers
-from twinstack.registry.dtdl import convert_dtdl
+from twinstack.modeling.dtdl import SchemaBudgetError
+from twinstack.registry.compatibility import breaking_changes
+from twinstack.registry.export import resolved_document
 from twinstack.registry.index import RegistryIndex
 
 MODEL_RESOURCE = "twinstack.io/Model"
+_FORMATS: dict[int, SourceFormat] = {
+    registry_pb2.MODEL_FORMAT_NATIVE: "native",
+    registry_pb2.MODEL_FORMAT_DTDL: "dtdl",
+}
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,7 @@ def parse_sources(
     if not sources:
         raise InvalidArgumentError("no models", [FieldViolation("sources", "give at least one")])
     violations: list[FieldViolation] = []
-    documents: list[tuple[Any, str]] = []
-    dtdl: list[tuple[Any, str]] = []
+    readable: list[Source] = []
     for index, source in enumerate(sources):
         origin = source.name or f"sources[{index}]"
         require_at_most(
@@ -82,50 +85,37 @@ def parse_sources(
             field=f"sources[{index}].content",
             hint="split the file, or raise the limit",
         )
-        try:
-            # A byte order mark (common in files written on Windows) is no part of the JSON.
-            document = json.loads(source.content.removeprefix("\ufeff"))
-        except (ValueError, RecursionError) as error:
-            violations.append(FieldViolation(origin, f"not valid JSON: {error}"))
-            continue
-        if source.format == registry_pb2.MODEL_FORMAT_DTDL:
-            dtdl.append((document, origin))
-        elif source.format == registry_pb2.MODEL_FORMAT_NATIVE:
-            items = document if isinstance(document, list) else [document]
-            documents.extend(
-                (doc, origin if len(items) == 1 else f"{origin}[{i}]")
-                for i, doc in enumerate(items)
-            )
-        else:
+        source_format = _FORMATS.get(source.format)
+        if source_format is None:
             violations.append(FieldViolation(f"{origin}.format", "NATIVE or DTDL"))
-    # A DTDL ontology is converted as a whole: its files refer to each other's schemas.
-    converted, unmapped = convert_dtdl(
-        dtdl, max_schema_nodes=limits.max_dtdl_schema_nodes, max_notes=limits.max_import_notes
-    )
-    documents.extend(converted)
+        else:
+            readable.append(Source(origin, source_format, source.content))
+    try:
+        batch = read_batch(
+            readable,
+            max_schema_nodes=limits.max_dtdl_schema_nodes,
+            max_notes=limits.max_import_notes,
+        )
+    except SchemaBudgetError as error:
+        raise LimitExceededError(
+            str(error),
+            limit="TWINSTACK_MAX_DTDL_SCHEMA_NODES",
+            maximum=error.max_schema_nodes,
+            violations=[error.violation],
+        ) from None
     require_at_most(
-        len(documents),
+        len(batch.documents),
         limits.max_models,
         limit="TWINSTACK_MAX_MODELS_PER_REQUEST",
         what="models",
         field="sources",
         hint="send the ontology in several requests, base models first",
     )
-    notes = [registry_pb2.ImportNote(path=p, message=m) for p, m in unmapped]
-    models: list[Model] = []
-    for document, origin in documents:
-        try:
-            models.append(parse_model(document, origin))
-        except ModelError as error:
-            violations.extend(error.violations)
-    seen: set[str] = set()
-    for model in models:
-        if model.id in seen:
-            violations.append(FieldViolation(model.id, "defined twice in the request"))
-        seen.add(model.id)
+    violations += parse_batch(batch).violations
     if violations:
         raise InvalidArgumentError("invalid models", violations)
-    return ModelBatch(models, notes)
+    notes = [registry_pb2.ImportNote(path=p, message=m) for p, m in batch.notes]
+    return ModelBatch(batch.models, notes)
 
 
 def dependency_order(models: Sequence[Model]) -> list[Model]:
@@ -186,6 +176,7 @@ class ModelStore:
     ) -> None:
         self._bucket = bucket
         self._js = js
+        self._events = EventPublisher(js)
         self._index = index
         self._limits = limits
 
@@ -230,22 +221,12 @@ class ModelStore:
     def _check_resolvable(
         self, models: Sequence[Model], new: set[str], allow_breaking_changes: bool
     ) -> None:
-        batch = {m.id: m for m in models}
-        resolver = Resolver(lambda mid: batch.get(mid) or self._index.parsed_models.get(mid))
-        violations: list[FieldViolation] = []
-        secondary: list[FieldViolation] = []
+        resolved_by_id, violations = resolve_batch(models, self._index.parsed_models.get)
+        if violations:
+            raise InvalidArgumentError(_invalid_models_message(violations), violations)
         breaking: list[FieldViolation] = []
-        for model in models:
-            try:
-                resolved = resolver.resolve(model.id)
-            except InvalidDependencyError as error:
-                # Its cause is reported where it lies, once, not again for every model
-                # that builds on it.
-                secondary.extend(error.violations)
-                continue
-            except ModelError as error:
-                violations.extend(error.violations)
-                continue
+        for resolved in resolved_by_id.values():
+            model = resolved.model
             base, version = version_of(model.id)
             previous = self._index.latest_version(base)
             if model.id not in new or previous is None or version_of(previous)[1] > version:
@@ -257,8 +238,6 @@ class ModelStore:
                         f"{change.description} (compared with {previous})",
                     )
                 )
-        if violations or secondary:
-            raise InvalidArgumentError(_invalid_models_message(violations), violations or secondary)
         if breaking and not allow_breaking_changes:
             raise FailedPreconditionError(
                 "the new model versions break compatibility with the latest stored versions; "
@@ -300,10 +279,8 @@ class ModelStore:
             revision=revision,
             time=stored.create_time,
         )
-        await self._js.publish(
-            event_subject("registry", "model", model_key(model.id)),
-            event.SerializeToString(),
-            headers=message_headers(f"model:{model.id}:{revision}"),
+        await self._events.publish(
+            MODEL_CHANGED, (model_key(model.id),), event, msg_id=f"model:{model.id}:{revision}"
         )
         return stored
 
@@ -314,7 +291,7 @@ class ModelStore:
             raise NotFoundError(MODEL_RESOURCE, model_id, f"no model {model_id!r}")
         result = registry_pb2.Model()
         result.CopyFrom(stored)
-        result.resolved_document = canonical_json(self._index.resolve(model_id).document())
+        result.resolved_document = canonical_json(resolved_document(self._index.resolve(model_id)))
         return result
 
     async def page(

@@ -38,7 +38,7 @@ from typing import Any
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.common.ids import TWIN_ID_PATTERN
-from twinstack.common.lexing import Token, UnexpectedCharacterError, tokenize
+from twinstack.modeling.lexing import Token, UnexpectedCharacterError, tokenize
 from twinstack.registry.index import RegistryIndex
 
 MAX_QUERY_CHARS = 4096

@@ -25,14 +25,13 @@ from twinstack.common.errors import (
     NotFoundError,
     RevisionMismatchError,
 )
+from twinstack.common.events import RELATIONSHIP_CHANGED, EventPublisher
 from twinstack.common.ids import require_twin_id, twin_id_violation
-from twinstack.common.modeling.document import ModelError, Property
-from twinstack.common.modeling.values import coerce, value_violations
 from twinstack.common.nats import (
     RELATIONSHIPS_KEY_PREFIX,
-    event_subject,
-    message_headers,
 )
+from twinstack.modeling.document import ModelError, Property
+from twinstack.modeling.values import coerce, value_violations
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.twins import TWIN_RESOURCE
 
@@ -72,6 +71,7 @@ class RelationshipStore:
     def __init__(self, bucket: KeyValue, js: JetStreamContext, index: RegistryIndex) -> None:
         self._bucket = bucket
         self._js = js
+        self._events = EventPublisher(js)
         self._index = index
 
     async def create(self, relationship: registry_pb2.Relationship) -> registry_pb2.Relationship:
@@ -234,12 +234,9 @@ class RelationshipStore:
             revision=relationship.revision,
             time=now,
         )
-        await self._js.publish(
-            event_subject(
-                "registry", "relationship", f"{relationship.source_id}.{relationship.id}"
-            ),
-            event.SerializeToString(),
-            headers=message_headers(
-                f"relationship:{relationship.source_id}:{relationship.id}:{relationship.revision}"
-            ),
+        await self._events.publish(
+            RELATIONSHIP_CHANGED,
+            (relationship.source_id, relationship.id),
+            event,
+            msg_id=f"relationship:{relationship.source_id}:{relationship.id}:{relationship.revision}",
         )

@@ -4,14 +4,15 @@ the query module and the index."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
 from typing import Any, TypeAlias
 
 import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.errors import UnavailableError
-from twinstack.common.nats import REGISTRY_BUCKET, Backbone, key_value
+from twinstack.common.nats import REGISTRY_BUCKET, key_value
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelLimits, ModelStore
@@ -182,47 +183,34 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         )
 
 
-class RegistryApp:
+class RegistryApp(ServiceApp[RegistrySettings]):
     """The registry as the server bootstrap runs it."""
 
-    service_names: Sequence[str] = (SERVICE_NAME,)
+    service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: RegistrySettings) -> None:
-        self._settings = settings
-        self._backbone: Backbone | None = None
-        self._index: RegistryIndex | None = None
-        self._servicer: RegistryServicer | None = None
-
-    async def start(self) -> None:
-        self._backbone = await Backbone.connect(self._settings, "twinstack-registry")
-        bucket = await key_value(self._backbone.js, REGISTRY_BUCKET)
-        js = self._backbone.js
-        self._index = RegistryIndex(bucket)
-        await self._index.start()
-        self._servicer = RegistryServicer(
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        settings = self.settings
+        backbone = await self.backbone(resources, "twinstack-registry")
+        bucket = await key_value(backbone.js, REGISTRY_BUCKET)
+        js = backbone.js
+        index = await started(resources, RegistryIndex(bucket))
+        servicer = RegistryServicer(
             ModelStore(
                 bucket,
                 js,
-                self._index,
+                index,
                 ModelLimits(
-                    max_source_bytes=self._settings.max_model_source_bytes,
-                    max_models=self._settings.max_models_per_request,
-                    max_dtdl_schema_nodes=self._settings.max_dtdl_schema_nodes,
-                    max_import_notes=self._settings.max_import_notes,
+                    max_source_bytes=settings.max_model_source_bytes,
+                    max_models=settings.max_models_per_request,
+                    max_dtdl_schema_nodes=settings.max_dtdl_schema_nodes,
+                    max_import_notes=settings.max_import_notes,
                 ),
             ),
-            TwinStore(bucket, js, self._settings.max_properties_per_twin, self._index),
-            RelationshipStore(bucket, js, self._index),
-            self._index,
-            self._settings,
+            TwinStore(bucket, js, settings.max_properties_per_twin, index),
+            RelationshipStore(bucket, js, index),
+            index,
+            settings,
         )
-
-    def register(self, server: grpc.aio.Server) -> None:
-        assert self._servicer is not None, "start() first"
-        registry_pb2_grpc.add_RegistryServiceServicer_to_server(self._servicer, server)
-
-    async def stop(self) -> None:
-        if self._index is not None:
-            await self._index.stop()
-        if self._backbone is not None:
-            await self._backbone.close()
+        return lambda server: registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+            servicer, server
+        )

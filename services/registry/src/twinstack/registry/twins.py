@@ -26,27 +26,26 @@ from twinstack.common.errors import (
     NotFoundError,
     RevisionMismatchError,
 )
+from twinstack.common.events import TWIN_CHANGED, EventPublisher
 from twinstack.common.ids import (
     field_name_violation,
     model_id_violation,
     require_twin_id,
     twin_id_violation,
 )
-from twinstack.common.modeling.document import ModelError
-from twinstack.common.modeling.resolve import ResolvedModel, normalized, property_violations
-from twinstack.common.modeling.values import (
+from twinstack.common.nats import (
+    REGISTRY_BUCKET,
+    RELATIONSHIPS_KEY_PREFIX,
+    read_document,
+    twin_key,
+)
+from twinstack.modeling.document import ModelError
+from twinstack.modeling.resolve import ResolvedModel, normalized, property_violations
+from twinstack.modeling.values import (
     MAX_VALUE_DEPTH,
     from_json,
     nests_deeper_than,
     to_json,
-)
-from twinstack.common.nats import (
-    REGISTRY_BUCKET,
-    RELATIONSHIPS_KEY_PREFIX,
-    event_subject,
-    message_headers,
-    read_document,
-    twin_key,
 )
 from twinstack.registry.index import RegistryIndex
 
@@ -112,6 +111,7 @@ class TwinStore:
     ) -> None:
         self._bucket = bucket
         self._js = js
+        self._events = EventPublisher(js)
         self._max_properties = max_properties
         self._index = index
 
@@ -352,10 +352,8 @@ class TwinStore:
             previous_model_id=previous_model_id,
         )
         # The message id makes a retried publish of the same change harmless.
-        await self._js.publish(
-            event_subject("registry", "twin", twin.id),
-            event.SerializeToString(),
-            headers=message_headers(f"twin:{twin.id}:{twin.revision}"),
+        await self._events.publish(
+            TWIN_CHANGED, (twin.id,), event, msg_id=f"twin:{twin.id}:{twin.revision}"
         )
 
 

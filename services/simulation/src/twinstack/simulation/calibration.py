@@ -9,17 +9,21 @@ weigh alike, running the compiled kernel for every evaluation.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import least_squares
 
+from twinstack.common.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from twinstack.common.influx import InfluxStore, quote_identifier
 from twinstack.common.series import NUMERIC_MEASUREMENTS, twin_tag
 from twinstack.simulation.compiler import CompiledModel, Integrator, RunPlan
+from twinstack.simulation.snapshot import SnapshotTaker
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -193,4 +197,115 @@ def calibrate(  # noqa: PLR0917 - the whole fitting problem
         converged=bool(solution.success),
         message=str(solution.message),
         evaluations=int(solution.nfev),
+    )
+
+
+MIN_STEP_S = 1e-3
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """What to fit: which parameters of which twin, against its history in ``[start, end)``
+    resampled every ``step_s``."""
+
+    twin_id: str
+    parameters: Sequence[str]
+    start: datetime
+    end: datetime
+    step_s: float
+    integrator: Integrator
+
+
+async def calibrate_twin(
+    snapshots: SnapshotTaker, influx: InfluxStore, request: CalibrationRequest, *, max_steps: int
+) -> Calibration:
+    """Fits parameters of a twin's model to its stored telemetry.
+
+    The states whose initial value is a telemetry field are compared with that field; inputs
+    that follow a telemetry field are driven by it. Without named parameters, every parameter
+    with a min and a max is fitted.
+
+    Raises:
+        InvalidArgumentError: The window, step or parameters do not fit the model.
+        FailedPreconditionError: No history of the compared fields in the window.
+    """
+    violations = []
+    step_s = request.step_s
+    if not (math.isfinite(step_s) and step_s >= MIN_STEP_S):
+        # History is resampled on a grid of whole nanoseconds, InfluxDB windows of at least a
+        # millisecond.
+        violations.append(FieldViolation("step_s", f"at least {MIN_STEP_S} s (a millisecond)"))
+    elif not 3 <= (request.end - request.start).total_seconds() / step_s <= max_steps:
+        violations.append(
+            FieldViolation("start_time", f"the window must hold 3 to {max_steps} steps of step_s")
+        )
+    if violations:
+        raise InvalidArgumentError("invalid calibration", violations)
+    snapshot = await snapshots.take([request.twin_id], "twin_id")
+    model = snapshot.model
+    dynamics = model.dynamics
+    bounds = {
+        p.name: (p.minimum, p.maximum)
+        for p in dynamics.parameters
+        if p.minimum is not None and p.maximum is not None
+    }
+    fit = list(dict.fromkeys(request.parameters)) or list(bounds)
+    known = {p.name for p in dynamics.parameters}
+    for index, name in enumerate(fit):
+        if name not in known:
+            violations.append(
+                FieldViolation(f"parameters[{index}]", f"no parameter {name!r}: {sorted(known)}")
+            )
+        elif name not in bounds:
+            violations.append(
+                FieldViolation(
+                    f"parameters[{index}]", f"{name!r} needs a min and a max to be fitted"
+                )
+            )
+    if not fit:
+        violations.append(FieldViolation("parameters", "no parameter with min and max to fit"))
+    observed_fields = {
+        state.name: state.initial
+        for state in dynamics.states
+        if isinstance(state.initial, str) and state.initial in model.telemetry
+    }
+    driven_fields = {item.name: item.telemetry for item in dynamics.inputs if item.telemetry}
+    if not observed_fields:
+        violations.append(
+            FieldViolation(
+                "twin_id",
+                f"{model.id} has no state whose initial value is a telemetry field, so there is "
+                "nothing to compare with",
+            )
+        )
+    if violations:
+        raise InvalidArgumentError("invalid calibration", violations)
+    step_ns = round(step_s * 1e9)
+    steps = int((request.end - request.start).total_seconds() / step_s)
+    history = await load_history(
+        influx,
+        request.twin_id,
+        sorted(set(observed_fields.values()) | set(driven_fields.values())),
+        start_ns=int(request.start.timestamp() * 1e9),
+        steps=steps,
+        step_ns=step_ns,
+    )
+    if not any(np.isfinite(history[f]).any() for f in observed_fields.values()):
+        raise FailedPreconditionError(
+            f"no history of {request.twin_id} in the window",
+            [FieldViolation("start_time", f"no values of {sorted(set(observed_fields.values()))}")],
+            violation_type="NO_HISTORY",
+        )
+    twin = snapshot.twins[0]
+    return await asyncio.to_thread(
+        calibrate,
+        CompiledModel(snapshot.kernel),
+        twin.values,
+        twin.initial,
+        fit,
+        bounds,
+        {state: (f, history[f]) for state, f in observed_fields.items()},
+        {name: history[f] for name, f in driven_fields.items()},
+        step_s,
+        request.integrator,
     )

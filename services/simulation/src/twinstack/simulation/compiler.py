@@ -1,6 +1,6 @@
 """The ``dynamics`` of a model compiled to numba kernels.
 
-The equations arrive as the typed AST of :mod:`twinstack.common.modeling.expressions`; user
+The equations arrive as the typed AST of :mod:`twinstack.modeling.expressions`; user
 text never reaches ``eval`` or ``exec``. The code generator writes Python source from that AST in
 which every user name is replaced by a generated identifier (``x0``, ``p3``, ``o1``) and every
 number by ``repr`` of a float, so the only text that is compiled is text this module wrote.
@@ -37,8 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from twinstack.common.errors import FieldViolation
-from twinstack.common.modeling.document import TIME_NAME, Dynamics
-from twinstack.common.modeling.expressions import (
+from twinstack.modeling.document import TIME_NAME, Dynamics
+from twinstack.modeling.expressions import (
     Binary,
     Call,
     Name,
@@ -547,10 +547,24 @@ def kernel_spec(dynamics: Dynamics) -> KernelSpec:
 
 _loaded: dict[str, ModuleType] = {}
 _loading = threading.Lock()
+# How a Ray worker learns the service's kernel cache: the service puts it into the environment
+# of the Ray job it starts (SimulationSettings.kernel_cache_dir).
+KERNEL_CACHE_ENV = "TWINSTACK_KERNEL_CACHE_DIR"
+_cache_dir: Path | None = None
+
+
+def use_cache_dir(directory: Path) -> None:
+    """Makes ``directory`` this process's kernel cache (the service calls it at start)."""
+    global _cache_dir  # noqa: PLW0603 - one cache per process, as numba's own
+    _cache_dir = directory
 
 
 def default_cache_dir() -> Path:
-    configured = os.environ.get("TWINSTACK_KERNEL_CACHE_DIR")
+    """The kernel cache: the one set with :func:`use_cache_dir`, else the one the Ray job's
+    environment names, else a private directory of this user's in the temporary directory."""
+    if _cache_dir is not None:
+        return _cache_dir
+    configured = os.environ.get(KERNEL_CACHE_ENV)
     if configured:
         return Path(configured)
     return Path(tempfile.gettempdir()) / f"twinstack-kernels-{os.getuid()}"

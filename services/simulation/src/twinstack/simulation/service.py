@@ -1,76 +1,40 @@
-"""The simulation service's gRPC surface, and its start and stop (NATS, InfluxDB, Ray)."""
+"""The simulation service's gRPC surface: requests become domain calls, results responses."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
+import contextlib
 import logging
-import math
-import platform
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from typing import Any
 
-import grpc
-import numba
-import numpy as np
 import ray
 from google.protobuf import json_format
 
-from twinstack.api.common.v1 import events_pb2
-from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack import sdk
 from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
+from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.errors import (
-    FailedPreconditionError,
-    FieldViolation,
-    InvalidArgumentError,
-    LimitExceededError,
-    NotFoundError,
-    UnavailableError,
-)
+from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.events import EventPublisher
 from twinstack.common.ids import require_twin_id
 from twinstack.common.influx import InfluxStore
-from twinstack.common.nats import (
-    REGISTRY_BUCKET,
-    STATE_TWINS_BUCKET,
-    Backbone,
-    event_subject,
-    key_value,
-    message_headers,
-)
+from twinstack.common.nats import REGISTRY_BUCKET, STATE_TWINS_BUCKET, key_value
 from twinstack.common.times import timestamp_ns
-from twinstack.simulation.calibration import calibrate, load_history
-from twinstack.simulation.compiler import COMPILER_VERSION, CompiledModel, Integrator
-from twinstack.simulation.forecast import SEVERITIES, forecast_twin, influx_points
+from twinstack.simulation.calibration import CalibrationRequest, calibrate_twin
+from twinstack.simulation.compiler import KERNEL_CACHE_ENV, Integrator, use_cache_dir
+from twinstack.simulation.forecast import Forecast, run_forecast
 from twinstack.simulation.kernels import BUILTIN_MODELS
+from twinstack.simulation.registry_client import RegistryQueries
 from twinstack.simulation.sampling import Sampler
+from twinstack.simulation.scenario import run_scenario
 from twinstack.simulation.settings import SimulationSettings
 from twinstack.simulation.snapshot import Snapshot, SnapshotTaker
-from twinstack.simulation.sweep import (
-    Limits,
-    Progress,
-    Start,
-    SweepPlan,
-    SweepSpec,
-    Target,
-    chunk_inputs,
-    execute,
-    kpi_matrix,
-    plan_sweep,
-    results_table,
-    summarize,
-    write_results,
-)
+from twinstack.simulation.sweep import Limits, Progress, SweepSpec
+from twinstack.simulation.sweep_runner import SweepOutcome, SweepRequest, SweepRunner
 
 logger = logging.getLogger(__name__)
-
-MIN_CALIBRATION_STEP_S = 1e-3
 
 SERVICE_NAME = simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"].full_name
 INTEGRATORS = {
@@ -85,21 +49,9 @@ SAMPLERS = {
     simulation_pb2.SAMPLER_LATIN_HYPERCUBE: Sampler.LATIN_HYPERCUBE,
     simulation_pb2.SAMPLER_SOBOL: Sampler.SOBOL,
 }
-SWEEP_ID = re.compile(r"^[0-9a-f]{32}$")
 RESULTS_CHUNK_BYTES = 1024 * 1024
-DEFAULT_POINTS = 200
-MAX_POINTS = 10_000
-
-
-def _code_version() -> dict[str, str]:
-    return {
-        "twinstack_simulation": metadata.version("twinstack-simulation"),
-        "compiler": COMPILER_VERSION,
-        "numba": numba.__version__,
-        "numpy": np.__version__,
-        "ray": ray.__version__,
-        "python": platform.python_version(),
-    }
+DEFAULT_FORECAST_SAMPLES = 1000
+DEFAULT_ALERT_PROBABILITY = 0.5
 
 
 def _integrator(value: int) -> Integrator:
@@ -111,41 +63,116 @@ def _integrator(value: int) -> Integrator:
     return integrator
 
 
-def _starts(snapshot: Snapshot, target: Target) -> list[Start]:
-    return [
-        Start(
-            twin.twin_id,
-            tuple(twin.initial[name] for name in snapshot.kernel.states),
-            tuple(twin.values[name] for name in target.names),
-            twin.twin_revision,
-            twin.state_revision,
-        )
-        for twin in snapshot.twins
-    ]
-
-
-def _record_every(steps: int, max_points: int, field: str) -> int:
-    if max_points > MAX_POINTS:
+def _sampler(value: int) -> Sampler:
+    sampler: Sampler | None = SAMPLERS.get(value)  # type: ignore[call-overload]
+    if sampler is None:
         raise InvalidArgumentError(
-            "too many points", [FieldViolation(field, f"at most {MAX_POINTS}")]
+            "unknown sampler", [FieldViolation("sampler", "GRID, RANDOM, LHS or SOBOL")]
         )
-    return max(1, math.ceil(steps / max(1, (max_points or DEFAULT_POINTS) - 1)))
+    return sampler
 
 
-def _check_trajectory_budget(
-    runs: int, steps: int, record_every: int, observables: int, maximum: int
-) -> None:
-    """Refuses, before anything is allocated, a request whose recorded trajectories (runs x
-    recorded points x observables) would hold more than ``maximum`` values."""
-    values = runs * (steps // record_every + 2) * max(1, observables)
-    if values > maximum:
-        raise LimitExceededError(
-            f"the trajectories would hold {values} values, more than {maximum} per request",
-            limit="TWINSTACK_MAX_TRAJECTORY_VALUES",
-            maximum=maximum,
-            requested=values,
-            violations=[FieldViolation("max_points", "fewer points, samples or twins")],
+def _sweep_request(request: simulation_pb2.RunSweepRequest) -> SweepRequest:
+    spec = SweepSpec(
+        horizon_s=request.horizon_s,
+        step_s=request.step_s,
+        sampler=_sampler(request.sampler),
+        ranges={n: (r.min, r.max, r.levels) for n, r in request.ranges.items()},
+        samples=request.samples,
+        replicates=request.replicates or 1,
+        overrides=dict(request.overrides),
+        input_noise=dict(request.input_noise),
+        schedule=[(step.at_s, dict(step.values)) for step in request.input_schedule],
+        integrator=_integrator(request.integrator),
+        seed=request.seed,
+        thresholds=dict(request.thresholds),
+    )
+    return SweepRequest(
+        spec=spec,
+        model=request.model,
+        twin_ids=list(request.twins.twin_ids),
+        query=request.twins.query,
+        submitted=json_format.MessageToDict(request, preserving_proto_field_name=True),
+    )
+
+
+def _progress(sweep_id: str, progress: Progress) -> simulation_pb2.RunSweepResponse:
+    return simulation_pb2.RunSweepResponse(
+        sweep_id=sweep_id,
+        scenarios_done=progress.scenarios_done,
+        scenarios_total=progress.scenarios_total,
+        tasks_done=progress.tasks_done,
+        tasks_total=progress.tasks_total,
+    )
+
+
+def _sweep_result(outcome: SweepOutcome) -> simulation_pb2.SweepResult:
+    return simulation_pb2.SweepResult(
+        sweep_id=outcome.sweep_id,
+        scenario_count=outcome.scenario_count,
+        task_count=outcome.task_count,
+        kpis=[
+            simulation_pb2.KpiSummary(
+                name=s.name,
+                mean=s.mean,
+                min=s.min,
+                max=s.max,
+                p05=s.p05,
+                p50=s.p50,
+                p95=s.p95,
+                missing=s.missing,
+            )
+            for s in outcome.summaries
+        ],
+        results_path=outcome.results_path,
+        results_bytes=outcome.results_bytes,
+        provenance_json=outcome.provenance_json,
+        diverged=outcome.diverged,
+        elapsed_s=outcome.elapsed_s,
+    )
+
+
+def _forecast_response(forecast: Forecast) -> simulation_pb2.ForecastResponse:
+    response = simulation_pb2.ForecastResponse(
+        forecast_id=forecast.forecast_id,
+        model_id=forecast.model_id,
+        points_written=forecast.points_written,
+    )
+    response.start_time.FromDatetime(forecast.started)
+    for outlook in forecast.outlooks:
+        twin_id = outlook.start.twin_id
+        response.twins.append(
+            simulation_pb2.TwinForecast(
+                twin_id=twin_id,
+                state_revision=outlook.start.state_revision,
+                risks=[
+                    simulation_pb2.ConditionRisk(
+                        condition=risk.condition.name,
+                        severity=risk.condition.severity,
+                        message=risk.condition.message,
+                        probability=risk.probability,
+                        time_to_failure_p05_s=risk.time_to_failure_s[0],
+                        time_to_failure_p50_s=risk.time_to_failure_s[1],
+                        time_to_failure_p95_s=risk.time_to_failure_s[2],
+                        alerted=(twin_id, risk.condition.name) in forecast.alerted,
+                    )
+                    for risk in outlook.risks
+                ],
+                times_s=outlook.times_s.tolist(),
+                fans=[
+                    simulation_pb2.Fan(
+                        name=name,
+                        p05=fan[0].tolist(),
+                        p25=fan[1].tolist(),
+                        p50=fan[2].tolist(),
+                        p75=fan[3].tolist(),
+                        p95=fan[4].tolist(),
+                    )
+                    for name, fan in outlook.fans.items()
+                ],
+            )
         )
+    return response
 
 
 class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
@@ -153,20 +180,16 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         self,
         settings: SimulationSettings,
         snapshots: SnapshotTaker,
+        sweeps: SweepRunner,
         influx: InfluxStore,
-        backbone: Backbone,
+        events: EventPublisher,
     ) -> None:
         self._settings = settings
         self._snapshots = snapshots
+        self._sweeps = sweeps
         self._influx = influx
-        self._backbone = backbone
-        self._limits = Limits(
-            max_scenarios=settings.max_scenarios,
-            max_steps=settings.max_steps,
-            scenarios_per_task=settings.scenarios_per_task,
-            max_scenario_steps=settings.max_scenario_steps,
-            max_result_bytes=settings.max_sweep_result_bytes,
-        )
+        self._events = events
+        self._limits = sweep_limits(settings)
 
     async def ListBuiltinModels(
         self, request: simulation_pb2.ListBuiltinModelsRequest, context: Any
@@ -194,363 +217,112 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
     async def RunScenario(
         self, request: simulation_pb2.RunScenarioRequest, context: Any
     ) -> simulation_pb2.RunScenarioResponse:
-        integrator = _integrator(request.integrator)
-        snapshot = await self._snapshot(request.twins)
-        target = Target.of_kernel(snapshot.kernel)
         spec = SweepSpec(
             horizon_s=request.horizon_s,
             step_s=request.step_s,
             overrides=dict(request.overrides),
             input_noise=dict(request.input_noise),
-            integrator=integrator,
-            seed=request.seed,
-            thresholds=dict(request.thresholds),
-        )
-        plan = plan_sweep(spec, target, _starts(snapshot, target), self._limits)
-        run = dataclasses.replace(
-            plan.run, record_every=_record_every(spec.steps, request.max_points, "max_points")
-        )
-        _check_trajectory_budget(
-            plan.scenario_count,
-            spec.steps,
-            run.record_every,
-            len(target.observables),
-            self._settings.max_trajectory_values,
-        )
-        model = CompiledModel(snapshot.kernel)
-        inputs = chunk_inputs(plan, 0, plan.scenario_count)
-        parameters = len(snapshot.kernel.parameters)
-        outcome = await asyncio.to_thread(
-            model.run,
-            inputs.initial,
-            inputs.values[:parameters],
-            inputs.values[parameters:],
-            inputs.seeds,
-            run,
-        )
-        names = target.kpi_names(spec.thresholds)
-        kpis = kpi_matrix(outcome, snapshot.kernel, spec.thresholds)
-        times = (np.arange(outcome.trajectory.shape[0]) * run.record_every * run.dt_s).tolist()
-        twins = []
-        for index, twin in enumerate(snapshot.twins):
-            twins.append(
-                simulation_pb2.TwinScenario(
-                    twin_id=twin.twin_id,
-                    state_revision=twin.state_revision,
-                    twin_revision=twin.twin_revision,
-                    initial=twin.initial,
-                    values=dict(zip(target.names, inputs.values[:, index].tolist(), strict=True)),
-                    times_s=times,
-                    series=[
-                        simulation_pb2.Series(
-                            name=name, values=outcome.trajectory[:, o, index].tolist()
-                        )
-                        for o, name in enumerate(snapshot.kernel.observables)
-                    ],
-                    kpis={name: float(kpis[row, index]) for row, name in enumerate(names)},
-                )
-            )
-        return simulation_pb2.RunScenarioResponse(
-            model_id=snapshot.model.id, kernel=snapshot.kernel.key, twins=twins
-        )
-
-    def _sweep_spec(self, request: simulation_pb2.RunSweepRequest) -> SweepSpec:
-        sampler = SAMPLERS.get(request.sampler)
-        if sampler is None:
-            raise InvalidArgumentError(
-                "unknown sampler", [FieldViolation("sampler", "GRID, RANDOM, LHS or SOBOL")]
-            )
-        return SweepSpec(
-            horizon_s=request.horizon_s,
-            step_s=request.step_s,
-            sampler=sampler,
-            ranges={n: (r.min, r.max, r.levels) for n, r in request.ranges.items()},
-            samples=request.samples,
-            replicates=request.replicates or 1,
-            overrides=dict(request.overrides),
-            input_noise=dict(request.input_noise),
-            schedule=[(step.at_s, dict(step.values)) for step in request.input_schedule],
             integrator=_integrator(request.integrator),
             seed=request.seed,
             thresholds=dict(request.thresholds),
         )
-
-    async def _sweep_plan(
-        self, request: simulation_pb2.RunSweepRequest
-    ) -> tuple[SweepPlan, dict[str, Any]]:
-        spec = self._sweep_spec(request)
-        selected = bool(request.twins.twin_ids or request.twins.query)
-        if request.model:
-            builtin = BUILTIN_MODELS.get(request.model)
-            violations = []
-            if builtin is None:
-                known = ", ".join(sorted(BUILTIN_MODELS))
-                violations.append(FieldViolation("model", f"unknown; built-in models: {known}"))
-            if selected:
-                violations.append(
-                    FieldViolation("twins", "give a built-in model or twins, not both")
+        run = await run_scenario(
+            await self._snapshot(request.twins),
+            spec,
+            max_points=request.max_points,
+            limits=self._limits,
+            max_trajectory_values=self._settings.max_trajectory_values,
+        )
+        return simulation_pb2.RunScenarioResponse(
+            model_id=run.model_id,
+            kernel=run.kernel_key,
+            twins=[
+                simulation_pb2.TwinScenario(
+                    twin_id=twin.start.twin_id,
+                    state_revision=twin.start.state_revision,
+                    twin_revision=twin.start.twin_revision,
+                    initial=twin.start.initial,
+                    values=twin.values,
+                    times_s=twin.times_s,
+                    series=[
+                        simulation_pb2.Series(name=name, values=values)
+                        for name, values in twin.series.items()
+                    ],
+                    kpis=twin.kpis,
                 )
-            if builtin is None or violations:
-                raise InvalidArgumentError("invalid sweep", violations)
-            target = Target.of_builtin(builtin)
-            start = Start("", (), tuple(v.default for v in target.variables))
-            provenance: dict[str, Any] = {"model": {"builtin": builtin.name}}
-            return plan_sweep(spec, target, [start], self._limits), provenance
-        if not selected:
-            raise InvalidArgumentError(
-                "nothing to sweep",
-                [FieldViolation("model", "give a built-in model, or twins to fork")],
-            )
-        snapshot = await self._snapshot(request.twins)
-        target = Target.of_kernel(snapshot.kernel)
-        provenance = {
-            "model": {"model_id": snapshot.model.id, "kernel": snapshot.kernel.key},
-            "snapshot": {
-                "taken_at": snapshot.taken_at.isoformat(),
-                "twins": [
-                    {
-                        "twin_id": twin.twin_id,
-                        "model_id": twin.model_id,
-                        "twin_revision": twin.twin_revision,
-                        "state_revision": twin.state_revision,
-                    }
-                    for twin in snapshot.twins
-                ],
-            },
-            # Inputs that follow a telemetry field: what "apply best scenario" sets as desired.
-            "desired_fields": {
-                item.name: item.telemetry
-                for item in snapshot.model.dynamics.inputs
-                if item.telemetry
-            },
-        }
-        return plan_sweep(spec, target, _starts(snapshot, target), self._limits), provenance
+                for twin in run.twins
+            ],
+        )
 
     async def RunSweep(
         self, request: simulation_pb2.RunSweepRequest, context: Any
     ) -> AsyncIterator[simulation_pb2.RunSweepResponse]:
-        started = time.perf_counter()
-        plan, provenance = await self._sweep_plan(request)
-        sweep_id = uuid.uuid4().hex
-        tasks = len(plan.chunks)
+        planned = await self._sweeps.plan(_sweep_request(request))
+        plan = planned.plan
         yield simulation_pb2.RunSweepResponse(
-            sweep_id=sweep_id, scenarios_total=plan.scenario_count, tasks_total=tasks
-        )
-        kpis = None
-        async for item in execute(plan, tasks_in_flight=self._settings.sweep_tasks_in_flight):
-            if isinstance(item, Progress):
-                yield simulation_pb2.RunSweepResponse(
-                    sweep_id=sweep_id,
-                    scenarios_done=item.scenarios_done,
-                    scenarios_total=item.scenarios_total,
-                    tasks_done=item.tasks_done,
-                    tasks_total=item.tasks_total,
-                )
-            else:
-                kpis = item
-        assert kpis is not None
-        names = plan.target.kpi_names(plan.spec.thresholds)
-        provenance = {
-            "sweep_id": sweep_id,
-            "created_at": datetime.now(UTC).isoformat(),
-            **provenance,
-            "spec": json_format.MessageToDict(request, preserving_proto_field_name=True),
-            "seeds": {
-                "seed": request.seed,
-                "scenario_seed": "splitmix64 of (seed, scenario index); see the seed column",
-            },
-            "scenarios": plan.scenario_count,
-            "tasks": tasks,
-            "code_version": _code_version(),
-        }
-        provenance_json = json.dumps(provenance, sort_keys=True)
-        path = self._settings.results_dir / f"{sweep_id}.parquet"
-        # Percentiles over millions of scenarios and the table take seconds: off the event loop.
-        summaries = await asyncio.to_thread(summarize, names, kpis)
-        table = await asyncio.to_thread(results_table, plan, kpis)
-        size = await asyncio.to_thread(write_results, table, path, provenance_json)
-        finals = [row for row, name in enumerate(names) if name.endswith(".final")]
-        diverged = int((~np.isfinite(kpis[finals])).any(axis=0).sum()) if finals else 0
-        result = simulation_pb2.SweepResult(
-            sweep_id=sweep_id,
-            scenario_count=plan.scenario_count,
-            task_count=tasks,
-            kpis=[
-                simulation_pb2.KpiSummary(
-                    name=s.name,
-                    mean=s.mean,
-                    min=s.min,
-                    max=s.max,
-                    p05=s.p05,
-                    p50=s.p50,
-                    p95=s.p95,
-                    missing=s.missing,
-                )
-                for s in summaries
-            ],
-            results_path=f"sweeps/{sweep_id}/results.parquet",
-            results_bytes=size,
-            provenance_json=provenance_json,
-            diverged=diverged,
-            elapsed_s=time.perf_counter() - started,
-        )
-        logger.info(
-            "sweep finished",
-            extra={"sweep_id": sweep_id, "scenarios": plan.scenario_count, "tasks": tasks},
-        )
-        yield simulation_pb2.RunSweepResponse(
-            sweep_id=sweep_id,
-            scenarios_done=plan.scenario_count,
+            sweep_id=planned.sweep_id,
             scenarios_total=plan.scenario_count,
-            tasks_done=tasks,
-            tasks_total=tasks,
-            result=result,
+            tasks_total=len(plan.chunks),
         )
+        async for item in self._sweeps.run(planned):
+            if isinstance(item, Progress):
+                yield _progress(planned.sweep_id, item)
+            else:
+                done = Progress(
+                    item.scenario_count, item.scenario_count, item.task_count, item.task_count
+                )
+                response = _progress(planned.sweep_id, done)
+                response.result.CopyFrom(_sweep_result(item))
+                yield response
 
     async def FetchSweepResults(
         self, request: simulation_pb2.FetchSweepResultsRequest, context: Any
     ) -> AsyncIterator[simulation_pb2.FetchSweepResultsResponse]:
-        if not SWEEP_ID.match(request.sweep_id):
-            raise InvalidArgumentError(
-                "invalid sweep id", [FieldViolation("sweep_id", "32 lowercase hex digits")]
-            )
-        path = self._settings.results_dir / f"{request.sweep_id}.parquet"
-        if not path.exists():
-            raise NotFoundError("sweep", request.sweep_id, f"no results for {request.sweep_id}")
-        with path.open("rb") as file:
+        with self._sweeps.results(request.sweep_id).open("rb") as file:
             while chunk := await asyncio.to_thread(file.read, RESULTS_CHUNK_BYTES):
                 yield simulation_pb2.FetchSweepResultsResponse(data=chunk)
 
     async def Forecast(
         self, request: simulation_pb2.ForecastRequest, context: Any
     ) -> simulation_pb2.ForecastResponse:
-        samples = request.samples or 1000
+        samples = request.samples or DEFAULT_FORECAST_SAMPLES
         if samples > self._settings.max_forecast_samples:
             raise InvalidArgumentError(
                 "too many samples",
                 [FieldViolation("samples", f"at most {self._settings.max_forecast_samples}")],
             )
-        alert_probability = request.alert_probability or 0.5
+        alert_probability = request.alert_probability or DEFAULT_ALERT_PROBABILITY
         if not 0 < alert_probability <= 1:
             raise InvalidArgumentError(
                 "invalid alert probability",
                 [FieldViolation("alert_probability", "between 0 (exclusive) and 1")],
             )
-        integrator = _integrator(request.integrator)
-        snapshot = await self._snapshot(request.twins)
-        target = Target.of_kernel(snapshot.kernel)
         spec = SweepSpec(
             horizon_s=request.horizon_s,
             step_s=request.step_s,
             ranges={n: (r.min, r.max, 1) for n, r in request.uncertain.items()},
             samples=samples,
             input_noise=dict(request.input_noise),
-            integrator=integrator,
+            integrator=_integrator(request.integrator),
             seed=request.seed,
         )
-        try:
-            plan = plan_sweep(spec, target, _starts(snapshot, target), self._limits)
-        except InvalidArgumentError as error:
-            renamed = [
-                FieldViolation(v.field.replace("ranges[", "uncertain[", 1), v.description)
-                for v in error.violations
-            ]
-            raise InvalidArgumentError("invalid forecast", renamed) from None
-        run = dataclasses.replace(
-            plan.run, record_every=_record_every(spec.steps, request.max_points, "max_points")
+        forecast = await run_forecast(
+            await self._snapshot(request.twins),
+            spec,
+            alert_probability=alert_probability,
+            max_points=request.max_points,
+            limits=self._limits,
+            max_trajectory_values=self._settings.max_trajectory_values,
+            influx=self._influx,
+            events=self._events,
         )
-        # Twins are forecast one after the other: the budget is that of one twin's samples.
-        _check_trajectory_budget(
-            samples,
-            spec.steps,
-            run.record_every,
-            len(target.observables),
-            self._settings.max_trajectory_values,
-        )
-        model = CompiledModel(snapshot.kernel)
-        conditions = snapshot.model.dynamics.conditions
-        forecast_id = uuid.uuid4().hex
-        started = snapshot.taken_at
-        response = simulation_pb2.ForecastResponse(
-            forecast_id=forecast_id, model_id=snapshot.model.id
-        )
-        response.start_time.FromDatetime(started)
-        uncertain = {name: (low, high) for name, (low, high, _) in spec.ranges.items()}
-        points = []
-        events = []
-        for index, twin in enumerate(snapshot.twins):
-            outlook = await asyncio.to_thread(
-                forecast_twin, model, conditions, twin, index, samples, uncertain, run, spec.seed
-            )
-            points += influx_points(outlook, forecast_id, started, spec.horizon_s)
-            risks = []
-            for risk in outlook.risks:
-                alerted = risk.probability >= alert_probability
-                p05, p50, p95 = risk.time_to_failure_s
-                risks.append(
-                    simulation_pb2.ConditionRisk(
-                        condition=risk.condition.name,
-                        severity=risk.condition.severity,
-                        message=risk.condition.message,
-                        probability=risk.probability,
-                        time_to_failure_p05_s=p05,
-                        time_to_failure_p50_s=p50,
-                        time_to_failure_p95_s=p95,
-                        alerted=alerted,
-                    )
-                )
-                if alerted:
-                    event = events_pb2.PredictedAlertEvent(
-                        twin_id=twin.twin_id,
-                        model_id=twin.model_id,
-                        condition=risk.condition.name,
-                        severity=SEVERITIES.get(
-                            risk.condition.severity, events_pb2.SEVERITY_UNSPECIFIED
-                        ),
-                        message=risk.condition.message,
-                        probability=risk.probability,
-                        time_to_failure_p50_s=p50,
-                        horizon_s=spec.horizon_s,
-                        forecast_id=forecast_id,
-                        state_revision=twin.state_revision,
-                    )
-                    event.start_time.CopyFrom(response.start_time)
-                    events.append(event)
-            response.twins.append(
-                simulation_pb2.TwinForecast(
-                    twin_id=twin.twin_id,
-                    state_revision=twin.state_revision,
-                    risks=risks,
-                    times_s=outlook.times_s.tolist(),
-                    fans=[
-                        simulation_pb2.Fan(
-                            name=name,
-                            p05=fan[0].tolist(),
-                            p25=fan[1].tolist(),
-                            p50=fan[2].tolist(),
-                            p75=fan[3].tolist(),
-                            p95=fan[4].tolist(),
-                        )
-                        for name, fan in outlook.fans.items()
-                    ],
-                )
-            )
-        await self._influx.write(points)
-        for event in events:
-            await self._backbone.js.publish(
-                event_subject("forecast", "predicted", event.twin_id),
-                event.SerializeToString(),
-                headers=message_headers(f"{forecast_id}:{event.twin_id}:{event.condition}"),
-            )
-        response.points_written = len(points)
-        return response
+        return _forecast_response(forecast)
 
     async def Calibrate(
         self, request: simulation_pb2.CalibrateRequest, context: Any
     ) -> simulation_pb2.CalibrateResponse:
         twin_id = require_twin_id(request.twin_id)
         integrator = _integrator(request.integrator)
-        step_s = request.step_s or 1.0
         for name in ("start_time", "end_time"):
             if request.HasField(name):
                 timestamp_ns(getattr(request, name), name)
@@ -562,96 +334,13 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             if request.HasField("start_time")
             else end - timedelta(hours=1)
         )
-        violations = []
-        if not (math.isfinite(step_s) and step_s >= MIN_CALIBRATION_STEP_S):
-            # History is resampled on a grid of whole nanoseconds, InfluxDB windows of at
-            # least a millisecond.
-            violations.append(
-                FieldViolation("step_s", f"at least {MIN_CALIBRATION_STEP_S} s (a millisecond)")
-            )
-        elif not 3 <= (end - start).total_seconds() / step_s <= self._settings.max_steps:
-            violations.append(
-                FieldViolation(
-                    "start_time",
-                    f"the window must hold 3 to {self._settings.max_steps} steps of step_s",
-                )
-            )
-        if violations:
-            raise InvalidArgumentError("invalid calibration", violations)
-        snapshot = await self._snapshots.take([twin_id], "twin_id")
-        model = snapshot.model
-        dynamics = model.dynamics
-        bounds = {
-            p.name: (p.minimum, p.maximum)
-            for p in dynamics.parameters
-            if p.minimum is not None and p.maximum is not None
-        }
-        fit = list(dict.fromkeys(request.parameters)) or list(bounds)
-        known = {p.name for p in dynamics.parameters}
-        for index, name in enumerate(fit):
-            if name not in known:
-                violations.append(
-                    FieldViolation(
-                        f"parameters[{index}]", f"no parameter {name!r}: {sorted(known)}"
-                    )
-                )
-            elif name not in bounds:
-                violations.append(
-                    FieldViolation(
-                        f"parameters[{index}]", f"{name!r} needs a min and a max to be fitted"
-                    )
-                )
-        if not fit:
-            violations.append(FieldViolation("parameters", "no parameter with min and max to fit"))
-        observed_fields = {
-            state.name: state.initial
-            for state in dynamics.states
-            if isinstance(state.initial, str) and state.initial in model.telemetry
-        }
-        driven_fields = {item.name: item.telemetry for item in dynamics.inputs if item.telemetry}
-        if not observed_fields:
-            violations.append(
-                FieldViolation(
-                    "twin_id",
-                    f"{model.id} has no state whose initial value is a telemetry field, so "
-                    "there is nothing to compare with",
-                )
-            )
-        if violations:
-            raise InvalidArgumentError("invalid calibration", violations)
-        step_ns = round(step_s * 1e9)
-        steps = int((end - start).total_seconds() / step_s)
-        start_ns = int(start.timestamp() * 1e9)
-        history = await load_history(
+        result = await calibrate_twin(
+            self._snapshots,
             self._influx,
-            twin_id,
-            sorted(set(observed_fields.values()) | set(driven_fields.values())),
-            start_ns=start_ns,
-            steps=steps,
-            step_ns=step_ns,
-        )
-        if not any(np.isfinite(history[f]).any() for f in observed_fields.values()):
-            raise FailedPreconditionError(
-                f"no history of {twin_id} in the window",
-                [
-                    FieldViolation(
-                        "start_time", f"no values of {sorted(set(observed_fields.values()))}"
-                    )
-                ],
-                violation_type="NO_HISTORY",
-            )
-        twin = snapshot.twins[0]
-        result = await asyncio.to_thread(
-            calibrate,
-            CompiledModel(snapshot.kernel),
-            twin.values,
-            twin.initial,
-            fit,
-            bounds,
-            {state: (f, history[f]) for state, f in observed_fields.items()},
-            {name: history[f] for name, f in driven_fields.items()},
-            step_s,
-            integrator,
+            CalibrationRequest(
+                twin_id, list(request.parameters), start, end, request.step_s or 1.0, integrator
+            ),
+            max_steps=self._settings.max_steps,
         )
         return simulation_pb2.CalibrateResponse(
             twin_id=twin_id,
@@ -682,72 +371,42 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         )
 
 
-class SimulationApp:
+def sweep_limits(settings: SimulationSettings) -> Limits:
+    """The bounds on sweeps, scenario runs and forecasts the settings give."""
+    return Limits(
+        max_scenarios=settings.max_scenarios,
+        max_steps=settings.max_steps,
+        scenarios_per_task=settings.scenarios_per_task,
+        max_scenario_steps=settings.max_scenario_steps,
+        max_result_bytes=settings.max_sweep_result_bytes,
+    )
+
+
+class SimulationApp(ServiceApp[SimulationSettings]):
     """The simulation service as the server bootstrap runs it."""
 
-    service_names: Sequence[str] = (SERVICE_NAME,)
+    service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: SimulationSettings) -> None:
-        self._settings = settings
-        self._owns_ray = False
-        self._backbone: Backbone | None = None
-        self._catalog: ModelCatalog | None = None
-        self._influx: InfluxStore | None = None
-        self._registry_channel: grpc.aio.Channel | None = None
-        self._servicer: SimulationServicer | None = None
-
-    async def start(self) -> None:
-        settings = self._settings
-        self._backbone = backbone = await Backbone.connect(settings, "twinstack-simulation")
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        settings = self.settings
+        backbone = await self.backbone(resources, "twinstack-simulation")
         registry_bucket = await key_value(backbone.js, REGISTRY_BUCKET)
-        self._catalog = ModelCatalog(registry_bucket)
-        await self._catalog.start()
-        self._influx = InfluxStore.from_settings(settings)
-        await self._influx.connect()
-        self._registry_channel = grpc.aio.insecure_channel(settings.registry_target)
-        registry = registry_pb2_grpc.RegistryServiceStub(self._registry_channel)
-        metadata_ = (
-            (("authorization", f"Bearer {settings.auth_token.get_secret_value()}"),)
-            if settings.auth_token
-            else ()
+        catalog = await started(resources, ModelCatalog(registry_bucket))
+        influx = await self.influx(resources)
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        registry = RegistryQueries(
+            sdk.ConnectConfig(sdk.Endpoints(registry=settings.registry_target), token=token)
         )
-
-        async def query(text: str, limit: int) -> list[str]:
-            ids: list[str] = []
-            token = ""
-            while len(ids) < limit:
-                try:
-                    page = await registry.QueryTwins(
-                        registry_pb2.QueryTwinsRequest(
-                            query=text, page={"page_size": 1000, "page_token": token}
-                        ),
-                        metadata=metadata_,
-                        timeout=30,
-                    )
-                except grpc.aio.AioRpcError as error:
-                    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                        raise InvalidArgumentError(
-                            "invalid twin query",
-                            [FieldViolation("twins.query", error.details() or "invalid query")],
-                        ) from None
-                    raise UnavailableError(
-                        f"the registry did not answer the twin query ({error.code().name})"
-                    ) from None
-                ids += [twin.id for twin in page.twins]
-                token = page.page.next_page_token
-                if not token:
-                    break
-            return ids
-
+        resources.push_async_callback(registry.close)
         snapshots = SnapshotTaker(
             registry_bucket,
             await key_value(backbone.js, STATE_TWINS_BUCKET),
-            self._catalog,
-            query,
+            catalog,
+            registry.twin_ids,
             attempts=settings.snapshot_attempts,
             max_twins=settings.max_snapshot_twins,
         )
-        self._servicer = SimulationServicer(settings, snapshots, self._influx, backbone)
+        use_cache_dir(settings.kernel_cache_dir)
         if not ray.is_initialized():
             address = settings.ray_address
             ray.init(
@@ -755,22 +414,16 @@ class SimulationApp:
                 num_cpus=None if address else settings.ray_num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
+                runtime_env={"env_vars": {KERNEL_CACHE_ENV: str(settings.kernel_cache_dir)}},
             )
-            self._owns_ray = True
+            resources.callback(ray.shutdown)
             logger.info("ray connected", extra={"ray_address": address or "local"})
-
-    def register(self, server: grpc.aio.Server) -> None:
-        assert self._servicer is not None, "start() first"
-        simulation_pb2_grpc.add_SimulationServiceServicer_to_server(self._servicer, server)
-
-    async def stop(self) -> None:
-        if self._catalog is not None:
-            await self._catalog.stop()
-        if self._registry_channel is not None:
-            await self._registry_channel.close()
-        if self._influx is not None:
-            await self._influx.close()
-        if self._backbone is not None:
-            await self._backbone.close()
-        if self._owns_ray:
-            ray.shutdown()
+        sweeps = SweepRunner(
+            snapshots, sweep_limits(settings), settings.results_dir, settings.sweep_tasks_in_flight
+        )
+        servicer = SimulationServicer(
+            settings, snapshots, sweeps, influx, EventPublisher(backbone.js)
+        )
+        return lambda server: simulation_pb2_grpc.add_SimulationServiceServicer_to_server(
+            servicer, server
+        )

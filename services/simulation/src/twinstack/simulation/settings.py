@@ -1,5 +1,6 @@
 """Simulation settings (``TWINSTACK_*``, and ``RAY_ADDRESS`` as Ray itself names it)."""
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,11 @@ class SimulationSettings(ServiceSettings):
     max_trajectory_values: int = Field(default=20_000_000, gt=0)
     # Sweep results (Parquet); a shared volume when several replicas serve FetchSweepResults.
     results_dir: Path = Path(tempfile.gettempdir()) / "twinstack-results"
+    # Generated kernel modules and numba's cache of them; Ray workers of a cluster this service
+    # starts get it too (through the job's runtime environment).
+    kernel_cache_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"twinstack-kernels-{os.getuid()}"
+    )
     # Tries at a snapshot in which no selected twin changed between two reads.
     snapshot_attempts: int = Field(default=8, gt=0)
     max_snapshot_twins: int = Field(default=10_000, gt=0)

@@ -27,10 +27,10 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.ids import twin_id_violation
-from twinstack.common.modeling.document import ModelError
-from twinstack.common.modeling.resolve import ResolvedModel
 from twinstack.common.nats import read_document, twin_key
-from twinstack.common.values import to_python
+from twinstack.modeling.document import ModelError
+from twinstack.modeling.resolve import ResolvedModel
+from twinstack.sdk.values import to_python
 from twinstack.simulation.compiler import CompileError, KernelSpec, kernel_spec
 
 # (query text, most ids wanted) -> matching twin ids, at most that many.

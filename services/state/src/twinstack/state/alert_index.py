@@ -7,7 +7,7 @@ import bisect
 from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2
-from twinstack.common.follower import BucketFollower
+from twinstack.state.follower import BucketFollower
 
 
 def alert_key(alert: state_pb2.Alert) -> str:

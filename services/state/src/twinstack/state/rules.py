@@ -4,6 +4,7 @@ by every replica with a KV watch so that evaluation always uses the current set.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -16,17 +17,21 @@ from twinstack.common.errors import (
     LimitExceededError,
     NotFoundError,
 )
-from twinstack.common.follower import BucketFollower
 from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
-from twinstack.common.modeling.document import ModelError
 from twinstack.common.times import duration_violation
+from twinstack.modeling.document import ModelError
+from twinstack.modeling.resolve import ResolvedModel
+from twinstack.state.follower import BucketFollower
 
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 RULE_RESOURCE = "twinstack.io/AlertRule"
 
 
-def rule_violations(rule: state_pb2.AlertRule, catalog: ModelCatalog) -> list[FieldViolation]:
-    """Everything wrong with a rule; the catalog says whether its model and field exist."""
+def rule_violations(
+    rule: state_pb2.AlertRule, resolve: Callable[[str], ResolvedModel]
+) -> list[FieldViolation]:
+    """Everything wrong with a rule; ``resolve`` (a model id to the model, ModelError if it is
+    unknown) says whether its model and field exist."""
     violations = []
     if not RULE_ID.fullmatch(rule.id):
         violations.append(
@@ -47,7 +52,7 @@ def rule_violations(rule: state_pb2.AlertRule, catalog: ModelCatalog) -> list[Fi
             violations.append(bad)
         else:
             try:
-                telemetry = catalog.resolve(rule.model_id).telemetry
+                telemetry = resolve(rule.model_id).telemetry
             except ModelError:
                 violations.append(
                     FieldViolation("rule.model_id", f"unknown model {rule.model_id!r}")
@@ -162,7 +167,7 @@ class RuleBook(BucketFollower):
         return of_model + self._by_twin.get(twin_id, [])
 
     async def put(self, rule: state_pb2.AlertRule) -> state_pb2.AlertRule:
-        violations = rule_violations(rule, self._catalog)
+        violations = rule_violations(rule, self._catalog.resolve)
         if violations:
             raise InvalidArgumentError("invalid alert rule", violations)
         if rule.id not in self._rules and len(self._rules) >= self._max_rules:

@@ -2,49 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from nats.js.errors import NoKeysError
-from nats.js.kv import KeyValue
 
-from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
+from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
-    RevisionMismatchError,
     UnavailableError,
 )
+from twinstack.common.events import EventPublisher
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, peer_host
-from twinstack.common.modeling.document import ModelError
-from twinstack.common.modeling.resolve import ResolvedModel
-from twinstack.common.modeling.values import value_violations
 from twinstack.common.nats import (
     ALERT_RULES_BUCKET,
-    EVENTS_STREAM,
     REGISTRY_BUCKET,
     STATE_TWINS_BUCKET,
     TELEMETRY_STREAM,
     Backbone,
-    event_subject,
     key_value,
-    message_headers,
     telemetry_partition_filter,
 )
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.common.server import attributed_to
+from twinstack.modeling.document import ModelError
+from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
 from twinstack.state.alerts import AlertEvaluator
+from twinstack.state.desired import DesiredValues
 from twinstack.state.history import plan, series_messages
-from twinstack.state.live import set_desired
 from twinstack.state.rules import RuleBook
 from twinstack.state.settings import StateSettings
 from twinstack.state.store import StateStore
@@ -84,6 +80,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self._rules = rules
         self._alerts = alerts
         self._influx = influx
+        self._desired = DesiredValues(catalog, store, EventPublisher(backbone.js))
 
     async def GetState(
         self, request: state_pb2.GetStateRequest, context: Context[object, object]
@@ -162,59 +159,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self, request: state_pb2.SetDesiredRequest, context: Context[object, object]
     ) -> state_pb2.SetDesiredResponse:
         require_twin_id(request.twin_id)
-        twin = await self._catalog.get(request.twin_id)
-        if twin is None:
-            raise NotFoundError(
-                "twinstack.io/Twin", request.twin_id, f"no twin {request.twin_id!r}"
-            )
-        telemetry = (await self._require_model(twin.model_id, "twin_id")).telemetry
-        violations = []
-        for name, value in request.set.items():
-            spec = telemetry.get(name)
-            if spec is None:
-                violations.append(
-                    FieldViolation(f"set[{name!r}]", f"the model declares no telemetry {name!r}")
-                )
-                continue
-            violations += value_violations(
-                spec.schema, value, f"set[{name!r}]", spec.minimum, spec.maximum
-            )
-        violations += [
-            FieldViolation(f"remove[{i}]", f"{name!r} is being set too")
-            for i, name in enumerate(request.remove)
-            if name in request.set
-        ]
-        if not request.set and not request.remove:
-            violations.append(FieldViolation("set", "set or remove at least one field"))
-        if violations:
-            raise InvalidArgumentError("invalid desired values", violations)
-        now_ns = time.time_ns()
-
-        def mutate(state: state_pb2.TwinState) -> bool:
-            if request.expected_revision and state.revision != request.expected_revision:
-                raise RevisionMismatchError(
-                    f"twins/{request.twin_id}/state", request.expected_revision, state.revision
-                )
-            if not state.model_id:
-                state.model_id = twin.model_id
-            set_desired(state, request.set, request.remove, now_ns)
-            return True
-
-        written = await self._store.update(request.twin_id, mutate)
-        assert written is not None
-        state = written[0]
-        event = events_pb2.DesiredChangedEvent(
-            twin_id=state.twin_id,
-            desired={name: field.value for name, field in state.desired.items()},
-            delta_fields=sorted(state.delta),
-            state_revision=state.revision,
-        )
-        event.time.FromNanoseconds(now_ns)
-        await self._backbone.js.publish(
-            event_subject("state", "desired", state.twin_id),
-            event.SerializeToString(),
-            stream=EVENTS_STREAM,
-            headers=message_headers(f"desired:{state.twin_id}:{state.revision}"),
+        state = await self._desired.set(
+            request.twin_id, request.set, request.remove, request.expected_revision
         )
         return state_pb2.SetDesiredResponse(state=state)
 
@@ -321,40 +267,30 @@ def _require_twin_ids(twin_ids: Sequence[str]) -> None:
         raise InvalidArgumentError("invalid twin ids", violations)
 
 
-class StateApp:
+class StateApp(ServiceApp[StateSettings]):
     """The state service as the server bootstrap runs it."""
 
-    service_names: Sequence[str] = (SERVICE_NAME,)
+    service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: StateSettings) -> None:
-        self._settings = settings
-        self._backbone: Backbone | None = None
-        self._bucket: KeyValue | None = None
-        self._catalog: ModelCatalog | None = None
-        self._rules: RuleBook | None = None
-        self._alerts: AlertIndex | None = None
-        self._store: StateStore | None = None
-        self._influx: InfluxStore | None = None
-        self._updater: StateUpdater | None = None
-
-    async def start(self) -> None:
-        settings = self._settings
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        settings = self.settings
         partitions = settings.owned_partitions()
-        self._backbone = backbone = await Backbone.connect(settings, "twinstack-state")
-        self._bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
-        self._catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
-        await self._catalog.start()
-        self._rules = RuleBook(
-            await key_value(backbone.js, ALERT_RULES_BUCKET),
-            self._catalog,
-            max_rules=settings.max_alert_rules,
+        backbone = await self.backbone(resources, "twinstack-state")
+        bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
+        catalog = await started(
+            resources, ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
         )
-        await self._rules.start()
-        self._alerts = AlertIndex(self._bucket)
-        await self._alerts.start()
-        self._store = StateStore(self._bucket, cache_twins=settings.state_cache_twins)
-        self._influx = InfluxStore.from_settings(settings)
-        await self._influx.connect()
+        rules = await started(
+            resources,
+            RuleBook(
+                await key_value(backbone.js, ALERT_RULES_BUCKET),
+                catalog,
+                max_rules=settings.max_alert_rules,
+            ),
+        )
+        alerts = await started(resources, AlertIndex(bucket))
+        store = StateStore(bucket, cache_twins=settings.state_cache_twins)
+        influx = await self.influx(resources)
         consumers = [
             PullConsumerSettings(
                 stream=TELEMETRY_STREAM,
@@ -368,12 +304,12 @@ class StateApp:
             )
             for partition in partitions
         ]
-        self._updater = StateUpdater(
+        updater = StateUpdater(
             backbone.js,
-            self._store,
-            AlertEvaluator(self._rules.rules_for),
+            store,
+            AlertEvaluator(rules.rules_for),
             StalePeriods(
-                self._catalog,
+                catalog,
                 periods=settings.state_stale_periods,
                 default_s=settings.state_default_stale_after_s,
             ),
@@ -383,29 +319,10 @@ class StateApp:
             settings.state_staleness_check_interval_s,
         )
         try:
-            known = await self._bucket.keys()
+            known = await bucket.keys()
         except NoKeysError:
             known = []
-        await self._updater.start(known)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        backbone, store, catalog = self._backbone, self._store, self._catalog
-        rules, alerts, influx = self._rules, self._alerts, self._influx
-        if backbone is None or store is None or catalog is None:
-            raise RuntimeError("start() first")
-        if rules is None or alerts is None or influx is None:
-            raise RuntimeError("start() first")
-        state_pb2_grpc.add_StateServiceServicer_to_server(
-            StateServicer(self._settings, backbone, store, catalog, rules, alerts, influx), server
-        )
-
-    async def stop(self) -> None:
-        if self._updater is not None:
-            await self._updater.stop()
-        for follower in (self._alerts, self._rules, self._catalog):
-            if follower is not None:
-                await follower.stop()
-        if self._influx is not None:
-            await self._influx.close()
-        if self._backbone is not None:
-            await self._backbone.close()
+        await updater.start(known)
+        resources.push_async_callback(updater.stop)
+        servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)
+        return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)

@@ -26,9 +26,9 @@ from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
+from twinstack.common.events import ALERT_CLEARED, ALERT_RAISED, STATE_DEAD_LETTER, EventPublisher
 from twinstack.common.ids import TWIN_ID_PATTERN, partition_of
-from twinstack.common.modeling.document import ModelError
-from twinstack.common.nats import EVENTS_STREAM, event_subject, message_headers
+from twinstack.modeling.document import ModelError
 from twinstack.state.alerts import AlertChange, AlertEvaluator, alert_event
 from twinstack.state.live import is_stale, merge
 from twinstack.state.store import StateStore
@@ -82,12 +82,15 @@ class StateUpdater:
         staleness_check_interval_s: float,
     ) -> None:
         self._js = js
+        self._events = EventPublisher(js)
         self._store = store
         self._evaluator = evaluator
         self._stale_periods = stale_periods
         self._consumers = [
             PullConsumer(
-                js, settings, functools.partial(self._apply, DeadLetters(js, "state", settings))
+                js,
+                settings,
+                functools.partial(self._apply, DeadLetters(js, STATE_DEAD_LETTER, settings)),
             )
             for settings in consumers
         ]
@@ -179,13 +182,11 @@ class StateUpdater:
     ) -> None:
         for change in changes:
             event = alert_event(change, state.revision)
-            await self._js.publish(
-                event_subject("alert", state.twin_id, change.alert.rule_id),
-                event.SerializeToString(),
-                stream=EVENTS_STREAM,
-                headers=message_headers(
-                    f"alert:{state.twin_id}:{change.alert.rule_id}:{state.revision}"
-                ),
+            await self._events.publish(
+                ALERT_RAISED if event.active else ALERT_CLEARED,
+                (state.twin_id, change.alert.rule_id),
+                event,
+                msg_id=f"alert:{state.twin_id}:{change.alert.rule_id}:{state.revision}",
             )
 
     async def _watch_clock(self) -> None:

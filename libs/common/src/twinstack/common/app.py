@@ -1,0 +1,85 @@
+"""The shape every service takes for the server bootstrap: acquire dependencies in order,
+release them in reverse, also when starting fails half way."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+import grpc
+
+from twinstack.common.influx import InfluxStore
+from twinstack.common.nats import Backbone
+from twinstack.common.settings import ServiceSettings
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+Registration = Callable[[grpc.aio.Server], None]
+
+
+class Lifecycle(Protocol):
+    """Something that follows NATS in the background: started once, stopped once."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ServiceApp(abc.ABC, Generic[SettingsT]):
+    """A service as :func:`twinstack.common.server.serve` runs it.
+
+    Subclasses implement :meth:`open`: connect what the service needs, registering each
+    release with the exit stack (the helpers below do both), and return what adds the servicers
+    to a server. :meth:`stop` releases everything in reverse order; a start that fails releases
+    what it had acquired before the error propagates.
+    """
+
+    service_names: ClassVar[Sequence[str]]
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+        self._resources = contextlib.AsyncExitStack()
+        self._registration: Registration | None = None
+
+    @abc.abstractmethod
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        """Acquires the dependencies; returns what registers the servicers."""
+
+    async def start(self) -> None:
+        try:
+            self._registration = await self.open(self._resources)
+        except BaseException:
+            await self._resources.aclose()
+            raise
+
+    def register(self, server: grpc.aio.Server) -> None:
+        if self._registration is None:
+            raise RuntimeError("start() first")
+        self._registration(server)
+
+    async def stop(self) -> None:
+        await self._resources.aclose()
+
+    async def backbone(self, resources: contextlib.AsyncExitStack, name: str) -> Backbone:
+        """The NATS connection, closed last of all (it was opened first)."""
+        backbone = await Backbone.connect(self.settings, name)
+        resources.push_async_callback(backbone.close)
+        return backbone
+
+    async def influx(self, resources: contextlib.AsyncExitStack) -> InfluxStore:
+        """The InfluxDB store of the settings, connected."""
+        store = InfluxStore.from_settings(self.settings)
+        resources.push_async_callback(store.close)
+        await store.connect()
+        return store
+
+
+LifecycleT = TypeVar("LifecycleT", bound=Lifecycle)
+
+
+async def started(resources: contextlib.AsyncExitStack, part: LifecycleT) -> LifecycleT:
+    """Starts ``part`` and has ``resources`` stop it."""
+    await part.start()
+    resources.push_async_callback(part.stop)
+    return part

@@ -1,0 +1,229 @@
+"""Where the services are and how to reach them: one configuration for the SDK, the CLI and
+service-to-service calls."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import grpc
+
+from twinstack.api.ingestion.v1 import ingestion_pb2
+from twinstack.api.registry.v1 import registry_pb2
+from twinstack.api.simulation.v1 import simulation_pb2
+from twinstack.api.state.v1 import state_pb2
+
+ServiceName = Literal["registry", "ingestion", "state", "simulation"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("registry", "ingestion", "state", "simulation")
+
+_DEFAULT_ADDRESSES: dict[ServiceName, str] = {
+    "registry": "127.0.0.1:50051",
+    "ingestion": "127.0.0.1:50052",
+    "state": "127.0.0.1:50053",
+    "simulation": "127.0.0.1:50054",
+}
+_SERVICE_DESCRIPTORS = {
+    "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
+    "ingestion": ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
+    "state": state_pb2.DESCRIPTOR.services_by_name["StateService"],
+    "simulation": simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"],
+}
+# Calls that change nothing: sending one again after a lost answer cannot apply anything twice.
+_READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Query", "Fetch")
+
+
+ENVIRONMENT_VARIABLES = (
+    *(f"TWINSTACK_{service.upper()}_ADDR" for service in SERVICE_NAMES),
+    "TWINSTACK_AUTH_TOKEN",
+    "TWINSTACK_TLS",
+    "TWINSTACK_TLS_ROOTS",
+    "TWINSTACK_TLS_CERT",
+    "TWINSTACK_TLS_KEY",
+    "TWINSTACK_TLS_SERVER_NAME",
+)
+"""Every variable :meth:`ConnectConfig.from_env` reads."""
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses (``host:port``) of the four services.
+
+    Attributes:
+        registry: Defaults to ``TWINSTACK_REGISTRY_ADDR`` or ``127.0.0.1:50051``.
+        ingestion: Defaults to ``TWINSTACK_INGESTION_ADDR`` or ``127.0.0.1:50052``.
+        state: Defaults to ``TWINSTACK_STATE_ADDR`` or ``127.0.0.1:50053``.
+        simulation: Defaults to ``TWINSTACK_SIMULATION_ADDR`` or ``127.0.0.1:50054``.
+    """
+
+    registry: str = field(default_factory=lambda: Endpoints._from_env("registry"))
+    ingestion: str = field(default_factory=lambda: Endpoints._from_env("ingestion"))
+    state: str = field(default_factory=lambda: Endpoints._from_env("state"))
+    simulation: str = field(default_factory=lambda: Endpoints._from_env("simulation"))
+
+    @staticmethod
+    def _from_env(service: ServiceName) -> str:
+        return _env(f"TWINSTACK_{service.upper()}_ADDR") or _DEFAULT_ADDRESSES[service]
+
+    def address(self, service: ServiceName) -> str:
+        """The address of one service."""
+        address: str = getattr(self, service)
+        return address
+
+    def items(self) -> list[tuple[ServiceName, str]]:
+        """``(service, address)`` of every service, registry first."""
+        return [(name, self.address(name)) for name in SERVICE_NAMES]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How gRPC retries a read-only call whose service was unreachable.
+
+    Only calls that change nothing (Get, List, Query, Fetch) are retried: a write whose answer
+    was lost may have been applied, so the SDK leaves resending it to the caller (conditional
+    writes with ``expected_revision`` make that safe). gRPC retries transparently, with
+    exponential backoff and jitter, within the call's deadline.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included (gRPC allows at most 5).
+        initial_backoff_s: The first pause.
+        max_backoff_s: The longest pause.
+        backoff_multiplier: Growth of the pause per attempt.
+        retryable_codes: Status codes worth another attempt.
+    """
+
+    max_attempts: int = 4
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    backoff_multiplier: float = 2.0
+    retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
+
+    def service_config(self, service: ServiceName) -> str:
+        """The gRPC service config (JSON) that applies this policy to ``service``'s read-only
+        methods."""
+        descriptor = _SERVICE_DESCRIPTORS[service]
+        names = [
+            {"service": descriptor.full_name, "method": method.name}
+            for method in descriptor.methods
+            if method.name.startswith(_READ_ONLY_PREFIXES)
+        ]
+        names.append({"service": "grpc.health.v1.Health", "method": "Check"})
+        policy = {
+            "maxAttempts": self.max_attempts,
+            "initialBackoff": f"{self.initial_backoff_s:g}s",
+            "maxBackoff": f"{self.max_backoff_s:g}s",
+            "backoffMultiplier": self.backoff_multiplier,
+            "retryableStatusCodes": list(self.retryable_codes),
+        }
+        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    """How to reach the services: addresses, credentials, TLS and retries.
+
+    Attributes:
+        endpoints: Where the services listen.
+        token: Bearer token sent with every call, when the services require one.
+        tls: Use TLS instead of plaintext.
+        root_certificates_file: PEM roots that verify the servers (system roots when None).
+        client_certificate_file: PEM certificate for mutual TLS (with ``client_key_file``).
+        client_key_file: PEM private key of ``client_certificate_file``.
+        server_name_override: The name to verify the servers' certificates against when it
+            differs from the address (an IP address, a port-forward).
+        timeout_s: Deadline of a unary call that sets none of its own.
+        retry: Retries of read-only calls (None: no retries).
+    """
+
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    token: str | None = None
+    tls: bool = False
+    root_certificates_file: Path | None = None
+    client_certificate_file: Path | None = None
+    client_key_file: Path | None = None
+    server_name_override: str | None = None
+    timeout_s: float = 30.0
+    retry: RetryPolicy | None = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_env(cls) -> ConnectConfig:
+        """A configuration from the environment.
+
+        Reads ``TWINSTACK_<SERVICE>_ADDR``, ``TWINSTACK_AUTH_TOKEN``, ``TWINSTACK_TLS``
+        (``1``/``true``), ``TWINSTACK_TLS_ROOTS``, ``TWINSTACK_TLS_CERT``, ``TWINSTACK_TLS_KEY``
+        and ``TWINSTACK_TLS_SERVER_NAME``; what is unset keeps its default.
+        """
+
+        def path(name: str) -> Path | None:
+            value = _env(name)
+            return Path(value) if value else None
+
+        return cls(
+            token=_env("TWINSTACK_AUTH_TOKEN"),
+            tls=(_env("TWINSTACK_TLS") or "").lower() in ("1", "true", "yes"),
+            root_certificates_file=path("TWINSTACK_TLS_ROOTS"),
+            client_certificate_file=path("TWINSTACK_TLS_CERT"),
+            client_key_file=path("TWINSTACK_TLS_KEY"),
+            server_name_override=_env("TWINSTACK_TLS_SERVER_NAME"),
+        )
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata sent with every call."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS channel credentials, or None for plaintext."""
+        if not (self.tls or self.root_certificates_file or self.client_certificate_file):
+            return None
+        if (self.client_certificate_file is None) != (self.client_key_file is None):
+            raise ValueError("mutual TLS needs both a client certificate and its key")
+
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path is not None else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.root_certificates_file),
+            private_key=read(self.client_key_file),
+            certificate_chain=read(self.client_certificate_file),
+        )
+
+    def channel_options(self, service: ServiceName) -> list[tuple[str, str | int]]:
+        """gRPC channel options for one service's channel."""
+        # A service that restarts (a rollout, a crash) is found again within seconds: gRPC's
+        # default reconnect backoff grows to two minutes, which would stall a waiting stream.
+        options: list[tuple[str, str | int]] = [
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.min_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5000),
+            ("grpc.enable_retries", 1 if self.retry is not None else 0),
+        ]
+        if self.retry is not None:
+            options.append(("grpc.service_config", self.retry.service_config(service)))
+        if self.server_name_override:
+            options.append(("grpc.ssl_target_name_override", self.server_name_override))
+        return options
+
+    def channel(self, service: ServiceName) -> grpc.Channel:
+        """A synchronous channel to one service."""
+        address = self.endpoints.address(service)
+        credentials = self.credentials()
+        options = self.channel_options(service)
+        if credentials is None:
+            return grpc.insecure_channel(address, options)
+        return grpc.secure_channel(address, credentials, options)
+
+    def aio_channel(self, service: ServiceName) -> grpc.aio.Channel:
+        """An asyncio channel to one service (create it inside the event loop that uses it)."""
+        address = self.endpoints.address(service)
+        credentials = self.credentials()
+        options = self.channel_options(service)
+        if credentials is None:
+            return grpc.aio.insecure_channel(address, options)
+        return grpc.aio.secure_channel(address, credentials, options)

@@ -1,0 +1,145 @@
+"""The README walked as a new user would, on a fresh platform: every command of its shell
+blocks and every Python block, exactly as written, and the Python blocks of docs/ too.
+
+The platform runs as `make up` runs it (example twins, fed by simulated sensors), on free
+ports: the documented default ports are mapped to the platform's through the same
+TWINSTACK_<SERVICE>_ADDR variables a user would set, and in the grpcurl lines. `make` and
+`kubectl` lines are not run here (`make test` is this run; there is no cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from docs_blocks import DOCUMENTS, ROOT, blocks, shell_commands
+
+from twinstack.devstack import LocalPlatform
+from twinstack.sdk import Client, ConnectConfig, Endpoints
+from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
+
+README = ROOT / "README.md"
+NOT_RUN_HERE = ("make ", "kubectl ")
+DEFAULT_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulation": 50054}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Iterator[LocalPlatform]:
+    platform = LocalPlatform(
+        tmp_path_factory.mktemp("readme") / "platform",
+        nats_port=0,
+        influx_port=0,
+        service_ports=dict.fromkeys(DEFAULT_PORTS, 0),
+        service_env={"RAY_ADDRESS": ray_address, "TWINSTACK_LOG_FORMAT": "console"},
+    )
+    platform.start()
+    targets = {name: service.target for name, service in platform.services.items()}
+    client = Client(ConnectConfig(Endpoints(**targets), timeout_s=30))
+    feeder = SensorFeeder(client, period_s=0.5)
+    try:
+        ensure_example_twins(client)
+        feeder.start()
+        yield platform
+    finally:
+        feeder.stop()
+        client.close()
+        platform.stop()
+
+
+@pytest.fixture(scope="module")
+def user(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a user's shell pointed at the platform; a scratch working directory
+    that has the repository's examples/ (files the commands write stay out of the repo)."""
+    workdir = tmp_path_factory.mktemp("user")
+    (workdir / "examples").symlink_to(ROOT / "examples")
+    env = {
+        **os.environ,
+        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        "UV_PROJECT": str(ROOT),
+        "UV_FROZEN": "1",
+        "COLUMNS": "200",
+        "PWD": str(workdir),
+    }
+    assert shutil.which("uv", path=env.get("PATH")), "the README's commands run through uv"
+    return env
+
+
+def localised(command: str, platform: LocalPlatform) -> str:
+    for name, port in DEFAULT_PORTS.items():
+        command = command.replace(f"localhost:{port}", platform.services[name].target)
+    return command
+
+
+def run(command: list[str] | str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        shell=isinstance(command, str),
+        cwd=env["PWD"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def readme_commands() -> list[str]:
+    return [
+        command
+        for block in blocks(README, "bash")
+        for command in shell_commands(block)
+        if not command.startswith(NOT_RUN_HERE)
+    ]
+
+
+def test_every_readme_command_works_as_written(
+    platform: LocalPlatform, user: dict[str, str]
+) -> None:
+    commands = readme_commands()
+    assert len(commands) >= 20
+    outputs = {}
+    for command in commands:
+        done = run(localised(command, platform), user)
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stdout + done.stderr, command
+        outputs[command] = done.stdout
+    assert outputs["uv run twinstack status"].count("SERVING") == 4
+    assert "deleted" in outputs["uv run twinstack demo"]
+    assert "120 row(s) durable" in outputs["uv run twinstack ingest --csv examples/readings.csv"]
+    assert (Path(user["PWD"]) / "t.png").read_bytes()[:4] == b"\x89PNG"
+    demo_again = run("uv run twinstack demo", user)
+    assert demo_again.returncode == 0, demo_again.stderr
+
+
+def test_every_python_block_runs_as_written(platform: LocalPlatform, user: dict[str, str]) -> None:
+    python_blocks = [block for path in DOCUMENTS for block in blocks(path, "python")]
+    assert len(python_blocks) >= 4
+    for block in python_blocks:
+        done = run([sys.executable, "-c", block.text], user)
+        assert done.returncode == 0, f"{block.where}\n{done.stdout}\n{done.stderr}"
+    sdk_example = blocks(README, "python")[0]
+    again = run([sys.executable, "-c", sdk_example.text], user)
+    assert again.returncode == 0, f"the SDK example runs twice\n{again.stderr}"
+    assert "pumps of plant-north: ['line1-pump-1', 'pump-7']" in again.stdout
+    assert "peak_temperature_c" in again.stdout
+
+
+def test_user_errors_are_one_line_and_an_exit_code(user: dict[str, str]) -> None:
+    cases = {
+        "uv run twinstack model apply no-such-folder/": 2,
+        "uv run twinstack twin get no-such-twin": 1,
+        "uv run twinstack history line1-press-3 -f no_such_field": 2,
+        "uv run twinstack alerts apply examples/readings.csv": 2,
+    }
+    for command, code in cases.items():
+        done = run(command, user)
+        assert done.returncode == code, f"{command}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stdout + done.stderr, command
+        assert done.stderr.strip(), f"{command} says what is wrong"
+    unknown = run("uv run twinstack history line1-press-3 -f no_such_field", user)
+    assert "temperature_c" in unknown.stderr, "the known fields are named"
