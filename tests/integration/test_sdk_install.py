@@ -114,4 +114,4 @@ async def test_the_sdk_alone_talks_to_the_platform(
         await server.stop()
     assert process.returncode == 0, stderr.decode()
     answer = json.loads(stdout)
-    assert answer == {"health": "SERVING", "models": [], "missing": "twins/nobody"}
+    assert answer == {"health": "SERVING", "models": [], "missing": "nobody"}

@@ -184,6 +184,20 @@ async def test_bad_state_requests(platform: Platform, details_of: Any) -> None:
             assert details_of(raised.value)[1].field_violations[0].field == expected
 
 
+async def test_a_deleted_twin_leaves_no_live_state_behind(
+    platform: Platform, eventually: Any
+) -> None:
+    await platform.twin("gone-1")
+    await platform.twin("kept-1")
+    await platform.ingest("gone-1", [T0_NS], temp=[20.0])
+    await platform.ingest("kept-1", [T0_NS], temp=[21.0])
+    await eventually(lambda: platform.get("gone-1"), lambda s: s is not None)
+    await eventually(lambda: platform.get("kept-1"), lambda s: s is not None)
+    await platform.registry.DeleteTwin(registry_pb2.DeleteTwinRequest(twin_id="gone-1"), timeout=10)
+    await eventually(lambda: platform.get("gone-1"), lambda s: s is None)
+    assert await platform.get("kept-1") is not None
+
+
 async def test_desired_values_delta_revisions_and_the_device_event(
     platform: Platform, backbone: Backbone, details_of: Any, eventually: Any
 ) -> None:

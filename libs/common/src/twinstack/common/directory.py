@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nats.js.kv import KeyValue
 
@@ -44,6 +45,9 @@ class TwinDirectory:
         self._changed = asyncio.Condition()
         self._loaded = asyncio.Event()
         self._sorted_ids: list[str] | None = None
+        # Called with the id of every twin the watch reports deleted (from the initial values
+        # on): services that keep data per twin let go of it.
+        self.deletion_listeners: list[Callable[[str], None]] = []
 
     async def start(self) -> None:
         watcher = await self._bucket.watch(self.watched_keys)
@@ -87,6 +91,8 @@ class TwinDirectory:
             return
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             self.forget(twin_id)
+            for listener in self.deletion_listeners:
+                listener(twin_id)
         else:
             twin = registry_pb2.Twin.FromString(entry.value)
             twin.revision = revision

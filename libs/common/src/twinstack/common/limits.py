@@ -7,9 +7,7 @@ service for as long as the caller keeps it open. Until callers carry identities 
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Iterator
 
 from twinstack.common.errors import LimitExceededError
 
@@ -35,9 +33,8 @@ class ConcurrencyLimit:
         self._total = total
         self._held: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def hold(self, caller: str) -> Iterator[None]:
-        """Holds a slot for ``caller`` while the block runs.
+    def acquire(self, caller: str) -> Slot:
+        """Takes a slot for ``caller``; release it with :meth:`Slot.release` (idempotent).
 
         Raises:
             LimitExceededError: RESOURCE_EXHAUSTED, naming the limit that was reached.
@@ -55,9 +52,24 @@ class ConcurrencyLimit:
                     held_by_caller=True,
                 )
         self._held[caller] += 1
-        try:
-            yield
-        finally:
-            self._held[caller] -= 1
-            if not self._held[caller]:
-                del self._held[caller]
+        return Slot(self, caller)
+
+    def _release(self, caller: str) -> None:
+        self._held[caller] -= 1
+        if not self._held[caller]:
+            del self._held[caller]
+
+
+class Slot:
+    """One call's share of a :class:`ConcurrencyLimit`."""
+
+    def __init__(self, limit: ConcurrencyLimit, caller: str) -> None:
+        self._limit = limit
+        self._caller = caller
+        self._held = True
+
+    def release(self) -> None:
+        """Gives the slot back; later calls do nothing."""
+        if self._held:
+            self._held = False
+            self._limit._release(self._caller)

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from twinstack.modeling.functions import FUNCTIONS
 from twinstack.modeling.lexing import Token, UnexpectedCharacterError, tokenize
 
 MAX_EXPRESSION_CHARS = 2000
@@ -51,27 +52,6 @@ def continues_chain(node: Binary) -> bool:
     )
 
 
-# name -> (minimum arguments, maximum arguments); a function outside this table is refused.
-FUNCTIONS: dict[str, tuple[int, int]] = {
-    "abs": (1, 1),
-    "sqrt": (1, 1),
-    "exp": (1, 1),
-    "log": (1, 1),
-    "log10": (1, 1),
-    "sin": (1, 1),
-    "cos": (1, 1),
-    "tan": (1, 1),
-    "tanh": (1, 1),
-    "floor": (1, 1),
-    "ceil": (1, 1),
-    "sign": (1, 1),
-    "min": (2, 8),
-    "max": (2, 8),
-    "clip": (3, 3),
-    "where": (3, 3),
-}
-# Functions whose argument must be dimensionless (and whose result is).
-TRANSCENDENTAL = frozenset({"exp", "log", "log10", "sin", "cos", "tan", "tanh"})
 COMPARISONS = frozenset({"<", "<=", ">", ">=", "==", "!="})
 KEYWORDS = frozenset({"and", "or", "not"})
 
@@ -260,7 +240,8 @@ class _Parser:
         raise ExpressionError(f"expected a number, a name or '(', found {found}", token.position)
 
     def _call(self, name: Token) -> Node:
-        arity = FUNCTIONS.get(name.text)
+        function = FUNCTIONS.get(name.text)
+        arity = None if function is None else (function.min_args, function.max_args)
         if arity is None:
             raise ExpressionError(
                 f"unknown function {name.text!r}; known: {', '.join(sorted(FUNCTIONS))}",

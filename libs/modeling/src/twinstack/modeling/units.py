@@ -16,7 +16,6 @@ from typing import Any
 
 from twinstack.modeling.expressions import (
     COMPARISONS,
-    TRANSCENDENTAL,
     Binary,
     Call,
     Name,
@@ -24,6 +23,7 @@ from twinstack.modeling.expressions import (
     Number,
     Unary,
 )
+from twinstack.modeling.functions import FUNCTIONS
 
 # Dimension name -> exponent, e.g. {"[length]": 1, "[time]": -1}; {} is dimensionless.
 Dimensions = dict[str, float]
@@ -134,19 +134,20 @@ def _binary(node: Binary, units: Mapping[str, Dimensions | None]) -> Dimensions 
 
 def _call(node: Call, units: Mapping[str, Dimensions | None]) -> Dimensions | None:
     args = [infer(arg, units) for arg in node.args]
-    if node.function in TRANSCENDENTAL:
+    rule = FUNCTIONS[node.function].dimensions
+    if rule == "dimensionless":
         if args[0]:
             raise UnitError(
                 f"{node.function}() needs a dimensionless argument, not {describe(args[0])}"
             )
         return {}
-    if node.function == "sqrt":
+    if rule == "root":
         return None if args[0] is None else {k: v / 2 for k, v in args[0].items()}
-    if node.function == "sign":
+    if rule == "pure":
         return {}
-    if node.function == "where":
-        return _same(args[1], args[2], "where()")
+    if rule == "choice":
+        return _same(args[1], args[2], f"{node.function}()")
     result: Dimensions | None = None
-    for arg in args:  # abs, floor, ceil, min, max, clip: arguments of one dimension
+    for arg in args:  # "same": arguments of one dimension, and the result too
         result = _same(result, arg, f"{node.function}()")
     return result

@@ -156,7 +156,14 @@ def run(
             for twin_id, rows in frame.groupby("twin_id"):
                 axis.plot(rows["time_s"], rows[name], label=str(twin_id))
             axis.set_title(name)
+            axis.set_ylabel(name)
             axis.legend(fontsize=7)
+        axes[-1, 0].set_xlabel("time since the snapshot (s)")
+        figure.suptitle(
+            f"{response.model_id}: one scenario per twin over {horizon_s:g} s "
+            f"({len(response.twins)} twin(s))"
+        )
+        figure.tight_layout(rect=(0, 0, 1, 0.96))
         write_report(
             report,
             "scenario",
@@ -356,9 +363,13 @@ def forecast(
     if report is not None:
         from twinstack.sdk.results import forecast_figure, write_report
 
-        write_report(
-            report, f"forecast {response.forecast_id}", forecast_figure(response, history), {}
+        figure = forecast_figure(response, history)
+        figure.suptitle(
+            f"forecast {response.forecast_id[:8]} of {response.model_id}: {samples:,} runs per "
+            f"twin, {horizon_s:g} s from {response.start_time.ToJsonString()}"
         )
+        figure.tight_layout(rect=(0, 0, 1, 0.96))
+        write_report(report, f"forecast {response.forecast_id}", figure, {})
         if not session.json:
             console.print(f"report: {report}")
 

@@ -106,14 +106,18 @@ def sweep_figure(frame: pd.DataFrame, kpis: list[str], parameters: list[str]) ->
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
     sample = frame.sample(min(len(frame), 5000), random_state=0)
     for c, kpi in enumerate(kpis):
-        axes[0][c].hist(frame[kpi].dropna(), bins=50, color="#3b6ea8")
-        axes[0][c].set_title(kpi)
+        values = frame[kpi].dropna()
+        axes[0][c].hist(values, bins=50, color="#3b6ea8")
+        axes[0][c].set_title(f"{kpi} ({len(values):,} scenarios)")
+        axes[0][c].set_xlabel(kpi)
+        axes[0][c].set_ylabel("scenarios")
         for r, parameter in enumerate(parameters, start=1):
             axes[r][c].scatter(sample[parameter], sample[kpi], s=2, alpha=0.4)
             correlation = sample[[parameter, kpi]].corr(method="spearman").iloc[0, 1]
             axes[r][c].set_xlabel(parameter)
+            axes[r][c].set_ylabel(kpi)
             axes[r][c].set_title(f"{kpi} vs {parameter} (Spearman {correlation:.2f})", fontsize=8)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.95))  # room for the caller's overall title
     return figure
 
 

@@ -49,6 +49,8 @@ from twinstack.modeling.expressions import (
     names_in,
     walk,
 )
+from twinstack.modeling.functions import FUNCTIONS, call_source
+from twinstack.simulation.kernels import SCENARIO_BLOCK
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -58,8 +60,6 @@ COMPILER_VERSION = "2"
 MAX_MODEL_NODES = 4000
 MAX_STATES = 64
 MAX_VARIABLES = 256
-# Scenarios advanced together through all steps: their working set stays in L1/L2 cache.
-SCENARIO_BLOCK = 256
 # fastmath without 'nnan'/'ninf': the kernels test for NaN (never-crossed KPIs, divergence),
 # and those tests must survive optimisation.
 FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
@@ -188,29 +188,7 @@ def _binary(op: str, left: float, right: float) -> float:
 
 
 def _call(function: str, args: list[float]) -> float:
-    one: dict[str, Callable[[float], float]] = {
-        "abs": abs,
-        "sqrt": math.sqrt,
-        "exp": math.exp,
-        "log": math.log,
-        "log10": math.log10,
-        "sin": math.sin,
-        "cos": math.cos,
-        "tan": math.tan,
-        "tanh": math.tanh,
-        "floor": math.floor,
-        "ceil": math.ceil,
-        "sign": lambda x: float((x > 0) - (x < 0)),
-    }
-    if function in one:
-        return float(one[function](args[0]))
-    if function == "min":
-        return min(args)
-    if function == "max":
-        return max(args)
-    if function == "clip":
-        return min(max(args[0], args[1]), args[2])
-    return args[1] if args[0] else args[2]  # where
+    return float(FUNCTIONS[function].evaluate(*args))
 
 
 def _constant_problems(node: Node) -> list[str]:
@@ -288,23 +266,6 @@ def _violations(dynamics: Dynamics) -> list[FieldViolation]:
 
 # --- code generation ----------------------------------------------------------------------
 
-_CALLS = {
-    "abs": "abs",
-    "sqrt": "math.sqrt",
-    "exp": "math.exp",
-    "log": "math.log",
-    "log10": "math.log10",
-    "sin": "math.sin",
-    "cos": "math.cos",
-    "tan": "math.tan",
-    "tanh": "math.tanh",
-    "floor": "np.floor",
-    "ceil": "np.ceil",
-    "sign": "np.sign",
-    "min": "min",
-    "max": "max",
-}
-
 
 def _emit(node: Node, names: Mapping[str, str], *, wrap: bool = True) -> str:
     """Python source for ``node`` with user names replaced by generated identifiers.
@@ -332,12 +293,7 @@ def _emit(node: Node, names: Mapping[str, str], *, wrap: bool = True) -> str:
             return f"({left} ** {right})"
         op = {"and": "&", "or": "|"}.get(node.op, node.op)
         return f"({left} {op} {right})" if wrap else f"{left} {op} {right}"
-    args = [_emit(arg, names) for arg in node.args]
-    if node.function == "where":
-        return f"({args[1]} if {args[0]} else {args[2]})"
-    if node.function == "clip":
-        return f"min(max({args[0]}, {args[1]}), {args[2]})"
-    return f"{_CALLS[node.function]}({', '.join(args)})"
+    return call_source(node.function, [_emit(arg, names) for arg in node.args])
 
 
 class _Writer:

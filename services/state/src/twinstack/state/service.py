@@ -21,7 +21,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import EventPublisher
-from twinstack.common.ids import require_twin_id, twin_id_violation
+from twinstack.common.ids import partition_of, require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, peer_host
 from twinstack.common.nats import (
@@ -43,7 +43,7 @@ from twinstack.state.desired import DesiredValues
 from twinstack.state.history import plan, series_messages
 from twinstack.state.rules import RuleBook
 from twinstack.state.settings import StateSettings
-from twinstack.state.store import StateStore
+from twinstack.state.store import Retirement, StateStore
 from twinstack.state.updater import StalePeriods, StateUpdater
 from twinstack.state.watching import watch_states
 
@@ -140,7 +140,16 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
         # Filtering on the server by key only works when no model widens the set.
         keys = sorted(twin_ids) if not model_id else []
-        with self._watches.hold(peer_host(context.peer() or "")):
+        slot = self._watches.acquire(peer_host(context.peer() or ""))
+
+        # However the call ends — also when gRPC leaves this generator suspended at a yield,
+        # to be closed only by the garbage collector — the slot is free at once.
+        def release(_: Context[object, object]) -> None:
+            slot.release()
+
+        # grpc-stubs declare the callback as a generic class rather than a callable.
+        context.add_done_callback(release)  # type: ignore[arg-type]
+        try:
             # Headers now, not with the first change: a caller knows when its Watch is live.
             await context.send_initial_metadata(())
             async for state, catching_up in watch_states(
@@ -154,6 +163,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                 caller_gone=context.done,
             ):
                 yield state_pb2.WatchResponse(state=state, catching_up=catching_up)
+        finally:
+            slot.release()
 
     async def SetDesired(
         self, request: state_pb2.SetDesiredRequest, context: Context[object, object]
@@ -277,9 +288,16 @@ class StateApp(ServiceApp[StateSettings]):
         partitions = settings.owned_partitions()
         backbone = await self.backbone(resources, "twinstack-state")
         bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
-        catalog = await started(
-            resources, ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        store = StateStore(bucket, cache_twins=settings.state_cache_twins)
+        retirement = Retirement(
+            store,
+            lambda twin_id: partition_of(twin_id, settings.telemetry_partitions) in partitions,
         )
+        resources.push_async_callback(retirement.stop)
+        catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        # Before the catalog starts: twins deleted while this replica was down are retired too.
+        catalog.deletion_listeners.append(retirement.retire)
+        await started(resources, catalog)
         rules = await started(
             resources,
             RuleBook(
@@ -289,7 +307,6 @@ class StateApp(ServiceApp[StateSettings]):
             ),
         )
         alerts = await started(resources, AlertIndex(bucket))
-        store = StateStore(bucket, cache_twins=settings.state_cache_twins)
         influx = await self.influx(resources)
         consumers = [
             PullConsumerSettings(

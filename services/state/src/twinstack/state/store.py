@@ -9,6 +9,8 @@ replica, a partition moving), the write fails on the revision and the document i
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +20,8 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.nats import read_document
+
+logger = logging.getLogger(__name__)
 
 _MAX_CAS_ATTEMPTS = 20
 ResultT = TypeVar("ResultT")
@@ -86,8 +90,51 @@ class StateStore:
             return state, result
         raise RuntimeError(f"state of {twin_id} kept changing under {_MAX_CAS_ATTEMPTS} attempts")
 
+    async def delete(self, twin_id: str) -> None:
+        """Removes a twin's state document, if there is one."""
+        self._cache.pop(twin_id, None)
+        if await self.read(twin_id) is not None:
+            await self._bucket.delete(twin_id)
+
     def _remember(self, state: state_pb2.TwinState) -> None:
         self._cache[state.twin_id] = state
         self._cache.move_to_end(state.twin_id)
         while len(self._cache) > self._cache_twins:
             self._cache.popitem(last=False)
+
+
+class Retirement:
+    """Removes the live state of twins the registry deleted, so that a deleted twin neither
+    lingers as stale nor shows in listings and watches.
+
+    Each replica removes the states of the partitions it owns; the removals run in the
+    background, since the registry's watch reports deletions synchronously.
+
+    Args:
+        store: The live states.
+        owns: Whether this replica owns a twin's partition.
+    """
+
+    def __init__(self, store: StateStore, owns: Callable[[str], bool]) -> None:
+        self._store = store
+        self._owns = owns
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def retire(self, twin_id: str) -> None:
+        """Schedules the removal of a deleted twin's state."""
+        if not self._owns(twin_id):
+            return
+        task = asyncio.get_running_loop().create_task(self._remove(twin_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _remove(self, twin_id: str) -> None:
+        try:
+            await self._store.delete(twin_id)
+        except Exception:
+            logger.exception("could not remove the state of deleted twin %s", twin_id)
+
+    async def stop(self) -> None:
+        """Waits for removals in progress."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
