@@ -1,6 +1,6 @@
 """A read-side view of the registry's twins and models, for services that check data against
 a twin's model (ingestion validates telemetry, state validates desired values and judges
-staleness) and for the registry's own index.
+staleness, simulation compiles dynamics) and for the registry's own index.
 
 Models are immutable once stored, so a resolved model is cached for good; a model this view
 has not seen yet is looked for again after catching up with the bucket.
@@ -10,36 +10,50 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.directory import TwinDirectory
+from twinstack.common.kv_view import KvView
 from twinstack.common.nats import MODEL_KEY_PREFIX
 from twinstack.modeling.document import Model, ModelError, parse_model, version_of
 from twinstack.modeling.resolve import ResolvedModel, Resolver
 
+logger = logging.getLogger(__name__)
 
-class ModelCatalog(TwinDirectory):
-    """Twins and models of the registry bucket, with models resolved on demand."""
 
-    # Twins and models share the bucket (and its revision sequence) with relationships.
-    watched_keys = ">"
+class ModelCatalog:
+    """Twins and models of the registry bucket, with models resolved on demand.
+
+    It follows the whole bucket, relationships included although it does not keep them: the
+    bucket has one revision sequence, and a caller that waits for the revision of a write
+    (:meth:`catch_up`) can only be answered by a view that saw every revision.
+
+    Args:
+        bucket: The ``registry`` bucket.
+    """
 
     def __init__(self, bucket: KeyValue) -> None:
-        super().__init__(bucket)
+        self.view = KvView(bucket)
+        self.twins = TwinDirectory(self.view)
         self.models: dict[str, registry_pb2.Model] = {}
         self.parsed_models: dict[str, Model] = {}
         self._resolver = Resolver(self.parsed_models.get)
+        self.view.subscribe(self._apply, on_lost=lambda: None)
 
-    def apply(self, entry: KeyValue.Entry) -> None:
-        if entry.key.startswith(MODEL_KEY_PREFIX):
-            if entry.value:
-                model = registry_pb2.Model.FromString(entry.value)
-                model.revision = entry.revision or 0
-                self.remember_model(model)
-        else:
-            super().apply(entry)
+    async def start(self) -> None:
+        await self.view.start()
+
+    async def stop(self) -> None:
+        await self.view.stop()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        if entry.key.startswith(MODEL_KEY_PREFIX) and entry.value:
+            model = registry_pb2.Model.FromString(entry.value)
+            model.revision = entry.revision or 0
+            self.remember_model(model)
 
     def remember_model(self, model: registry_pb2.Model) -> None:
         """Takes a stored model version (versions are immutable: the first copy stays)."""
@@ -50,11 +64,20 @@ class ModelCatalog(TwinDirectory):
         except (ModelError, ValueError):
             # Stored models were validated on the way in; this is a document from a future
             # release that this one cannot read. Skip it rather than stop following.
-            logging.getLogger(__name__).exception("stored model %s cannot be read", model.id)
+            logger.exception("stored model %s cannot be read", model.id)
             return
         self.models[model.id] = model
         self.parsed_models[model.id] = parsed
         self._resolver.forget_failures()
+
+    @property
+    def deletion_listeners(self) -> list[Callable[[str], None]]:
+        """Told of every twin the registry deletes (see :class:`TwinDirectory`)."""
+        return self.twins.deletion_listeners
+
+    async def get(self, twin_id: str) -> registry_pb2.Twin | None:
+        """The twin, or None if the registry has no twin with that id."""
+        return await self.twins.get(twin_id)
 
     def resolve(self, model_id: str) -> ResolvedModel:
         """The model with its inheritance resolved; ModelError if it or a reference is unknown."""
@@ -71,8 +94,7 @@ class ModelCatalog(TwinDirectory):
 
     async def catch_up(self) -> None:
         """Waits until every write the bucket held when called is applied here."""
-        status = await self._bucket.status()
-        await self.wait_for_revision(status.stream_info.state.last_seq)
+        await self.view.catch_up()
 
     def is_a(self, model_id: str, ancestor_id: str) -> bool:
         try:

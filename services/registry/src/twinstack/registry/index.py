@@ -3,10 +3,15 @@
 It is rebuilt from a KV watch at start and kept current by it, so every replica can answer
 lists, model lookups and graph queries from memory. One bucket means one revision sequence:
 a caller that waits for the revision of its write (any kind) reads that write here.
+
+It is the model catalog every service has (twins and models, on one view of the bucket), with
+the registry's own indexes added to the same view: twins by model, decoded properties, ids in
+order for paging, and relationships both ways.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from typing import Any
 
@@ -15,14 +20,21 @@ from nats.js.kv import KeyValue
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.nats import RELATIONSHIPS_KEY_PREFIX
+from twinstack.modeling.resolve import ResolvedModel
 from twinstack.modeling.values import to_json
 
 
-class RegistryIndex(ModelCatalog):
-    """Everything in the registry bucket, indexed for lookups, queries and traversal."""
+class RegistryIndex:
+    """Everything in the registry bucket, indexed for lookups, queries and traversal.
+
+    Args:
+        bucket: The ``registry`` bucket.
+    """
 
     def __init__(self, bucket: KeyValue) -> None:
-        super().__init__(bucket)
+        self.catalog = ModelCatalog(bucket)
+        self._view = self.catalog.view
+        self._twins = self.catalog.twins
         self.twins_of_model: defaultdict[str, set[str]] = defaultdict(set)
         # Property values as JSON data, decoded once per write rather than once per query.
         self.plain_properties: dict[str, dict[str, Any]] = {}
@@ -32,43 +44,92 @@ class RegistryIndex(ModelCatalog):
         )
         self._relationship_revisions: dict[str, int] = {}
         self._sorted_of_model: dict[str, list[str]] = {}
+        self._sorted_ids: list[str] | None = None
+        self._twins.change_listeners.append(self._twin_changed)
+        self._view.subscribe(self._apply_relationships, on_lost=self._drop)
 
-    def apply(self, entry: KeyValue.Entry) -> None:
-        if entry.key.startswith(RELATIONSHIPS_KEY_PREFIX):
-            source = entry.key.removeprefix(RELATIONSHIPS_KEY_PREFIX)
-            relationships = registry_pb2.RelationshipSet()
-            if entry.value and entry.operation not in ("DEL", "PURGE"):
-                relationships.ParseFromString(entry.value)
-            self.remember_relationships(source, relationships, entry.revision or 0)
-        else:
-            super().apply(entry)
+    async def start(self) -> None:
+        await self.catalog.start()
+
+    async def stop(self) -> None:
+        await self.catalog.stop()
+
+    def _drop(self) -> None:
+        self.twins_of_model.clear()
+        self.plain_properties.clear()
+        self._sorted_of_model.clear()
+        self._sorted_ids = None
+
+    # What every catalog has ---------------------------------------------------------------
+
+    @property
+    def models(self) -> dict[str, registry_pb2.Model]:
+        return self.catalog.models
+
+    @property
+    def parsed_models(self) -> dict[str, Any]:
+        return self.catalog.parsed_models
+
+    def remember_model(self, model: registry_pb2.Model) -> None:
+        self.catalog.remember_model(model)
+
+    def resolve(self, model_id: str) -> ResolvedModel:
+        return self.catalog.resolve(model_id)
+
+    async def resolve_current(self, model_id: str) -> ResolvedModel:
+        return await self.catalog.resolve_current(model_id)
+
+    def is_a(self, model_id: str, ancestor_id: str) -> bool:
+        return self.catalog.is_a(model_id, ancestor_id)
+
+    def latest_version(self, base_id: str) -> str | None:
+        return self.catalog.latest_version(base_id)
+
+    async def catch_up(self) -> None:
+        await self.catalog.catch_up()
+
+    async def loaded(self) -> None:
+        """Returns once the initial values of the bucket are in."""
+        await self._view.loaded()
+
+    async def wait_for_revision(self, revision: int) -> None:
+        """Returns once every change up to ``revision`` is reflected here."""
+        await self._view.wait_for_revision(revision)
 
     # Twins ------------------------------------------------------------------------------
 
+    async def get(self, twin_id: str) -> registry_pb2.Twin | None:
+        return await self._twins.get(twin_id)
+
+    def cached(self, twin_id: str) -> registry_pb2.Twin | None:
+        return self._twins.cached(twin_id)
+
     def remember(self, twin: registry_pb2.Twin) -> None:
-        previous = self._twins.get(twin.id)
-        super().remember(twin)
-        if self._twins.get(twin.id) is not twin:
-            return
-        if previous is not None and previous.model_id != twin.model_id:
-            self.twins_of_model[previous.model_id].discard(twin.id)
-            self._sorted_of_model.pop(previous.model_id, None)
-        if previous is None or previous.model_id != twin.model_id:
-            self.twins_of_model[twin.model_id].add(twin.id)
-            self._sorted_of_model.pop(twin.model_id, None)
-        self.plain_properties[twin.id] = {k: to_json(v) for k, v in twin.properties.items()}
+        """Takes a twin the registry just wrote, unless a newer revision is held."""
+        self._twins.remember(twin)
 
     def forget(self, twin_id: str) -> None:
-        twin = self._twins.get(twin_id)
-        if twin is not None:
-            self.twins_of_model[twin.model_id].discard(twin_id)
-            self._sorted_of_model.pop(twin.model_id, None)
-            self.plain_properties.pop(twin_id, None)
-        super().forget(twin_id)
+        self._twins.forget(twin_id)
 
     def twin(self, twin_id: str) -> registry_pb2.Twin | None:
         """The twin as indexed (not a copy: callers must not modify it)."""
-        return self._twins.get(twin_id)
+        return self._twins.twin(twin_id)
+
+    def _twin_changed(
+        self, twin_id: str, before: registry_pb2.Twin | None, after: registry_pb2.Twin | None
+    ) -> None:
+        if before is None or after is None:
+            self._sorted_ids = None
+        if before is not None and (after is None or before.model_id != after.model_id):
+            self.twins_of_model[before.model_id].discard(twin_id)
+            self._sorted_of_model.pop(before.model_id, None)
+        if after is not None and (before is None or before.model_id != after.model_id):
+            self.twins_of_model[after.model_id].add(twin_id)
+            self._sorted_of_model.pop(after.model_id, None)
+        if after is None:
+            self.plain_properties.pop(twin_id, None)
+        else:
+            self.plain_properties[twin_id] = {k: to_json(v) for k, v in after.properties.items()}
 
     def sorted_twins_of_model(self, model_id: str) -> list[str]:
         """Ids of the twins of exactly this model, sorted (cached until one comes or goes)."""
@@ -79,17 +140,30 @@ class RegistryIndex(ModelCatalog):
         return cached
 
     def twin_ids(self) -> list[str]:
-        """Every twin id, sorted."""
+        """Every twin id, sorted (cached until a twin comes or goes)."""
         if self._sorted_ids is None:
-            self._sorted_ids = sorted(self._twins)
+            self._sorted_ids = sorted(self._twins.ids())
         return self._sorted_ids
 
-    async def loaded(self) -> None:
-        """Returns once the initial values of the bucket are in."""
-        await self._loaded.wait()
-        self._require_following()
+    async def page(self, after_id: str, limit: int) -> tuple[list[registry_pb2.Twin], bool]:
+        """Up to ``limit`` twins after ``after_id`` in id order, and whether more follow."""
+        await self.loaded()
+        ids = self.twin_ids()
+        start = bisect.bisect_right(ids, after_id)
+        chunk = ids[start : start + limit]
+        twins = [self._twins.twin(twin_id) for twin_id in chunk]
+        return [t for t in twins if t is not None], start + limit < len(ids)
 
     # Relationships ----------------------------------------------------------------------
+
+    def _apply_relationships(self, entry: KeyValue.Entry) -> None:
+        if not entry.key.startswith(RELATIONSHIPS_KEY_PREFIX):
+            return
+        source = entry.key.removeprefix(RELATIONSHIPS_KEY_PREFIX)
+        relationships = registry_pb2.RelationshipSet()
+        if entry.value and entry.operation not in ("DEL", "PURGE"):
+            relationships.ParseFromString(entry.value)
+        self.remember_relationships(source, relationships, entry.revision or 0)
 
     def remember_relationships(
         self, source: str, relationships: registry_pb2.RelationshipSet, revision: int
