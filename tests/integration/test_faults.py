@@ -14,9 +14,9 @@ from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.devstack import InfluxServer, NatsServer
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
 BATCHES = 40

@@ -36,13 +36,13 @@ from twinstack.api.state.v1 import state_pb2
 from twinstack.common.nats import TELEMETRY_STREAM, Backbone
 from twinstack.common.server import GrpcServer
 from twinstack.devstack import free_port
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
-from twinstack.simulation.service import SimulationApp
+from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
-from twinstack.state.service import StateApp
+from twinstack.state.app import StateApp
 from twinstack.state.settings import StateSettings
 
 settings.register_profile(

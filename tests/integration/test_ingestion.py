@@ -20,9 +20,9 @@ from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, TELEMETRY_STREAM, Backbone
 from twinstack.common.series import ALL_MEASUREMENTS, from_clause
 from twinstack.devstack import InfluxServer
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 from twinstack.sdk import make_frame
 

@@ -21,9 +21,9 @@ from twinstack.api.common.v1 import types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
 REGISTRY_TRACE = "0af7651916cd43dd8448eb211c80319c"

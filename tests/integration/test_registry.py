@@ -14,7 +14,7 @@ from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
 from twinstack.devstack import NatsServer
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
 DEVICE = "dtmi:twinstack:test:Device;1"

@@ -16,7 +16,7 @@ from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import EVENTS_STREAM, Backbone
 from twinstack.devstack.ontology import generate as generate_ontology
 from twinstack.devstack.ontology import interface_id
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 from twinstack.sdk.values import from_python
 

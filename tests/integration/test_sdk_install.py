@@ -15,7 +15,7 @@ import pytest
 from docs_blocks import ROOT
 
 from twinstack.common.server import GrpcServer
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
 SERVER_SIDE = {

@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.errors import NotFoundError
 from twinstack.common.server import GrpcServer
-from twinstack.registry.service import SERVICE_NAME, RegistryApp
+from twinstack.registry.app import RegistryApp
+from twinstack.registry.service import SERVICE_NAME
 from twinstack.registry.settings import RegistrySettings
 from twinstack.sdk import Client, ConnectConfig, Endpoints
 

@@ -27,14 +27,14 @@ from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, Backbone
 from twinstack.devstack import free_port
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 from twinstack.sdk import make_frame
-from twinstack.simulation.service import SimulationApp
+from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
-from twinstack.state.service import StateApp
+from twinstack.state.app import StateApp
 from twinstack.state.settings import StateSettings
 
 TANK = "dtmi:twinstack:test:Tank;1"

@@ -28,12 +28,12 @@ from twinstack.common.nats import (
     message_headers,
     telemetry_subject,
 )
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 from twinstack.sdk import make_frame
-from twinstack.state.service import StateApp
+from twinstack.state.app import StateApp
 from twinstack.state.settings import StateSettings
 
 DEVICE = "dtmi:twinstack:test:Device;1"

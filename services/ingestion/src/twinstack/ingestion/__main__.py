@@ -3,7 +3,7 @@
 import asyncio
 
 from twinstack.common.server import serve
-from twinstack.ingestion.service import IngestionApp
+from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from twinstack.common.server import serve
-from twinstack.registry.service import RegistryApp
+from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
 
 

@@ -4,18 +4,15 @@ the query module and the index."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, TypeAlias
 
 import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.errors import UnavailableError
-from twinstack.common.nats import REGISTRY_BUCKET, key_value
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.registry.index import RegistryIndex
-from twinstack.registry.models import ModelLimits, ModelStore
+from twinstack.registry.models import ModelStore
 from twinstack.registry.query import parse_query, run_query
 from twinstack.registry.relationships import RelationshipStore
 from twinstack.registry.settings import RegistrySettings
@@ -180,37 +177,4 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return registry_pb2.ListRelationshipsResponse(
             relationships=chunk,
             page=next_page(key(chunk[-1]) if len(after) > page.size else None),
-        )
-
-
-class RegistryApp(ServiceApp[RegistrySettings]):
-    """The registry as the server bootstrap runs it."""
-
-    service_names = (SERVICE_NAME,)
-
-    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
-        settings = self.settings
-        backbone = await self.backbone(resources, "twinstack-registry")
-        bucket = await key_value(backbone.js, REGISTRY_BUCKET)
-        js = backbone.js
-        index = await started(resources, RegistryIndex(bucket))
-        servicer = RegistryServicer(
-            ModelStore(
-                bucket,
-                js,
-                index,
-                ModelLimits(
-                    max_source_bytes=settings.max_model_source_bytes,
-                    max_models=settings.max_models_per_request,
-                    max_dtdl_schema_nodes=settings.max_dtdl_schema_nodes,
-                    max_import_notes=settings.max_import_notes,
-                ),
-            ),
-            TwinStore(bucket, js, settings.max_properties_per_twin, index),
-            RelationshipStore(bucket, js, index),
-            index,
-            settings,
-        )
-        return lambda server: registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            servicer, server
         )

@@ -3,7 +3,7 @@
 import asyncio
 
 from twinstack.common.server import serve
-from twinstack.simulation.service import SimulationApp
+from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
 
 

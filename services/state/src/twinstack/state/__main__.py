@@ -3,7 +3,7 @@
 import asyncio
 
 from twinstack.common.server import serve
-from twinstack.state.service import StateApp
+from twinstack.state.app import StateApp
 from twinstack.state.settings import StateSettings
 
 

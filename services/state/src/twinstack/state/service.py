@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from nats.js.errors import NoKeysError
 
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
-from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.errors import (
     FieldViolation,
     InvalidArgumentError,
@@ -21,30 +17,22 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import EventPublisher
-from twinstack.common.ids import partition_of, require_twin_id, twin_id_violation
+from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, peer_host
 from twinstack.common.nats import (
-    ALERT_RULES_BUCKET,
-    REGISTRY_BUCKET,
-    STATE_TWINS_BUCKET,
-    TELEMETRY_STREAM,
     Backbone,
-    key_value,
-    telemetry_partition_filter,
 )
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.common.server import attributed_to
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
-from twinstack.state.alerts import AlertEvaluator
 from twinstack.state.desired import DesiredValues
 from twinstack.state.history import plan, series_messages
 from twinstack.state.rules import RuleBook
 from twinstack.state.settings import StateSettings
-from twinstack.state.store import Retirement, StateStore
-from twinstack.state.updater import StalePeriods, StateUpdater
+from twinstack.state.store import StateStore
 from twinstack.state.watching import watch_states
 
 logger = logging.getLogger(__name__)
@@ -276,70 +264,3 @@ def _require_twin_ids(twin_ids: Sequence[str]) -> None:
     ]
     if violations:
         raise InvalidArgumentError("invalid twin ids", violations)
-
-
-class StateApp(ServiceApp[StateSettings]):
-    """The state service as the server bootstrap runs it."""
-
-    service_names = (SERVICE_NAME,)
-
-    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
-        settings = self.settings
-        partitions = settings.owned_partitions()
-        backbone = await self.backbone(resources, "twinstack-state")
-        bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
-        store = StateStore(bucket, cache_twins=settings.state_cache_twins)
-        retirement = Retirement(
-            store,
-            lambda twin_id: partition_of(twin_id, settings.telemetry_partitions) in partitions,
-        )
-        resources.push_async_callback(retirement.stop)
-        catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
-        # Before the catalog starts: twins deleted while this replica was down are retired too.
-        catalog.deletion_listeners.append(retirement.retire)
-        await started(resources, catalog)
-        rules = await started(
-            resources,
-            RuleBook(
-                await key_value(backbone.js, ALERT_RULES_BUCKET),
-                catalog,
-                max_rules=settings.max_alert_rules,
-            ),
-        )
-        alerts = await started(resources, AlertIndex(bucket))
-        influx = await self.influx(resources)
-        consumers = [
-            PullConsumerSettings(
-                stream=TELEMETRY_STREAM,
-                subject=telemetry_partition_filter(partition),
-                durable=f"{settings.state_durable}-p{partition}",
-                fetch_messages=settings.state_fetch_messages,
-                fetch_timeout_s=settings.state_fetch_timeout_s,
-                ack_wait_s=settings.state_ack_wait_s,
-                max_deliver=settings.state_max_deliver,
-                redelivery_backoff_s=settings.state_redelivery_backoff_s,
-            )
-            for partition in partitions
-        ]
-        updater = StateUpdater(
-            backbone.js,
-            store,
-            AlertEvaluator(rules.rules_for),
-            StalePeriods(
-                catalog,
-                periods=settings.state_stale_periods,
-                default_s=settings.state_default_stale_after_s,
-            ),
-            consumers,
-            partitions,
-            settings.telemetry_partitions,
-            settings.state_staleness_check_interval_s,
-        )
-        try:
-            known = await bucket.keys()
-        except NoKeysError:
-            known = []
-        await updater.start(known)
-        resources.push_async_callback(updater.stop)
-        servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)
-        return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)

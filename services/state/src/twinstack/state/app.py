@@ -1,0 +1,96 @@
+"""The state service as the server bootstrap runs it: its dependencies acquired in order
+and released in reverse, and its servicer registered."""
+
+from __future__ import annotations
+
+import contextlib
+
+from nats.js.errors import NoKeysError
+
+from twinstack.api.state.v1 import state_pb2_grpc
+from twinstack.common.app import Registration, ServiceApp, started
+from twinstack.common.catalog import ModelCatalog
+from twinstack.common.consumer import PullConsumerSettings
+from twinstack.common.ids import partition_of
+from twinstack.common.nats import (
+    ALERT_RULES_BUCKET,
+    REGISTRY_BUCKET,
+    STATE_TWINS_BUCKET,
+    TELEMETRY_STREAM,
+    key_value,
+    telemetry_partition_filter,
+)
+from twinstack.state.alert_index import AlertIndex
+from twinstack.state.alerts import AlertEvaluator
+from twinstack.state.rules import RuleBook
+from twinstack.state.service import SERVICE_NAME, StateServicer
+from twinstack.state.settings import StateSettings
+from twinstack.state.store import Retirement, StateStore
+from twinstack.state.updater import StalePeriods, StateUpdater
+
+
+class StateApp(ServiceApp[StateSettings]):
+    """The state service as the server bootstrap runs it."""
+
+    service_names = (SERVICE_NAME,)
+
+    async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
+        settings = self.settings
+        partitions = settings.owned_partitions()
+        backbone = await self.backbone(resources, "twinstack-state")
+        bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
+        store = StateStore(bucket, cache_twins=settings.state_cache_twins)
+        retirement = Retirement(
+            store,
+            lambda twin_id: partition_of(twin_id, settings.telemetry_partitions) in partitions,
+        )
+        resources.push_async_callback(retirement.stop)
+        catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        # Before the catalog starts: twins deleted while this replica was down are retired too.
+        catalog.deletion_listeners.append(retirement.retire)
+        await started(resources, catalog)
+        rules = await started(
+            resources,
+            RuleBook(
+                await key_value(backbone.js, ALERT_RULES_BUCKET),
+                catalog,
+                max_rules=settings.max_alert_rules,
+            ),
+        )
+        alerts = await started(resources, AlertIndex(bucket))
+        influx = await self.influx(resources)
+        consumers = [
+            PullConsumerSettings(
+                stream=TELEMETRY_STREAM,
+                subject=telemetry_partition_filter(partition),
+                durable=f"{settings.state_durable}-p{partition}",
+                fetch_messages=settings.state_fetch_messages,
+                fetch_timeout_s=settings.state_fetch_timeout_s,
+                ack_wait_s=settings.state_ack_wait_s,
+                max_deliver=settings.state_max_deliver,
+                redelivery_backoff_s=settings.state_redelivery_backoff_s,
+            )
+            for partition in partitions
+        ]
+        updater = StateUpdater(
+            backbone.js,
+            store,
+            AlertEvaluator(rules.rules_for),
+            StalePeriods(
+                catalog,
+                periods=settings.state_stale_periods,
+                default_s=settings.state_default_stale_after_s,
+            ),
+            consumers,
+            partitions,
+            settings.telemetry_partitions,
+            settings.state_staleness_check_interval_s,
+        )
+        try:
+            known = await bucket.keys()
+        except NoKeysError:
+            known = []
+        await updater.start(known)
+        resources.push_async_callback(updater.stop)
+        servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)
+        return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)
