@@ -598,8 +598,9 @@ def history(
                 f"{', '.join(twin_ids)} have: {', '.join(sorted(declared)) or 'no telemetry'}"
             )
         fields = field or sorted(declared)
-        if aggregation not in ("none", "count", "first", "last"):
-            # Averages of text and true/false are not defined: those fields are skipped.
+        if not field and aggregation not in ("none", "count", "first", "last"):
+            # Averages of text and true/false are not defined: by default those fields are left
+            # out; named explicitly, the service says why it cannot aggregate them.
             fields = [f for f in fields if declared[f].get("schema") in ("double", "integer")]
         found = client.state.query_history(
             twin_ids,
