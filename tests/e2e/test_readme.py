@@ -24,7 +24,7 @@ from twinstack.sdk import Client, ConnectConfig, Endpoints
 from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
 
 README = ROOT / "README.md"
-NOT_RUN_HERE = ("make ", "kubectl ")
+NOT_RUN_HERE = ("make ", "kubectl ", "docker ")
 DEFAULT_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulation": 50054}
 
 
@@ -88,10 +88,10 @@ def run(command: list[str] | str, env: dict[str, str]) -> subprocess.CompletedPr
     )
 
 
-def readme_commands() -> list[str]:
+def commands_of(path: Path) -> list[str]:
     return [
         command
-        for block in blocks(README, "bash")
+        for block in blocks(path, "bash")
         for command in shell_commands(block)
         if not command.startswith(NOT_RUN_HERE)
     ]
@@ -100,7 +100,7 @@ def readme_commands() -> list[str]:
 def test_every_readme_command_works_as_written(
     platform: LocalPlatform, user: dict[str, str]
 ) -> None:
-    commands = readme_commands()
+    commands = commands_of(README)
     assert len(commands) >= 20
     outputs = {}
     for command in commands:
@@ -114,6 +114,18 @@ def test_every_readme_command_works_as_written(
     assert (Path(user["PWD"]) / "t.png").read_bytes()[:4] == b"\x89PNG"
     demo_again = run("uv run twinstack demo", user)
     assert demo_again.returncode == 0, demo_again.stderr
+
+
+def test_every_command_of_the_docs_works_as_written(
+    platform: LocalPlatform, user: dict[str, str]
+) -> None:
+    commands = [c for path in DOCUMENTS if path != README for c in commands_of(path)]
+    assert len(commands) >= 5
+    for command in commands:
+        done = run(localised(command, platform), user)
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stdout + done.stderr, command
+    assert (Path(user["PWD"]) / "press.parquet").read_bytes()[:4] == b"PAR1"
 
 
 def test_every_python_block_runs_as_written(platform: LocalPlatform, user: dict[str, str]) -> None:

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from twinstack.api.simulation.v1 import simulation_pb2
-from twinstack.cli.shared import console, emit, open_client, session
-from twinstack.sdk import Client
+from twinstack.cli.shared import console, emit, errors, open_client, session, show_api_error
+from twinstack.sdk import Client, RevisionMismatchError
 from twinstack.sdk.values import to_python
 
 if TYPE_CHECKING:
@@ -300,7 +300,10 @@ def apply(
     results: Annotated[Path, typer.Argument(help="Parquet results of a sweep of twins.")],
     kpi: Annotated[str, typer.Option(help="KPI to optimise.")],
     maximize: Annotated[bool, typer.Option(help="Pick the highest value.")] = False,
-    latest: Annotated[bool, typer.Option(help="Condition on the current state revision.")] = False,
+    latest: Annotated[
+        bool,
+        typer.Option(help="Condition on the current state revision, not the sweep's (fed twins)."),
+    ] = False,
 ) -> None:
     """Apply the best scenario of a sweep as desired values.
 
@@ -311,7 +314,16 @@ def apply(
     frame = sweep_frame(results.read_bytes())
     row = best_scenario(frame, kpi, minimize=not maximize)
     with open_client() as client:
-        state = apply_scenario(client, frame, row, latest=latest)
+        try:
+            state = apply_scenario(client, frame, row, latest=latest)
+        except RevisionMismatchError as error:
+            show_api_error(error)
+            errors.print(
+                "the twin's state moved on since the sweep began (telemetry changes it too); "
+                "--latest applies the scenario to the current state",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
     desired = {name: to_python(field.value) for name, field in state.desired.items()}
     emit(
         {"scenario": int(row["scenario"]), "twin_id": state.twin_id, "desired": desired,
