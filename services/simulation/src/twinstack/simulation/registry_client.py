@@ -3,6 +3,8 @@ query (QueryTwins), through the SDK's asyncio client."""
 
 from __future__ import annotations
 
+import contextlib
+
 from twinstack import sdk
 from twinstack.common.errors import FieldViolation, InvalidArgumentError, UnavailableError
 
@@ -29,11 +31,14 @@ class RegistryQueries:
             UnavailableError: The registry did not answer.
         """
         ids: list[str] = []
+        twins = self._client.registry.query_twins(query, page_size=QUERY_PAGE_SIZE)
         try:
-            async for twin in self._client.registry.query_twins(query, page_size=QUERY_PAGE_SIZE):
-                ids.append(twin.id)
-                if len(ids) >= limit:
-                    break
+            # Closed at once when the limit stops the paging early, not when collected.
+            async with contextlib.aclosing(twins):  # type: ignore[type-var]
+                async for twin in twins:
+                    ids.append(twin.id)
+                    if len(ids) >= limit:
+                        break
         except sdk.InvalidArgumentError as error:
             raise InvalidArgumentError(
                 "invalid twin query", [FieldViolation("twins.query", error.message)]
