@@ -3,6 +3,7 @@ state (get, watch, desired values), history (table, terminal chart, PNG) and ale
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
@@ -33,7 +34,7 @@ from twinstack.cli.shared import (
     short,
     values_of,
 )
-from twinstack.sdk import Client, Point, make_frame
+from twinstack.sdk import ApiError, Client, Point, make_frame
 from twinstack.sdk.examples import SensorFeeder
 from twinstack.sdk.values import to_python
 
@@ -256,16 +257,16 @@ def state_table(states: list[state_pb2.TwinState], title: str) -> Table:
     return table
 
 
-def _field_table(state: state_pb2.TwinState) -> Table:
-    """One twin's fields as rows: reported value and its time, desired value, delta."""
+def _field_table(state: state_pb2.TwinState, units: dict[str, str] | None = None) -> Table:
+    """One twin's fields as rows: reported value, unit and time, desired value, delta."""
     active = ", ".join(a.rule_id for a in state.alerts.values() if a.active) or "none"
     table = Table(
         title=f"{state.twin_id} ({state.model_id}): {_connectivity(state)}, "
         f"revision {state.revision}, active alerts: {active}",
         title_justify="left",
     )
-    for column in ("field", "reported", "measured at (UTC)", "desired", "delta"):
-        table.add_column(column, justify="left" if column == "field" else "right")
+    for column in ("field", "reported", "unit", "measured at (UTC)", "desired", "delta"):
+        table.add_column(column, justify="left" if column in ("field", "unit") else "right")
     for name in sorted(set(state.reported) | set(state.desired)):
         reported = state.reported.get(name)
         desired = state.desired.get(name)
@@ -273,6 +274,7 @@ def _field_table(state: state_pb2.TwinState) -> Table:
         table.add_row(
             name,
             "" if reported is None else short(to_python(reported.value)),
+            (units or {}).get(name, ""),
             "" if reported is None else short(reported.time.ToDatetime(tzinfo=UTC)),
             "" if desired is None else short(to_python(desired.value)),
             "" if delta is None else short(to_python(delta)),
@@ -495,13 +497,19 @@ def ingest(
 @state_app.command("get")
 def state_get(twin_ids: Annotated[list[str], typer.Argument(help="One or more twins.")]) -> None:
     """Live state: latest values and their times, desired values, alerts."""
+    units: dict[str, str] = {}
     with open_client() as client:
         found = client.state.get_states(twin_ids)
+        if len(found.states) == 1 and not session.json:
+            # Units come from the twin's model; without the registry the table has none.
+            with contextlib.suppress(ApiError):
+                declared = model_telemetry(client, [found.states[0].twin_id])
+                units = {name: str(spec.get("unit", "")) for name, spec in declared.items()}
     states = list(found.states)
 
     def human() -> None:
         if len(states) == 1:
-            console.print(_field_table(states[0]))
+            console.print(_field_table(states[0], units))
         elif states:
             console.print(state_table(states, "live state"))
         if found.missing_twin_ids:
