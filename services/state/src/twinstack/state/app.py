@@ -77,7 +77,7 @@ class StateApp(ServiceApp[StateSettings]):
             store,
             AlertEvaluator(rules.rules_for),
             StalePeriods(
-                catalog,
+                catalog.resolve,
                 periods=settings.state_stale_periods,
                 default_s=settings.state_default_stale_after_s,
             ),

@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -24,11 +24,11 @@ from opentelemetry import metrics
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.api.state.v1 import state_pb2
-from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
 from twinstack.common.events import ALERT_CLEARED, ALERT_RAISED, STATE_DEAD_LETTER, EventPublisher
 from twinstack.common.ids import TWIN_ID_PATTERN, partition_of
 from twinstack.modeling.document import ModelError
+from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alerts import AlertChange, AlertEvaluator, alert_event
 from twinstack.state.live import is_stale, merge
 from twinstack.state.store import StateStore
@@ -45,8 +45,10 @@ _LATENCY = _meter.create_histogram(
 class StalePeriods:
     """How long a twin may stay silent before it is stale, from its model's sample periods."""
 
-    def __init__(self, catalog: ModelCatalog, *, periods: float, default_s: float) -> None:
-        self._catalog = catalog
+    def __init__(
+        self, resolve: Callable[[str], ResolvedModel], *, periods: float, default_s: float
+    ) -> None:
+        self._resolve = resolve
         self._periods = periods
         self._default_s = default_s
         self._cache: dict[str, float] = {}
@@ -57,7 +59,7 @@ class StalePeriods:
             try:
                 declared = [
                     t.sample_period_s
-                    for t in self._catalog.resolve(model_id).telemetry.values()
+                    for t in self._resolve(model_id).telemetry.values()
                     if t.sample_period_s
                 ]
             except ModelError:
