@@ -294,7 +294,7 @@ def calibrate(
 
     Args:
         twin_id: The twin.
-        parameters: The parameters to fit (empty: every parameter of the model).
+        parameters: The parameters to fit (empty: every parameter with a min and a max).
         start: From (default: an hour before ``end``).
         end: To (default: now).
         step_s: The integration step.
