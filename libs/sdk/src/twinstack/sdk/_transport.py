@@ -91,7 +91,7 @@ class SyncTransport:
 
     def __init__(self, config: ConnectConfig) -> None:
         self.config = config
-        self.channels = {name: config.channel(name) for name, _ in config.endpoints.items()}
+        self.channels = config.channels()
         self._stubs = {name: _STUBS[name](channel) for name, channel in self.channels.items()}
 
     def method(self, service: ServiceName, name: str) -> Any:
@@ -147,7 +147,7 @@ class AsyncTransport:
 
     def __init__(self, config: ConnectConfig) -> None:
         self.config = config
-        self.channels = {name: config.aio_channel(name) for name, _ in config.endpoints.items()}
+        self.channels = config.aio_channels()
         self._stubs = {name: _STUBS[name](channel) for name, channel in self.channels.items()}
 
     def method(self, service: ServiceName, name: str) -> Any:

@@ -210,20 +210,29 @@ class ConnectConfig:
             options.append(("grpc.ssl_target_name_override", self.server_name_override))
         return options
 
-    def channel(self, service: ServiceName) -> grpc.Channel:
-        """A synchronous channel to one service."""
-        address = self.endpoints.address(service)
+    def channels(self) -> dict[ServiceName, grpc.Channel]:
+        """A synchronous channel to each service (the TLS files read once for all)."""
         credentials = self.credentials()
-        options = self.channel_options(service)
-        if credentials is None:
-            return grpc.insecure_channel(address, options)
-        return grpc.secure_channel(address, credentials, options)
+        found: dict[ServiceName, grpc.Channel] = {}
+        for service, address in self.endpoints.items():
+            options = self.channel_options(service)
+            found[service] = (
+                grpc.insecure_channel(address, options)
+                if credentials is None
+                else grpc.secure_channel(address, credentials, options)
+            )
+        return found
 
-    def aio_channel(self, service: ServiceName) -> grpc.aio.Channel:
-        """An asyncio channel to one service (create it inside the event loop that uses it)."""
-        address = self.endpoints.address(service)
+    def aio_channels(self) -> dict[ServiceName, grpc.aio.Channel]:
+        """An asyncio channel to each service; create them inside the event loop that uses
+        them."""
         credentials = self.credentials()
-        options = self.channel_options(service)
-        if credentials is None:
-            return grpc.aio.insecure_channel(address, options)
-        return grpc.aio.secure_channel(address, credentials, options)
+        found: dict[ServiceName, grpc.aio.Channel] = {}
+        for service, address in self.endpoints.items():
+            options = self.channel_options(service)
+            found[service] = (
+                grpc.aio.insecure_channel(address, options)
+                if credentials is None
+                else grpc.aio.secure_channel(address, credentials, options)
+            )
+        return found
