@@ -32,7 +32,7 @@ def test_a_twin_is_stale_after_some_of_its_slowest_sample_periods() -> None:
 class Deleted(StateStore):
     """The store's delete, recorded instead of sent to a bucket."""
 
-    def __init__(self) -> None:  # no bucket: nothing reaches NATS
+    def __init__(self) -> None:
         self.deleted: list[str] = []
 
     async def delete(self, twin_id: str) -> None:
@@ -41,44 +41,19 @@ class Deleted(StateStore):
 
 async def test_only_the_owner_of_a_twins_partition_retires_its_state() -> None:
     store = Deleted()
-    forgotten: list[str] = []
     retirement = Retirement(store, owns=lambda twin_id: twin_id.startswith("mine-"))
-    retirement.start([], forget=forgotten.append)
     retirement.retire("mine-1")
     retirement.retire("theirs-1")
-    await retirement.idle()
     await retirement.stop()
     assert store.deleted == ["mine-1"]
-    assert forgotten == ["mine-1"], "the updater stops checking it"
 
 
-async def test_deletions_replayed_at_start_only_touch_twins_that_have_a_state() -> None:
-    store = Deleted()
-    retirement = Retirement(store, owns=lambda _: True)
-    for twin_id in ("gone-long-ago", "gone-while-down", "gone-too"):
-        retirement.retire(twin_id)  # the registry watch replays its deletion markers
-    assert store.deleted == [], "nothing is removed before the stored states are known"
-    retirement.start(["gone-while-down", "alive"], forget=lambda _: None)
-    await retirement.idle()
-    await retirement.stop()
-    assert store.deleted == ["gone-while-down"]
-
-
-async def test_a_failed_removal_is_logged_and_the_next_goes_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    class FailingOnce(Deleted):
+async def test_a_failed_removal_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(Deleted):
         async def delete(self, twin_id: str) -> None:
-            if twin_id == "mine-2":
-                raise ConnectionError("nats away")
-            await super().delete(twin_id)
+            raise ConnectionError("nats away")
 
-    store = FailingOnce()
-    retirement = Retirement(store, owns=lambda _: True)
-    retirement.start([], forget=lambda _: None)
+    retirement = Retirement(Failing(), owns=lambda _: True)
     retirement.retire("mine-2")
-    retirement.retire("mine-3")
-    await retirement.idle()
     await retirement.stop()
     assert "could not remove the state of deleted twin mine-2" in caplog.text
-    assert store.deleted == ["mine-3"]

@@ -92,6 +92,5 @@ class StateApp(ServiceApp[StateSettings]):
             known = []
         await updater.start(known)
         resources.push_async_callback(updater.stop)
-        retirement.start(known, forget=updater.forget)
         servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)
         return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)

@@ -10,10 +10,9 @@ replica, a partition moving), the write fails on the revision and the document i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
 
 from nats.js.errors import KeyWrongLastSequenceError
@@ -108,11 +107,8 @@ class Retirement:
     """Removes the live state of twins the registry deleted, so that a deleted twin neither
     lingers as stale nor shows in listings and watches.
 
-    Each replica removes the states of the partitions it owns, one after the other in the
-    background (the registry's watch reports deletions synchronously). Deletions reported
-    before :meth:`start` — the watch replays every deletion the bucket remembers — are kept
-    until then and removed only for twins that still have a state, so a restart does not read
-    the state of every twin ever deleted.
+    Each replica removes the states of the partitions it owns; the removals run in the
+    background, since the registry's watch reports deletions synchronously.
 
     Args:
         store: The live states.
@@ -122,53 +118,23 @@ class Retirement:
     def __init__(self, store: StateStore, owns: Callable[[str], bool]) -> None:
         self._store = store
         self._owns = owns
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._before_start: set[str] | None = set()
-        self._forget: Callable[[str], None] = lambda _: None
-        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def retire(self, twin_id: str) -> None:
-        """Takes the deletion of a twin."""
+        """Schedules the removal of a deleted twin's state."""
         if not self._owns(twin_id):
             return
-        if self._before_start is not None:
-            self._before_start.add(twin_id)
-        else:
-            self._queue.put_nowait(twin_id)
+        task = asyncio.get_running_loop().create_task(self._remove(twin_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def start(self, stored: Iterable[str], forget: Callable[[str], None]) -> None:
-        """Begins removing states.
-
-        Args:
-            stored: The twins that have a state now (of the deletions reported before, only
-                theirs are removed).
-            forget: Told of each twin before its state is removed (the updater stops checking
-                it for staleness).
-        """
-        self._forget = forget
-        waiting, self._before_start = self._before_start or set(), None
-        for twin_id in sorted(waiting.intersection(stored)):
-            self._queue.put_nowait(twin_id)
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="retirement")
-
-    async def _run(self) -> None:
-        while True:
-            twin_id = await self._queue.get()
-            try:
-                self._forget(twin_id)
-                await self._store.delete(twin_id)
-            except Exception:
-                # The deletion is replayed at the next start, which tries again.
-                logger.exception("could not remove the state of deleted twin %s", twin_id)
-            finally:
-                self._queue.task_done()
-
-    async def idle(self) -> None:
-        """Returns once every removal taken so far is done."""
-        await self._queue.join()
+    async def _remove(self, twin_id: str) -> None:
+        try:
+            await self._store.delete(twin_id)
+        except Exception:
+            logger.exception("could not remove the state of deleted twin %s", twin_id)
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        """Waits for removals in progress."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

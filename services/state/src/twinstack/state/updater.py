@@ -103,10 +103,6 @@ class StateUpdater:
         self._known: set[str] = set()
         self._clock_task: asyncio.Task[None] | None = None
 
-    def forget(self, twin_id: str) -> None:
-        """Stops checking a deleted twin for staleness."""
-        self._known.discard(twin_id)
-
     async def start(self, known_twins: Sequence[str]) -> None:
         self._known.update(
             t for t in known_twins if partition_of(t, self._partition_count) in self._partitions
