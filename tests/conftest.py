@@ -23,6 +23,7 @@ from twinstack.common.nats import Backbone
 from twinstack.common.server import GrpcServer, Service
 from twinstack.common.settings import ServiceSettings
 from twinstack.devstack import InfluxServer, NatsServer
+from twinstack.devstack.ray_cluster import RayCluster
 from twinstack.sdk.models import example_model_sources, model_sources
 
 # A permissive model (tests/models/device.yaml) for tests about something other than models.
@@ -56,13 +57,28 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """One local Ray (2 CPUs) for the whole session; its GCS address, for subprocesses."""
-    import ray
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """One real Ray cluster for the session: a head and a second node of 1 CPU each, on
+    loopback, with the Jobs API and token authentication. Tests that lose a node add their own.
+    """
+    cluster = RayCluster(
+        tmp_path_factory.mktemp("ray"), num_cpus=1, object_store_bytes=256 * 2**20
+    )
+    cluster.start()
+    try:
+        cluster.add_node(1)
+        yield cluster
+    finally:
+        cluster.stop()
 
-    context: Any = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield str(context.address_info["gcs_address"])
-    ray.shutdown()
+
+@pytest.fixture(scope="session")
+def ray_settings(ray_cluster: RayCluster) -> dict[str, Any]:
+    """Simulation settings that point at the session's Ray cluster."""
+    return {
+        "ray_jobs_address": ray_cluster.jobs_address,
+        "ray_auth_token_file": ray_cluster.token_path,
+    }
 
 
 @pytest.fixture

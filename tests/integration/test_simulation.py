@@ -1,5 +1,6 @@
 """Scenario runs, sweeps, forecasts and calibration against real nats-server, influxd and the
-session's local Ray, with the registry, ingestion and state services in front as in production."""
+session's local Ray cluster (sweeps run there as Ray jobs), with the registry, ingestion and
+state services in front as in production."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
+from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc, sweep_pb2, sweep_pb2_grpc
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, Backbone
@@ -48,13 +51,23 @@ class Platform:
     ingestion: ingestion_pb2_grpc.IngestionServiceAsyncStub
     state: state_pb2_grpc.StateServiceAsyncStub
     simulation: simulation_pb2_grpc.SimulationServiceAsyncStub
-    results_dir: Path
+    sweeps: sweep_pb2_grpc.SweepServiceAsyncStub
+    downloads: Path
 
-    def results_of(self, result: simulation_pb2.SweepResult) -> Path:
-        """The Parquet file of a finished sweep, where this test's service keeps it (the API
-        names results, it does not reveal server paths)."""
-        assert str(self.results_dir) not in result.results_path
-        return self.results_dir / f"{result.sweep_id}.parquet"
+    async def results_of(self, sweep: sweep_pb2.Sweep) -> pa.Table:
+        """A succeeded sweep's rows, read through ReadSweepResults part by part."""
+        directory = self.downloads / sweep.sweep_id
+        directory.mkdir(parents=True, exist_ok=True)
+        parts: dict[str, bytearray] = {}
+        request = sweep_pb2.ReadSweepResultsRequest(sweep_id=sweep.sweep_id)
+        async for piece in self.sweeps.ReadSweepResults(request, timeout=60):
+            data = parts.setdefault(piece.part, bytearray())
+            assert piece.offset == len(data)
+            data += piece.data
+        assert len(parts) == sweep.results.part_count
+        for name, data in parts.items():
+            (directory / name).write_bytes(data)
+        return pq.read_table(directory).sort_by("scenario")
 
     async def twin(self, twin_id: str, model_id: str, **properties: float) -> None:
         twin = registry_pb2.Twin(
@@ -89,11 +102,12 @@ class Platform:
         return {name: f.value.double_value for name, f in state.reported.items()}
 
     async def sweep(
-        self, request: simulation_pb2.RunSweepRequest, deadline_s: float = 120
-    ) -> tuple[list[simulation_pb2.RunSweepResponse], simulation_pb2.SweepResult]:
-        messages = [m async for m in self.simulation.RunSweep(request, timeout=deadline_s)]
-        assert messages[-1].HasField("result")
-        return messages, messages[-1].result
+        self, spec: sweep_pb2.SweepSpec, deadline_s: float = 180
+    ) -> tuple[list[sweep_pb2.Sweep], sweep_pb2.Sweep]:
+        """Submits and watches a sweep to its end (RunSweep)."""
+        request = sweep_pb2.RunSweepRequest(spec=spec)
+        messages = [m.sweep async for m in self.sweeps.RunSweep(request, timeout=deadline_s)]
+        return messages, messages[-1]
 
 
 @pytest.fixture
@@ -101,8 +115,9 @@ async def platform(
     infra_settings: dict[str, Any],
     serve_app: Any,
     store_test_models: Any,
-    ray_address: str,
+    ray_settings: dict[str, Any],
     tmp_path: Path,
+    eventually: Any,
 ) -> AsyncIterator[Platform]:
     # A port known before it serves: the simulation service reaches the registry for twin
     # selections given as queries.
@@ -123,17 +138,28 @@ async def platform(
             **infra_settings,
             registry_target=f"127.0.0.1:{registry_port}",
             scenarios_per_task=2500,
-            results_dir=tmp_path / "results",
+            **ray_settings,
+            sweep_schedule_interval_s=0.2,
         )
         async with serve_app(
             simulation_settings, SimulationApp(simulation_settings)
         ) as simulation_channel:
+            health: Any = health_pb2_grpc.HealthStub(simulation_channel)
+            sweep_service = sweep_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name
+
+            async def sweeps_serving() -> bool:
+                check = health_pb2.HealthCheckRequest(service=sweep_service)
+                response = await health.Check(check, timeout=5)
+                return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+            await eventually(sweeps_serving, timeout_s=60)
             yield Platform(
                 registry,
                 ingestion_pb2_grpc.IngestionServiceStub(ingestion_channel),
                 state_pb2_grpc.StateServiceStub(state_channel),
                 simulation_pb2_grpc.SimulationServiceStub(simulation_channel),
-                tmp_path / "results",
+                sweep_pb2_grpc.SweepServiceStub(simulation_channel),
+                tmp_path / "downloads",
             )
 
 
@@ -143,10 +169,10 @@ def pump_final_temperature(load: float, horizon_s: float) -> float:
     return equilibrium + (25.0 - equilibrium) * math.exp(-0.6 / 400.0 * horizon_s)
 
 
-async def test_builtin_sweep_streams_progress_stores_parquet_and_is_reproducible(
+async def test_builtin_sweep_runs_as_a_job_stores_parquet_parts_and_is_reproducible(
     platform: Platform,
 ) -> None:
-    request = simulation_pb2.RunSweepRequest(
+    spec = sweep_pb2.SweepSpec(
         model="pump_thermal",
         sampler=simulation_pb2.SAMPLER_LATIN_HYPERCUBE,
         ranges={"load": simulation_pb2.ParameterRange(min=0.5, max=1.0)},
@@ -154,49 +180,58 @@ async def test_builtin_sweep_streams_progress_stores_parquet_and_is_reproducible
         horizon_s=1800.0,
         step_s=2.0,
         seed=11,
+        objective=sweep_pb2.Objective(kpi="final_temperature_c", maximize=True),
+        best_count=3,
     )
-    messages, result = await platform.sweep(request)
-    assert result.scenario_count == 10_000
-    assert result.task_count == 4
+    messages, sweep = await platform.sweep(spec)
+    assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+    assert sweep.scenarios_total == sweep.scenarios_done == 10_000
+    assert sweep.chunks_total == sweep.chunks_done == 4
+    assert messages[0].state in (sweep_pb2.SWEEP_STATE_QUEUED, sweep_pb2.SWEEP_STATE_RUNNING)
     done = [m.scenarios_done for m in messages]
     assert done == sorted(done)
-    assert done[0] == 0
-    assert done[-1] == 10_000
-    assert len(messages) >= 5, "a first message, one per task, and the result"
-    kpis = {k.name: k for k in result.kpis}
+    revisions = [m.revision for m in messages]
+    assert revisions == sorted(set(revisions))
+    kpis = {k.name: k for k in sweep.summary.kpis}
     final = kpis["final_temperature_c"]
     assert final.min >= pump_final_temperature(0.5, 1800.0) - 1e-6
     assert final.max <= pump_final_temperature(1.0, 1800.0) + 1e-6
     # Latin hypercube on a final temperature linear in load: the median is the middle load's.
     assert final.p50 == pytest.approx(pump_final_temperature(0.75, 1800.0), abs=0.05)
+    assert sum(final.counts) == 10_000 - final.missing
+    assert len(final.bin_edges) == len(final.counts) + 1
+    # The hottest scenarios are those with the most load; load drives temperature up.
+    assert [b.objective for b in sweep.summary.best] == sorted(
+        (b.objective for b in sweep.summary.best), reverse=True
+    )
+    assert sweep.summary.best[0].objective == pytest.approx(final.max)
+    assert sweep.summary.best[0].values["load"] > 0.99
+    sensitivity = {(s.variable, s.kpi): s.correlation for s in sweep.summary.sensitivity}
+    assert sensitivity[("load", "final_temperature_c")] > 0.99
 
-    table = pq.read_table(platform.results_of(result))
+    table = await platform.results_of(sweep)
     assert table.num_rows == 10_000
+    assert table.column("scenario").to_pylist() == list(range(10_000))
     assert set(table.column_names) >= {"scenario", "seed", "load", "final_temperature_c"}
     provenance = json.loads(table.schema.metadata[b"twinstack.provenance"])
+    assert provenance == json.loads(sweep.provenance_json)
     assert provenance["model"] == {"builtin": "pump_thermal"}
     assert provenance["spec"]["seed"] == "11"
     assert provenance["code_version"]["compiler"]
+    # Every stratum of the Latin hypercube is visited exactly once.
+    strata = np.floor((table.column("load").to_numpy() - 0.5) / 0.5 * 10_000)
+    assert sorted(strata.astype(int).tolist()) == list(range(10_000))
     load = table.column("load").to_numpy()
     expected = [pump_final_temperature(x, 1800.0) for x in load[:50]]
     np.testing.assert_allclose(
         table.column("final_temperature_c").to_numpy()[:50], expected, rtol=1e-6
     )
 
-    _, again = await platform.sweep(request)
-    second = pq.read_table(platform.results_of(again))
-    assert again.sweep_id != result.sweep_id
+    _, again = await platform.sweep(spec)
+    assert again.sweep_id != sweep.sweep_id
+    second = await platform.results_of(again)
     assert second.drop(["twin_id"]).equals(table.drop(["twin_id"])), "bit for bit"
-
-    fetched = b"".join(
-        [
-            chunk.data
-            async for chunk in platform.simulation.FetchSweepResults(
-                simulation_pb2.FetchSweepResultsRequest(sweep_id=result.sweep_id), timeout=30
-            )
-        ]
-    )
-    assert fetched == await asyncio.to_thread(platform.results_of(result).read_bytes)
+    assert again.summary == sweep.summary
 
 
 async def test_stochastic_builtins_are_reproducible_per_seed(platform: Platform) -> None:

@@ -12,6 +12,7 @@ import grpc
 
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import Backbone
+from twinstack.common.server import HealthSetter
 from twinstack.common.settings import ServiceSettings
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -41,6 +42,9 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
         self.settings = settings
         self._resources = contextlib.AsyncExitStack()
         self._registration: Registration | None = None
+        # What each gRPC service's health should be, applied once the server serves.
+        self._serving: dict[str, bool] = {}
+        self._set_serving: HealthSetter | None = None
 
     @abc.abstractmethod
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
@@ -60,6 +64,17 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
 
     async def stop(self) -> None:
         await self._resources.aclose()
+
+    async def attach_health(self, set_serving: HealthSetter) -> None:
+        self._set_serving = set_serving
+        for name, serving in self._serving.items():
+            await set_serving(name, serving)
+
+    async def report_health(self, name: str, serving: bool) -> None:
+        """Serving or not for one of :attr:`service_names` (the others are unaffected)."""
+        self._serving[name] = serving
+        if self._set_serving is not None:
+            await self._set_serving(name, serving)
 
     async def backbone(self, resources: contextlib.AsyncExitStack, name: str) -> Backbone:
         """The NATS connection, closed last of all (it was opened first)."""

@@ -55,6 +55,9 @@ INGESTION_DEAD_LETTER = EventType("ingestion", "deadletter")
 """A telemetry message the historian could not store: ``evt.ingestion.deadletter.<twin>``."""
 STATE_DEAD_LETTER = EventType("state", "deadletter")
 """A telemetry message the state service could not apply: ``evt.state.deadletter.<twin>``."""
+SWEEP_CHANGED = EventType("simulation", "sweep")
+"""A sweep was queued, progressed, succeeded, failed or was cancelled:
+``evt.simulation.sweep.<sweep id>`` (the Sweep message)."""
 
 EVENT_TYPES = (
     MODEL_CHANGED,
@@ -66,6 +69,7 @@ EVENT_TYPES = (
     ALERT_PREDICTED,
     INGESTION_DEAD_LETTER,
     STATE_DEAD_LETTER,
+    SWEEP_CHANGED,
 )
 
 

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import (
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -47,6 +48,15 @@ RELATIONSHIPS_KEY_PREFIX = "relationships."
 STATE_TWINS_BUCKET = "state_twins"
 # Alert rules by rule id (state).
 ALERT_RULES_BUCKET = "alert_rules"
+# Sweep records (sweeps.<sweep id>) and idempotency keys (requests.<hash>) (simulation).
+SWEEPS_BUCKET = "sweeps"
+# The chunk ledger: <sweep id>.<chunk index> exists once that chunk's results are stored.
+SWEEP_CHUNKS_BUCKET = "sweep_chunks"
+# Each running sweep's driver lease, renewed while the driver lives; entries expire.
+SWEEP_DRIVERS_BUCKET = "sweep_drivers"
+SWEEP_DRIVER_LEASE_TTL_S = 60.0
+# The embedded results store: sweep jobs and result parts (Parquet).
+SWEEP_RESULTS_STORE = "sweep_results"
 
 # Failures to reach NATS, as opposed to answers from it: a retry later can succeed.
 NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -156,6 +166,38 @@ class JetStreamLayout:
                 replicas=self.replicas,
                 storage=StorageType.FILE,
             ),
+            KeyValueConfig(
+                bucket=SWEEPS_BUCKET,
+                description="Sweep records and submission keys (simulation)",
+                history=1,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=SWEEP_CHUNKS_BUCKET,
+                description="Chunks of sweeps whose results are stored, with partial summaries",
+                history=1,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=SWEEP_DRIVERS_BUCKET,
+                description="Leases of running sweep drivers (simulation)",
+                history=1,
+                ttl=SWEEP_DRIVER_LEASE_TTL_S,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+        ]
+
+    def object_stores(self) -> list[ObjectStoreConfig]:
+        return [
+            ObjectStoreConfig(
+                bucket=SWEEP_RESULTS_STORE,
+                description="Sweep jobs and result parts (simulation)",
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            )
         ]
 
 
@@ -201,6 +243,13 @@ async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> 
             # KV streams carry settings the client library derives itself; an existing bucket
             # with other settings is kept, never recreated, because that would drop its data.
             logger.warning("KV bucket %s exists with other settings; kept as it is", bucket.bucket)
+    for store in layout.object_stores():
+        try:
+            await js.create_object_store(store.bucket, config=store)
+        except BadRequestError as error:
+            if error.err_code != _STREAM_CONFIG_CONFLICT:
+                raise
+            logger.warning("object store %s exists with other settings; kept", store.bucket)
 
 
 async def read_document(

@@ -69,6 +69,9 @@ class Service(Protocol):
         """Releases its dependencies, after the last call has drained."""
 
 
+HealthSetter = Callable[[str, bool], Awaitable[None]]
+
+
 Behavior = Callable[..., Any]
 # Strings: grpc's handler type is generic only in its stubs, not at run time.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -306,6 +309,7 @@ class GrpcServer:
             ],
         )
         self.port = 0
+        self._stopping = False
 
     @property
     def health_names(self) -> list[str]:
@@ -336,11 +340,23 @@ class GrpcServer:
         await self._server.start()
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # A service whose gRPC services can stop serving one by one (a dependency only one of
+        # them needs is down) is told how once the server serves.
+        attach_health = getattr(self._service, "attach_health", None)
+        if attach_health is not None:
+            await attach_health(self._set_serving)
         logger.info("serving", extra={"port": self.port, "services": self._service.service_names})
         return self.port
 
+    async def _set_serving(self, name: str, serving: bool) -> None:
+        if name not in self._service.service_names or self._stopping:
+            return
+        status = health_pb2.HealthCheckResponse
+        await self._health.set(name, status.SERVING if serving else status.NOT_SERVING)
+
     async def stop(self) -> None:
         """NOT_SERVING, wait for probes to notice, drain calls in flight, stop the service."""
+        self._stopping = True
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._settings.shutdown_not_serving_delay_s:

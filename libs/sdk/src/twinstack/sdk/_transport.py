@@ -12,14 +12,14 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
 from twinstack.api.ingestion.v1 import ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2_grpc
-from twinstack.api.simulation.v1 import simulation_pb2_grpc
+from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
 from twinstack.api.state.v1 import state_pb2_grpc
 from twinstack.sdk.config import ConnectConfig, ServiceName
 from twinstack.sdk.errors import ApiError
@@ -27,12 +27,19 @@ from twinstack.sdk.errors import ApiError
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_STUBS: dict[ServiceName, Callable[[Any], Any]] = {
-    "registry": registry_pb2_grpc.RegistryServiceStub,
-    "ingestion": ingestion_pb2_grpc.IngestionServiceStub,
-    "state": state_pb2_grpc.StateServiceStub,
-    "simulation": simulation_pb2_grpc.SimulationServiceStub,
+# A gRPC service and the endpoint that serves it (sweeps are served by the simulation service).
+StubName = ServiceName | Literal["sweeps"]
+_STUBS: dict[StubName, tuple[ServiceName, Callable[[Any], Any]]] = {
+    "registry": ("registry", registry_pb2_grpc.RegistryServiceStub),
+    "ingestion": ("ingestion", ingestion_pb2_grpc.IngestionServiceStub),
+    "state": ("state", state_pb2_grpc.StateServiceStub),
+    "simulation": ("simulation", simulation_pb2_grpc.SimulationServiceStub),
+    "sweeps": ("simulation", sweep_pb2_grpc.SweepServiceStub),
 }
+
+
+def _stubs(channels: dict[ServiceName, Any]) -> dict[StubName, Any]:
+    return {name: stub(channels[endpoint]) for name, (endpoint, stub) in _STUBS.items()}
 
 
 def _identity(response: Any) -> Any:
@@ -43,7 +50,7 @@ def _identity(response: Any) -> Any:
 class Unary(Generic[T]):
     """One request, one response, turned into the result by ``result``."""
 
-    service: ServiceName
+    service: StubName
     method: str
     request: Message
     result: Callable[[Any], T] = _identity
@@ -54,7 +61,7 @@ class Unary(Generic[T]):
 class Paged(Generic[T]):
     """A List/Query call fetched page after page; yields the items of ``items``."""
 
-    service: ServiceName
+    service: StubName
     method: str
     request: Any
     items: str
@@ -77,7 +84,7 @@ class Reduction(Generic[T]):
 class Streamed(Generic[T]):
     """A server-streaming call whose messages fold into one result."""
 
-    service: ServiceName
+    service: StubName
     method: str
     request: Message
     reduction: Reduction[T]
@@ -92,9 +99,9 @@ class SyncTransport:
     def __init__(self, config: ConnectConfig) -> None:
         self.config = config
         self.channels = config.channels()
-        self._stubs = {name: _STUBS[name](channel) for name, channel in self.channels.items()}
+        self._stubs = _stubs(self.channels)
 
-    def method(self, service: ServiceName, name: str) -> Any:
+    def method(self, service: StubName, name: str) -> Any:
         """A stub's method (for the streaming calls the areas drive themselves)."""
         return getattr(self._stubs[service], name)
 
@@ -148,9 +155,9 @@ class AsyncTransport:
     def __init__(self, config: ConnectConfig) -> None:
         self.config = config
         self.channels = config.aio_channels()
-        self._stubs = {name: _STUBS[name](channel) for name, channel in self.channels.items()}
+        self._stubs = _stubs(self.channels)
 
-    def method(self, service: ServiceName, name: str) -> Any:
+    def method(self, service: StubName, name: str) -> Any:
         """A stub's method (for the streaming calls the areas drive themselves)."""
         return getattr(self._stubs[service], name)
 

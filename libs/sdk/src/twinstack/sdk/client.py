@@ -1,7 +1,7 @@
 """The two clients: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
 
-Both have the same areas with the same methods — ``registry``, ``telemetry``, ``state`` and
-``simulation`` — built from one definition per call.
+Both have the same areas with the same methods — ``registry``, ``telemetry``, ``state``,
+``simulation`` and ``sweeps`` — built from one definition per call.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from twinstack.sdk._registry import AsyncRegistry, Registry
 from twinstack.sdk._simulation import AsyncSimulation, Simulation
 from twinstack.sdk._state import AsyncState, State
+from twinstack.sdk._sweeps import AsyncSweeps, Sweeps
 from twinstack.sdk._telemetry import AsyncTelemetry, Telemetry
 from twinstack.sdk._transport import AsyncTransport, SyncTransport
 from twinstack.sdk.config import ConnectConfig
@@ -40,7 +41,8 @@ class Client:
         registry: Models, twins and relationships.
         telemetry: Telemetry into the platform.
         state: Live state, desired values, history and alerts.
-        simulation: Scenario runs, sweeps, forecasts and calibration.
+        simulation: Scenario runs, forecasts and calibration.
+        sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -50,6 +52,7 @@ class Client:
         self.telemetry = Telemetry(self._transport)
         self.state = State(self._transport)
         self.simulation = Simulation(self._transport)
+        self.sweeps = Sweeps(self._transport)
 
     def __enter__(self) -> Client:
         return self
@@ -92,7 +95,8 @@ class AsyncClient:
         registry: Models, twins and relationships.
         telemetry: Telemetry into the platform.
         state: Live state, desired values, history and alerts.
-        simulation: Scenario runs, sweeps, forecasts and calibration.
+        simulation: Scenario runs, forecasts and calibration.
+        sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -102,6 +106,7 @@ class AsyncClient:
         self.telemetry = AsyncTelemetry(self._transport)
         self.state = AsyncState(self._transport)
         self.simulation = AsyncSimulation(self._transport)
+        self.sweeps = AsyncSweeps(self._transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self

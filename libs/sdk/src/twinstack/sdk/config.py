@@ -13,7 +13,7 @@ import grpc
 
 from twinstack.api.ingestion.v1 import ingestion_pb2
 from twinstack.api.registry.v1 import registry_pb2
-from twinstack.api.simulation.v1 import simulation_pb2
+from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
 from twinstack.api.state.v1 import state_pb2
 
 ServiceName = Literal["registry", "ingestion", "state", "simulation"]
@@ -25,11 +25,15 @@ _DEFAULT_ADDRESSES: dict[ServiceName, str] = {
     "state": "127.0.0.1:50053",
     "simulation": "127.0.0.1:50054",
 }
+# The gRPC services each endpoint serves (the simulation service serves sweeps too).
 _SERVICE_DESCRIPTORS = {
-    "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-    "ingestion": ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
-    "state": state_pb2.DESCRIPTOR.services_by_name["StateService"],
-    "simulation": simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"],
+    "registry": [registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]],
+    "ingestion": [ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"]],
+    "state": [state_pb2.DESCRIPTOR.services_by_name["StateService"]],
+    "simulation": [
+        simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"],
+        sweep_pb2.DESCRIPTOR.services_by_name["SweepService"],
+    ],
 }
 # Calls that change nothing: sending one again after a lost answer cannot apply anything twice.
 _READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Query", "Fetch")
@@ -107,9 +111,9 @@ class RetryPolicy:
     def service_config(self, service: ServiceName) -> str:
         """The gRPC service config (JSON) that applies this policy to ``service``'s read-only
         methods."""
-        descriptor = _SERVICE_DESCRIPTORS[service]
         names = [
             {"service": descriptor.full_name, "method": method.name}
+            for descriptor in _SERVICE_DESCRIPTORS[service]
             for method in descriptor.methods
             if method.name.startswith(_READ_ONLY_PREFIXES)
         ]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from twinstack.api.simulation.v1 import simulation_pb2
 from twinstack.api.state.v1 import state_pb2
@@ -19,11 +19,18 @@ if TYPE_CHECKING:
     from twinstack.sdk import Client
 
 
-def sweep_frame(parquet: bytes) -> pd.DataFrame:
-    """One row per scenario; the provenance is in ``frame.attrs["provenance"]``."""
-    table = pq.read_table(io.BytesIO(parquet))
-    frame = table.to_pandas()
-    metadata = table.schema.metadata or {}
+def sweep_dataset(directory: str | Path) -> ds.Dataset:
+    """A downloaded sweep's parts (``client.sweeps.download_results``) as one dataset, read
+    lazily: filter and project it before loading, for sweeps larger than memory."""
+    return ds.dataset(str(directory), format="parquet")
+
+
+def sweep_frame(directory: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A downloaded sweep's rows (or some of its columns); the provenance is in
+    ``frame.attrs["provenance"]``."""
+    dataset = sweep_dataset(directory)
+    frame = dataset.to_table(columns=columns).to_pandas()
+    metadata = dataset.schema.metadata or {}
     frame.attrs["provenance"] = json.loads(metadata.get(b"twinstack.provenance", b"{}"))
     return frame
 

@@ -1,33 +1,71 @@
 """The simulation service as the server bootstrap runs it: its dependencies acquired in order
-and released in reverse, and its servicer registered."""
+and released in reverse, and its servicers registered.
+
+Two gRPC services: SimulationService (scenario runs, forecasts, calibration, computed in this
+process) and SweepService (sweeps as Ray jobs). This process never joins the Ray cluster; it
+submits sweep drivers through Ray's Jobs API, and while that API does not answer, only the
+sweep service reports NOT_SERVING.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 
-import ray
-
 from twinstack import sdk
-from twinstack.api.simulation.v1 import simulation_pb2_grpc
+from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
 from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.events import EventPublisher
-from twinstack.common.nats import REGISTRY_BUCKET, STATE_TWINS_BUCKET, key_value
+from twinstack.common.nats import (
+    REGISTRY_BUCKET,
+    STATE_TWINS_BUCKET,
+    SWEEP_DRIVERS_BUCKET,
+    SWEEPS_BUCKET,
+    key_value,
+)
+from twinstack.simulation import service as simulation_service
+from twinstack.simulation import sweep_service
 from twinstack.simulation.compiler import KERNEL_CACHE_ENV, use_cache_dir
+from twinstack.simulation.ray_jobs import RayJobs
+from twinstack.simulation.records import DriverLeases, SweepRecords
 from twinstack.simulation.registry_client import RegistryQueries
-from twinstack.simulation.service import SERVICE_NAME, SimulationServicer, sweep_limits
+from twinstack.simulation.results_store import open_results_store
+from twinstack.simulation.scheduler import QueuePolicy, SweepScheduler
+from twinstack.simulation.service import SimulationServicer, sweep_limits
 from twinstack.simulation.settings import SimulationSettings
 from twinstack.simulation.snapshot import SnapshotTaker
-from twinstack.simulation.sweep_runner import SweepRunner
+from twinstack.simulation.sweep_planner import SweepPlanner
+from twinstack.simulation.sweep_service import SweepServicer
 
 logger = logging.getLogger(__name__)
+
+# Settings a sweep driver needs, handed to it (and its workers) in the job's environment.
+DRIVER_SETTINGS = (
+    "nats_url",
+    "nats_request_timeout_s",
+    "nats_connect_timeout_s",
+    "results_uri",
+    "kernel_cache_dir",
+    "sweep_tasks_in_flight",
+    "sweep_lease_interval_s",
+    "sweep_progress_interval_s",
+    "log_level",
+    "log_format",
+)
+
+
+def driver_environment(settings: SimulationSettings) -> dict[str, str]:
+    """The environment of sweep drivers and their Ray workers."""
+    env = {f"TWINSTACK_{name.upper()}": str(getattr(settings, name)) for name in DRIVER_SETTINGS}
+    env[KERNEL_CACHE_ENV] = str(settings.kernel_cache_dir)
+    return env
 
 
 class SimulationApp(ServiceApp[SimulationSettings]):
     """The simulation service as the server bootstrap runs it."""
 
-    service_names = (SERVICE_NAME,)
+    service_names = (simulation_service.SERVICE_NAME, sweep_service.SERVICE_NAME)
 
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
         settings = self.settings
@@ -49,23 +87,46 @@ class SimulationApp(ServiceApp[SimulationSettings]):
             max_twins=settings.max_snapshot_twins,
         )
         use_cache_dir(settings.kernel_cache_dir)
-        if not ray.is_initialized():
-            address = settings.ray_address
-            ray.init(
-                address=address,
-                num_cpus=None if address else settings.ray_num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {KERNEL_CACHE_ENV: str(settings.kernel_cache_dir)}},
-            )
-            resources.callback(ray.shutdown)
-            logger.info("ray connected", extra={"ray_address": address or "local"})
-        sweeps = SweepRunner(
-            snapshots, sweep_limits(settings), settings.results_dir, settings.sweep_tasks_in_flight
+        events = EventPublisher(backbone.js)
+        records = SweepRecords(await key_value(backbone.js, SWEEPS_BUCKET))
+
+        async def report_ray(available: bool) -> None:
+            await self.report_health(sweep_service.SERVICE_NAME, available)
+
+        scheduler = await started(
+            resources,
+            SweepScheduler(
+                records,
+                DriverLeases(await key_value(backbone.js, SWEEP_DRIVERS_BUCKET)),
+                RayJobs(
+                    settings.ray_jobs_address,
+                    settings.sweep_driver_python,
+                    driver_environment(settings),
+                    settings.ray_auth_token_file,
+                ),
+                QueuePolicy(
+                    max_running=settings.max_running_sweeps,
+                    max_running_per_submitter=settings.max_running_sweeps_per_submitter,
+                    tick_s=settings.sweep_schedule_interval_s,
+                    lease_timeout_s=settings.sweep_lease_timeout_s,
+                    driver_start_timeout_s=settings.sweep_driver_start_timeout_s,
+                    max_driver_attempts=settings.max_sweep_driver_attempts,
+                ),
+                report_ray,
+            ),
         )
-        servicer = SimulationServicer(
-            settings, snapshots, sweeps, influx, EventPublisher(backbone.js)
+        limits = sweep_limits(settings)
+        simulation = SimulationServicer(settings, snapshots, influx, events)
+        sweeps = SweepServicer(
+            SweepPlanner(snapshots, limits),
+            records,
+            open_results_store(settings.results_uri, backbone.js),
+            scheduler,
+            events,
         )
-        return lambda server: simulation_pb2_grpc.add_SimulationServiceServicer_to_server(
-            servicer, server
-        )
+
+        def register(server: object) -> None:
+            simulation_pb2_grpc.add_SimulationServiceServicer_to_server(simulation, server)
+            sweep_pb2_grpc.add_SweepServiceServicer_to_server(sweeps, server)
+
+        return register

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from google.protobuf import json_format
 
 from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
@@ -16,110 +12,17 @@ from twinstack.common.ids import require_twin_id
 from twinstack.common.influx import InfluxStore
 from twinstack.common.times import timestamp_ns
 from twinstack.simulation.calibration import CalibrationRequest, calibrate_twin
-from twinstack.simulation.compiler import Integrator
 from twinstack.simulation.forecast import Forecast, run_forecast
 from twinstack.simulation.kernels import BUILTIN_MODELS
-from twinstack.simulation.sampling import Sampler
 from twinstack.simulation.scenario import run_scenario
 from twinstack.simulation.settings import SimulationSettings
 from twinstack.simulation.snapshot import Snapshot, SnapshotTaker
-from twinstack.simulation.sweep import Limits, Progress, SweepSpec
-from twinstack.simulation.sweep_runner import SweepOutcome, SweepRequest, SweepRunner
+from twinstack.simulation.sweep import Limits, SweepSpec
+from twinstack.simulation.sweep_messages import integrator_of
 
 SERVICE_NAME = simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"].full_name
-INTEGRATORS = {
-    simulation_pb2.INTEGRATOR_UNSPECIFIED: Integrator.RK4,
-    simulation_pb2.INTEGRATOR_RK4: Integrator.RK4,
-    simulation_pb2.INTEGRATOR_EULER: Integrator.EULER,
-}
-SAMPLERS = {
-    simulation_pb2.SAMPLER_UNSPECIFIED: Sampler.RANDOM,
-    simulation_pb2.SAMPLER_GRID: Sampler.GRID,
-    simulation_pb2.SAMPLER_RANDOM: Sampler.RANDOM,
-    simulation_pb2.SAMPLER_LATIN_HYPERCUBE: Sampler.LATIN_HYPERCUBE,
-    simulation_pb2.SAMPLER_SOBOL: Sampler.SOBOL,
-}
-RESULTS_CHUNK_BYTES = 1024 * 1024
 DEFAULT_FORECAST_SAMPLES = 1000
 DEFAULT_ALERT_PROBABILITY = 0.5
-
-
-def _integrator(value: int) -> Integrator:
-    integrator: Integrator | None = INTEGRATORS.get(value)  # type: ignore[call-overload]
-    if integrator is None:
-        raise InvalidArgumentError(
-            "unknown integrator", [FieldViolation("integrator", "RK4 or EULER")]
-        )
-    return integrator
-
-
-def _sampler(value: int) -> Sampler:
-    sampler: Sampler | None = SAMPLERS.get(value)  # type: ignore[call-overload]
-    if sampler is None:
-        raise InvalidArgumentError(
-            "unknown sampler", [FieldViolation("sampler", "GRID, RANDOM, LHS or SOBOL")]
-        )
-    return sampler
-
-
-def _sweep_request(request: simulation_pb2.RunSweepRequest) -> SweepRequest:
-    spec = SweepSpec(
-        horizon_s=request.horizon_s,
-        step_s=request.step_s,
-        sampler=_sampler(request.sampler),
-        ranges={n: (r.min, r.max, r.levels) for n, r in request.ranges.items()},
-        samples=request.samples,
-        replicates=request.replicates or 1,
-        overrides=dict(request.overrides),
-        input_noise=dict(request.input_noise),
-        schedule=[(step.at_s, dict(step.values)) for step in request.input_schedule],
-        integrator=_integrator(request.integrator),
-        seed=request.seed,
-        thresholds=dict(request.thresholds),
-    )
-    return SweepRequest(
-        spec=spec,
-        model=request.model,
-        twin_ids=list(request.twins.twin_ids),
-        query=request.twins.query,
-        submitted=json_format.MessageToDict(request, preserving_proto_field_name=True),
-    )
-
-
-def _progress(sweep_id: str, progress: Progress) -> simulation_pb2.RunSweepResponse:
-    return simulation_pb2.RunSweepResponse(
-        sweep_id=sweep_id,
-        scenarios_done=progress.scenarios_done,
-        scenarios_total=progress.scenarios_total,
-        tasks_done=progress.tasks_done,
-        tasks_total=progress.tasks_total,
-    )
-
-
-def _sweep_result(outcome: SweepOutcome) -> simulation_pb2.SweepResult:
-    return simulation_pb2.SweepResult(
-        sweep_id=outcome.sweep_id,
-        scenario_count=outcome.scenario_count,
-        task_count=outcome.task_count,
-        kpis=[
-            simulation_pb2.KpiSummary(
-                name=s.name,
-                mean=s.mean,
-                min=s.min,
-                max=s.max,
-                p05=s.p05,
-                p50=s.p50,
-                p95=s.p95,
-                missing=s.missing,
-            )
-            for s in outcome.summaries
-        ],
-        results_path=outcome.results_path,
-        results_bytes=outcome.results_bytes,
-        provenance_json=outcome.provenance_json,
-        diverged=outcome.diverged,
-        elapsed_s=outcome.elapsed_s,
-    )
 
 
 def _forecast_response(forecast: Forecast) -> simulation_pb2.ForecastResponse:
@@ -170,13 +73,11 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         self,
         settings: SimulationSettings,
         snapshots: SnapshotTaker,
-        sweeps: SweepRunner,
         influx: InfluxStore,
         events: EventPublisher,
     ) -> None:
         self._settings = settings
         self._snapshots = snapshots
-        self._sweeps = sweeps
         self._influx = influx
         self._events = events
         self._limits = sweep_limits(settings)
@@ -212,7 +113,7 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             step_s=request.step_s,
             overrides=dict(request.overrides),
             input_noise=dict(request.input_noise),
-            integrator=_integrator(request.integrator),
+            integrator=integrator_of(request.integrator),
             seed=request.seed,
             thresholds=dict(request.thresholds),
         )
@@ -244,34 +145,6 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             ],
         )
 
-    async def RunSweep(
-        self, request: simulation_pb2.RunSweepRequest, context: Any
-    ) -> AsyncIterator[simulation_pb2.RunSweepResponse]:
-        planned = await self._sweeps.plan(_sweep_request(request))
-        plan = planned.plan
-        yield simulation_pb2.RunSweepResponse(
-            sweep_id=planned.sweep_id,
-            scenarios_total=plan.scenario_count,
-            tasks_total=len(plan.chunks),
-        )
-        async for item in self._sweeps.run(planned):
-            if isinstance(item, Progress):
-                yield _progress(planned.sweep_id, item)
-            else:
-                done = Progress(
-                    item.scenario_count, item.scenario_count, item.task_count, item.task_count
-                )
-                response = _progress(planned.sweep_id, done)
-                response.result.CopyFrom(_sweep_result(item))
-                yield response
-
-    async def FetchSweepResults(
-        self, request: simulation_pb2.FetchSweepResultsRequest, context: Any
-    ) -> AsyncIterator[simulation_pb2.FetchSweepResultsResponse]:
-        with self._sweeps.results(request.sweep_id).open("rb") as file:
-            while chunk := await asyncio.to_thread(file.read, RESULTS_CHUNK_BYTES):
-                yield simulation_pb2.FetchSweepResultsResponse(data=chunk)
-
     async def Forecast(
         self, request: simulation_pb2.ForecastRequest, context: Any
     ) -> simulation_pb2.ForecastResponse:
@@ -293,7 +166,7 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
             ranges={n: (r.min, r.max, 1) for n, r in request.uncertain.items()},
             samples=samples,
             input_noise=dict(request.input_noise),
-            integrator=_integrator(request.integrator),
+            integrator=integrator_of(request.integrator),
             seed=request.seed,
         )
         forecast = await run_forecast(
@@ -312,7 +185,7 @@ class SimulationServicer(simulation_pb2_grpc.SimulationServiceServicer):
         self, request: simulation_pb2.CalibrateRequest, context: Any
     ) -> simulation_pb2.CalibrateResponse:
         twin_id = require_twin_id(request.twin_id)
-        integrator = _integrator(request.integrator)
+        integrator = integrator_of(request.integrator)
         for name in ("start_time", "end_time"):
             if request.HasField(name):
                 timestamp_ns(getattr(request, name), name)

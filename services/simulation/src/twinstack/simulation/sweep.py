@@ -6,24 +6,22 @@ replicates + replicate``; its seed is a pure function of the sweep's seed and ``
 so any chunk can be rebuilt from the plan alone: a retried task recomputes exactly its own
 scenarios, and results land by index, so a retry never counts twice and never leaves a gap.
 
-Each task runs the kernel over thousands of scenarios and reduces their trajectories to KPIs on
-the worker; only KPIs come back.
+Each chunk runs the kernel over thousands of scenarios and reduces their trajectories to KPIs on
+the worker. No process holds a whole sweep: a chunk's parameter points, seeds and inputs are
+computed from its indices (:func:`chunk_inputs`), and its rows become one Parquet part
+(:func:`chunk_table`) and one mergeable partial summary (:mod:`twinstack.simulation.summaries`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.parquet as pq
-import ray
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.simulation.compiler import (
@@ -36,7 +34,7 @@ from twinstack.simulation.compiler import (
 )
 from twinstack.simulation.kernels import BUILTIN_MODELS, BuiltinModel
 from twinstack.simulation.rng import scenario_seeds
-from twinstack.simulation.sampling import Sampler, point_count, scale, unit_points
+from twinstack.simulation.sampling import Sampler, point_count, points_at, scale
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -143,6 +141,12 @@ class SweepSpec:
     integrator: Integrator = Integrator.RK4
     seed: int = 0
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    # False: summaries only, no rows stored (sweeps of 10^8 scenarios and more).
+    keep_rows: bool = True
+    # The KPI the best scenarios are ranked by ("" ranks none), and in which direction.
+    objective: str = ""
+    maximize: bool = False
+    best_count: int = 10
 
     @property
     def steps(self) -> int:
@@ -154,6 +158,8 @@ class Limits:
     max_scenarios: int
     max_steps: int
     scenarios_per_task: int
+    # Ranked best scenarios one sweep may keep.
+    max_best_count: int = 1000
     # Scenarios x steps of one sweep: the compute a request may ask for.
     max_scenario_steps: int = 10**11
     # KPI values (8 bytes each) one sweep's results may hold.
@@ -237,6 +243,13 @@ def spec_violations(
         violations.append(FieldViolation("samples", "give the number of points to draw"))
     if spec.replicates < 1:
         violations.append(FieldViolation("replicates", "must be at least 1"))
+    kpi_names = target.kpi_names(spec.thresholds)
+    if spec.objective and spec.objective not in kpi_names:
+        violations.append(FieldViolation("objective.kpi", f"no KPI {spec.objective!r}: {kpi_names}"))
+    if not 1 <= spec.best_count <= limits.max_best_count:
+        violations.append(
+            FieldViolation("best_count", f"between 1 and {limits.max_best_count}")
+        )
     grid_levels = [levels for _, _, levels in spec.ranges.values()]
     total = twins * point_count(spec.sampler, spec.samples, grid_levels) * max(1, spec.replicates)
     if total > limits.max_scenarios:
@@ -257,13 +270,13 @@ def spec_violations(
                     "scenario-steps per sweep (TWINSTACK_MAX_SCENARIO_STEPS)",
                 )
             )
-        result_bytes = total * (len(target.kpi_names(spec.thresholds)) + len(spec.ranges)) * 8
-        if result_bytes > limits.max_result_bytes:
+        result_bytes = total * (len(kpi_names) + len(spec.ranges)) * 8
+        if spec.keep_rows and result_bytes > limits.max_result_bytes:
             violations.append(
                 FieldViolation(
                     "samples",
                     f"results of {result_bytes} bytes; at most {limits.max_result_bytes} per "
-                    "sweep (TWINSTACK_MAX_SWEEP_RESULT_BYTES)",
+                    "sweep (TWINSTACK_MAX_SWEEP_RESULT_BYTES); or keep summaries only",
                 )
             )
     return violations
@@ -277,14 +290,32 @@ class SweepPlan:
     spec: SweepSpec
     starts: tuple[Start, ...]
     ranged: tuple[int, ...]  # variable indices swept, in points' column order
-    points: FloatArray  # (points, len(ranged)), scaled
+    point_count: int
     bases: FloatArray  # (twins, variables): start values with overrides
     run: RunPlan
     scenarios_per_task: int
 
     @property
     def scenario_count(self) -> int:
-        return len(self.starts) * int(self.points.shape[0]) * self.spec.replicates
+        return len(self.starts) * self.point_count * self.spec.replicates
+
+    @property
+    def kpi_names(self) -> list[str]:
+        return self.target.kpi_names(self.spec.thresholds)
+
+    @property
+    def swept_names(self) -> list[str]:
+        return [self.target.variables[i].name for i in self.ranged]
+
+    def points(self, index: npt.NDArray[np.int64]) -> FloatArray:
+        """The swept variables' values ``(len(index), len(ranged))`` at these points."""
+        names = self.target.names
+        spec = self.spec
+        levels = [levels for _, _, levels in spec.ranges.values()]
+        unit = points_at(spec.sampler, index, spec.samples, levels, spec.seed)
+        low = np.array([spec.ranges[names[i]][0] for i in self.ranged])
+        high = np.array([spec.ranges[names[i]][1] for i in self.ranged])
+        return scale(unit, low, high)
 
     @property
     def chunks(self) -> list[tuple[int, int]]:
@@ -329,12 +360,16 @@ def plan_sweep(
     violations = spec_violations(spec, target, len(starts), limits)
     if violations:
         raise InvalidArgumentError("invalid sweep", violations)
+    return build_plan(spec, target, starts, limits.scenarios_per_task)
+
+
+def build_plan(
+    spec: SweepSpec, target: Target, starts: Sequence[Start], scenarios_per_task: int
+) -> SweepPlan:
+    """Plans a spec that was validated when it was submitted (a driver rebuilding its job)."""
     names = target.names
     ranged = tuple(names.index(name) for name in spec.ranges)
     levels = [levels for _, _, levels in spec.ranges.values()]
-    unit = unit_points(spec.sampler, spec.samples, levels, spec.seed)
-    low = np.array([spec.ranges[names[i]][0] for i in ranged])
-    high = np.array([spec.ranges[names[i]][1] for i in ranged])
     bases = np.array([start.values for start in starts], dtype=np.float64).reshape(
         len(starts), len(names)
     )
@@ -345,10 +380,10 @@ def plan_sweep(
         spec=spec,
         starts=tuple(starts),
         ranged=ranged,
-        points=scale(unit, low, high),
+        point_count=point_count(spec.sampler, spec.samples, levels),
         bases=bases,
         run=_run_plan(spec, target),
-        scenarios_per_task=limits.scenarios_per_task,
+        scenarios_per_task=scenarios_per_task,
     )
 
 
@@ -366,13 +401,13 @@ def chunk_inputs(plan: SweepPlan, start: int, stop: int) -> ChunkInputs:
     """The scenarios ``start .. stop - 1`` of the plan, rebuilt from the plan alone."""
     index = np.arange(start, stop, dtype=np.int64)
     replicates = plan.spec.replicates
-    points = plan.points.shape[0]
+    points = plan.point_count
     replicate = index % replicates
     point = (index // replicates) % points
     twin = index // (replicates * points)
     values = plan.bases[twin].T.copy()
     if plan.ranged:
-        values[list(plan.ranged)] = plan.points[point].T
+        values[list(plan.ranged)] = plan.points(point).T
     initial = (
         np.array([s.initial for s in plan.starts], dtype=np.float64)
         .reshape(len(plan.starts), -1)[twin]
@@ -397,130 +432,22 @@ def run_scenarios(
     return kpi_matrix(outcome, spec, thresholds)
 
 
-# Lost workers (a node gone, a process killed) are retried by Ray; a task that raised is not:
-# the same inputs would raise again.
-@ray.remote(max_retries=3)  # type: ignore[untyped-decorator]
-def run_chunk(
-    target: Target, run: RunPlan, thresholds: Mapping[str, float], inputs: ChunkInputs
-) -> FloatArray:
-    """One Ray task: the kernel over one chunk of scenarios, reduced to KPIs on the worker."""
-    return run_scenarios(target, run, thresholds, inputs)
-
-
-@dataclass(frozen=True)
-class Progress:
-    scenarios_done: int
-    scenarios_total: int
-    tasks_done: int
-    tasks_total: int
-
-
-async def execute(plan: SweepPlan, *, tasks_in_flight: int) -> AsyncIterator[Progress | FloatArray]:
-    """Runs the plan on the connected Ray cluster: yields Progress after each finished task,
-    then the KPI matrix ``(kpis, scenarios)``. Cancelling the iteration cancels the tasks."""
-    chunks = plan.chunks
-    names = plan.target.kpi_names(plan.spec.thresholds)
-    kpis = np.empty((len(names), plan.scenario_count))
-    pending: dict[asyncio.Future[Any], tuple[int, int, Any]] = {}
-    next_chunk = 0
-    done_scenarios = 0
-    done_tasks = 0
-
-    def submit(index: int) -> None:
-        start, stop = chunks[index]
-        ref = run_chunk.remote(
-            plan.target, plan.run, dict(plan.spec.thresholds), chunk_inputs(plan, start, stop)
-        )
-        pending[asyncio.wrap_future(ref.future())] = (start, stop, ref)
-
-    try:
-        while next_chunk < len(chunks) or pending:
-            # A window of tasks in flight: chunk inputs are built as tasks start, so a large
-            # sweep never holds all its inputs in memory at once.
-            while next_chunk < len(chunks) and len(pending) < tasks_in_flight:
-                submit(next_chunk)
-                next_chunk += 1
-            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for future in finished:
-                start, stop, _ = pending.pop(future)
-                kpis[:, start:stop] = future.result()
-                done_scenarios += stop - start
-                done_tasks += 1
-            yield Progress(done_scenarios, plan.scenario_count, done_tasks, len(chunks))
-    except BaseException:
-        # The caller went away (cancelled, past its deadline) or a task failed: free the
-        # cluster. force=True because a running numba kernel can only be stopped with its
-        # worker.
-        for future, (_, _, ref) in pending.items():
-            ray.cancel(ref, force=True)
-            future.cancel()  # nobody waits for it any more
-        raise
-    yield kpis
-
-
-@dataclass(frozen=True)
-class KpiStats:
-    name: str
-    mean: float
-    min: float
-    max: float
-    p05: float
-    p50: float
-    p95: float
-    missing: int
-
-
-def summarize(names: Sequence[str], kpis: FloatArray) -> list[KpiStats]:
-    """Distribution of each KPI over the scenarios, NaNs (never reached) left out."""
-    stats = []
-    for row, name in enumerate(names):
-        values = kpis[row][np.isfinite(kpis[row])]
-        missing = int(kpis.shape[1] - values.size)
-        if values.size == 0:
-            nan = math.nan
-            stats.append(KpiStats(name, nan, nan, nan, nan, nan, nan, missing))
-            continue
-        p05, p50, p95 = np.percentile(values, [5, 50, 95])
-        stats.append(
-            KpiStats(
-                name,
-                float(values.mean()),
-                float(values.min()),
-                float(values.max()),
-                float(p05),
-                float(p50),
-                float(p95),
-                missing,
-            )
-        )
-    return stats
-
-
-def results_table(plan: SweepPlan, kpis: FloatArray) -> pa.Table:
-    """One row per scenario: its coordinates, seed, every variable's value, and its KPIs."""
-    everything = chunk_inputs(plan, 0, plan.scenario_count)
-    twin_ids = np.array([start.twin_id for start in plan.starts], dtype=object)
+def chunk_table(plan: SweepPlan, start: int, inputs: ChunkInputs, kpis: FloatArray) -> pa.Table:
+    """One row per scenario of a chunk: its coordinates, seed, every variable's value, and its
+    KPIs."""
+    twin_ids = [s.twin_id for s in plan.starts]
+    n = inputs.seeds.size
     columns: dict[str, Any] = {
-        "scenario": pa.array(np.arange(plan.scenario_count, dtype=np.int64)),
+        "scenario": pa.array(np.arange(start, start + n, dtype=np.int64)),
         "twin_id": pa.DictionaryArray.from_arrays(
-            pa.array(everything.twin.astype(np.int32)), pa.array(list(twin_ids), pa.string())
+            pa.array(inputs.twin.astype(np.int32)), pa.array(twin_ids, pa.string())
         ),
-        "point": pa.array(everything.point),
-        "replicate": pa.array(everything.replicate.astype(np.int32)),
-        "seed": pa.array(everything.seeds),
+        "point": pa.array(inputs.point),
+        "replicate": pa.array(inputs.replicate.astype(np.int32)),
+        "seed": pa.array(inputs.seeds),
     }
     for row, name in enumerate(plan.target.names):
-        columns[name] = pa.array(everything.values[row])
-    for row, name in enumerate(plan.target.kpi_names(plan.spec.thresholds)):
+        columns[name] = pa.array(inputs.values[row])
+    for row, name in enumerate(plan.kpi_names):
         columns[name] = pa.array(kpis[row])
     return pa.table(columns)
-
-
-def write_results(table: pa.Table, path: Path, provenance_json: str) -> int:
-    """Writes the Parquet file with the provenance in its metadata; returns its size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata({"twinstack.provenance": provenance_json})
-    temporary = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, temporary, compression="zstd", row_group_size=1_000_000)
-    temporary.replace(path)
-    return int(path.stat().st_size)

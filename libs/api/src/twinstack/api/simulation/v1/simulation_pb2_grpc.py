@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class SimulationServiceStub:
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     def __init__(self, channel):
@@ -46,16 +46,6 @@ class SimulationServiceStub:
                 request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.FromString,
                 _registered_method=True)
-        self.RunSweep = channel.unary_stream(
-                '/twinstack.api.simulation.v1.SimulationService/RunSweep',
-                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.SerializeToString,
-                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.FromString,
-                _registered_method=True)
-        self.FetchSweepResults = channel.unary_stream(
-                '/twinstack.api.simulation.v1.SimulationService/FetchSweepResults',
-                request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.SerializeToString,
-                response_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.FromString,
-                _registered_method=True)
         self.Forecast = channel.unary_unary(
                 '/twinstack.api.simulation.v1.SimulationService/Forecast',
                 request_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastRequest.SerializeToString,
@@ -69,8 +59,8 @@ class SimulationServiceStub:
 
 
 class SimulationServiceServicer:
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     def ListBuiltinModels(self, request, context):
@@ -83,21 +73,6 @@ class SimulationServiceServicer:
     def RunScenario(self, request, context):
         """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
         and KPIs per twin.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RunSweep(self, request, context):
-        """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
-        the call cancels the sweep's tasks.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def FetchSweepResults(self, request, context):
-        """The Parquet file of a finished sweep, in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,16 +106,6 @@ def add_SimulationServiceServicer_to_server(servicer, server):
                     request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.SerializeToString,
             ),
-            'RunSweep': grpc.unary_stream_rpc_method_handler(
-                    servicer.RunSweep,
-                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.FromString,
-                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.SerializeToString,
-            ),
-            'FetchSweepResults': grpc.unary_stream_rpc_method_handler(
-                    servicer.FetchSweepResults,
-                    request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.FromString,
-                    response_serializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.SerializeToString,
-            ),
             'Forecast': grpc.unary_unary_rpc_method_handler(
                     servicer.Forecast,
                     request_deserializer=twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.ForecastRequest.FromString,
@@ -160,8 +125,8 @@ def add_SimulationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SimulationService:
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     @staticmethod
@@ -208,60 +173,6 @@ class SimulationService:
             '/twinstack.api.simulation.v1.SimulationService/RunScenario',
             twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioRequest.SerializeToString,
             twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunScenarioResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RunSweep(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/twinstack.api.simulation.v1.SimulationService/RunSweep',
-            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepRequest.SerializeToString,
-            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.RunSweepResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def FetchSweepResults(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/twinstack.api.simulation.v1.SimulationService/FetchSweepResults',
-            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsRequest.SerializeToString,
-            twinstack_dot_api_dot_simulation_dot_v1_dot_simulation__pb2.FetchSweepResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,8 +27,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SimulationServiceStub:
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     @_typing.overload
@@ -41,12 +41,6 @@ class SimulationServiceStub:
     """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
     and KPIs per twin.
     """
-    RunSweep: _grpc.UnaryStreamMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]
-    """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
-    the call cancels the sweep's tasks.
-    """
-    FetchSweepResults: _grpc.UnaryStreamMultiCallable[_simulation_pb2.FetchSweepResultsRequest, _simulation_pb2.FetchSweepResultsResponse]
-    """The Parquet file of a finished sweep, in chunks."""
     Forecast: _grpc.UnaryUnaryMultiCallable[_simulation_pb2.ForecastRequest, _simulation_pb2.ForecastResponse]
     """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
     Written to InfluxDB and published as predicted-alert events.
@@ -56,8 +50,8 @@ class SimulationServiceStub:
 
 @_typing.type_check_only
 class SimulationServiceAsyncStub(SimulationServiceStub):
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -67,12 +61,6 @@ class SimulationServiceAsyncStub(SimulationServiceStub):
     """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
     and KPIs per twin.
     """
-    RunSweep: _aio.UnaryStreamMultiCallable[_simulation_pb2.RunSweepRequest, _simulation_pb2.RunSweepResponse]  # type: ignore[assignment]
-    """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
-    the call cancels the sweep's tasks.
-    """
-    FetchSweepResults: _aio.UnaryStreamMultiCallable[_simulation_pb2.FetchSweepResultsRequest, _simulation_pb2.FetchSweepResultsResponse]  # type: ignore[assignment]
-    """The Parquet file of a finished sweep, in chunks."""
     Forecast: _aio.UnaryUnaryMultiCallable[_simulation_pb2.ForecastRequest, _simulation_pb2.ForecastResponse]  # type: ignore[assignment]
     """Monte Carlo forecast from live state: failure probabilities, time-to-failure, fans.
     Written to InfluxDB and published as predicted-alert events.
@@ -81,8 +69,8 @@ class SimulationServiceAsyncStub(SimulationServiceStub):
     """Fits parameters of a twin's model to its telemetry history in InfluxDB."""
 
 class SimulationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Scenario runs, sweeps, forecasts and calibration. Model dynamics are compiled to numba
-    kernels; sweeps fan out on Ray.
+    """Scenario runs, forecasts and calibration, in the service's process. Model dynamics are
+    compiled to numba kernels. Sweeps are jobs on Ray: see SweepService (sweep.proto).
     """
 
     @_abc_1.abstractmethod
@@ -102,24 +90,6 @@ class SimulationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Forks a consistent snapshot of live twins, applies overrides, and returns trajectories
         and KPIs per twin.
         """
-
-    @_abc_1.abstractmethod
-    def RunSweep(
-        self,
-        request: _simulation_pb2.RunSweepRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_simulation_pb2.RunSweepResponse], _abc.AsyncIterator[_simulation_pb2.RunSweepResponse]]:
-        """Runs a sweep on Ray. Streams progress; the last message carries the result. Cancelling
-        the call cancels the sweep's tasks.
-        """
-
-    @_abc_1.abstractmethod
-    def FetchSweepResults(
-        self,
-        request: _simulation_pb2.FetchSweepResultsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_simulation_pb2.FetchSweepResultsResponse], _abc.AsyncIterator[_simulation_pb2.FetchSweepResultsResponse]]:
-        """The Parquet file of a finished sweep, in chunks."""
 
     @_abc_1.abstractmethod
     def Forecast(

@@ -1,0 +1,178 @@
+"""The sweep queue and the drivers' supervision, run by every simulation replica.
+
+Each tick, a replica admits queued sweeps while there is room (at most ``max_running_sweeps``
+on the cluster, and ``max_running_sweeps_per_submitter`` per submitter, oldest first) and checks
+that every running sweep's driver is alive (its lease renewed, for the attempt the record
+names). A sweep whose driver was lost (its process, its node or the Ray head died) gets a new
+driver, which resumes from the ledger. Every admission and takeover is a compare-and-set on the
+record, so however many replicas tick at once, each happens once.
+
+While the Ray Jobs API does not answer, nothing is admitted or taken over, and the sweep service
+reports NOT_SERVING; it recovers by itself when Ray is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from twinstack.common.errors import UnavailableError
+from twinstack.simulation.ray_jobs import RayJobs
+from twinstack.simulation.records import (
+    DriverLeases,
+    Stored,
+    SweepRecord,
+    SweepRecords,
+    SweepState,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    max_running: int
+    max_running_per_submitter: int
+    tick_s: float
+    lease_timeout_s: float
+    driver_start_timeout_s: float
+    max_driver_attempts: int
+
+
+class SweepScheduler:
+    """Admits queued sweeps and keeps running ones driven.
+
+    Args:
+        records: Sweep records.
+        leases: Drivers' leases.
+        jobs: The Ray Jobs API.
+        policy: Limits and timings.
+        report_ray: Told whether Ray can take work, whenever that changes.
+    """
+
+    def __init__(
+        self,
+        records: SweepRecords,
+        leases: DriverLeases,
+        jobs: RayJobs,
+        policy: QueuePolicy,
+        report_ray: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self._records = records
+        self._leases = leases
+        self._jobs = jobs
+        self._policy = policy
+        self._report_ray = report_ray
+        self.ray_available = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._report_ray(False)
+        self._task = asyncio.create_task(self._loop(), name="sweep-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """Ticks now (a sweep was submitted or cancelled)."""
+        self._wake.set()
+
+    async def stop_driver(self, record: SweepRecord) -> None:
+        """Stops the driver of the record's attempt (a cancelled sweep's)."""
+        await self._jobs.stop(record.sweep_id, record.attempt)
+
+    def require_ray(self) -> None:
+        """UNAVAILABLE (with a retry delay) while Ray cannot take work."""
+        if not self.ray_available:
+            raise UnavailableError(
+                "the Ray cluster that runs sweeps cannot be reached; retry later",
+                retry_after_s=max(1.0, self._policy.tick_s * 5),
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("sweep scheduling failed; trying again next tick")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._policy.tick_s)
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        available = await self._jobs.available()
+        if available != self.ray_available:
+            self.ray_available = available
+            logger.info("ray jobs api %s", "available" if available else "unavailable")
+            await self._report_ray(available)
+        if not available:
+            return
+        now = time.time()
+        active = [s async for s in self._records.all() if not s.record.state.terminal]
+        active.sort(key=lambda s: (s.record.created_at, s.record.sweep_id))
+        running = [s for s in active if s.record.state is SweepState.RUNNING]
+        for stored in running:
+            await self._supervise(stored, now)
+        per_submitter = Counter(s.record.submitter for s in running)
+        admitted = len(running)
+        for stored in active:
+            if stored.record.state is not SweepState.QUEUED:
+                continue
+            if admitted >= self._policy.max_running:
+                break
+            submitter = stored.record.submitter
+            if per_submitter[submitter] >= self._policy.max_running_per_submitter:
+                continue
+            if await self._launch(stored, now):
+                admitted += 1
+                per_submitter[submitter] += 1
+
+    async def _launch(self, stored: Stored, now: float) -> bool:
+        record = stored.record
+        attempt = record.attempt + 1
+        launched = await self._records.replace(
+            stored, replace(record, state=SweepState.RUNNING, attempt=attempt, launched_at=now)
+        )
+        if launched is None:  # another replica got there first
+            return False
+        try:
+            await self._jobs.submit(record.sweep_id, attempt)
+        except Exception:
+            # The record names the attempt; with no driver renewing its lease, supervision
+            # launches another once the start timeout has passed.
+            logger.exception("sweep driver not submitted", extra={"sweep_id": record.sweep_id})
+        return True
+
+    async def _supervise(self, stored: Stored, now: float) -> None:
+        record = stored.record
+        lease = await self._leases.get(record.sweep_id)
+        if (
+            lease is not None
+            and lease.attempt == record.attempt
+            and now - lease.renewed_at < self._policy.lease_timeout_s
+        ):
+            return
+        # A driver that has not renewed yet may still be starting (a cold worker imports numba
+        # and the kernels): it is lost only once its job ended or the start timeout passed.
+        starting = now - record.launched_at < self._policy.driver_start_timeout_s
+        if starting and not await self._jobs.finished(record.sweep_id, record.attempt):
+            return
+        logger.warning(
+            "sweep driver lost; starting another",
+            extra={"sweep_id": record.sweep_id, "attempt": record.attempt},
+        )
+        if record.attempt >= self._policy.max_driver_attempts:
+            reason = f"its driver was lost {record.attempt} times"
+            await self._records.replace(stored, record.ended(SweepState.FAILED, reason))
+            return
+        await self._jobs.stop(record.sweep_id, record.attempt)
+        await self._launch(stored, now)
