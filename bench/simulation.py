@@ -9,17 +9,15 @@ chunk in one process (for Ray's parallel efficiency).
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 from scipy.integrate import solve_ivp
 
+from bench import sweeps
 from bench.report import console, save, show
 from twinstack.modeling.document import parse_model
 from twinstack.simulation.compiler import CompiledModel, FloatArray, RunPlan, kernel_spec
@@ -33,7 +31,6 @@ from twinstack.simulation.sweep import (
     Target,
     chunk_inputs,
     plan_sweep,
-    run_chunk,
     run_scenarios,
 )
 
@@ -218,35 +215,6 @@ def run() -> dict[str, Any]:
     ghz, peak_gflops, isa = core_peak_gflops()
     kernel_gflops = FLOPS_PER_STEP * KERNEL_SCENARIOS * STEPS / numba_s / 1e9
 
-    console.print(f"simulation: sweep of {SWEEP_SCENARIOS} scenarios, one process vs Ray")
-    sweep = plan_of(SWEEP_SCENARIOS, 2)
-    chunks = [chunk_inputs(sweep, lo, hi) for lo, hi in sweep.chunks]
-
-    def one_process() -> None:
-        for chunk in chunks:
-            run_scenarios(target, sweep.run, thresholds, chunk)
-
-    single_s = best_of(2, one_process)
-    cpus = os.cpu_count() or 1
-    ray.init(
-        num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-    )
-    try:
-        ray.get([run_chunk.remote(target, sweep.run, thresholds, c) for c in chunks[:cpus]])
-        # The same single-process run while Ray's own daemons share the machine.
-        single_with_ray_s = best_of(1, one_process)
-        chunk_refs = [ray.put(chunk) for chunk in chunks]
-        ray_s = best_of(
-            2,
-            lambda: ray.get(
-                [run_chunk.remote(target, sweep.run, thresholds, c) for c in chunk_refs]
-            ),
-        )
-    finally:
-        ray.shutdown()
-    efficiency = single_s / (cpus * ray_s)
-    efficiency_ray_up = single_with_ray_s / (cpus * ray_s)
-
     results = {
         "model": PUMP["id"],
         "kernel": target.kernel.key,
@@ -268,14 +236,6 @@ def run() -> dict[str, Any]:
         "core_peak_gflops": peak_gflops,
         "peak_isa": isa,
         "fraction_of_peak": kernel_gflops / peak_gflops,
-        "sweep_scenarios": SWEEP_SCENARIOS,
-        "sweep_tasks": len(chunks),
-        "sweep_single_process_s": single_s,
-        "sweep_ray_s": ray_s,
-        "ray_cpus": cpus,
-        "ray_parallel_efficiency": efficiency,
-        "sweep_single_process_ray_up_s": single_with_ray_s,
-        "ray_parallel_efficiency_vs_ray_up": efficiency_ray_up,
     }
     show(
         f"simulation: pump thermal dynamics compiled, RK4, {STEPS} steps, 6 KPIs",
@@ -291,13 +251,10 @@ def run() -> dict[str, Any]:
             ("kernel FP64", f"{kernel_gflops:.2f} GFLOP/s",
              f"{kernel_gflops / peak_gflops:.0%} of {peak_gflops:.0f} "
              f"({isa}, {ghz:.2f} GHz nominal) (target >= 30%)"),
-            (f"sweep, 1 process ({len(chunks)} chunks)", f"{single_s:.2f} s", "Ray not running"),
-            ("sweep, 1 process, Ray up", f"{single_with_ray_s:.2f} s", "Ray's daemons idle"),
-            (f"sweep, Ray ({cpus} CPUs)", f"{ray_s:.2f} s",
-             f"efficiency {efficiency:.0%} (target >= 85%); "
-             f"{efficiency_ray_up:.0%} against Ray up"),
         ],
     )  # fmt: skip
+    # Sweeps as jobs on a real Ray cluster: efficiency, memory, throughput, latency.
+    results.update(sweeps.run())
     save("simulation", results)
     return results
 

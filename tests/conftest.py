@@ -61,15 +61,22 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     """One real Ray cluster for the session: a head and a second node of 1 CPU each, on
     loopback, with the Jobs API and token authentication. Tests that lose a node add their own.
     """
-    cluster = RayCluster(
-        tmp_path_factory.mktemp("ray"), num_cpus=1, object_store_bytes=256 * 2**20
-    )
+    cluster = RayCluster(tmp_path_factory.mktemp("ray"), num_cpus=1, object_store_bytes=256 * 2**20)
     cluster.start()
     try:
         cluster.add_node(1)
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_env(ray_cluster: RayCluster) -> dict[str, str]:
+    """Environment that points a simulation service process at the session's Ray cluster."""
+    return {
+        "TWINSTACK_RAY_JOBS_ADDRESS": ray_cluster.jobs_address,
+        "TWINSTACK_RAY_AUTH_TOKEN_FILE": str(ray_cluster.token_path),
+    }
 
 
 @pytest.fixture(scope="session")

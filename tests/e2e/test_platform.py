@@ -31,7 +31,7 @@ ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
 
 
 def start_platform(
-    data_dir: Path, ray_address: str, extra_env: dict[str, str] | None = None
+    data_dir: Path, ray_env: dict[str, str], extra_env: dict[str, str] | None = None
 ) -> LocalPlatform:
     platform = LocalPlatform(
         data_dir,
@@ -39,7 +39,7 @@ def start_platform(
         influx_port=0,
         service_ports=ALL_FREE_PORTS,
         service_env={
-            "RAY_ADDRESS": ray_address,
+            **ray_env,
             "TWINSTACK_LOG_FORMAT": "console",
             **(extra_env or {}),
         },
@@ -225,8 +225,8 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "platform"
 
 
-def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: str) -> None:
-    platform = start_platform(data_dir, ray_address)
+def test_skeleton_path_through_all_four_services(data_dir: Path, ray_env: dict[str, str]) -> None:
+    platform = start_platform(data_dir, ray_env)
     try:
         with client_for(platform) as client:
             assert set(client.health().values()) == {"SERVING"}
@@ -273,7 +273,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
     for service in platform.services.values():
         assert not service.process.running()
 
-    restarted = start_platform(data_dir, ray_address)
+    restarted = start_platform(data_dir, ray_env)
     try:
         with client_for(restarted) as client:
             assert (
@@ -287,12 +287,12 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_address: st
         restarted.stop()
 
 
-def test_sigterm_stops_each_service_cleanly(data_dir: Path, ray_address: str) -> None:
+def test_sigterm_stops_each_service_cleanly(data_dir: Path, ray_env: dict[str, str]) -> None:
     """Even with traces and metrics going to a collector that is down: its export timeout
     bounds the shutdown, so no service outlives the stop and is killed (exit code -9)."""
     unreachable_collector = f"http://127.0.0.1:{free_port()}"
     platform = start_platform(
-        data_dir, ray_address, {"TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": unreachable_collector}
+        data_dir, ray_env, {"TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": unreachable_collector}
     )
     try:
         codes = {name: service.process.stop() for name, service in platform.services.items()}
@@ -320,9 +320,9 @@ def forecast_points(url: str, forecast_id: str) -> int:
 
 
 def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
-    data_dir: Path, ray_address: str
+    data_dir: Path, ray_env: dict[str, str]
 ) -> None:
-    platform = start_platform(data_dir, ray_address)
+    platform = start_platform(data_dir, ray_env)
     try:
         with client_for(platform) as client:
             ensure_example_twins(client)

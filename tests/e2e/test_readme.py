@@ -29,13 +29,15 @@ DEFAULT_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulat
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory, ray_address: str) -> Iterator[LocalPlatform]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, ray_env: dict[str, str]
+) -> Iterator[LocalPlatform]:
     platform = LocalPlatform(
         tmp_path_factory.mktemp("readme") / "platform",
         nats_port=0,
         influx_port=0,
         service_ports=dict.fromkeys(DEFAULT_PORTS, 0),
-        service_env={"RAY_ADDRESS": ray_address, "TWINSTACK_LOG_FORMAT": "console"},
+        service_env={**ray_env, "TWINSTACK_LOG_FORMAT": "console"},
     )
     platform.start()
     targets = {name: service.target for name, service in platform.services.items()}

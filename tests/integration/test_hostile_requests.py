@@ -287,7 +287,7 @@ class Services:
 async def services(
     infra_settings: dict[str, Any],
     store_test_models: Any,
-    ray_address: str,
+    ray_settings: dict[str, Any],
     backbone: Backbone,
     tmp_path: Path,
 ) -> AsyncIterator[Services]:
@@ -302,7 +302,7 @@ async def services(
         **infra_settings,
         registry_target=f"127.0.0.1:{registry_port}",
         scenarios_per_task=2500,
-        results_dir=tmp_path / "results",
+        **ray_settings,
     )
     apps.append((simulation, SimulationApp(simulation)))
     servers = []

@@ -25,7 +25,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.api.simulation.v1 import simulation_pb2, simulation_pb2_grpc, sweep_pb2, sweep_pb2_grpc
+from twinstack.api.simulation.v1 import (
+    simulation_pb2,
+    simulation_pb2_grpc,
+    sweep_pb2,
+    sweep_pb2_grpc,
+)
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import EVENTS_STREAM, Backbone
@@ -235,7 +240,7 @@ async def test_builtin_sweep_runs_as_a_job_stores_parquet_parts_and_is_reproduci
 
 
 async def test_stochastic_builtins_are_reproducible_per_seed(platform: Platform) -> None:
-    request = simulation_pb2.RunSweepRequest(
+    request = sweep_pb2.SweepSpec(
         model="production_line",
         sampler=simulation_pb2.SAMPLER_GRID,
         ranges={"buffer_capacity": simulation_pb2.ParameterRange(min=2, max=42, levels=3)},
@@ -246,9 +251,9 @@ async def test_stochastic_builtins_are_reproducible_per_seed(platform: Platform)
     )
     _, first = await platform.sweep(request)
     _, second = await platform.sweep(request)
-    table = pq.read_table(platform.results_of(first)).to_pandas()
+    table = (await platform.results_of(first)).to_pandas()
     assert len(table) == 120
-    assert table.equals(pq.read_table(platform.results_of(second)).to_pandas())
+    assert table.equals((await platform.results_of(second)).to_pandas())
     by_buffer = table.groupby("buffer_capacity")["throughput_per_h"].mean()
     # Buffers decouple failures: more buffer, more throughput; never above the bottleneck.
     assert by_buffer.iloc[0] < by_buffer.iloc[1] < by_buffer.iloc[2] <= 0.45 * 3600
@@ -258,11 +263,11 @@ async def test_stochastic_builtins_are_reproducible_per_seed(platform: Platform)
 async def test_invalid_sweeps_get_every_problem_named(platform: Platform, details_of: Any) -> None:
     bad = [
         (
-            simulation_pb2.RunSweepRequest(model="warp_drive", horizon_s=-1, step_s=1),
+            sweep_pb2.SweepSpec(model="warp_drive", horizon_s=-1, step_s=1),
             ["model"],
         ),
         (
-            simulation_pb2.RunSweepRequest(
+            sweep_pb2.SweepSpec(
                 model="pump_thermal",
                 horizon_s=math.inf,
                 step_s=0,
@@ -284,18 +289,18 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
             ],
         ),
         (
-            simulation_pb2.RunSweepRequest(
+            sweep_pb2.SweepSpec(
                 model="pump_thermal",
                 horizon_s=10.0,
                 step_s=1.0,
                 ranges={"load": simulation_pb2.ParameterRange(min=0.0, max=1.0)},
-                samples=50_000_000,
+                samples=2_000_000_000,
             ),
             ["samples"],
         ),
         (
             # 65536 levels in four dimensions: 2^64 scenarios, which an int64 count wrapped to 0.
-            simulation_pb2.RunSweepRequest(
+            sweep_pb2.SweepSpec(
                 model="pump_thermal",
                 horizon_s=10.0,
                 step_s=1.0,
@@ -312,15 +317,15 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
             ),
             ["samples"],
         ),
-        (simulation_pb2.RunSweepRequest(horizon_s=10.0, step_s=1.0), ["model"]),
+        (sweep_pb2.SweepSpec(horizon_s=10.0, step_s=1.0), ["model"]),
         (
-            simulation_pb2.RunSweepRequest(
+            sweep_pb2.SweepSpec(
                 twins=simulation_pb2.TwinSelection(twin_ids=["bad id!"]), horizon_s=1, step_s=1
             ),
             ["twins.twin_ids[0]"],
         ),
         (
-            simulation_pb2.RunSweepRequest(
+            sweep_pb2.SweepSpec(
                 twins=simulation_pb2.TwinSelection(query="FROM WHERE ((("),
                 horizon_s=1,
                 step_s=1,
@@ -334,13 +339,22 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
         found = [v.field for v in details_of(raised.value)[1].field_violations]
         assert found[: len(fields)] == fields or sorted(found) == sorted(fields), found
-    for sweep_id in ("../../etc/passwd", "0" * 32):
+    for sweep_id, code in (
+        ("../../etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),
+        ("0" * 32, grpc.StatusCode.NOT_FOUND),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            async for _ in platform.simulation.FetchSweepResults(
-                simulation_pb2.FetchSweepResultsRequest(sweep_id=sweep_id), timeout=10
+            async for _ in platform.sweeps.ReadSweepResults(
+                sweep_pb2.ReadSweepResultsRequest(sweep_id=sweep_id), timeout=10
             ):
                 pass
-        assert raised.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+        assert raised.value.code() == code
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await platform.sweeps.GetSweep(sweep_pb2.GetSweepRequest(sweep_id=sweep_id), timeout=10)
+        assert raised.value.code() == code
+    # Nothing invalid was queued.
+    listed = await platform.sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
+    assert list(listed.sweeps) == []
     tiny_step = simulation_pb2.CalibrateRequest(twin_id="nobody", step_s=1e-10)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await platform.simulation.Calibrate(tiny_step, timeout=10)
@@ -376,7 +390,7 @@ def ray_task_processes(name: str) -> list[int]:
 async def test_a_sweep_survives_a_lost_worker_and_counts_nothing_twice(
     platform: Platform, eventually: Any
 ) -> None:
-    request = simulation_pb2.RunSweepRequest(
+    spec = sweep_pb2.SweepSpec(
         model="pump_thermal",
         ranges={"load": simulation_pb2.ParameterRange(min=0.2, max=1.0)},
         samples=10_000,
@@ -384,48 +398,66 @@ async def test_a_sweep_survives_a_lost_worker_and_counts_nothing_twice(
         step_s=1.0,
         seed=3,
     )
-    _, undisturbed = await platform.sweep(request)
-    call = platform.simulation.RunSweep(request, timeout=120)
-    first = await call.read()
-    assert isinstance(first, simulation_pb2.RunSweepResponse)
-    assert first.scenarios_done == 0
-    victims = await eventually(lambda: asyncio.to_thread(ray_task_processes, "run_chunk"))
-    os.kill(victims[0], signal.SIGKILL)
-    messages = []
-    while (message := await call.read()) != grpc.aio.EOF:
-        assert isinstance(message, simulation_pb2.RunSweepResponse)
-        messages.append(message)
-    result = messages[-1].result
-    assert result.scenario_count == 10_000
-    assert messages[-1].scenarios_done == 10_000
-    assert (
-        pq.read_table(platform.results_of(result))
-        .drop(["twin_id"])
-        .equals(pq.read_table(platform.results_of(undisturbed)).drop(["twin_id"]))
+    _, undisturbed = await platform.sweep(spec)
+    submitted = await platform.sweeps.SubmitSweep(
+        sweep_pb2.SubmitSweepRequest(spec=spec), timeout=30
     )
+    victims = await eventually(
+        lambda: asyncio.to_thread(ray_task_processes, "run_chunk"), timeout_s=60
+    )
+    os.kill(victims[0], signal.SIGKILL)
+    watched = [
+        m.sweep
+        async for m in platform.sweeps.WatchSweep(
+            sweep_pb2.WatchSweepRequest(sweep_id=submitted.sweep.sweep_id), timeout=180
+        )
+    ]
+    sweep = watched[-1]
+    assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+    assert sweep.scenarios_done == 10_000
+    assert sweep.chunks_done == sweep.chunks_total
+    rows = await platform.results_of(sweep)
+    assert rows.drop(["twin_id"]).equals((await platform.results_of(undisturbed)).drop(["twin_id"]))
+    assert sweep.summary == undisturbed.summary
 
 
-async def test_a_sweep_past_its_deadline_frees_the_cluster(
-    platform: Platform, eventually: Any
-) -> None:
-    import ray
-
-    long_sweep = simulation_pb2.RunSweepRequest(
+async def test_cancelling_a_sweep_frees_the_cluster(platform: Platform, eventually: Any) -> None:
+    long_sweep = sweep_pb2.SweepSpec(
         model="pump_thermal",
         ranges={"load": simulation_pb2.ParameterRange(min=0.2, max=1.0)},
         samples=200_000,
         horizon_s=360_000.0,
         step_s=1.0,
     )
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await platform.sweep(long_sweep, deadline_s=2.0)
-    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    submitted = await platform.sweeps.SubmitSweep(
+        sweep_pb2.SubmitSweepRequest(spec=long_sweep), timeout=30
+    )
+    sweep_id = submitted.sweep.sweep_id
+    await eventually(lambda: asyncio.to_thread(ray_task_processes, "run_chunk"), timeout_s=60)
+    cancelled = await platform.sweeps.CancelSweep(
+        sweep_pb2.CancelSweepRequest(sweep_id=sweep_id), timeout=30
+    )
+    assert cancelled.sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED
 
-    async def idle_cpus() -> float:
-        return float(ray.available_resources().get("CPU", 0.0))
+    async def busy_workers() -> list[int]:
+        return await asyncio.to_thread(ray_task_processes, "run_chunk")
 
     # The whole sweep is many minutes of work on 2 CPUs; cancelled, they are free in seconds.
-    await eventually(idle_cpus, lambda cpus: cpus == 2.0, timeout_s=30)
+    await eventually(busy_workers, lambda pids: pids == [], timeout_s=30)
+    got = await platform.sweeps.GetSweep(sweep_pb2.GetSweepRequest(sweep_id=sweep_id), timeout=10)
+    assert got.sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED
+    assert got.sweep.chunks_done < got.sweep.chunks_total
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await platform.sweeps.CancelSweep(
+            sweep_pb2.CancelSweepRequest(sweep_id=sweep_id), timeout=10
+        )
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in platform.sweeps.ReadSweepResults(
+            sweep_pb2.ReadSweepResultsRequest(sweep_id=sweep_id), timeout=10
+        ):
+            pass
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_scenario_forks_live_twins_and_matches_the_closed_form(
@@ -493,7 +525,7 @@ async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, event
             and s.connectivity == state_pb2.CONNECTIVITY_STALE
         ),
     )
-    request = simulation_pb2.RunSweepRequest(
+    request = sweep_pb2.SweepSpec(
         twins=simulation_pb2.TwinSelection(twin_ids=["tank-s"]),
         sampler=simulation_pb2.SAMPLER_SOBOL,
         ranges={"inflow": simulation_pb2.ParameterRange(min=0.0, max=8.0)},
@@ -506,7 +538,8 @@ async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, event
         thresholds={"level": 10.0},
     )
     _, result = await platform.sweep(request)
-    table = pq.read_table(platform.results_of(result))
+    assert result.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, result.failure_reason
+    table = await platform.results_of(result)
     provenance = json.loads(table.schema.metadata[b"twinstack.provenance"])
     pinned = provenance["snapshot"]["twins"][0]
     assert pinned["twin_id"] == "tank-s"
@@ -521,7 +554,7 @@ async def test_twin_sweep_provenance_pins_the_snapshot(platform: Platform, event
     low = frame[frame["inflow"] < 4]["overflow.first_s"].notna().mean()
     assert high > 0.9
     assert low == 0.0
-    assert result.diverged == 0
+    assert result.summary.diverged == 0
 
 
 async def test_forecast_probability_matches_the_known_answer(

@@ -32,8 +32,13 @@ def test_tls_needs_both_files() -> None:
         ServiceSettings(tls_cert_file=Path("cert.pem"))
 
 
-def test_simulation_reads_ray_address_as_ray_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_simulation_reads_the_ray_jobs_api_and_its_token_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from twinstack.simulation.settings import SimulationSettings
 
-    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
-    assert SimulationSettings().ray_address == "ray://head:10001"
+    monkeypatch.setenv("TWINSTACK_RAY_JOBS_ADDRESS", "http://head:8265")
+    monkeypatch.setenv("TWINSTACK_RAY_AUTH_TOKEN_FILE", "/etc/ray-auth/token")
+    settings = SimulationSettings()
+    assert settings.ray_jobs_address == "http://head:8265"
+    assert str(settings.ray_auth_token_file) == "/etc/ray-auth/token"

@@ -97,7 +97,16 @@ def test_backbone_and_ray_cluster(rendered: tuple[str, list[dict[str, Any]]]) ->
     assert ray["apiVersion"] == "ray.io/v1"
     head = ray["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["image"].startswith("twinstack/simulation")
-    assert {p["containerPort"] for p in head["ports"]} >= {6379, 10001}
+    assert {p["containerPort"] for p in head["ports"]} >= {6379, 8265}
+    # ray[default]'s dashboard serves the Jobs API; token authentication on every Ray pod.
+    head_env = {e["name"]: e.get("value") for e in head["env"]}
+    assert head_env["RAY_AUTH_MODE"] == "token"
+    worker = ray["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in worker["env"]}["RAY_AUTH_MODE"] == "token"
+    autoscaler = ray["spec"]["autoscalerOptions"]["securityContext"]
+    assert autoscaler["runAsNonRoot"]
+    assert not autoscaler["allowPrivilegeEscalation"]
+    assert ray["spec"]["headGroupSpec"]["template"]["spec"]["automountServiceAccountToken"]
     workers = ray["spec"]["workerGroupSpecs"][0]
     assert 1 <= workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
     simulation = by_kind(docs, "Deployment")["simulation"]
@@ -105,7 +114,14 @@ def test_backbone_and_ray_cluster(rendered: tuple[str, list[dict[str, Any]]]) ->
         e["name"]: e.get("value")
         for e in simulation["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["RAY_ADDRESS"] == f"ray://{ray['metadata']['name']}-head-svc:10001"
+    assert env["TWINSTACK_RAY_JOBS_ADDRESS"] == f"http://{ray['metadata']['name']}-head-svc:8265"
+    jobs_api = by_kind(docs, "NetworkPolicy")["ray-jobs-api"]["spec"]["ingress"]
+    assert jobs_api == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "simulation"}}}],
+            "ports": [{"port": 8265, "protocol": "TCP"}],
+        }
+    ]
 
 
 def test_one_image_recipe_serves_every_service_as_non_root() -> None:

@@ -17,7 +17,8 @@ from twinstack.simulation.kernels import (
     BuiltinModel,
 )
 from twinstack.simulation.rng import scenario_seeds
-from twinstack.simulation.sampling import Sampler, point_count, unit_points
+from twinstack.simulation.sampling import Sampler, permute, point_count, points_at
+from twinstack.simulation.summaries import chunk_partial, kpi_stats
 from twinstack.simulation.sweep import (
     Limits,
     Start,
@@ -26,7 +27,6 @@ from twinstack.simulation.sweep import (
     chunk_inputs,
     plan_sweep,
     run_scenarios,
-    summarize,
 )
 
 LIMITS = Limits(max_scenarios=1_000_000, max_steps=1_000_000, scenarios_per_task=1000)
@@ -100,6 +100,11 @@ def test_district_with_a_weak_feeder_sheds_and_gets_cold() -> None:
     assert weak["peak_kw"].max() <= 40.0
 
 
+def unit_points(sampler: Sampler, samples: int, levels: list[int], seed: int) -> np.ndarray:
+    count = point_count(sampler, samples, levels)
+    return points_at(sampler, np.arange(count), samples, levels, seed)
+
+
 def test_samplers_are_seeded_and_fill_the_unit_cube() -> None:
     grid = unit_points(Sampler.GRID, 0, [3, 2], 0)
     assert grid.shape == (6, 2)
@@ -117,6 +122,23 @@ def test_samplers_are_seeded_and_fill_the_unit_cube() -> None:
     # Latin hypercube: exactly one point in each of the 50 strata of every dimension.
     for column in lhs.T:
         assert sorted(np.floor(column * 50).astype(int)) == list(range(50))
+
+
+@pytest.mark.parametrize("sampler", list(Sampler))
+def test_points_by_index_are_the_points_of_the_whole_space(sampler: Sampler) -> None:
+    """A chunk computes only its own points: they must be the whole space's, in any order."""
+    levels = [4, 3, 5]
+    whole = unit_points(sampler, 60, levels, 13)
+    picked = np.array([59, 0, 17, 18, 19, 42, 3])
+    assert np.array_equal(points_at(sampler, picked, 60, levels, 13), whole[picked])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 255, 256, 257, 10_007])
+def test_the_keyed_permutation_is_a_bijection(size: int) -> None:
+    image = permute(np.arange(size), size, key=99)
+    assert sorted(image.tolist()) == list(range(size))
+    if size > 10:
+        assert not np.array_equal(image, permute(np.arange(size), size, key=100))
 
 
 def test_a_chunk_is_rebuilt_from_the_plan_alone() -> None:
@@ -178,7 +200,8 @@ def test_bad_sweep_specs_name_every_field() -> None:
 
 def test_summaries_leave_out_what_never_happened() -> None:
     kpis = np.array([[1.0, 2.0, 3.0, np.nan], [np.nan] * 4])
-    first, never = summarize(["a", "b"], kpis)
+    partial = chunk_partial(kpis, np.empty((0, 4)), 0, None, [])
+    first, never = kpi_stats(["a", "b"], partial)
     assert (first.mean, first.min, first.max, first.missing) == (2.0, 1.0, 3.0, 1)
     assert never.missing == 4
     assert math.isnan(never.p50)

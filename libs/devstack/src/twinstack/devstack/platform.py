@@ -1,4 +1,5 @@
-"""The whole platform as local processes: nats-server, influxd and the four services."""
+"""The whole platform as local processes: nats-server, influxd, a Ray cluster (head with the
+Jobs API) and the four services."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from twinstack.devstack.infra import InfluxServer, NatsServer
 from twinstack.devstack.processes import ManagedProcess, free_port
+from twinstack.devstack.ray_cluster import RayCluster
 
 SERVICES = ("registry", "ingestion", "state", "simulation")
 DEFAULT_SERVICE_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulation": 50054}
@@ -51,7 +53,9 @@ class LocalPlatform:
         nats_port: nats-server client port (0: a free one).
         influx_port: influxd HTTP port (0: a free one).
         service_ports: gRPC port of each service (a 0 means a free one).
-        service_env: Extra environment for every service (for example ``RAY_ADDRESS``).
+        service_env: Extra environment for every service. With
+            ``TWINSTACK_RAY_JOBS_ADDRESS`` the simulation service uses that Ray cluster;
+            without it, the platform starts its own.
         services: Which services to run (all four by default), started in this order.
     """
 
@@ -72,6 +76,13 @@ class LocalPlatform:
         ports = {name: ports[name] or free_port() for name in SERVICES}
         # The simulation service asks the registry to resolve graph queries.
         wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
+        self.ray: RayCluster | None = None
+        if "simulation" in services and "TWINSTACK_RAY_JOBS_ADDRESS" not in (service_env or {}):
+            self.ray = RayCluster(data_dir / "ray")
+            wiring |= {
+                "TWINSTACK_RAY_JOBS_ADDRESS": self.ray.jobs_address,
+                "TWINSTACK_RAY_AUTH_TOKEN_FILE": str(self.ray.token_path),
+            }
         self.services = {
             name: self._service(name, ports[name], {**wiring, **(service_env or {})})
             for name in services
@@ -104,6 +115,13 @@ class LocalPlatform:
             self.nats.start()
             progress(f"influxd on {self.influx.url}")
             self.influx.start()
+            if self.ray is not None:
+                progress(f"ray head on {self.ray.address} (jobs api {self.ray.jobs_address})")
+                try:
+                    self.ray.start()
+                except (TimeoutError, RuntimeError) as error:
+                    # Sweeps wait for Ray; everything else serves without it.
+                    progress(f"ray did not start ({error}); sweeps are unavailable until it does")
             # Together, as on a cluster: a service's start is mostly importing its code on one
             # core, so started one after another they would leave the other cores idle.
             for service in self.services.values():
@@ -119,13 +137,18 @@ class LocalPlatform:
         """Stops the services, then influxd and nats-server."""
         for service in reversed(self.services.values()):
             service.process.stop()
+        if self.ray is not None:
+            self.ray.stop()
         self.influx.stop()
         self.nats.stop()
 
     def endpoints(self) -> dict[str, str]:
         """Name to address of every part of the platform."""
-        return {
+        parts = {
             **{name: service.target for name, service in self.services.items()},
             "nats": self.nats.url,
             "influxdb": self.influx.url,
         }
+        if self.ray is not None:
+            parts["ray jobs api"] = self.ray.jobs_address
+        return parts

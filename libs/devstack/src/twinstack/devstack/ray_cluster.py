@@ -253,4 +253,3 @@ class RayCluster:
         self.nodes.clear()
         self.head = None
         shutil.rmtree(self.temp_dir, ignore_errors=True)
-

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from twinstack.api.registry.v1 import registry_pb2
+from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.cli.shared import (
     CliGroup,
     UserError,
@@ -37,6 +38,7 @@ from twinstack.sdk import (
     Endpoints,
     NotFoundError,
     Point,
+    sweep_spec,
 )
 from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import ModelFileError, example_model_sources, model_sources
@@ -233,18 +235,24 @@ def demo(
                 what="history in InfluxDB",
             )
             steps.add_row("historian: stored in InfluxDB", f"{points} points")
-            sweep = client.simulation.run_sweep(
-                "pump_thermal",
-                horizon_s=1800,
-                step_s=1.0,
-                sampler="lhs",
-                ranges={"load": (0.5, 1.0)},
-                samples=20_000,
+            sweep = client.sweeps.run(
+                sweep_spec(
+                    "pump_thermal",
+                    horizon_s=1800,
+                    step_s=1.0,
+                    sampler="lhs",
+                    ranges={"load": (0.5, 1.0)},
+                    samples=20_000,
+                    summaries_only=True,
+                ),
+                submitter="demo",
             )
-            peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
+            if sweep.state != sweep_pb2.SWEEP_STATE_SUCCEEDED:
+                raise UserError(f"the demo sweep {sweep.sweep_id} ended: {sweep.failure_reason}")
+            peak = next(k for k in sweep.summary.kpis if k.name == "peak_temperature_c")
             steps.add_row(
-                "simulation: sweep on Ray",
-                f"{sweep.scenario_count:,} scenarios, peak temperature p95 {peak.p95:.1f} °C",
+                "simulation: sweep as a Ray job",
+                f"{sweep.scenarios_total:,} scenarios, peak temperature p95 {peak.p95:.1f} °C",
             )
         finally:
             console.print(steps)

@@ -7,6 +7,7 @@ seconds, and every ``twinstack`` command would otherwise pay for it when it star
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +18,18 @@ from google.protobuf.json_format import MessageToDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from twinstack.api.simulation.v1 import simulation_pb2
-from twinstack.cli.shared import console, emit, errors, open_client, session, show_api_error
+from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
+from twinstack.cli.shared import (
+    UserError,
+    console,
+    emit,
+    errors,
+    open_client,
+    session,
+    show_api_error,
+)
 from twinstack.sdk import Client, RevisionMismatchError
+from twinstack.sdk._sweeps import state_name, sweep_spec
 from twinstack.sdk.values import to_python
 
 if TYPE_CHECKING:
@@ -177,8 +187,71 @@ def run(
         console.print(f"report: {report}")
 
 
-@sim_app.command("sweep")
-def sweep(
+def _kpi_table(sweep: sweep_pb2.Sweep) -> Table:
+    state = state_name(sweep.state)
+    table = Table(
+        title=f"sweep {sweep.sweep_id}: {state}, {sweep.scenarios_done:,}/"
+        f"{sweep.scenarios_total:,} scenarios, {sweep.chunks_done}/{sweep.chunks_total} chunks"
+        + (f", {sweep.summary.diverged} diverged" if sweep.summary.diverged else "")
+        + (f" ({sweep.failure_reason})" if sweep.failure_reason else "")
+    )
+    for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max", "missing"):
+        table.add_column(column, justify="left" if column == "KPI" else "right")
+    for kpi in sweep.summary.kpis:
+        table.add_row(
+            kpi.name,
+            *(_fmt(v) for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max)),
+            str(kpi.missing),
+        )
+    return table
+
+
+SweepIdArgument = Annotated[
+    str, typer.Argument(help="The sweep's id, or `latest` for the newest sweep.")
+]
+
+
+def _resolve(client: Client, sweep_id: str) -> str:
+    if sweep_id != "latest":
+        return sweep_id
+    newest = next(iter(client.sweeps.list(page_size=1)), None)
+    if newest is None:
+        raise UserError("no sweeps yet: submit one with `twinstack sim submit`")
+    return newest.sweep_id
+
+
+def _show_sweep(sweep: sweep_pb2.Sweep) -> None:
+    emit(
+        MessageToDict(sweep, preserving_proto_field_name=True),
+        lambda: console.print(_kpi_table(sweep)),
+    )
+
+
+def _follow(client: Client, sweep_id: str) -> sweep_pb2.Sweep:
+    """A progress bar of the sweep until it ends (re-attaching after a lost connection)."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=session.json,
+    ) as progress:
+        task = progress.add_task(f"sweep {sweep_id[:8]}", total=None)
+        sweep = client.sweeps.get(sweep_id)
+        for sweep in client.sweeps.watch(sweep_id):
+            progress.update(
+                task,
+                total=sweep.scenarios_total,
+                completed=sweep.scenarios_done,
+                description=f"sweep {sweep_id[:8]} {state_name(sweep.state)} "
+                f"({sweep.chunks_done}/{sweep.chunks_total} chunks)",
+            )
+    return sweep
+
+
+@sim_app.command("submit")
+def submit(
     model: Annotated[
         str, typer.Option(help="A built-in model (see `sim models`); or use --twin/--query.")
     ] = "",
@@ -190,10 +263,10 @@ def sweep(
         typer.Option("--range", help="NAME=MIN:MAX (grid: NAME=MIN:MAX:LEVELS); repeatable."),
     ] = None,
     samples: Annotated[
-        int, typer.Option(min=0, help="Scenarios to draw (the grid's size follows its levels).")
+        int, typer.Option(min=0, help="Points to draw (the grid's size follows its levels).")
     ] = 1000,
     replicates: Annotated[
-        int, typer.Option(min=1, help="Monte Carlo replicates of each scenario.")
+        int, typer.Option(min=1, help="Monte Carlo replicates of each point.")
     ] = 1,
     set_: SetOption = None,
     noise: NoiseOption = None,
@@ -201,98 +274,170 @@ def sweep(
     horizon_s: HorizonOption = 3600.0,
     step_s: StepOption = 1.0,
     seed: SeedOption = 0,
-    output: Annotated[Path | None, typer.Option(help="Save the Parquet results here.")] = None,
-    report: ReportOption = None,
+    summaries_only: Annotated[
+        bool, typer.Option(help="Store no rows, only summaries (10^8 scenarios and more).")
+    ] = False,
+    objective: Annotated[str, typer.Option(help="A KPI to rank the best scenarios by.")] = "",
+    maximize: Annotated[bool, typer.Option(help="Rank the largest objective first.")] = False,
+    request_id: Annotated[
+        str, typer.Option(help="Makes a retried submit return the same sweep.")
+    ] = "",
+    submitter: Annotated[str, typer.Option(help="Who submits (queue limits, listing).")] = "",
+    watch: Annotated[
+        bool, typer.Option(help="Follow it with a progress bar until it ends.")
+    ] = False,
 ) -> None:
-    """Run a sweep on Ray and show the KPI distributions.
+    """Submit a sweep: it runs on the Ray cluster whether or not this command stays.
 
-    Example: twinstack sim sweep --model pump_thermal --samples 50000
-    --range load=0.5:1.0 --range ambient_c=15:35"""
-    with (
-        open_client() as client,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=session.json,
-        ) as progress,
-    ):
-        task = progress.add_task("scenarios", total=None)
-
-        def show(message: simulation_pb2.RunSweepResponse) -> None:
-            progress.update(
-                task,
-                total=message.scenarios_total,
-                completed=message.scenarios_done,
-                description=f"sweep {message.sweep_id[:8]} "
-                f"({message.tasks_done}/{message.tasks_total} tasks)",
+    Example: twinstack sim submit --model pump_thermal --samples 50000
+    --range load=0.5:1.0 --range ambient_c=15:35 --watch"""
+    spec = sweep_spec(
+        model,
+        twin_ids=twin or [],
+        query=query,
+        sampler=sampler,
+        ranges=_ranges(range_),  # type: ignore[arg-type]
+        samples=samples,
+        replicates=replicates,
+        overrides=_numbers(set_, "--set"),
+        input_noise=_numbers(noise, "--noise"),
+        thresholds=_numbers(threshold, "--threshold"),
+        horizon_s=horizon_s,
+        step_s=step_s,
+        seed=seed,
+        summaries_only=summaries_only,
+        objective=objective,
+        maximize=maximize,
+    )
+    with open_client() as client:
+        sweep = client.sweeps.submit(spec, request_id=request_id, submitter=submitter)
+        if not watch:
+            emit(
+                MessageToDict(sweep, preserving_proto_field_name=True),
+                lambda: console.print(
+                    f"sweep {sweep.sweep_id} {state_name(sweep.state)}: "
+                    f"{sweep.scenarios_total:,} scenarios in {sweep.chunks_total} chunks; "
+                    f"follow it with `twinstack sim watch {sweep.sweep_id}`"
+                ),
             )
+            return
+        sweep = _follow(client, sweep.sweep_id)
+    _show_sweep(sweep)
 
-        result = client.simulation.run_sweep(
-            model,
-            twin_ids=twin or [],
-            query=query,
-            sampler=sampler,
-            ranges=_ranges(range_),  # type: ignore[arg-type]
-            samples=samples,
-            replicates=replicates,
-            overrides=_numbers(set_, "--set"),
-            input_noise=_numbers(noise, "--noise"),
-            thresholds=_numbers(threshold, "--threshold"),
-            horizon_s=horizon_s,
-            step_s=step_s,
-            seed=seed,
-            on_progress=show,
-        )
-        parquet = (
-            client.simulation.fetch_sweep_results(result.sweep_id) if output or report else b""
-        )
+
+@sim_app.command("watch")
+def watch(sweep_id: SweepIdArgument) -> None:
+    """Follow a sweep with a progress bar until it ends (Ctrl-C leaves it running)."""
+    with open_client() as client:
+        sweep = _follow(client, _resolve(client, sweep_id))
+    _show_sweep(sweep)
+
+
+@sim_app.command("status")
+def status(sweep_id: SweepIdArgument) -> None:
+    """A sweep's state, progress and KPI summary."""
+    with open_client() as client:
+        sweep = client.sweeps.get(_resolve(client, sweep_id))
+    _show_sweep(sweep)
+
+
+@sim_app.command("list")
+def list_(
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="queued, running, succeeded, failed or cancelled; repeatable."),
+    ] = None,
+    submitter: Annotated[str, typer.Option(help="Only this submitter's.")] = "",
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+) -> None:
+    """Sweeps, newest first."""
+    with open_client() as client:
+        sweeps = list(itertools.islice(client.sweeps.list(state or [], submitter=submitter), limit))
 
     def human() -> None:
-        table = Table(
-            title=f"sweep {result.sweep_id}: {result.scenario_count:,} scenarios, "
-            f"{result.task_count} Ray task(s), {result.elapsed_s:.1f} s"
-            + (f", {result.diverged} diverged" if result.diverged else "")
-        )
-        for column in ("KPI", "mean", "min", "p05", "p50", "p95", "max", "missing"):
-            table.add_column(column, justify="left" if column == "KPI" else "right")
-        for kpi in result.kpis:
+        table = Table(title=f"{len(sweeps)} sweep(s)")
+        for column in ("sweep", "state", "submitter", "scenarios", "chunks", "created"):
+            table.add_column(column)
+        for sweep in sweeps:
             table.add_row(
-                kpi.name,
-                *(_fmt(v) for v in (kpi.mean, kpi.min, kpi.p05, kpi.p50, kpi.p95, kpi.max)),
-                str(kpi.missing),
+                sweep.sweep_id,
+                state_name(sweep.state),
+                sweep.submitter,
+                f"{sweep.scenarios_done:,}/{sweep.scenarios_total:,}",
+                f"{sweep.chunks_done}/{sweep.chunks_total}",
+                sweep.create_time.ToDatetime().isoformat(timespec="seconds"),
             )
         console.print(table)
 
-    emit(MessageToDict(result, preserving_proto_field_name=True), human)
-    if output is not None:
-        output.write_bytes(parquet)
-        if not session.json:
-            console.print(f"results: {output} ({len(parquet):,} bytes, provenance in metadata)")
-    if report is not None:
-        import pandas as pd
+    emit([MessageToDict(s, preserving_proto_field_name=True) for s in sweeps], human)
 
-        from twinstack.sdk.results import sweep_figure, sweep_frame, write_report
 
-        frame = sweep_frame(parquet)
-        kpis = [k.name for k in result.kpis if k.missing < result.scenario_count][:4]
-        swept = list(_ranges(range_))
-        summary = pd.DataFrame(
-            [
-                {"kpi": k.name, "mean": k.mean, "p05": k.p05, "p50": k.p50, "p95": k.p95}
-                for k in result.kpis
-            ]
-        )
-        figure = sweep_figure(frame, kpis, swept)
-        subject = model or "the twins' models"
-        figure.suptitle(
-            f"sweep {result.sweep_id[:8]} of {subject}: "
-            f"{result.scenario_count:,} scenarios, {horizon_s:g} s horizon"
-        )
-        write_report(report, f"sweep {result.sweep_id}", figure, {"KPIs": summary})
-        console.print(f"report: {report}")
+@sim_app.command("cancel")
+def cancel(sweep_id: SweepIdArgument) -> None:
+    """Stop a queued or running sweep and free its cluster resources."""
+    with open_client() as client:
+        sweep = client.sweeps.cancel(_resolve(client, sweep_id))
+    emit(
+        MessageToDict(sweep, preserving_proto_field_name=True),
+        lambda: console.print(f"sweep {sweep.sweep_id} {state_name(sweep.state)}"),
+    )
+
+
+@sim_app.command("results")
+def results(
+    sweep_id: SweepIdArgument,
+    directory: Annotated[Path, typer.Argument(help="Where its Parquet parts go.")],
+) -> None:
+    """Download a succeeded sweep's rows as Parquet parts (a partial download resumes);
+    read them with pyarrow.dataset or `twinstack.sdk.results.sweep_frame`."""
+    with open_client() as client:
+        target = client.sweeps.download_results(_resolve(client, sweep_id), directory)
+    parts = sorted(target.glob("part-*.parquet"))
+    size = sum(part.stat().st_size for part in parts)
+    emit(
+        {"directory": str(target), "parts": len(parts), "bytes": size},
+        lambda: console.print(f"{len(parts)} part(s), {size:,} bytes in {target}"),
+    )
+
+
+@sim_app.command("report")
+def report_(
+    sweep_id: SweepIdArgument,
+    output: Annotated[Path, typer.Option(help="The HTML (or PNG) report.")],
+    results_dir: Annotated[
+        Path | None, typer.Option(help="Downloaded parts (plots of rows; summaries otherwise).")
+    ] = None,
+) -> None:
+    """An HTML or PNG report of a sweep: KPI histograms, sensitivities, best scenarios."""
+    import pandas as pd
+
+    from twinstack.sdk.results import summary_figure, sweep_figure, sweep_frame, write_report
+
+    with open_client() as client:
+        sweep = client.sweeps.get(_resolve(client, sweep_id))
+    summary = pd.DataFrame(
+        [
+            {"kpi": k.name, "mean": k.mean, "p05": k.p05, "p50": k.p50, "p95": k.p95}
+            for k in sweep.summary.kpis
+        ]
+    )
+    if results_dir is not None:
+        frame = sweep_frame(results_dir)
+        kpis = [k.name for k in sweep.summary.kpis if k.missing < sweep.scenarios_total][:4]
+        figure = sweep_figure(frame, kpis, sorted(sweep.spec.ranges))
+    else:
+        figure = summary_figure(sweep)
+    figure.suptitle(f"sweep {sweep.sweep_id[:8]}: {sweep.scenarios_total:,} scenarios")
+    best = pd.DataFrame(
+        [
+            {"scenario": b.scenario, "objective": b.objective, **dict(b.values)}
+            for b in sweep.summary.best
+        ]
+    )
+    write_report(
+        output, f"sweep {sweep.sweep_id}", figure, {"KPIs": summary, "best scenarios": best}
+    )
+    console.print(f"report: {output}")
 
 
 @sim_app.command("apply")
@@ -311,7 +456,7 @@ def apply(
     from."""
     from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
 
-    frame = sweep_frame(results.read_bytes())
+    frame = sweep_frame(results)
     row = best_scenario(frame, kpi, minimize=not maximize)
     with open_client() as client:
         try:

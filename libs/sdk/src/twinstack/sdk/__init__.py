@@ -1,4 +1,4 @@
-"""The twinstack Python SDK: clients of the registry, ingestion, state and simulation APIs.
+"""The twinstack Python SDK: clients of the registry, ingestion, state, simulation and sweep APIs.
 
 >>> from twinstack.sdk import Client, Point
 >>> with Client() as client:
@@ -9,6 +9,7 @@
 :class:`ApiError` subclass named after the reason the service gave.
 """
 
+from twinstack.sdk._sweeps import sweep_spec
 from twinstack.sdk.client import AsyncClient, Client
 from twinstack.sdk.config import ConnectConfig, Endpoints, RetryPolicy
 from twinstack.sdk.errors import (
@@ -55,4 +56,5 @@ __all__ = [
     "UnavailableError",
     "Violation",
     "make_frame",
+    "sweep_spec",
 ]

@@ -272,9 +272,10 @@ class Sweeps(SyncArea):
             The sweep as it ended: check ``state`` (succeeded, failed or cancelled).
         """
         sweep = self.submit(spec, request_id=request_id, submitter=submitter)
-        for sweep in self.watch(sweep.sweep_id):
+        for update in self.watch(sweep.sweep_id):
+            sweep = update
             if on_progress is not None:
-                on_progress(sweep)
+                on_progress(update)
         return sweep
 
     def download_results(self, sweep_id: str, directory: str | Path) -> Path:
@@ -345,9 +346,10 @@ class AsyncSweeps(AsyncArea):
     ) -> sweep_pb2.Sweep:
         """Submits a sweep and waits for it to end (see :meth:`Sweeps.run`)."""
         sweep = await self.submit(spec, request_id=request_id, submitter=submitter)
-        async for sweep in self.watch(sweep.sweep_id):
+        async for update in self.watch(sweep.sweep_id):
+            sweep = update
             if on_progress is not None:
-                on_progress(sweep)
+                on_progress(update)
         return sweep
 
     async def download_results(self, sweep_id: str, directory: str | Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.dataset as ds
 
-from twinstack.api.simulation.v1 import simulation_pb2
+from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
 from twinstack.api.state.v1 import state_pb2
 
 if TYPE_CHECKING:
@@ -154,6 +155,26 @@ def forecast_figure(
         axis.set_title(f"{twin_id}: {name}")
         axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
+    return figure
+
+
+def summary_figure(sweep: sweep_pb2.Sweep) -> Any:
+    """KPI histograms from a sweep's summary (no rows needed: summaries-only sweeps too)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kpis = [k for k in sweep.summary.kpis if k.counts][:6]
+    figure, axes = plt.subplots(1, max(1, len(kpis)), figsize=(4 * max(1, len(kpis)), 3.2))
+    for axis, kpi in zip(list(getattr(axes, "flat", [axes])), kpis, strict=False):
+        edges = list(kpi.bin_edges)
+        widths = [high - low for low, high in itertools.pairwise(edges)]
+        axis.bar(edges[:-1], list(kpi.counts), width=widths, align="edge")
+        axis.axvline(kpi.p50, color="black", linewidth=1)
+        axis.set_title(kpi.name, fontsize=9)
+        axis.set_ylabel("scenarios")
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     return figure
 
 

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -140,7 +140,7 @@ def run_chunk(job: SweepJob, index: int, config: StoreConfig) -> int:
     return index
 
 
-class Superseded(Exception):
+class SupersededError(Exception):
     """The sweep was cancelled, or another driver took it over."""
 
 
@@ -191,7 +191,7 @@ class Driver:
         try:
             await self._run_chunks(job, plan, chunks)
             await self._finish(job, plan, chunks)
-        except Superseded:
+        except SupersededError:
             logger.info("sweep cancelled or taken over; driver exits")
         except ray.exceptions.RayTaskError as error:
             reason = f"a chunk failed: {error.cause!r}"[:2000]
@@ -217,7 +217,7 @@ class Driver:
         )
 
     async def _update(self, change: Any) -> Stored | None:
-        """Changes the record while it is this driver's; Superseded once it is not."""
+        """Changes the record while it is this driver's; SupersededError once it is not."""
 
         def guarded(record: SweepRecord) -> SweepRecord | None:
             if not self._mine(record):
@@ -228,7 +228,7 @@ class Driver:
         stored = await self._records.change(self._sweep_id, guarded)
         if stored is None:
             self._stop.set()
-            raise Superseded
+            raise SupersededError
         await self._events.publish(
             SWEEP_CHANGED,
             (self._sweep_id,),
@@ -256,17 +256,23 @@ class Driver:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            done, retried = set(self._done), self._retried
-            with contextlib.suppress(Superseded):
-                await self._update(
-                    lambda r: replace(
-                        r,
-                        chunks_done=len(done),
-                        scenarios_done=self._scenarios_done(plan, done),
-                        retried_chunks=retried,
-                    )
-                )
+            progress = self._progress(plan, set(self._done), self._retried)
+            with contextlib.suppress(SupersededError):
+                await self._update(progress)
             await asyncio.sleep(self._settings.sweep_progress_interval_s)
+
+    def _progress(
+        self, plan: SweepPlan, done: set[int], retried: int
+    ) -> Callable[[SweepRecord], SweepRecord]:
+        def change(record: SweepRecord) -> SweepRecord:
+            return replace(
+                record,
+                chunks_done=len(done),
+                scenarios_done=self._scenarios_done(plan, done),
+                retried_chunks=retried,
+            )
+
+        return change
 
     async def _run_chunks(self, job: SweepJob, plan: SweepPlan, chunks: int) -> None:
         job_ref = ray.put(job)
@@ -290,7 +296,7 @@ class Driver:
                     [*pending, stop], return_when=asyncio.FIRST_COMPLETED
                 )
                 if stop in finished:
-                    raise Superseded
+                    raise SupersededError
                 for future in finished:
                     index, _ = pending.pop(future)
                     try:
@@ -378,4 +384,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

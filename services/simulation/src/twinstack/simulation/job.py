@@ -79,9 +79,7 @@ class SweepJob:
 def _target_json(target: Target) -> dict[str, Any]:
     kernel = target.kernel
     return {
-        "variables": [
-            [v.name, v.default, v.minimum, v.maximum, v.kind] for v in target.variables
-        ],
+        "variables": [[v.name, v.default, v.minimum, v.maximum, v.kind] for v in target.variables],
         "builtin": target.builtin,
         "kernel": None
         if kernel is None
@@ -149,7 +147,9 @@ def _spec_of(document: Mapping[str, Any]) -> SweepSpec:
         step_s=document["step_s"],
         sampler=Sampler(document["sampler"]),
         # Tuples in the order they were given: the swept variables' column order.
-        ranges={name: (low, high, levels) for name, (low, high, levels) in document["ranges"].items()},
+        ranges={
+            name: (low, high, levels) for name, (low, high, levels) in document["ranges"].items()
+        },
         samples=document["samples"],
         replicates=document["replicates"],
         overrides=document["overrides"],

@@ -92,7 +92,9 @@ class RayJobs:
 
         def status() -> bool:
             try:
-                return self._connected().get_job_status(submission_id(sweep_id, attempt)) in FINISHED
+                return (
+                    self._connected().get_job_status(submission_id(sweep_id, attempt)) in FINISHED
+                )
             except RuntimeError:  # the job is unknown: the head was replaced
                 return True
 

@@ -245,11 +245,11 @@ def spec_violations(
         violations.append(FieldViolation("replicates", "must be at least 1"))
     kpi_names = target.kpi_names(spec.thresholds)
     if spec.objective and spec.objective not in kpi_names:
-        violations.append(FieldViolation("objective.kpi", f"no KPI {spec.objective!r}: {kpi_names}"))
-    if not 1 <= spec.best_count <= limits.max_best_count:
         violations.append(
-            FieldViolation("best_count", f"between 1 and {limits.max_best_count}")
+            FieldViolation("objective.kpi", f"no KPI {spec.objective!r}: {kpi_names}")
         )
+    if not 1 <= spec.best_count <= limits.max_best_count:
+        violations.append(FieldViolation("best_count", f"between 1 and {limits.max_best_count}"))
     grid_levels = [levels for _, _, levels in spec.ranges.values()]
     total = twins * point_count(spec.sampler, spec.samples, grid_levels) * max(1, spec.replicates)
     if total > limits.max_scenarios:

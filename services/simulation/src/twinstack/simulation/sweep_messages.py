@@ -65,7 +65,9 @@ def spec_of(message: sweep_pb2.SweepSpec) -> SweepSpec:
         sweep_pb2.RESULT_ROWS_ALL,
         sweep_pb2.RESULT_ROWS_SUMMARIES_ONLY,
     ):
-        raise InvalidArgumentError("unknown rows", [FieldViolation("rows", "ALL or SUMMARIES_ONLY")])
+        raise InvalidArgumentError(
+            "unknown rows", [FieldViolation("rows", "ALL or SUMMARIES_ONLY")]
+        )
     return SweepSpec(
         horizon_s=message.horizon_s,
         step_s=message.step_s,
@@ -89,7 +91,9 @@ def spec_of(message: sweep_pb2.SweepSpec) -> SweepSpec:
     )
 
 
-def summary_document(plan: SweepPlan, merged: Partial, objective: Objective | None) -> dict[str, Any]:
+def summary_document(
+    plan: SweepPlan, merged: Partial, objective: Objective | None
+) -> dict[str, Any]:
     """The summary kept in the sweep's record (JSON): KPI distributions, best scenarios,
     sensitivities and the divergence count."""
     names = plan.target.names
@@ -113,9 +117,7 @@ def summary_document(plan: SweepPlan, merged: Partial, objective: Objective | No
     return {
         "kpis": [asdict(stats) for stats in kpi_stats(plan.kpi_names, merged)],
         "best": best,
-        "sensitivity": [
-            asdict(c) for c in correlations(plan.swept_names, plan.kpi_names, merged)
-        ],
+        "sensitivity": [asdict(c) for c in correlations(plan.swept_names, plan.kpi_names, merged)],
         "diverged": merged.diverged,
     }
 

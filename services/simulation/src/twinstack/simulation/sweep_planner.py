@@ -19,10 +19,10 @@ import ray
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.simulation.compiler import COMPILER_VERSION
+from twinstack.simulation.job import SweepJob
 from twinstack.simulation.kernels import BUILTIN_MODELS
 from twinstack.simulation.runs import starts
 from twinstack.simulation.snapshot import Snapshot, SnapshotTaker
-from twinstack.simulation.job import SweepJob
 from twinstack.simulation.sweep import Limits, Start, SweepPlan, SweepSpec, Target, plan_sweep
 
 logger = logging.getLogger(__name__)

@@ -76,6 +76,14 @@ def _after_token(token: str) -> tuple[float, str] | None:
         ) from error
 
 
+def _wrong_state(record: SweepRecord, message: str) -> FailedPreconditionError:
+    return FailedPreconditionError(
+        message,
+        [FieldViolation("sweep_id", f"sweep {record.sweep_id} is {record.state.value}")],
+        violation_type="SWEEP_STATE",
+    )
+
+
 class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
     def __init__(
         self,
@@ -113,9 +121,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                 model=spec_message.model,
                 twin_ids=list(spec_message.twins.twin_ids),
                 query=spec_message.twins.query,
-                submitted=json_format.MessageToDict(
-                    spec_message, preserving_proto_field_name=True
-                ),
+                submitted=json_format.MessageToDict(spec_message, preserving_proto_field_name=True),
             )
         )
         job = planned.job
@@ -148,7 +154,9 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         deadline = time.monotonic() + CLAIM_WAIT_S
         while (stored := await self._records.get(sweep_id)) is None:
             if time.monotonic() > deadline:
-                raise UnavailableError("the same request is being submitted; retry", retry_after_s=1)
+                raise UnavailableError(
+                    "the same request is being submitted; retry", retry_after_s=1
+                )
             await asyncio.sleep(0.1)
         return stored
 
@@ -177,7 +185,8 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         page_size = request.page.page_size or DEFAULT_PAGE_SIZE
         if not 0 < page_size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError(
-                "page too large", [FieldViolation("page.page_size", f"between 1 and {MAX_PAGE_SIZE}")]
+                "page too large",
+                [FieldViolation("page.page_size", f"between 1 and {MAX_PAGE_SIZE}")],
             )
         states = set()
         for index, value in enumerate(request.states):
@@ -233,9 +242,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
 
         def cancel(record: SweepRecord) -> SweepRecord:
             if record.state.terminal:
-                raise FailedPreconditionError(
-                    f"sweep {record.sweep_id} already ended ({record.state.value})"
-                )
+                raise _wrong_state(record, "the sweep already ended")
             return record.ended(SweepState.CANCELLED)
 
         cancelled = await self._records.change(stored.record.sweep_id, cancel)
@@ -251,13 +258,12 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
     ) -> AsyncIterator[sweep_pb2.ReadSweepResultsResponse]:
         record = (await self._get(request.sweep_id)).record
         if record.state is not SweepState.SUCCEEDED:
-            raise FailedPreconditionError(
-                f"sweep {record.sweep_id} is {record.state.value}; results are read once it "
-                "succeeded"
-            )
+            raise _wrong_state(record, "results are read once the sweep succeeded")
         if not record.keep_rows:
             raise FailedPreconditionError(
-                f"sweep {record.sweep_id} kept summaries only (GetSweep has them); no rows"
+                "the sweep kept summaries only (GetSweep has them); it has no rows",
+                [FieldViolation("sweep_id", f"sweep {record.sweep_id} kept no rows")],
+                violation_type="SWEEP_SUMMARIES_ONLY",
             )
         if request.first_part > record.chunks_total:
             raise InvalidArgumentError(

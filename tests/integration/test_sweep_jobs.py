@@ -1,0 +1,236 @@
+"""Sweeps as durable jobs against real nats-server and a real two-node local Ray cluster: a sweep
+outlives its client, the simulation replica that took it, its driver and a lost Ray node, and
+its rows and summary are those of an undisturbed run (no chunk missing, none counted twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import grpc
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from twinstack.api.common.v1 import types_pb2
+from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2, sweep_pb2_grpc
+from twinstack.devstack.ray_cluster import RayCluster, process_tree
+from twinstack.simulation.app import SimulationApp
+from twinstack.simulation.settings import SimulationSettings
+
+SWEEP_SERVICE = sweep_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name
+# About a minute of work on two CPUs, in 16 chunks: long enough to disturb mid-way.
+SPEC = sweep_pb2.SweepSpec(
+    model="pump_thermal",
+    sampler=simulation_pb2.SAMPLER_SOBOL,
+    ranges={
+        "load": simulation_pb2.ParameterRange(min=0.2, max=1.0),
+        "ambient_c": simulation_pb2.ParameterRange(min=10.0, max=35.0),
+    },
+    samples=16_000,
+    horizon_s=100_000.0,
+    step_s=1.0,
+    seed=21,
+)
+
+
+def processes(marker: str) -> list[int]:
+    """Pids whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if marker in command:
+                found.append(int(entry.name))
+    return found
+
+
+Replica: TypeAlias = (
+    "Callable[[], contextlib.AbstractAsyncContextManager[sweep_pb2_grpc.SweepServiceAsyncStub]]"
+)
+
+
+@pytest.fixture
+def replica(
+    infra_settings: dict[str, Any], ray_settings: dict[str, Any], serve_app: Any, eventually: Any
+) -> Replica:
+    """Starts a simulation replica (all replicas share NATS and the Ray cluster)."""
+
+    @contextlib.asynccontextmanager
+    async def start() -> AsyncIterator[sweep_pb2_grpc.SweepServiceAsyncStub]:
+        settings = SimulationSettings(
+            **infra_settings,
+            **ray_settings,
+            scenarios_per_task=1000,
+            sweep_schedule_interval_s=0.2,
+            sweep_lease_interval_s=0.5,
+            sweep_lease_timeout_s=5.0,
+            sweep_driver_start_timeout_s=60.0,
+        )
+        async with serve_app(settings, SimulationApp(settings)) as channel:
+            health: Any = health_pb2_grpc.HealthStub(channel)
+
+            async def serving() -> bool:
+                check = health_pb2.HealthCheckRequest(service=SWEEP_SERVICE)
+                response = await health.Check(check, timeout=5)
+                return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+            await eventually(serving, timeout_s=60)
+            yield sweep_pb2_grpc.SweepServiceStub(channel)
+
+    return start
+
+
+async def finished(sweeps: sweep_pb2_grpc.SweepServiceAsyncStub, sweep_id: str) -> sweep_pb2.Sweep:
+    request = sweep_pb2.WatchSweepRequest(sweep_id=sweep_id)
+    last = None
+    async for message in sweeps.WatchSweep(request, timeout=300):
+        last = message.sweep
+    assert last is not None
+    return last
+
+
+async def rows(
+    sweeps: sweep_pb2_grpc.SweepServiceAsyncStub, sweep: sweep_pb2.Sweep, directory: Path
+) -> pa.Table:
+    await asyncio.to_thread(directory.mkdir, parents=True)
+    parts: dict[str, bytearray] = {}
+    request = sweep_pb2.ReadSweepResultsRequest(sweep_id=sweep.sweep_id)
+    async for piece in sweeps.ReadSweepResults(request, timeout=120):
+        parts.setdefault(piece.part, bytearray()).extend(piece.data)
+    for name, data in parts.items():
+        await asyncio.to_thread((directory / name).write_bytes, bytes(data))
+    table: pa.Table = await asyncio.to_thread(pq.read_table, directory)
+    return table.sort_by("scenario")
+
+
+async def test_a_sweep_outlives_its_client_its_replica_and_its_driver(
+    replica: Replica, eventually: Any, tmp_path: Path
+) -> None:
+    async with replica() as first:
+        submit = sweep_pb2.SubmitSweepRequest(spec=SPEC, request_id="nightly-7", submitter="data")
+        submitted = await first.SubmitSweep(submit, timeout=30)
+        assert submitted.created
+        again = await first.SubmitSweep(submit, timeout=30)
+        assert not again.created, "the same request id is the same sweep"
+        assert again.sweep.sweep_id == submitted.sweep.sweep_id
+        sweep_id = submitted.sweep.sweep_id
+        # The client watches a little, then goes away; so does the replica that took the sweep.
+        async for message in first.WatchSweep(
+            sweep_pb2.WatchSweepRequest(sweep_id=sweep_id), timeout=120
+        ):
+            if message.sweep.chunks_done >= 2:
+                break
+    driver = f"twinstack.simulation.driver {sweep_id}"
+    victims = await eventually(lambda: asyncio.to_thread(processes, driver), timeout_s=30)
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+
+    async with replica() as second:
+        sweep = await finished(second, sweep_id)
+        assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+        assert sweep.attempts >= 2, "a second driver resumed the sweep"
+        assert sweep.chunks_done == sweep.chunks_total == 16
+        assert sweep.scenarios_done == 16_000
+        disturbed = await rows(second, sweep, tmp_path / "disturbed")
+
+        undisturbed = await finished(
+            second,
+            (
+                await second.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=SPEC), timeout=30)
+            ).sweep.sweep_id,
+        )
+        assert undisturbed.attempts == 1
+        reference = await rows(second, undisturbed, tmp_path / "undisturbed")
+        assert disturbed.num_rows == 16_000
+        assert disturbed.column("scenario").to_pylist() == list(range(16_000))
+        assert disturbed.drop(["twin_id"]).equals(reference.drop(["twin_id"]))
+        assert sweep.summary == undisturbed.summary
+
+        listed = await second.ListSweeps(sweep_pb2.ListSweepsRequest(submitter="data"), timeout=10)
+        assert [s.sweep_id for s in listed.sweeps] == [sweep_id]
+
+
+async def test_a_sweep_survives_a_lost_ray_node(
+    replica: Replica, ray_cluster: RayCluster, eventually: Any, tmp_path: Path
+) -> None:
+    node = ray_cluster.add_node(1)
+    async with replica() as sweeps:
+        reference_sweep = await finished(
+            sweeps,
+            (
+                await sweeps.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=SPEC), timeout=30)
+            ).sweep.sweep_id,
+        )
+        reference = await rows(sweeps, reference_sweep, tmp_path / "reference")
+
+        submitted = await sweeps.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=SPEC), timeout=30)
+
+        def chunks_on_the_node() -> list[int]:
+            process = ray_cluster.nodes[node].process
+            tree = set(process_tree(process.pid)) if process.pid else set()
+            return [pid for pid in processes("ray::run_chunk") if pid in tree]
+
+        await eventually(lambda: asyncio.to_thread(chunks_on_the_node), timeout_s=60)
+        ray_cluster.kill_node(node)
+        sweep = await finished(sweeps, submitted.sweep.sweep_id)
+        assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+        assert sweep.chunks_done == sweep.chunks_total
+        table = await rows(sweeps, sweep, tmp_path / "disturbed")
+        assert table.drop(["twin_id"]).equals(reference.drop(["twin_id"]))
+        assert sweep.summary == reference_sweep.summary
+
+
+async def test_bad_sweep_requests_are_refused_before_anything_is_queued(
+    replica: Replica, details_of: Any
+) -> None:
+    async with replica() as sweeps:
+        over_budget = sweep_pb2.SweepSpec(
+            model="pump_thermal",
+            ranges={"load": simulation_pb2.ParameterRange(min=0.0, max=1.0)},
+            samples=4_000_000_000,
+            horizon_s=10.0,
+            step_s=1.0,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await sweeps.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=over_budget), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in details_of(raised.value)[1].field_violations] == ["samples"]
+        for request in (
+            sweep_pb2.SubmitSweepRequest(spec=SPEC, submitter="no spaces allowed"),
+            sweep_pb2.SubmitSweepRequest(spec=SPEC, request_id="x" * 129),
+            sweep_pb2.SubmitSweepRequest(
+                spec=sweep_pb2.SweepSpec(
+                    model="pump_thermal",
+                    horizon_s=10.0,
+                    step_s=1.0,
+                    objective=sweep_pb2.Objective(kpi="nope"),
+                )
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await sweeps.SubmitSweep(request, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for method, request in (
+            (sweeps.GetSweep, sweep_pb2.GetSweepRequest(sweep_id="f" * 32)),
+            (sweeps.CancelSweep, sweep_pb2.CancelSweepRequest(sweep_id="f" * 32)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await method(request, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await sweeps.ListSweeps(
+                sweep_pb2.ListSweepsRequest(page=types_pb2.PageRequest(page_token="garbage")),
+                timeout=10,
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        listed = await sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
+        assert list(listed.sweeps) == [], "nothing was queued"
