@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -20,6 +21,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2, sweep_pb2_grpc
+from twinstack.devstack import free_port
+from twinstack.devstack.platform import grpc_serving
+from twinstack.devstack.processes import ManagedProcess
 from twinstack.devstack.ray_cluster import RayCluster, process_tree
 from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
@@ -112,23 +116,63 @@ async def rows(
     return table.sort_by("scenario")
 
 
+@contextlib.contextmanager
+def replica_process(
+    infra_settings: dict[str, Any], ray_env: dict[str, str], log_dir: Path
+) -> Iterator[ManagedProcess]:
+    """A simulation replica as its own process (so that it can be SIGKILLed)."""
+    port = free_port()
+    env = {
+        "TWINSTACK_GRPC_HOST": "127.0.0.1",
+        "TWINSTACK_GRPC_PORT": str(port),
+        "TWINSTACK_NATS_URL": infra_settings["nats_url"],
+        "TWINSTACK_INFLUX_URL": infra_settings["influx_url"],
+        "TWINSTACK_INFLUX_DATABASE": infra_settings["influx_database"],
+        "TWINSTACK_SCENARIOS_PER_TASK": "1000",
+        "TWINSTACK_SWEEP_SCHEDULE_INTERVAL_S": "0.2",
+        **ray_env,
+    }
+    process = ManagedProcess(
+        "simulation",
+        [sys.executable, "-m", "twinstack.simulation"],
+        log_path=log_dir / "simulation.log",
+        env=env,
+        ready=lambda: grpc_serving(f"127.0.0.1:{port}", SWEEP_SERVICE),
+    )
+    process.port = port  # type: ignore[attr-defined]
+    process.start(timeout_s=120)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 async def test_a_sweep_outlives_its_client_its_replica_and_its_driver(
-    replica: Replica, eventually: Any, tmp_path: Path
+    replica: Replica,
+    infra_settings: dict[str, Any],
+    ray_env: dict[str, str],
+    eventually: Any,
+    tmp_path: Path,
 ) -> None:
-    async with replica() as first:
-        submit = sweep_pb2.SubmitSweepRequest(spec=SPEC, request_id="nightly-7", submitter="data")
-        submitted = await first.SubmitSweep(submit, timeout=30)
-        assert submitted.created
-        again = await first.SubmitSweep(submit, timeout=30)
-        assert not again.created, "the same request id is the same sweep"
-        assert again.sweep.sweep_id == submitted.sweep.sweep_id
-        sweep_id = submitted.sweep.sweep_id
-        # The client watches a little, then goes away; so does the replica that took the sweep.
-        async for message in first.WatchSweep(
-            sweep_pb2.WatchSweepRequest(sweep_id=sweep_id), timeout=120
-        ):
-            if message.sweep.chunks_done >= 2:
-                break
+    with replica_process(infra_settings, ray_env, tmp_path) as process:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{process.port}") as channel:  # type: ignore[attr-defined]
+            first = sweep_pb2_grpc.SweepServiceStub(channel)
+            submit = sweep_pb2.SubmitSweepRequest(
+                spec=SPEC, request_id="nightly-7", submitter="data"
+            )
+            submitted = await first.SubmitSweep(submit, timeout=30)
+            assert submitted.created
+            again = await first.SubmitSweep(submit, timeout=30)
+            assert not again.created, "the same request id is the same sweep"
+            assert again.sweep.sweep_id == submitted.sweep.sweep_id
+            sweep_id = submitted.sweep.sweep_id
+            # The client watches a little, then goes away; the replica that took it is killed.
+            async for message in first.WatchSweep(
+                sweep_pb2.WatchSweepRequest(sweep_id=sweep_id), timeout=120
+            ):
+                if message.sweep.chunks_done >= 2:
+                    break
+        process.kill()
     driver = f"twinstack.simulation.driver {sweep_id}"
     victims = await eventually(lambda: asyncio.to_thread(processes, driver), timeout_s=30)
     for pid in victims:
@@ -187,6 +231,64 @@ async def test_a_sweep_survives_a_lost_ray_node(
         table = await rows(sweeps, sweep, tmp_path / "disturbed")
         assert table.drop(["twin_id"]).equals(reference.drop(["twin_id"]))
         assert sweep.summary == reference_sweep.summary
+
+
+async def test_a_sweep_resumes_after_the_ray_head_restarts(
+    infra_settings: dict[str, Any],
+    serve_app: Any,
+    eventually: Any,
+    tmp_path: Path,
+) -> None:
+    """The head's pod lost (its drivers with it) and back: the sweep is resumed from the ledger."""
+    cluster = RayCluster(tmp_path / "ray", num_cpus=2, object_store_bytes=256 * 2**20)
+    cluster.start()
+    try:
+        settings = SimulationSettings(
+            **infra_settings,
+            ray_jobs_address=cluster.jobs_address,
+            ray_auth_token_file=cluster.token_path,
+            scenarios_per_task=1000,
+            sweep_schedule_interval_s=0.2,
+            sweep_lease_interval_s=0.5,
+            sweep_lease_timeout_s=5.0,
+        )
+        async with serve_app(settings, SimulationApp(settings)) as channel:
+            sweeps = sweep_pb2_grpc.SweepServiceStub(channel)
+            health: Any = health_pb2_grpc.HealthStub(channel)
+
+            async def sweep_service_status() -> int:
+                check = health_pb2.HealthCheckRequest(service=SWEEP_SERVICE)
+                return int((await health.Check(check, timeout=5)).status)
+
+            serving = health_pb2.HealthCheckResponse.SERVING
+            await eventually(sweep_service_status, lambda s: s == serving, timeout_s=60)
+            submitted = await sweeps.SubmitSweep(
+                sweep_pb2.SubmitSweepRequest(spec=SPEC), timeout=30
+            )
+            sweep_id = submitted.sweep.sweep_id
+            async for message in sweeps.WatchSweep(
+                sweep_pb2.WatchSweepRequest(sweep_id=sweep_id), timeout=120
+            ):
+                if message.sweep.chunks_done >= 2:
+                    break
+            await asyncio.to_thread(cluster.kill_head)
+            # Without Ray, only the sweep service stops serving; submits say when to retry.
+            await eventually(sweep_service_status, lambda s: s != serving, timeout_s=30)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await sweeps.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=SPEC), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            got = await sweeps.GetSweep(sweep_pb2.GetSweepRequest(sweep_id=sweep_id), timeout=10)
+            assert got.sweep.state == sweep_pb2.SWEEP_STATE_RUNNING
+            await asyncio.to_thread(cluster.start)
+            sweep = await finished(sweeps, sweep_id)
+            assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+            assert sweep.attempts >= 2
+            assert sweep.chunks_done == sweep.chunks_total == 16
+            assert sweep.scenarios_done == 16_000
+            table = await rows(sweeps, sweep, tmp_path / "rows")
+            assert table.column("scenario").to_pylist() == list(range(16_000))
+    finally:
+        await asyncio.to_thread(cluster.stop)
 
 
 async def test_bad_sweep_requests_are_refused_before_anything_is_queued(
