@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.cli.main import app
 from twinstack.common.influx import InfluxStore
 from twinstack.devstack import LocalPlatform, free_port, wait_until
-from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point
+from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point, sweep_spec
 from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import example_model_sources
 from twinstack.sdk.results import apply_scenario, best_scenario, sweep_frame
@@ -257,16 +258,19 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_env: dict[s
 
             walk_with_the_cli(platform, client)
 
-            sweep = client.simulation.run_sweep(
-                "pump_thermal",
-                horizon_s=600,
-                step_s=1.0,
-                seed=3,
-                ranges={"load": (0.2, 1.0)},
-                samples=5000,
+            sweep = client.sweeps.run(
+                sweep_spec(
+                    "pump_thermal",
+                    horizon_s=600,
+                    step_s=1.0,
+                    seed=3,
+                    ranges={"load": (0.2, 1.0)},
+                    samples=5000,
+                )
             )
-            assert sweep.scenario_count == 5000
-            peak = next(k for k in sweep.kpis if k.name == "peak_temperature_c")
+            assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+            assert sweep.scenarios_total == sweep.scenarios_done == 5000
+            peak = next(k for k in sweep.summary.kpis if k.name == "peak_temperature_c")
             assert 25.0 < peak.min <= peak.p50 <= peak.max
     finally:
         platform.stop()
@@ -349,28 +353,32 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
                 f"FROM 'plant-north' FOLLOW contains DEPTH 2 WHERE IS_OF_MODEL('{EX}Machine;1')"
             )
             with pytest.raises(ApiError) as raised:
-                client.simulation.run_sweep(query=machines, horizon_s=60, step_s=1.0)
+                client.sweeps.submit(sweep_spec(query=machines, horizon_s=60, step_s=1.0))
             # The pump has no telemetry yet: its temperature cannot start a scenario.
             assert raised.value.code.name == "FAILED_PRECONDITION"
             assert "line1-pump-1" in raised.value.message
 
             progress: list[int] = []
-            result = client.simulation.run_sweep(
-                twin_ids=["line1-press-3"],
-                sampler="sobol",
-                ranges={"load": (0.3, 1.2)},
-                samples=1024,
-                replicates=2,
-                input_noise={"load": 0.05},
-                thresholds={"temperature": 60.0},
-                horizon_s=3600,
-                step_s=1.0,
-                seed=7,
-                on_progress=lambda message: progress.append(message.scenarios_done),
+            result = client.sweeps.run(
+                sweep_spec(
+                    twin_ids=["line1-press-3"],
+                    sampler="sobol",
+                    ranges={"load": (0.3, 1.2)},
+                    samples=1024,
+                    replicates=2,
+                    input_noise={"load": 0.05},
+                    thresholds={"temperature": 60.0},
+                    horizon_s=3600,
+                    step_s=1.0,
+                    seed=7,
+                ),
+                on_progress=lambda sweep: progress.append(sweep.scenarios_done),
             )
-            assert result.scenario_count == 2048
+            assert result.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, result.failure_reason
+            assert result.scenarios_total == 2048
             assert progress[-1] == 2048
-            frame = sweep_frame(client.simulation.fetch_sweep_results(result.sweep_id))
+            downloaded = client.sweeps.download_results(result.sweep_id, data_dir.parent / "press")
+            frame = sweep_frame(downloaded)
             provenance = frame.attrs["provenance"]
             pinned = provenance["snapshot"]["twins"][0]
             assert pinned["twin_id"] == "line1-press-3"
@@ -425,8 +433,9 @@ def reported(client: Client, twin_id: str) -> dict[str, object]:
 
 
 def walk_simulation_with_the_cli(platform: LocalPlatform, scratch: Path) -> None:
-    """sim models, run (with a PNG report), sweep (progress, table, Parquet, HTML report),
-    forecast and calibrate, against the fed example twins."""
+    """sim models, run (with a PNG report), submit --watch (progress, table), status, list,
+    results (Parquet parts), report (HTML), cancel, forecast and calibrate, against the fed
+    example twins."""
     scratch.mkdir(parents=True, exist_ok=True)
     env = {
         **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
@@ -445,15 +454,23 @@ def walk_simulation_with_the_cli(platform: LocalPlatform, scratch: Path) -> None
               "--threshold", "temperature=70", "--report", str(scenario_png))  # fmt: skip
     assert "temperature.time_above_s" in ran
     assert scenario_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    results, report = scratch / "line.parquet", scratch / "line.html"
-    swept = run("sweep", "--model", "production_line", "--sampler", "grid",
+    results, report = scratch / "line", scratch / "line.html"
+    swept = run("submit", "--model", "production_line", "--sampler", "grid",
                 "--range", "buffer_capacity=2:42:3", "--replicates", "20", "--horizon-s", "7200",
-                "--step-s", "10", "--output", str(results), "--report", str(report))  # fmt: skip
-    assert "60 scenarios" in swept
+                "--step-s", "10", "--watch")  # fmt: skip
+    assert "60/60 scenarios" in swept
     assert "throughput_per_h" in swept
-    assert sweep_frame(results.read_bytes()).shape[0] == 60
+    assert "succeeded" in run("status", "latest")
+    assert "succeeded" in run("list", "--state", "succeeded")
+    assert "1 part(s)" in run("results", "latest", str(results))
+    assert sweep_frame(results).shape[0] == 60
+    run("report", "latest", "--output", str(report), "--results-dir", str(results))
     assert "throughput_per_h" in report.read_text()
     assert "<img src='data:image/png" in report.read_text()
+    queued = run("submit", "--model", "pump_thermal", "--samples", "20000000",
+                 "--range", "load=0.5:1.0", "--summaries-only")  # fmt: skip
+    assert "20,000,000 scenarios" in queued
+    assert "cancelled" in run("cancel", "latest")
     forecast = run("forecast", "--twin", "line1-press-3", "--horizon-s", "600",
                    "--samples", "200", "--uncertain", "heat_rise=35:55")  # fmt: skip
     assert "overheat" in forecast

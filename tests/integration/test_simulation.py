@@ -353,8 +353,8 @@ async def test_invalid_sweeps_get_every_problem_named(platform: Platform, detail
             await platform.sweeps.GetSweep(sweep_pb2.GetSweepRequest(sweep_id=sweep_id), timeout=10)
         assert raised.value.code() == code
     # Nothing invalid was queued.
-    listed = await platform.sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
-    assert list(listed.sweeps) == []
+    queued = await platform.sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
+    assert list(queued.sweeps) == []
     tiny_step = simulation_pb2.CalibrateRequest(twin_id="nobody", step_s=1e-10)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await platform.simulation.Calibrate(tiny_step, timeout=10)

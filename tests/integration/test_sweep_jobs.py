@@ -321,10 +321,11 @@ async def test_bad_sweep_requests_are_refused_before_anything_is_queued(
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await sweeps.SubmitSweep(request, timeout=10)
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        for method, request in (
+        lookups: list[tuple[Any, Any]] = [
             (sweeps.GetSweep, sweep_pb2.GetSweepRequest(sweep_id="f" * 32)),
             (sweeps.CancelSweep, sweep_pb2.CancelSweepRequest(sweep_id="f" * 32)),
-        ):
+        ]
+        for method, request in lookups:
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await method(request, timeout=10)
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND

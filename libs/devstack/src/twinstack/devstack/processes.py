@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,17 @@ def _terminated_with_parent(command: Sequence[str]) -> list[str]:
     if setpriv is None:
         return list(command)
     return [setpriv, "--pdeathsig", "SIGTERM", "--", *command]
+
+
+def installed_program(name: str, package: str) -> str:
+    """The program ``name`` installed beside this Python (by ``package``), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: install the {package} package")
+    return found
 
 
 def free_port() -> int:

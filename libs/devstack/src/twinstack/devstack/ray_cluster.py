@@ -13,27 +13,20 @@ import os
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from twinstack.devstack.processes import ManagedProcess, free_port, wait_until
+from twinstack.devstack.processes import ManagedProcess, free_port, installed_program, wait_until
 
 START_ATTEMPTS = 3
 
 
 def ray_binary() -> str:
     """The ``ray`` script installed beside this Python, else on PATH."""
-    beside = Path(sys.executable).parent / "ray"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("ray")
-    if found is None:
-        raise FileNotFoundError("ray not found: install twinstack-simulation (ray[default])")
-    return found
+    return installed_program("ray", "ray[default]")
 
 
 def _children() -> dict[int, list[int]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import grpc
+
 from twinstack import sdk
 from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
 from twinstack.common.app import Registration, ServiceApp, started
@@ -125,7 +127,7 @@ class SimulationApp(ServiceApp[SimulationSettings]):
             events,
         )
 
-        def register(server: object) -> None:
+        def register(server: grpc.aio.Server) -> None:
             simulation_pb2_grpc.add_SimulationServiceServicer_to_server(simulation, server)
             sweep_pb2_grpc.add_SweepServiceServicer_to_server(sweeps, server)
 

@@ -116,7 +116,8 @@ class SweepRecords:
         try:
             await self.bucket.create(key, sweep_id.encode())
         except KeyWrongLastSequenceError:
-            return (await self.bucket.get(key)).value.decode()
+            existing = (await self.bucket.get(key)).value or b""
+            return existing.decode()
         return None
 
     async def get(self, sweep_id: str) -> Stored | None:
@@ -164,7 +165,7 @@ class SweepRecords:
                 if entry.value:
                     yield Stored(SweepRecord.from_bytes(entry.value), entry.revision or 0)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
 
 
 def _ledger_key(sweep_id: str, index: int) -> str:
@@ -202,11 +203,11 @@ class ChunkLedger:
                     break
                 indices.add(int(entry.key.rsplit(".", 1)[1]))
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
         return indices
 
     async def entry(self, sweep_id: str, index: int) -> LedgerEntry:
-        value = (await self.bucket.get(_ledger_key(sweep_id, index))).value
+        value = (await self.bucket.get(_ledger_key(sweep_id, index))).value or b""
         (part_bytes,) = struct.unpack_from("<q", value)
         return LedgerEntry(part_bytes, value[8:])
 

@@ -272,7 +272,10 @@ def _quantiles(values: FloatArray, weights: FloatArray, low: float, high: float)
     cumulative = np.cumsum(weights)
     midpoints = cumulative - weights / 2
     total = cumulative[-1]
-    return np.interp(np.array(QUANTILES) * total, midpoints, values, left=low, right=high)
+    quantiles: FloatArray = np.interp(
+        np.array(QUANTILES) * total, midpoints, values, left=low, right=high
+    )
+    return quantiles
 
 
 def _histogram(

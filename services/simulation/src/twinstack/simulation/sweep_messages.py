@@ -176,7 +176,7 @@ def sweep_message(stored: Stored) -> sweep_pb2.Sweep:
         provenance_json=record.provenance_json,
         retried_chunks=record.retried_chunks,
     )
-    json_format.ParseDict(record.spec, message.spec)
+    json_format.ParseDict(dict(record.spec), message.spec)
     _timestamp(message.create_time, record.created_at)
     _timestamp(message.start_time, record.started_at)
     _timestamp(message.end_time, record.ended_at)

@@ -190,7 +190,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             )
         states = set()
         for index, value in enumerate(request.states):
-            state = STATE_OF_MESSAGE.get(value)  # type: ignore[call-overload]
+            state = STATE_OF_MESSAGE.get(value)
             if state is None:
                 raise InvalidArgumentError(
                     "unknown state", [FieldViolation(f"states[{index}]", "not a sweep state")]
@@ -227,7 +227,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                 if stored.record.state.terminal:
                     return
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def WatchSweep(
         self, request: sweep_pb2.WatchSweepRequest, context: Any
