@@ -1,8 +1,9 @@
 """Runs twinstack's infrastructure and services as plain local processes.
 
 Used by ``make up`` (through ``twinstack up``) and by the test fixtures, so that both start
-nats-server, influxd and a Ray cluster the same way: on chosen or free ports, with data in a given directory,
-waiting on a readiness condition with a deadline, and stopping with SIGTERM then SIGKILL.
+nats-server, influxd and a Ray cluster the same way: on chosen or free ports, with data in a
+given directory, waiting on a readiness condition with a deadline, and stopping with SIGTERM
+then SIGKILL.
 """
 
 from twinstack.devstack.infra import InfluxServer, NatsServer, ensure_influxd
