@@ -394,7 +394,7 @@ async def test_a_sweep_survives_a_lost_worker_and_counts_nothing_twice(
         model="pump_thermal",
         ranges={"load": simulation_pb2.ParameterRange(min=0.2, max=1.0)},
         samples=10_000,
-        horizon_s=200_000.0,
+        horizon_s=100_000.0,
         step_s=1.0,
         seed=3,
     )
