@@ -1,10 +1,10 @@
-"""Simulation: the kernel compiled from a model's dynamics, and sweep fan-out on Ray.
+"""Simulation: the kernel compiled from a model's dynamics, and sweeps as jobs on Ray.
 
 One model, the pump's thermal load written in the model language, and the same scenarios for
 every contender. Baselines measured in this run: a NumPy vectorised RK4 of the same equations
 with the same KPIs, scipy's ``solve_ivp`` looped per scenario, an estimate of one core's FP64
-peak, the hand-written numba kernel of the same model, and the same compiled kernel run chunk by
-chunk in one process (for Ray's parallel efficiency).
+peak, the hand-written numba kernel of the same model; then ``bench.sweeps`` (submitted sweeps
+against one process running the same kernel chunk by chunk).
 """
 
 from __future__ import annotations

@@ -172,23 +172,31 @@ class Driver:
             logger.info("not this driver's sweep any more; exiting")
             return 0
         await self._leases.renew(self._sweep_id, self._attempt)
-        job = SweepJob.from_json(await store.get(job_name(self._sweep_id)))
+        try:
+            job = SweepJob.from_json(await store.get(job_name(self._sweep_id)))
+        except FileNotFoundError:
+            # Another driver could not find it either: fail now rather than once per attempt.
+            with contextlib.suppress(SupersededError):
+                await self._update(
+                    lambda r: r.ended(SweepState.FAILED, "its job is gone from the results store")
+                )
+            return 1
         plan = job.plan()
         chunks = -(-plan.scenario_count // plan.scenarios_per_task)
         done = await self._ledger.done(self._sweep_id)
         self._done = done
         self._retried = 0
-        await self._update(
-            lambda r: replace(
-                r,
-                started_at=r.started_at or time.time(),
-                chunks_done=len(done),
-                scenarios_done=self._scenarios_done(plan, done),
-            )
-        )
         heartbeat = asyncio.create_task(self._heartbeat(), name="sweep-heartbeat")
         progress = asyncio.create_task(self._report_progress(plan), name="sweep-progress")
         try:
+            await self._update(
+                lambda r: replace(
+                    r,
+                    started_at=r.started_at or time.time(),
+                    chunks_done=len(done),
+                    scenarios_done=self._scenarios_done(plan, done),
+                )
+            )
             await self._run_chunks(job, plan, chunks)
             await self._finish(job, plan, chunks)
         except SupersededError:
@@ -196,7 +204,8 @@ class Driver:
         except ray.exceptions.RayTaskError as error:
             reason = f"a chunk failed: {error.cause!r}"[:2000]
             logger.error("sweep failed", extra={"sweep_id": self._sweep_id, "reason": reason})
-            await self._update(lambda r: r.ended(SweepState.FAILED, reason))
+            with contextlib.suppress(SupersededError):
+                await self._update(lambda r: r.ended(SweepState.FAILED, reason))
         finally:
             heartbeat.cancel()
             progress.cancel()
