@@ -144,7 +144,7 @@ async def platform(
             registry_target=f"127.0.0.1:{registry_port}",
             scenarios_per_task=2500,
             **ray_settings,
-            sweep_schedule_interval_s=0.2,
+            sweep_schedule_interval_s=1.0,
         )
         async with serve_app(
             simulation_settings, SimulationApp(simulation_settings)

@@ -74,7 +74,7 @@ def replica(
             **infra_settings,
             **ray_settings,
             scenarios_per_task=1000,
-            sweep_schedule_interval_s=0.2,
+            sweep_schedule_interval_s=1.0,
             sweep_lease_interval_s=0.5,
             sweep_lease_timeout_s=5.0,
             sweep_driver_start_timeout_s=60.0,
@@ -129,7 +129,7 @@ def replica_process(
         "TWINSTACK_INFLUX_URL": infra_settings["influx_url"],
         "TWINSTACK_INFLUX_DATABASE": infra_settings["influx_database"],
         "TWINSTACK_SCENARIOS_PER_TASK": "1000",
-        "TWINSTACK_SWEEP_SCHEDULE_INTERVAL_S": "0.2",
+        "TWINSTACK_SWEEP_SCHEDULE_INTERVAL_S": "1.0",
         **ray_env,
     }
     process = ManagedProcess(
@@ -248,7 +248,7 @@ async def test_a_sweep_resumes_after_the_ray_head_restarts(
             ray_jobs_address=cluster.jobs_address,
             ray_auth_token_file=cluster.token_path,
             scenarios_per_task=1000,
-            sweep_schedule_interval_s=0.2,
+            sweep_schedule_interval_s=1.0,
             sweep_lease_interval_s=0.5,
             sweep_lease_timeout_s=5.0,
         )
