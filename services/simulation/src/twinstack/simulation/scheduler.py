@@ -21,9 +21,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from nats.js.kv import KeyValue
+
 from twinstack.common.errors import UnavailableError
+from twinstack.common.kv_view import KvView
 from twinstack.simulation.ray_jobs import RayJobs
 from twinstack.simulation.records import (
+    SWEEP_KEY_PREFIX,
     DriverLeases,
     Stored,
     SweepRecord,
@@ -71,9 +75,31 @@ class SweepScheduler:
         self.ray_available = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Queued and running sweeps, kept current by one watch of the bucket: a scan per tick
+        # would open a JetStream consumer per tick on every replica.
+        self._active: dict[str, Stored] = {}
+        self._view = KvView(records.bucket, SWEEP_KEY_PREFIX + "*")
+        self._view.subscribe(self._follow, on_lost=self._active.clear)
+
+    def _follow(self, entry: KeyValue.Entry) -> None:
+        sweep_id = entry.key.removeprefix(SWEEP_KEY_PREFIX)
+        if not entry.value:
+            self._active.pop(sweep_id, None)
+            return
+        stored = Stored(SweepRecord.from_bytes(entry.value), entry.revision or 0)
+        before = self._active.get(sweep_id)
+        if stored.record.state.terminal:
+            self._active.pop(sweep_id, None)
+        else:
+            self._active[sweep_id] = stored
+        # A new sweep, or one that left the running set, may let a queued one in; progress
+        # updates change nothing the queue depends on.
+        if before is None or before.record.state is not stored.record.state:
+            self._wake.set()
 
     async def start(self) -> None:
         await self._report_ray(False)
+        await self._view.start()
         self._task = asyncio.create_task(self._loop(), name="sweep-scheduler")
 
     async def stop(self) -> None:
@@ -81,6 +107,7 @@ class SweepScheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._view.stop()
 
     def wake(self) -> None:
         """Ticks now (a sweep was submitted or cancelled)."""
@@ -117,7 +144,12 @@ class SweepScheduler:
         if not available:
             return
         now = time.time()
-        active = [s async for s in self._records.all() if not s.record.state.terminal]
+        if not self._view.following:
+            # The watch ended; scan until the service is restarted (a rare, logged condition).
+            active = [s async for s in self._records.all() if not s.record.state.terminal]
+        else:
+            await self._view.loaded()
+            active = list(self._active.values())
         active.sort(key=lambda s: (s.record.created_at, s.record.sweep_id))
         running = [s for s in active if s.record.state is SweepState.RUNNING]
         for stored in running:
