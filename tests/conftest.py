@@ -105,6 +105,9 @@ def infra_settings(
         "influx_url": influxd.url,
         "influx_database": influx_database,
         "log_format": "console",
+        # Functional tests call as the anonymous admin; tests/integration/test_access.py and
+        # the platform's e2e tests run with authentication on.
+        "auth_mode": "disabled",
     }
 
 

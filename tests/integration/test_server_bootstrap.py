@@ -10,7 +10,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from pydantic import SecretStr
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.errors import NotFoundError
@@ -53,23 +52,6 @@ async def test_domain_errors_become_rich_statuses(
         info, resource = details_of(raised.value)
         assert info.reason == "NOT_FOUND"
         assert resource.resource_name == "nope-1"
-
-
-async def test_bearer_token_guards_apis_but_not_probes(
-    infra_settings: dict[str, Any], serve_app: Any
-) -> None:
-    settings = RegistrySettings(**infra_settings, auth_token=SecretStr("s3cret"))
-    async with serve_app(settings, RegistryApp(settings)) as channel:
-        stub = registry_pb2_grpc.RegistryServiceStub(channel)
-        request = registry_pb2.GetTwinRequest(twin_id="pump-1")
-        for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)]:
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await stub.GetTwin(request, metadata=metadata, timeout=5)
-            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.GetTwin(request, metadata=(("authorization", "Bearer s3cret"),), timeout=5)
-        assert raised.value.code() == grpc.StatusCode.NOT_FOUND, "authenticated, then not found"
-        assert await health(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_oversized_messages_are_refused_and_the_server_keeps_serving(

@@ -6,16 +6,37 @@ from pydantic import ValidationError
 from twinstack.common.settings import ServiceSettings
 
 
+@pytest.fixture(autouse=True)
+def identity_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings need a way to authenticate callers unless auth is disabled."""
+    monkeypatch.setenv("TWINSTACK_AUTH_JWKS", "https://idp.example/jwks.json")
+    monkeypatch.setenv("TWINSTACK_AUTH_ISSUER", "https://idp.example")
+
+
 def test_settings_come_from_twinstack_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWINSTACK_GRPC_PORT", "6000")
     monkeypatch.setenv("TWINSTACK_NATS_URL", "nats://nats:4222")
-    monkeypatch.setenv("TWINSTACK_AUTH_TOKEN", "s3cret")
+    monkeypatch.setenv("TWINSTACK_INFLUX_PASSWORD", "s3cret")
+    monkeypatch.setenv("TWINSTACK_AUTH_CLOCK_SKEW_S", "5")
     settings = ServiceSettings()
     assert settings.grpc_port == 6000
     assert settings.nats_url == "nats://nats:4222"
-    assert settings.auth_token is not None
-    assert settings.auth_token.get_secret_value() == "s3cret"
+    assert settings.auth_mode == "required"
+    assert settings.auth_clock_skew_s == 5
+    assert settings.influx_password is not None
+    assert settings.influx_password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
+
+
+def test_a_service_refuses_to_start_with_no_way_to_authenticate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TWINSTACK_AUTH_JWKS")
+    with pytest.raises(ValidationError, match="nothing can authenticate a caller"):
+        ServiceSettings()
+    assert ServiceSettings(auth_mode="disabled").auth_mode == "disabled"
+    with pytest.raises(ValidationError, match="needs TWINSTACK_AUTH_ISSUER"):
+        ServiceSettings(auth_jwks="/etc/jwks.json", auth_issuer=None)
 
 
 def test_settings_are_frozen_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:

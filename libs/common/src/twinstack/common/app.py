@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 import grpc
+from nats.aio.client import Client as NatsClient
 
+from twinstack.common.gatekeeper import AccessDirectory
 from twinstack.common.influx import InfluxStore
-from twinstack.common.nats import Backbone
+from twinstack.common.nats import ACCESS_BUCKET, Backbone, key_value
 from twinstack.common.server import HealthSetter
 from twinstack.common.settings import ServiceSettings
 
@@ -45,6 +47,9 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
         # What each gRPC service's health should be, applied once the server serves.
         self._serving: dict[str, bool] = {}
         self._set_serving: HealthSetter | None = None
+        # API keys and bindings to check callers against, and where audit records go: set
+        # with the NATS connection, handed to the server's gatekeeper after start.
+        self.access: tuple[AccessDirectory, NatsClient] | None = None
 
     @abc.abstractmethod
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
@@ -80,6 +85,8 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
         """The NATS connection, closed last of all (it was opened first)."""
         backbone = await Backbone.connect(self.settings, name)
         resources.push_async_callback(backbone.close)
+        directory = AccessDirectory(await key_value(backbone.js, ACCESS_BUCKET))
+        self.access = (await started(resources, directory), backbone.client)
         return backbone
 
     async def influx(self, resources: contextlib.AsyncExitStack) -> InfluxStore:

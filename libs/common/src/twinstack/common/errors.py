@@ -27,9 +27,11 @@ __all__ = [
     "InvalidArgumentError",
     "LimitExceededError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
     "RevisionMismatchError",
     "TwinstackError",
+    "UnauthenticatedError",
     "UnavailableError",
     "internal_status",
     "require_at_most",
@@ -247,6 +249,20 @@ class FailedPreconditionError(TwinstackError):
                 ]
             )
         ]
+
+
+class UnauthenticatedError(TwinstackError):
+    """The call carries no credential, or one that does not verify (expired, forged, revoked)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(TwinstackError):
+    """The caller is known, but no role binding of its tenant grants what the call needs."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
 
 
 class _RetryableError(TwinstackError):

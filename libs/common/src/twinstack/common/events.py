@@ -58,6 +58,14 @@ STATE_DEAD_LETTER = EventType("state", "deadletter")
 SWEEP_CHANGED = EventType("simulation", "sweep")
 """A sweep was queued, progressed, succeeded, failed or was cancelled:
 ``evt.simulation.sweep.<sweep id>`` (the Sweep message)."""
+API_KEY_CHANGED = EventType("access", "apikey")
+"""An API key was created or revoked: ``evt.access.apikey.<tenant>.<key id>`` (the ApiKey)."""
+ROLE_BINDING_CHANGED = EventType("access", "binding")
+"""A role binding was put or deleted: ``evt.access.binding.<tenant>.<binding id>``."""
+AUDIT_ALLOWED = EventType("audit", "allowed")
+"""A write was allowed (its status says how it ended): ``evt.audit.allowed.<tenant>``."""
+AUDIT_DENIED = EventType("audit", "denied")
+"""A call was refused, unauthenticated or not permitted: ``evt.audit.denied.<tenant>``."""
 
 EVENT_TYPES = (
     MODEL_CHANGED,
@@ -70,6 +78,10 @@ EVENT_TYPES = (
     INGESTION_DEAD_LETTER,
     STATE_DEAD_LETTER,
     SWEEP_CHANGED,
+    API_KEY_CHANGED,
+    ROLE_BINDING_CHANGED,
+    AUDIT_ALLOWED,
+    AUDIT_DENIED,
 )
 
 

@@ -54,6 +54,8 @@ SWEEPS_BUCKET = "sweeps"
 SWEEP_CHUNKS_BUCKET = "sweep_chunks"
 # Each running sweep's driver lease, renewed while the driver lives; entries expire.
 SWEEP_DRIVERS_BUCKET = "sweep_drivers"
+# API keys (hashed) and role bindings: written by the registry, read by every service.
+ACCESS_BUCKET = "access"
 SWEEP_DRIVER_LEASE_TTL_S = 60.0
 # The embedded results store: sweep jobs and result parts (Parquet).
 SWEEP_RESULTS_STORE = "sweep_results"
@@ -185,6 +187,13 @@ class JetStreamLayout:
                 description="Leases of running sweep drivers (simulation)",
                 history=1,
                 ttl=SWEEP_DRIVER_LEASE_TTL_S,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=ACCESS_BUCKET,
+                description="API keys (hashed) and role bindings (registry; read by all)",
+                history=5,
                 replicas=self.replicas,
                 storage=StorageType.FILE,
             ),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import inspect
 import logging
 import signal
@@ -27,14 +26,18 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
+from twinstack.common.access import ANONYMOUS, METHOD_VERBS, Principal, Verb
 from twinstack.common.errors import (
     FieldViolation,
     InvalidArgumentError,
+    PermissionDeniedError,
     TwinstackError,
+    UnauthenticatedError,
     UnavailableError,
     internal_status,
     to_grpc_status,
 )
+from twinstack.common.gatekeeper import Gatekeeper, acting_as, resource_of
 from twinstack.common.logs import configure_logging
 from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
 from twinstack.common.settings import ServiceSettings
@@ -47,8 +50,9 @@ _CALL_DURATION = metrics.get_meter("twinstack.grpc").create_histogram(
 )
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-# Probes and tooling must work without credentials.
-_UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Probes (kubelet's gRPC probe sends no credentials) must work without a principal.
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_REFLECTION_PREFIX = "/grpc.reflection."
 
 
 class Service(Protocol):
@@ -76,48 +80,6 @@ Behavior = Callable[..., Any]
 # Strings: grpc's handler type is generic only in its stubs, not at run time.
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
-
-
-class _AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` on every call but health and reflection."""
-
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
-
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        method: str = handler_call_details.method
-        if method.startswith(_UNAUTHENTICATED_PREFIXES):
-            return await continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        presented = metadata.get("authorization", "")
-        presented_bytes = presented.encode() if isinstance(presented, str) else presented
-        if hmac.compare_digest(presented_bytes, self._expected):
-            return await continuation(handler_call_details)
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return _replace_behavior(handler, _reject_unauthenticated)
-
-
-MAX_CLAIMED_NAME_CHARS = 128
-
-
-def attributed_to(context: grpc.aio.ServicerContext[Any, Any], claimed: str) -> str:
-    """Who did something, for the record: the connection it came from, with the name the
-    caller gave only as a claim. Callers share one bearer token, so no call carries a verified
-    identity of its own, and a name taken from the request alone could be anyone's.
-    """
-    printable = "".join(c for c in claimed if c.isprintable())[:MAX_CLAIMED_NAME_CHARS]
-    peer = context.peer() or "unknown peer"
-    return f"{printable} (unverified, from {peer})" if printable else f"unverified, from {peer}"
-
-
-async def _reject_unauthenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
 
 
 @dataclass(frozen=True)
@@ -162,10 +124,12 @@ def _request_of(handler: Handler, request: Any) -> Any:
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):
-    """Traces each call, applies the default deadline and maps errors to rich statuses."""
+    """Traces each call, admits its caller, applies the default deadline and maps errors to
+    rich statuses."""
 
-    def __init__(self, default_deadline_s: float) -> None:
+    def __init__(self, default_deadline_s: float, gatekeeper: Gatekeeper) -> None:
         self._default_deadline_s = default_deadline_s
+        self._gatekeeper = gatekeeper
 
     async def intercept_service(
         self,
@@ -187,18 +151,83 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             return _replace_behavior(handler, self._wrap_stream(method, parent, handler))
         return _replace_behavior(handler, self._wrap_unary(method, parent, handler))
 
+    def _public(self, method: str) -> bool:
+        if method.startswith(_HEALTH_PREFIX):
+            return True
+        return method.startswith(_REFLECTION_PREFIX) and self._gatekeeper.open_reflection
+
+    async def _admit(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> _Admission:
+        """The caller and the verb of a call that may proceed; raises what refuses it."""
+        gatekeeper = self._gatekeeper
+        if self._public(method):
+            return _Admission(ANONYMOUS, None, audited=False)
+        metadata = {
+            key: value
+            for key, value in (context.invocation_metadata() or ())
+            if isinstance(value, str)
+        }
+        principal = ANONYMOUS
+        try:
+            principal = await gatekeeper.authenticate(metadata, context.auth_context())
+            if method.startswith(_REFLECTION_PREFIX):
+                verb = Verb.SELF
+                gatekeeper.authorize_verb(principal, verb)
+            else:
+                verb = gatekeeper.authorize(principal, method)
+        except (UnauthenticatedError, PermissionDeniedError) as error:
+            gatekeeper.audit(
+                principal,
+                METHOD_VERBS.get(method),
+                method,
+                resource=resource_of(request),
+                allowed=False,
+                status=error.code.name,
+                peer=context.peer() or "",
+            )
+            raise
+        return _Admission(principal, verb, audited=verb.writes and gatekeeper.required)
+
+    def _audit(
+        self,
+        admission: _Admission,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        code: grpc.StatusCode,
+    ) -> None:
+        if admission.audited:
+            self._gatekeeper.audit(
+                admission.principal,
+                admission.verb,
+                method,
+                resource=resource_of(request),
+                allowed=True,
+                status=code.name,
+                peer=context.peer() or "",
+            )
+
     def _wrap_unary(self, method: str, parent: otel_context.Context, handler: Handler) -> Behavior:
         behavior = _behavior_of(handler)
         default_deadline_s = self._default_deadline_s
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                async with _rich_statuses(method, context):
+                admission: _Admission | None = None
+
+                def done(code: grpc.StatusCode) -> None:
+                    if admission is not None:
+                        self._audit(admission, method, request, context, code)
+
+                async with _rich_statuses(method, context, done):
+                    admission = await self._admit(method, request, context)
                     budget = context.time_remaining()
                     scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
-                        async with scope:
-                            return await behavior(_request_of(handler, request), context)
+                        with acting_as(admission.principal):
+                            async with scope:
+                                return await behavior(_request_of(handler, request), context)
                     except TimeoutError:
                         if not scope.expired():
                             raise  # a timeout of a dependency, not of this call
@@ -211,23 +240,62 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, method: str, parent: otel_context.Context, handler: Handler) -> Behavior:
         behavior = _behavior_of(handler)
+        gatekeeper = self._gatekeeper
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                async with _rich_statuses(method, context):
-                    result = behavior(_request_of(handler, request), context)
-                    if inspect.isasyncgen(result):
-                        async for item in result:
-                            yield item
-                    else:
-                        await result
+                admission: _Admission | None = None
+
+                def done(code: grpc.StatusCode) -> None:
+                    if admission is not None:
+                        self._audit(admission, method, request, context, code)
+
+                async with _rich_statuses(method, context, done):
+                    admission = await self._admit(method, request, context)
+                    verb = admission.verb
+                    with acting_as(admission.principal):
+                        revocation: contextlib.AbstractAsyncContextManager[Any] = (
+                            contextlib.nullcontext(_never)
+                            if verb is None
+                            else gatekeeper.revocation(admission.principal, verb)
+                        )
+                        async with revocation as revoked:
+                            try:
+                                result = behavior(_request_of(handler, request), context)
+                                if inspect.isasyncgen(result):
+                                    async for item in result:
+                                        yield item
+                                else:
+                                    await result
+                            except asyncio.CancelledError:
+                                if not revoked():
+                                    raise
+                                task = asyncio.current_task()
+                                if task is not None:
+                                    task.uncancel()
+                                raise PermissionDeniedError(
+                                    f"{admission.principal.subject} lost {verb}: the stream ends"
+                                ) from None
 
         return stream
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class _Admission:
+    principal: Principal
+    verb: Verb | None
+    audited: bool
+
+
 @contextlib.asynccontextmanager
 async def _rich_statuses(
-    method: str, context: grpc.aio.ServicerContext[Any, Any]
+    method: str,
+    context: grpc.aio.ServicerContext[Any, Any],
+    done: Callable[[grpc.StatusCode], None],
 ) -> AsyncIterator[None]:
     """Ends the call with the rich status of a domain error, or INTERNAL for anything else, and
     records the call's duration by method and status."""
@@ -259,6 +327,7 @@ async def _rich_statuses(
             (time.perf_counter() - started) * 1000,
             {"rpc.method": method, "rpc.grpc.status_code": getattr(code, "name", str(code))},
         )
+        done(code)
 
 
 def _behavior_of(handler: Handler) -> Behavior:
@@ -296,12 +365,9 @@ class GrpcServer:
         self._settings = settings
         self._service = service
         self._health = HealthServicer()
-        interceptors: list[grpc.aio.ServerInterceptor] = []
-        if settings.auth_token is not None:
-            interceptors.append(_AuthInterceptor(settings.auth_token.get_secret_value()))
-        interceptors.append(_CallInterceptor(settings.grpc_default_deadline_s))
+        self.gatekeeper = Gatekeeper(settings)
         self._server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=[_CallInterceptor(settings.grpc_default_deadline_s, self.gatekeeper)],
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
@@ -319,6 +385,10 @@ class GrpcServer:
     async def start(self) -> int:
         """Starts the service, binds the port and reports SERVING. Returns the bound port."""
         await self._service.start()
+        # Keys, bindings and the audit stream come with the service's NATS connection.
+        access = getattr(self._service, "access", None)
+        if access is not None:
+            self.gatekeeper.attach(*access)
         self._service.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -326,13 +396,16 @@ class GrpcServer:
         )
         address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
         if self._settings.tls_cert_file and self._settings.tls_key_file:
+            client_ca = self._settings.tls_client_ca_file
             credentials = grpc.ssl_server_credentials(
                 [
                     (
                         self._settings.tls_key_file.read_bytes(),
                         self._settings.tls_cert_file.read_bytes(),
                     )
-                ]
+                ],
+                root_certificates=client_ca.read_bytes() if client_ca else None,
+                require_client_auth=client_ca is not None,
             )
             self.port = self._server.add_secure_port(address, credentials)
         else:

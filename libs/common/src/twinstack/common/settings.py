@@ -29,9 +29,25 @@ class ServiceSettings(BaseSettings):
     shutdown_not_serving_delay_s: float = Field(default=0.0, ge=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
-    auth_token: SecretStr | None = None
+    # "required": every call but health (and reflection where opened) needs a principal;
+    # "disabled": every caller is an anonymous admin of the default tenant (local runs only).
+    auth_mode: Literal["required", "disabled"] = "required"
+    # The identity provider's JWKS: a file path or an http(s) URL.
+    auth_jwks: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str = "twinstack"
+    auth_clock_skew_s: float = Field(default=30.0, ge=0, le=600)
+    auth_jwks_refresh_interval_s: float = Field(default=300.0, gt=0)
+    auth_tenant_claim: str = "tenant"
+    auth_groups_claim: str = "groups"
+    auth_roles_claim: str = "roles"
+    # Reflection lists every method and message: open only where tooling needs it anonymously.
+    auth_open_reflection: bool = False
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Mutual TLS: client certificates are required and verified against this CA, and a
+    # certificate's name is the caller's service identity.
+    tls_client_ca_file: Path | None = None
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -59,4 +75,19 @@ class ServiceSettings(BaseSettings):
     def _tls_files_come_in_pairs(self) -> ServiceSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TWINSTACK_TLS_CERT_FILE and TWINSTACK_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TWINSTACK_TLS_CLIENT_CA_FILE needs the server's own certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _callers_can_authenticate(self) -> ServiceSettings:
+        if self.auth_jwks is not None and not self.auth_issuer:
+            raise ValueError("TWINSTACK_AUTH_JWKS needs TWINSTACK_AUTH_ISSUER")
+        if self.auth_mode == "required" and not (self.auth_jwks or self.tls_client_ca_file):
+            raise ValueError(
+                "authentication is required but nothing can authenticate a caller: set "
+                "TWINSTACK_AUTH_JWKS and TWINSTACK_AUTH_ISSUER (an OIDC provider's keys), or "
+                "TWINSTACK_TLS_CLIENT_CA_FILE (mutual TLS); TWINSTACK_AUTH_MODE=disabled is for "
+                "local insecure runs only"
+            )
         return self

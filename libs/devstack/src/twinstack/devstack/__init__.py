@@ -6,6 +6,7 @@ given directory, waiting on a readiness condition with a deadline, and stopping 
 then SIGKILL.
 """
 
+from twinstack.devstack.credentials import LocalCertificateAuthority, LocalIssuer
 from twinstack.devstack.infra import InfluxServer, NatsServer, ensure_influxd
 from twinstack.devstack.platform import SERVICES, LocalPlatform, ServiceProcess
 from twinstack.devstack.processes import ManagedProcess, free_port, wait_until
@@ -14,6 +15,8 @@ from twinstack.devstack.ray_cluster import RayCluster
 __all__ = [
     "SERVICES",
     "InfluxServer",
+    "LocalCertificateAuthority",
+    "LocalIssuer",
     "LocalPlatform",
     "ManagedProcess",
     "NatsServer",

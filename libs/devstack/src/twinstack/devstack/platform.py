@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from twinstack.devstack.credentials import LocalIssuer
 from twinstack.devstack.infra import InfluxServer, NatsServer
 from twinstack.devstack.processes import ManagedProcess, free_port
 from twinstack.devstack.ray_cluster import RayCluster
@@ -55,7 +56,9 @@ class LocalPlatform:
         service_ports: gRPC port of each service (a 0 means a free one).
         service_env: Extra environment for every service. With
             ``TWINSTACK_RAY_JOBS_ADDRESS`` the simulation service uses that Ray cluster;
-            without it, the platform starts its own.
+            without it, the platform starts its own. Authentication is on, with a local
+            issuer's keys under ``data_dir/auth`` (``TWINSTACK_AUTH_MODE=disabled`` turns it
+            off).
         services: Which services to run (all four by default), started in this order.
     """
 
@@ -76,6 +79,8 @@ class LocalPlatform:
         ports = {name: ports[name] or free_port() for name in SERVICES}
         # The simulation service asks the registry to resolve graph queries.
         wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
+        self.issuer = LocalIssuer(data_dir / "auth")
+        wiring |= self.issuer.service_env()
         self.ray: RayCluster | None = None
         if "simulation" in services and "TWINSTACK_RAY_JOBS_ADDRESS" not in (service_env or {}):
             self.ray = RayCluster(data_dir / "ray")
@@ -111,6 +116,7 @@ class LocalPlatform:
         """Starts nats-server and influxd, then the services together; stops what started if
         anything fails."""
         try:
+            self.issuer.ensure()
             progress(f"nats-server on {self.nats.url}")
             self.nats.start()
             progress(f"influxd on {self.influx.url}")
@@ -141,6 +147,18 @@ class LocalPlatform:
             self.ray.stop()
         self.influx.stop()
         self.nats.stop()
+
+    @property
+    def admin_token(self) -> str:
+        """A token of the local admin (the default tenant's admin role)."""
+        return self.issuer.admin_token
+
+    def client_env(self) -> dict[str, str]:
+        """The environment a CLI or SDK user of this platform sets."""
+        return {
+            **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in self.services.items()},
+            "TWINSTACK_AUTH_TOKEN": self.admin_token,
+        }
 
     def endpoints(self) -> dict[str, str]:
         """Name to address of every part of the platform."""

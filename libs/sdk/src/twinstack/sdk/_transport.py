@@ -17,6 +17,7 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from twinstack.api.access.v1 import access_pb2_grpc
 from twinstack.api.ingestion.v1 import ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2_grpc
 from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
@@ -27,14 +28,16 @@ from twinstack.sdk.errors import ApiError
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# A gRPC service and the endpoint that serves it (sweeps are served by the simulation service).
-StubName = ServiceName | Literal["sweeps"]
+# A gRPC service and the endpoint that serves it (sweeps are served by the simulation service,
+# access by the registry).
+StubName = ServiceName | Literal["sweeps", "access"]
 _STUBS: dict[StubName, tuple[ServiceName, Callable[[Any], Any]]] = {
     "registry": ("registry", registry_pb2_grpc.RegistryServiceStub),
     "ingestion": ("ingestion", ingestion_pb2_grpc.IngestionServiceStub),
     "state": ("state", state_pb2_grpc.StateServiceStub),
     "simulation": ("simulation", simulation_pb2_grpc.SimulationServiceStub),
     "sweeps": ("simulation", sweep_pb2_grpc.SweepServiceStub),
+    "access": ("registry", access_pb2_grpc.AccessServiceStub),
 }
 
 

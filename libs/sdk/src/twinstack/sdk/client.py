@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from twinstack.sdk._access import Access, AsyncAccess
 from twinstack.sdk._registry import AsyncRegistry, Registry
 from twinstack.sdk._simulation import AsyncSimulation, Simulation
 from twinstack.sdk._state import AsyncState, State
@@ -43,6 +44,7 @@ class Client:
         state: Live state, desired values, history and alerts.
         simulation: Scenario runs, forecasts and calibration.
         sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
+        access: Who the caller is and what it may do; API keys and role bindings.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -53,6 +55,7 @@ class Client:
         self.state = State(self._transport)
         self.simulation = Simulation(self._transport)
         self.sweeps = Sweeps(self._transport)
+        self.access = Access(self._transport)
 
     def __enter__(self) -> Client:
         return self
@@ -97,6 +100,7 @@ class AsyncClient:
         state: Live state, desired values, history and alerts.
         simulation: Scenario runs, forecasts and calibration.
         sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
+        access: Who the caller is and what it may do; API keys and role bindings.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -107,6 +111,7 @@ class AsyncClient:
         self.state = AsyncState(self._transport)
         self.simulation = AsyncSimulation(self._transport)
         self.sweeps = AsyncSweeps(self._transport)
+        self.access = AsyncAccess(self._transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -11,6 +11,7 @@ from typing import Literal
 
 import grpc
 
+from twinstack.api.access.v1 import access_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
@@ -27,7 +28,10 @@ _DEFAULT_ADDRESSES: dict[ServiceName, str] = {
 }
 # The gRPC services each endpoint serves (the simulation service serves sweeps too).
 _SERVICE_DESCRIPTORS = {
-    "registry": [registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]],
+    "registry": [
+        registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
+        access_pb2.DESCRIPTOR.services_by_name["AccessService"],
+    ],
     "ingestion": [ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"]],
     "state": [state_pb2.DESCRIPTOR.services_by_name["StateService"]],
     "simulation": [
@@ -42,6 +46,7 @@ _READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Query", "Fetch")
 ENVIRONMENT_VARIABLES = (
     *(f"TWINSTACK_{service.upper()}_ADDR" for service in SERVICE_NAMES),
     "TWINSTACK_AUTH_TOKEN",
+    "TWINSTACK_AUTH_TOKEN_FILE",
     "TWINSTACK_TLS",
     "TWINSTACK_TLS_ROOTS",
     "TWINSTACK_TLS_CERT",
@@ -51,8 +56,22 @@ ENVIRONMENT_VARIABLES = (
 """Every variable :meth:`ConnectConfig.from_env` reads."""
 
 
+LOCAL_ADMIN_TOKEN = Path(".local/twinstack/auth/admin.token")
+"""Where ``make up`` leaves the local admin's token; used when no token is configured."""
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
+
+
+def _token_from_file(path: Path | None) -> str | None:
+    candidate = path or LOCAL_ADMIN_TOKEN
+    try:
+        return candidate.read_text().strip() or None
+    except FileNotFoundError:
+        if path is not None:
+            raise ValueError(f"TWINSTACK_AUTH_TOKEN_FILE names a missing file: {path}") from None
+        return None
 
 
 @dataclass(frozen=True)
@@ -159,7 +178,9 @@ class ConnectConfig:
     def from_env(cls) -> ConnectConfig:
         """A configuration from the environment.
 
-        Reads ``TWINSTACK_<SERVICE>_ADDR``, ``TWINSTACK_AUTH_TOKEN``, ``TWINSTACK_TLS``
+        Reads ``TWINSTACK_<SERVICE>_ADDR``, ``TWINSTACK_AUTH_TOKEN`` (else the token in
+        ``TWINSTACK_AUTH_TOKEN_FILE``, else the local admin's token that ``make up`` leaves in
+        ``.local/twinstack/auth/admin.token`` of the working directory), ``TWINSTACK_TLS``
         (``1``/``true``), ``TWINSTACK_TLS_ROOTS``, ``TWINSTACK_TLS_CERT``, ``TWINSTACK_TLS_KEY``
         and ``TWINSTACK_TLS_SERVER_NAME``; what is unset keeps its default.
         """
@@ -169,7 +190,8 @@ class ConnectConfig:
             return Path(value) if value else None
 
         return cls(
-            token=_env("TWINSTACK_AUTH_TOKEN"),
+            token=_env("TWINSTACK_AUTH_TOKEN")
+            or _token_from_file(path("TWINSTACK_AUTH_TOKEN_FILE")),
             tls=(_env("TWINSTACK_TLS") or "").lower() in ("1", "true", "yes"),
             root_certificates_file=path("TWINSTACK_TLS_ROOTS"),
             client_certificate_file=path("TWINSTACK_TLS_CERT"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -16,6 +17,7 @@ from twinstack.common.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from twinstack.common.gatekeeper import current_principal, require_devices_twins
 from twinstack.ingestion.batching import BatchValidator
 from twinstack.ingestion.publisher import PublishResult, TelemetryPublisher
 from twinstack.ingestion.settings import IngestionSettings
@@ -36,6 +38,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         points: Sequence[types_pb2.TelemetryPoint],
         frames: Sequence[types_pb2.TelemetryFrame],
     ) -> tuple[int, PublishResult]:
+        require_devices_twins(
+            current_principal(),
+            itertools.chain((p.twin_id for p in points), (f.twin_id for f in frames)),
+        )
         latest_allowed_ns = time.time_ns() + int(self._settings.max_future_skew_s * 1e9)
         batches = await self._validator.validate(
             points, frames, latest_allowed_ns=latest_allowed_ns

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import contextlib
 
+import grpc
+
+from twinstack.api.access.v1 import access_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2_grpc
 from twinstack.common.app import Registration, ServiceApp, started
-from twinstack.common.nats import REGISTRY_BUCKET, key_value
+from twinstack.common.events import EventPublisher
+from twinstack.common.nats import ACCESS_BUCKET, REGISTRY_BUCKET, key_value
+from twinstack.registry.access import AccessAdmin
+from twinstack.registry.access_service import SERVICE_NAME as ACCESS_SERVICE_NAME
+from twinstack.registry.access_service import AccessServicer
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelLimits, ModelStore
 from twinstack.registry.relationships import RelationshipStore
@@ -19,7 +26,7 @@ from twinstack.registry.twins import TwinStore
 class RegistryApp(ServiceApp[RegistrySettings]):
     """The registry as the server bootstrap runs it."""
 
-    service_names = (SERVICE_NAME,)
+    service_names = (SERVICE_NAME, ACCESS_SERVICE_NAME)
 
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
         settings = self.settings
@@ -44,6 +51,14 @@ class RegistryApp(ServiceApp[RegistrySettings]):
             index,
             settings,
         )
-        return lambda server: registry_pb2_grpc.add_RegistryServiceServicer_to_server(
-            servicer, server
+        assert self.access is not None
+        directory, _ = self.access
+        access = AccessServicer(
+            AccessAdmin(await key_value(js, ACCESS_BUCKET), directory, EventPublisher(js))
         )
+
+        def register(server: grpc.aio.Server) -> None:
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server)
+            access_pb2_grpc.add_AccessServiceServicer_to_server(access, server)
+
+        return register

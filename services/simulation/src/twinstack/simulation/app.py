@@ -75,9 +75,15 @@ class SimulationApp(ServiceApp[SimulationSettings]):
         registry_bucket = await key_value(backbone.js, REGISTRY_BUCKET)
         catalog = await started(resources, ModelCatalog(registry_bucket))
         influx = await self.influx(resources)
-        token = settings.auth_token.get_secret_value() if settings.auth_token else None
         registry = RegistryQueries(
-            sdk.ConnectConfig(sdk.Endpoints(registry=settings.registry_target), token=token)
+            sdk.ConnectConfig(
+                sdk.Endpoints(registry=settings.registry_target),
+                root_certificates_file=settings.registry_tls_roots_file,
+                client_certificate_file=settings.tls_cert_file
+                if settings.registry_tls_roots_file
+                else None,
+                client_key_file=settings.tls_key_file if settings.registry_tls_roots_file else None,
+            )
         )
         resources.push_async_callback(registry.close)
         snapshots = SnapshotTaker(

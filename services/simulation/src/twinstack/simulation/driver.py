@@ -386,7 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m twinstack.simulation.driver <sweep id> <attempt>", file=sys.stderr)
         return 2
-    settings = SimulationSettings()
+    # A driver serves no calls: nothing of the callers' authentication applies to it (its
+    # sweep was authorized when it was submitted).
+    settings = SimulationSettings(auth_mode="disabled")
     configure_logging(settings.log_level, settings.log_format, service="sweep-driver")
     return asyncio.run(drive(settings, args[0], int(args[1])))
 

@@ -1,12 +1,25 @@
 """The simulation service's one call to another service: twins selected by a registry graph
-query (QueryTwins), through the SDK's asyncio client."""
+query (QueryTwins), made on behalf of the caller.
+
+The caller's own credential is forwarded, so the registry checks the caller's rights, not the
+simulation service's: a sweep can only select twins its submitter may read.
+"""
 
 from __future__ import annotations
 
-import contextlib
+from typing import Any
+
+import grpc
 
 from twinstack import sdk
-from twinstack.common.errors import FieldViolation, InvalidArgumentError, UnavailableError
+from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
+from twinstack.common.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+from twinstack.common.gatekeeper import current_principal
 
 # Twins per QueryTwins page: few round trips for large selections, small messages.
 QUERY_PAGE_SIZE = 1000
@@ -21,7 +34,9 @@ class RegistryQueries:
     """
 
     def __init__(self, config: sdk.ConnectConfig) -> None:
-        self._client = sdk.AsyncClient(config)
+        self._config = config
+        self._channel = config.aio_channels()["registry"]
+        self._stub: Any = registry_pb2_grpc.RegistryServiceStub(self._channel)
 
     async def twin_ids(self, query: str, limit: int) -> list[str]:
         """The ids of the twins ``query`` matches, in id order, at most ``limit``.
@@ -30,24 +45,36 @@ class RegistryQueries:
             InvalidArgumentError: The registry refused the query (field ``twins.query``).
             UnavailableError: The registry did not answer.
         """
+        credential = current_principal().credential
+        metadata = (("authorization", f"Bearer {credential}"),) if credential else ()
         ids: list[str] = []
-        twins = self._client.registry.query_twins(query, page_size=QUERY_PAGE_SIZE)
+        request = registry_pb2.QueryTwinsRequest(query=query)
+        request.page.page_size = min(QUERY_PAGE_SIZE, limit)
         try:
-            # Closed at once when the limit stops the paging early, not when collected.
-            async with contextlib.aclosing(twins):  # type: ignore[type-var]
-                async for twin in twins:
-                    ids.append(twin.id)
-                    if len(ids) >= limit:
-                        break
+            while len(ids) < limit:
+                try:
+                    response = await self._stub.QueryTwins(
+                        request, metadata=metadata, timeout=self._config.timeout_s
+                    )
+                except grpc.RpcError as error:
+                    raise sdk.ApiError.from_rpc_error(error) from error
+                ids.extend(twin.id for twin in response.twins)
+                if not response.page.next_page_token:
+                    break
+                request.page.page_token = response.page.next_page_token
         except sdk.InvalidArgumentError as error:
             raise InvalidArgumentError(
                 "invalid twin query", [FieldViolation("twins.query", error.message)]
+            ) from None
+        except (sdk.PermissionDeniedError, sdk.UnauthenticatedError) as error:
+            raise PermissionDeniedError(
+                f"the registry refused the caller's twin query: {error.message}"
             ) from None
         except sdk.ApiError as error:
             raise UnavailableError(
                 f"the registry did not answer the twin query ({error.code.name})"
             ) from None
-        return ids
+        return ids[:limit]
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._channel.close()

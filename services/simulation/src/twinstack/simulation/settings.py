@@ -39,6 +39,9 @@ class SimulationSettings(ServiceSettings):
     sweep_progress_interval_s: float = Field(default=0.5, gt=0)
     # The registry, for twin selections given as a graph query.
     registry_target: str = "127.0.0.1:50051"
+    # TLS to the registry: the roots that verify it. The service's own certificate and key
+    # (TWINSTACK_TLS_CERT_FILE/KEY_FILE) are the client certificate for mutual TLS.
+    registry_tls_roots_file: Path | None = None
     # Scenarios per Ray task: enough work per task that Ray's per-task cost stays small.
     scenarios_per_task: int = Field(default=65_536, gt=0)
     # Ray tasks of one sweep's driver in flight at a time (each builds its own inputs).

@@ -17,6 +17,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import EventPublisher
+from twinstack.common.gatekeeper import acknowledger, current_principal
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, peer_host
@@ -24,7 +25,6 @@ from twinstack.common.nats import (
     Backbone,
 )
 from twinstack.common.pagination import next_page, requested_page
-from twinstack.common.server import attributed_to
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
@@ -233,7 +233,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     ) -> state_pb2.AcknowledgeAlertResponse:
         require_twin_id(request.twin_id)
         now_ns = time.time_ns()
-        acknowledged_by = attributed_to(context, request.acknowledged_by)
+        acknowledged_by = acknowledger(current_principal(), request.acknowledged_by)
 
         def mutate(state: state_pb2.TwinState) -> bool | None:
             alert = state.alerts.get(request.rule_id)

@@ -1,0 +1,264 @@
+"""Who may do what: principals, verbs, the built-in roles, and the decision for one call.
+
+Pure logic, no I/O: the gatekeeper (``twinstack.common.gatekeeper``) authenticates a call into a
+:class:`Principal`, looks up the role bindings of its tenant and asks :func:`decide`.
+
+Every RPC of every service maps to exactly one verb (:data:`METHOD_VERBS`); a method missing
+from the table is refused, so a new RPC cannot ship open by accident (a unit test checks the
+table covers every method of every service).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_TENANT = "default"
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class Verb(enum.StrEnum):
+    """What a call does, as far as authorization is concerned."""
+
+    MODELS_READ = "models.read"
+    MODELS_WRITE = "models.write"
+    TWINS_READ = "twins.read"
+    TWINS_WRITE = "twins.write"
+    TWINS_DELETE = "twins.delete"
+    RELATIONSHIPS_WRITE = "relationships.write"
+    TELEMETRY_WRITE = "telemetry.write"
+    # Live state, Watch, history and alerts.
+    STATE_READ = "state.read"
+    # Actuation: desired values reach devices, so it is granted apart from other writes.
+    DESIRED_WRITE = "desired.write"
+    ALERTS_ACKNOWLEDGE = "alerts.acknowledge"
+    RULES_WRITE = "rules.write"
+    SIMULATION_RUN = "simulation.run"
+    RESULTS_READ = "results.read"
+    # API keys and role bindings of the tenant.
+    ADMIN = "admin"
+    # Asking who one is: any authenticated caller.
+    SELF = "self"
+
+    @property
+    def writes(self) -> bool:
+        """Whether a call with this verb changes something (every write is audited)."""
+        return self not in _READ_VERBS
+
+
+_READ_VERBS = frozenset(
+    {Verb.MODELS_READ, Verb.TWINS_READ, Verb.STATE_READ, Verb.RESULTS_READ, Verb.SELF}
+)
+
+_VIEWER = frozenset(
+    {Verb.MODELS_READ, Verb.TWINS_READ, Verb.STATE_READ, Verb.RESULTS_READ, Verb.SELF}
+)
+ROLES: Mapping[str, frozenset[Verb]] = {
+    "viewer": _VIEWER,
+    # Runs the assets: feeds telemetry, actuates, acknowledges alerts.
+    "operator": _VIEWER | {Verb.TELEMETRY_WRITE, Verb.DESIRED_WRITE, Verb.ALERTS_ACKNOWLEDGE},
+    # Shapes the twin graph and its rules.
+    "modeler": _VIEWER
+    | {
+        Verb.MODELS_WRITE,
+        Verb.TWINS_WRITE,
+        Verb.TWINS_DELETE,
+        Verb.RELATIONSHIPS_WRITE,
+        Verb.RULES_WRITE,
+    },
+    # Runs scenarios and sweeps over what it can see.
+    "analyst": _VIEWER | {Verb.SIMULATION_RUN},
+    "admin": frozenset(Verb),
+    # A device key: its own twins' telemetry and nothing else (not even reads).
+    "device": frozenset({Verb.TELEMETRY_WRITE, Verb.SELF}),
+}
+"""The built-in roles and their verbs."""
+
+# Every RPC's verb. Health and (where configured) reflection are open and not listed.
+_SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
+    "twinstack.api.ingestion.v1.IngestionService": {
+        "IngestBatch": Verb.TELEMETRY_WRITE,
+        "IngestStream": Verb.TELEMETRY_WRITE,
+    },
+    "twinstack.api.registry.v1.RegistryService": {
+        "CreateModels": Verb.MODELS_WRITE,
+        "GetModel": Verb.MODELS_READ,
+        "ListModels": Verb.MODELS_READ,
+        "CreateTwin": Verb.TWINS_WRITE,
+        "GetTwin": Verb.TWINS_READ,
+        "UpdateTwin": Verb.TWINS_WRITE,
+        "MigrateTwin": Verb.TWINS_WRITE,
+        "DeleteTwin": Verb.TWINS_DELETE,
+        "ListTwins": Verb.TWINS_READ,
+        "QueryTwins": Verb.TWINS_READ,
+        "CreateRelationship": Verb.RELATIONSHIPS_WRITE,
+        "DeleteRelationship": Verb.RELATIONSHIPS_WRITE,
+        "ListRelationships": Verb.TWINS_READ,
+    },
+    "twinstack.api.state.v1.StateService": {
+        "GetState": Verb.STATE_READ,
+        "BatchGetStates": Verb.STATE_READ,
+        "Watch": Verb.STATE_READ,
+        "SetDesired": Verb.DESIRED_WRITE,
+        "QueryHistory": Verb.STATE_READ,
+        "PutAlertRule": Verb.RULES_WRITE,
+        "ListAlertRules": Verb.STATE_READ,
+        "DeleteAlertRule": Verb.RULES_WRITE,
+        "ListAlerts": Verb.STATE_READ,
+        "AcknowledgeAlert": Verb.ALERTS_ACKNOWLEDGE,
+    },
+    "twinstack.api.simulation.v1.SimulationService": {
+        "ListBuiltinModels": Verb.MODELS_READ,
+        "RunScenario": Verb.SIMULATION_RUN,
+        "Forecast": Verb.SIMULATION_RUN,
+        "Calibrate": Verb.SIMULATION_RUN,
+    },
+    "twinstack.api.simulation.v1.SweepService": {
+        "SubmitSweep": Verb.SIMULATION_RUN,
+        "GetSweep": Verb.RESULTS_READ,
+        "ListSweeps": Verb.RESULTS_READ,
+        "WatchSweep": Verb.RESULTS_READ,
+        "CancelSweep": Verb.SIMULATION_RUN,
+        "ReadSweepResults": Verb.RESULTS_READ,
+        "RunSweep": Verb.SIMULATION_RUN,
+    },
+    "twinstack.api.access.v1.AccessService": {
+        "WhoAmI": Verb.SELF,
+        # Explaining oneself is open; asking about others is checked in the call.
+        "CheckAccess": Verb.SELF,
+        "CreateApiKey": Verb.ADMIN,
+        "ListApiKeys": Verb.ADMIN,
+        "RevokeApiKey": Verb.ADMIN,
+        "PutRoleBinding": Verb.ADMIN,
+        "ListRoleBindings": Verb.ADMIN,
+        "DeleteRoleBinding": Verb.ADMIN,
+    },
+}
+
+METHOD_VERBS: Mapping[str, Verb] = {
+    f"/{service}/{method}": verb
+    for service, methods in _SERVICE_VERBS.items()
+    for method, verb in methods.items()
+}
+"""Full gRPC method name → the verb it needs."""
+
+
+class PrincipalKind(enum.Enum):
+    """How a principal authenticated (the values of the access API's enum)."""
+
+    USER = 1
+    API_KEY = 2
+    DEVICE = 3
+    SERVICE = 4
+    ANONYMOUS = 5
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller.
+
+    Attributes:
+        subject: ``user:<sub>``, ``apikey:<id>``, ``service:<name>`` or ``anonymous``.
+        tenant: The tenant it acts in; from its credential, never from a request.
+        kind: How it authenticated.
+        groups: Groups from the token's groups claim.
+        roles: Roles its credential carries tenant-wide (a token's roles claim, an API key's
+            role); role bindings add more.
+        twin_ids: For a device key, the twins whose telemetry it may write; empty otherwise.
+        credential: The presented bearer credential, forwarded when this service calls another
+            on the caller's behalf (so the other service checks the caller, not this service).
+    """
+
+    subject: str
+    tenant: str
+    kind: PrincipalKind
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    twin_ids: frozenset[str] = frozenset()
+    credential: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """What bindings may name to match this principal: itself and its groups."""
+        return (self.subject, *(f"group:{group}" for group in self.groups))
+
+    @property
+    def is_device(self) -> bool:
+        return self.kind is PrincipalKind.DEVICE
+
+
+ANONYMOUS = Principal("anonymous", DEFAULT_TENANT, PrincipalKind.ANONYMOUS, roles=("admin",))
+"""The caller when authentication is disabled (local development): admin of the default tenant."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A role binding as the decision needs it (the stored document has more)."""
+
+    id: str
+    subject: str
+    role: str
+    deny: bool = False
+    scope: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a principal may use a verb, and why."""
+
+    allowed: bool
+    explanation: str
+    matched: tuple[str, ...] = ()
+
+
+def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Decision:
+    """The decision for ``principal`` using ``verb`` in its tenant.
+
+    A deny binding of the principal or one of its groups refuses everything; otherwise the verb
+    is allowed if a role the credential carries, or a tenant-wide grant binding of the principal
+    or its groups, includes it.
+
+    Args:
+        principal: The caller.
+        verb: What the call does.
+        bindings: The bindings of the principal's tenant.
+    """
+    subjects = set(principal.subjects)
+    matching = [b for b in bindings if b.subject in subjects]
+    matched = tuple(
+        f"binding {b.id}: deny {b.subject}"
+        if b.deny
+        else f"binding {b.id}: {b.role} for {b.subject}"
+        for b in matching
+    ) + tuple(f"credential role {role}" for role in principal.roles)
+    for binding in matching:
+        if binding.deny:
+            return Decision(
+                False,
+                f"{principal.subject} is denied in tenant {principal.tenant} by binding "
+                f"{binding.id}",
+                matched,
+            )
+    for role in principal.roles:
+        if verb in ROLES.get(role, ()):
+            return Decision(True, f"{verb} is granted by the credential's role {role}", matched)
+    for binding in matching:
+        if not binding.scope and verb in ROLES.get(binding.role, ()):
+            return Decision(
+                True,
+                f"{verb} is granted by binding {binding.id} ({binding.role} for {binding.subject})",
+                matched,
+            )
+    return Decision(
+        False,
+        f"no role of {principal.subject} in tenant {principal.tenant} grants {verb}",
+        matched,
+    )
+
+
+def granted_verbs(principal: Principal, bindings: Iterable[Binding]) -> list[Verb]:
+    """Every verb :func:`decide` allows the principal, in table order."""
+    bindings = list(bindings)
+    return [verb for verb in Verb if decide(principal, verb, bindings).allowed]

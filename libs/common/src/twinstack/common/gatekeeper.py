@@ -1,0 +1,437 @@
+"""Every call checked against its caller: authentication, authorization, audit.
+
+The server bootstrap runs each call through :class:`Gatekeeper`: it turns the call's credential
+(a bearer JWT, an API key, or a verified client certificate) into a :class:`Principal`, decides
+with the tenant's role bindings whether the method's verb is allowed, makes the principal
+available to the servicer (:func:`current_principal`), and publishes an audit record for every
+write and every denial. API keys and bindings live in the ``access`` KV bucket; each service
+follows it with a watch, so a revoked key or binding takes effect within the watch's latency,
+open streams included (:meth:`Gatekeeper.revocation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format
+from nats.aio.client import Client as NatsClient
+from nats.js.kv import KeyValue
+
+from twinstack.api.access.v1 import access_pb2
+from twinstack.common.access import (
+    ANONYMOUS,
+    DEFAULT_TENANT,
+    METHOD_VERBS,
+    Binding,
+    Decision,
+    Principal,
+    PrincipalKind,
+    Verb,
+    decide,
+)
+from twinstack.common.errors import PermissionDeniedError, UnauthenticatedError
+from twinstack.common.events import AUDIT_ALLOWED, AUDIT_DENIED
+from twinstack.common.identity import (
+    JwksKeys,
+    TokenRules,
+    TokenVerifier,
+    certificate_name,
+    parse_api_key,
+    secrets_match,
+)
+from twinstack.common.kv_view import KvView
+from twinstack.common.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+API_KEY_PREFIX = "apikey."
+BINDING_PREFIX = "binding."
+
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("twinstack_principal")
+
+
+def current_principal() -> Principal:
+    """The caller of the call being served (anonymous admin where auth is disabled)."""
+    return _current.get(ANONYMOUS)
+
+
+@contextlib.contextmanager
+def acting_as(principal: Principal) -> Any:
+    """Makes ``principal`` the current caller (the bootstrap does this for every call)."""
+    token = _current.set(principal)
+    try:
+        yield principal
+    finally:
+        _current.reset(token)
+
+
+def api_key_key(key_id: str) -> str:
+    return f"{API_KEY_PREFIX}{key_id}"
+
+
+def binding_key(tenant: str, binding_id: str) -> str:
+    return f"{BINDING_PREFIX}{tenant}.{binding_id}"
+
+
+@dataclass(frozen=True)
+class StoredApiKey:
+    """An API key as stored: its public part and the digest of its secret."""
+
+    key: access_pb2.ApiKey
+    secret_sha256: str
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {"key": json_format.MessageToDict(self.key), "secret_sha256": self.secret_sha256}
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredApiKey:
+        document = json.loads(data)
+        key = json_format.ParseDict(document["key"], access_pb2.ApiKey())
+        return cls(key, str(document["secret_sha256"]))
+
+
+class AccessDirectory:
+    """API keys and role bindings, followed from the ``access`` bucket.
+
+    Args:
+        bucket: The ``access`` KV bucket.
+    """
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self.view = KvView(bucket)
+        self._keys: dict[str, StoredApiKey] = {}
+        self._bindings: dict[str, dict[str, access_pb2.RoleBinding]] = {}
+        self._changed = asyncio.Event()
+        self.view.subscribe(self._apply, on_lost=self._lost)
+
+    async def start(self) -> None:
+        await self.view.start()
+        await self.view.loaded()
+
+    async def stop(self) -> None:
+        await self.view.stop()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        key = entry.key
+        value = entry.value
+        deleted = entry.operation in ("DEL", "PURGE") or not value
+        if key.startswith(API_KEY_PREFIX):
+            key_id = key.removeprefix(API_KEY_PREFIX)
+            if deleted:
+                self._keys.pop(key_id, None)
+            else:
+                self._keys[key_id] = StoredApiKey.from_bytes(value or b"")
+        elif key.startswith(BINDING_PREFIX):
+            tenant, _, binding_id = key.removeprefix(BINDING_PREFIX).partition(".")
+            tenant_bindings = self._bindings.setdefault(tenant, {})
+            if deleted:
+                tenant_bindings.pop(binding_id, None)
+            else:
+                binding = access_pb2.RoleBinding.FromString(value or b"")
+                binding.revision = entry.revision or 0
+                tenant_bindings[binding_id] = binding
+        # Wakes every open stream's revocation check, then arms the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _lost(self) -> None:
+        # Without the watch a revocation could go unseen: forget everything, which refuses
+        # API keys and bindings (token roles still work) until the view is back.
+        self._keys.clear()
+        self._bindings.clear()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        """Returns at the next change of any key or binding."""
+        await self._changed.wait()
+
+    def api_key(self, key_id: str) -> StoredApiKey | None:
+        return self._keys.get(key_id)
+
+    def api_keys(self, tenant: str) -> list[StoredApiKey]:
+        return sorted(
+            (k for k in self._keys.values() if k.key.tenant == tenant), key=lambda k: k.key.id
+        )
+
+    def role_bindings(self, tenant: str) -> list[access_pb2.RoleBinding]:
+        return sorted(self._bindings.get(tenant, {}).values(), key=lambda b: b.id)
+
+    def bindings_revision(self, tenant: str, binding_id: str) -> int:
+        """The stored revision of a binding; 0 when there is none."""
+        binding = self._bindings.get(tenant, {}).get(binding_id)
+        return binding.revision if binding is not None else 0
+
+    def bindings(self, tenant: str) -> list[Binding]:
+        return [
+            Binding(
+                id=b.id,
+                subject=b.subject,
+                role=b.role,
+                deny=b.effect == access_pb2.RoleBinding.EFFECT_DENY,
+                scope=b.scope,
+            )
+            for b in self._bindings.get(tenant, {}).values()
+        ]
+
+
+class Gatekeeper:
+    """Authenticates and authorizes calls, and audits them.
+
+    Args:
+        settings: Auth mode, identity provider and claim names.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.required = settings.auth_mode == "required"
+        self.open_reflection = settings.auth_open_reflection
+        self._verifier: TokenVerifier | None = None
+        if settings.auth_jwks and settings.auth_issuer:
+            self._verifier = TokenVerifier(
+                JwksKeys(
+                    settings.auth_jwks, refresh_interval_s=settings.auth_jwks_refresh_interval_s
+                ),
+                TokenRules(
+                    issuer=settings.auth_issuer,
+                    audience=settings.auth_audience,
+                    clock_skew_s=settings.auth_clock_skew_s,
+                    tenant_claim=settings.auth_tenant_claim,
+                    groups_claim=settings.auth_groups_claim,
+                    roles_claim=settings.auth_roles_claim,
+                ),
+            )
+        self.directory: AccessDirectory | None = None
+        self._nats: NatsClient | None = None
+
+    def attach(self, directory: AccessDirectory | None, nats: NatsClient | None) -> None:
+        """Connects the key and binding directory and the audit publisher (after start)."""
+        self.directory = directory
+        self._nats = nats
+
+    async def authenticate(
+        self, metadata: Mapping[str, str], auth_context: Mapping[str, Iterable[bytes]]
+    ) -> Principal:
+        """The principal of a call.
+
+        Raises:
+            UnauthenticatedError: No credential, or one that does not verify.
+        """
+        if not self.required:
+            return ANONYMOUS
+        authorization = metadata.get("authorization", "")
+        if authorization:
+            scheme, _, credential = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                raise UnauthenticatedError("the authorization header must be 'Bearer <credential>'")
+            return await self._bearer(credential.strip())
+        service = certificate_name(auth_context)
+        if service is not None:
+            return Principal(f"service:{service}", DEFAULT_TENANT, PrincipalKind.SERVICE)
+        raise UnauthenticatedError(
+            "this call needs a credential: 'authorization: Bearer <token or API key>'"
+        )
+
+    async def _bearer(self, credential: str) -> Principal:
+        presented_key = parse_api_key(credential)
+        if presented_key is not None:
+            return self._api_key_principal(credential, presented_key)
+        if self._verifier is None:
+            raise UnauthenticatedError("this server accepts API keys only, and that is not one")
+        return await self._verifier.principal(credential)
+
+    def _api_key_principal(self, credential: str, presented: Any) -> Principal:
+        stored = self.directory.api_key(presented.key_id) if self.directory else None
+        # One message for unknown, wrong secret and revoked: a caller learns nothing by probing.
+        refused = UnauthenticatedError("the API key is unknown, revoked or expired")
+        if stored is None or not secrets_match(stored.secret_sha256, presented):
+            raise refused
+        key = stored.key
+        if key.revoked:
+            raise refused
+        if key.HasField("expires_at") and key.expires_at.ToDatetime(UTC) <= datetime.now(UTC):
+            raise refused
+        device = key.role == "device"
+        return Principal(
+            subject=f"apikey:{key.id}",
+            tenant=key.tenant,
+            kind=PrincipalKind.DEVICE if device else PrincipalKind.API_KEY,
+            roles=(key.role,),
+            twin_ids=frozenset(key.twin_ids),
+            credential=credential,
+        )
+
+    def decide(self, principal: Principal, verb: Verb) -> Decision:
+        """Whether ``principal`` may use ``verb`` now."""
+        if principal.kind is PrincipalKind.ANONYMOUS:
+            return Decision(True, "authentication is disabled on this server")
+        if principal.tenant != DEFAULT_TENANT:
+            # Storage is not yet separated per tenant, so nothing outside the default tenant
+            # may touch it (docs/security.md).
+            return Decision(False, f"tenant {principal.tenant!r} is not served by this platform")
+        if principal.kind in (PrincipalKind.API_KEY, PrincipalKind.DEVICE) and not self._key_live(
+            principal
+        ):
+            return Decision(False, f"{principal.subject} was revoked or has expired")
+        bindings = self.directory.bindings(principal.tenant) if self.directory else []
+        return decide(principal, verb, bindings)
+
+    def _key_live(self, principal: Principal) -> bool:
+        stored = (
+            self.directory.api_key(principal.subject.removeprefix("apikey:"))
+            if (self.directory)
+            else None
+        )
+        if stored is None or stored.key.revoked:
+            return False
+        expires = stored.key.expires_at
+        return not stored.key.HasField("expires_at") or expires.ToDatetime(UTC) > datetime.now(UTC)
+
+    def authorize_verb(self, principal: Principal, verb: Verb) -> None:
+        """Raises PermissionDeniedError unless ``principal`` may use ``verb``."""
+        decision = self.decide(principal, verb)
+        if not decision.allowed:
+            raise PermissionDeniedError(
+                f"{principal.subject} may not {verb}: {decision.explanation}",
+                metadata={"verb": str(verb), "subject": principal.subject},
+            )
+
+    def authorize(self, principal: Principal, method: str) -> Verb:
+        """The verb of ``method``, once ``principal`` is allowed it.
+
+        Raises:
+            PermissionDeniedError: Not allowed, or a method no verb is known for.
+        """
+        verb = METHOD_VERBS.get(method)
+        if verb is None:
+            raise PermissionDeniedError(
+                f"{method} is not open to callers", metadata={"method": method}
+            )
+        self.authorize_verb(principal, verb)
+        return verb
+
+    @contextlib.asynccontextmanager
+    async def revocation(
+        self, principal: Principal, verb: Verb
+    ) -> AsyncIterator[Callable[[], bool]]:
+        """While open, cancels the current task when ``principal`` loses ``verb`` (a revoked key
+        or binding). Yields whether that happened, for the caller to tell a revocation from
+        any other cancellation."""
+        if principal.kind is PrincipalKind.ANONYMOUS or self.directory is None:
+            yield lambda: False
+            return
+        directory = self.directory
+        task = asyncio.current_task()
+        assert task is not None
+        revoked = False
+
+        async def watch() -> None:
+            nonlocal revoked
+            while True:
+                await directory.changed()
+                if not self.decide(principal, verb).allowed:
+                    revoked = True
+                    task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch(), name="revocation-watch")
+        try:
+            yield lambda: revoked
+        finally:
+            watcher.cancel()
+
+    def audit(
+        self,
+        principal: Principal,
+        verb: Verb | None,
+        method: str,
+        *,
+        resource: str,
+        allowed: bool,
+        status: str,
+        peer: str,
+    ) -> None:
+        """Publishes one audit record, without waiting for the stream's acknowledgement: the
+        hot paths (ingest, updates) must not pay a round trip per call for it."""
+        if self._nats is None or self._nats.is_closed:
+            return
+        outcome = "allowed" if allowed else "denied"
+        record = access_pb2.AuditRecord(
+            subject=principal.subject,
+            tenant=principal.tenant,
+            verb=str(verb or ""),
+            method=method,
+            resource=resource,
+            outcome=outcome,
+            status=status,
+            peer=peer,
+        )
+        record.time.GetCurrentTime()
+        event = AUDIT_ALLOWED if allowed else AUDIT_DENIED
+        subject = event.subject(_subject_token(principal.tenant))
+        task = asyncio.create_task(self._nats.publish(subject, record.SerializeToString()))
+        task.add_done_callback(_log_audit_failure)
+
+
+def _subject_token(value: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in value) or "_"
+
+
+def _log_audit_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("audit record not published: %s", task.exception())
+
+
+_RESOURCE_FIELDS = ("twin_id", "sweep_id", "id", "rule_id", "name")
+
+
+def resource_of(request: Any) -> str:
+    """The resource a request names, for the audit record: its first id-like field."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None:
+        return ""
+    for name in _RESOURCE_FIELDS:
+        field = descriptor.fields_by_name.get(name)
+        if field is not None and field.type == field.TYPE_STRING and not field.is_repeated:
+            value = getattr(request, name)
+            if value:
+                return str(value)[:256]
+    return ""
+
+
+MAX_CLAIMED_NAME_CHARS = 128
+
+
+def acknowledger(principal: Principal, claimed: str) -> str:
+    """Who did something, for the record: the authenticated principal, with a name the caller
+    gave kept only as a claim beside it."""
+    printable = "".join(c for c in claimed if c.isprintable())[:MAX_CLAIMED_NAME_CHARS]
+    if not printable or printable == principal.subject:
+        return principal.subject
+    return f"{principal.subject} (for {printable})"
+
+
+def require_devices_twins(principal: Principal, twin_ids: Iterable[str]) -> None:
+    """Refuses telemetry of twins a device key does not own (other principals pass).
+
+    Raises:
+        PermissionDeniedError: Naming up to ten of the twins it may not write.
+    """
+    if not principal.is_device:
+        return
+    foreign = sorted({t for t in twin_ids if t not in principal.twin_ids})
+    if foreign:
+        raise PermissionDeniedError(
+            f"{principal.subject} may write only its own twins' telemetry, not "
+            + ", ".join(foreign[:10]),
+            metadata={"verb": str(Verb.TELEMETRY_WRITE), "subject": principal.subject},
+        )

@@ -1,0 +1,119 @@
+"""The access calls (served by the registry): who the caller is, what it may do, API keys and
+role bindings of its tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twinstack.api.access.v1 import access_pb2
+from twinstack.sdk._transport import AsyncArea, SyncArea, Unary, async_call, sync_call
+
+
+def who_am_i() -> Unary[access_pb2.WhoAmIResponse]:
+    """The caller as the platform sees it: principal, tenant and the verbs it holds."""
+    return Unary("access", "WhoAmI", access_pb2.WhoAmIRequest())
+
+
+def check_access(
+    verb: str, *, subject: str = "", groups: Sequence[str] = ()
+) -> Unary[access_pb2.CheckAccessResponse]:
+    """Whether a principal may use a verb, and why.
+
+    Args:
+        verb: E.g. ``twins.write`` (docs/security.md lists the verbs).
+        subject: Another principal of the tenant (``user:…``, ``apikey:…``); empty: the
+            caller. Asking about another needs the admin verb.
+        groups: That principal's groups.
+    """
+    request = access_pb2.CheckAccessRequest(verb=verb, subject=subject, groups=groups)
+    return Unary("access", "CheckAccess", request)
+
+
+def create_api_key(
+    name: str, role: str, *, twin_ids: Sequence[str] = (), ttl_s: int = 0
+) -> Unary[access_pb2.CreateApiKeyResponse]:
+    """A new API key; its ``secret`` is in the response only.
+
+    Args:
+        name: Unique among the tenant's live keys.
+        role: ``viewer``, ``operator``, ``modeler``, ``analyst``, ``admin`` or ``device``.
+        twin_ids: A device key's twins (the only telemetry it may write).
+        ttl_s: Lifetime in seconds; 0 never expires.
+    """
+    request = access_pb2.CreateApiKeyRequest(
+        name=name, role=role, twin_ids=twin_ids, ttl_seconds=ttl_s
+    )
+    return Unary("access", "CreateApiKey", request)
+
+
+def list_api_keys(*, include_revoked: bool = False) -> Unary[list[access_pb2.ApiKey]]:
+    """The tenant's API keys (never their secrets)."""
+    request = access_pb2.ListApiKeysRequest(include_revoked=include_revoked)
+    return Unary("access", "ListApiKeys", request, lambda r: list(r.keys))
+
+
+def revoke_api_key(key_id: str) -> Unary[access_pb2.ApiKey]:
+    """Revokes a key; every service refuses it within seconds, open streams included."""
+    request = access_pb2.RevokeApiKeyRequest(id=key_id)
+    return Unary("access", "RevokeApiKey", request, lambda r: r.key)
+
+
+def put_role_binding(
+    binding_id: str,
+    subject: str,
+    role: str = "",
+    *,
+    deny: bool = False,
+    expected_revision: int = 0,
+) -> Unary[access_pb2.RoleBinding]:
+    """Grants ``role`` to ``subject`` tenant-wide, or (``deny``) refuses it everything.
+
+    Args:
+        binding_id: The binding's id; putting it again replaces it.
+        subject: ``user:<sub>``, ``group:<name>``, ``apikey:<id>`` or ``service:<name>``.
+        role: A built-in role (empty for a deny).
+        deny: Refuse the subject everything in the tenant, whatever grants it.
+        expected_revision: Replace only this revision (0: unconditionally).
+    """
+    effect = access_pb2.RoleBinding.EFFECT_DENY if deny else access_pb2.RoleBinding.EFFECT_GRANT
+    binding = access_pb2.RoleBinding(id=binding_id, subject=subject, role=role, effect=effect)
+    request = access_pb2.PutRoleBindingRequest(binding=binding, expected_revision=expected_revision)
+    return Unary("access", "PutRoleBinding", request, lambda r: r.binding)
+
+
+def list_role_bindings(subject: str = "") -> Unary[list[access_pb2.RoleBinding]]:
+    """The tenant's bindings, or those of one subject."""
+    request = access_pb2.ListRoleBindingsRequest(subject=subject)
+    return Unary("access", "ListRoleBindings", request, lambda r: list(r.bindings))
+
+
+def delete_role_binding(binding_id: str) -> Unary[None]:
+    """Removes a binding; what it granted is gone within seconds, open streams included."""
+    request = access_pb2.DeleteRoleBindingRequest(id=binding_id)
+    return Unary("access", "DeleteRoleBinding", request, lambda _: None)
+
+
+class Access(SyncArea):
+    """Identity and authorization of the caller's tenant (on the registry's endpoint)."""
+
+    who_am_i = sync_call(who_am_i)
+    check_access = sync_call(check_access)
+    create_api_key = sync_call(create_api_key)
+    list_api_keys = sync_call(list_api_keys)
+    revoke_api_key = sync_call(revoke_api_key)
+    put_role_binding = sync_call(put_role_binding)
+    list_role_bindings = sync_call(list_role_bindings)
+    delete_role_binding = sync_call(delete_role_binding)
+
+
+class AsyncAccess(AsyncArea):
+    """Identity and authorization of the caller's tenant (on the registry's endpoint)."""
+
+    who_am_i = async_call(who_am_i)
+    check_access = async_call(check_access)
+    create_api_key = async_call(create_api_key)
+    list_api_keys = async_call(list_api_keys)
+    revoke_api_key = async_call(revoke_api_key)
+    put_role_binding = async_call(put_role_binding)
+    list_role_bindings = async_call(list_role_bindings)
+    delete_role_binding = async_call(delete_role_binding)

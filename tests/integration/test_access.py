@@ -1,0 +1,435 @@
+"""Every call checked against its caller, against real services, nats-server and InfluxDB:
+tokens, API keys, device keys, role bindings, revocation of open streams, audit events and
+mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+import nats
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from twinstack.api.access.v1 import access_pb2, access_pb2_grpc
+from twinstack.api.registry.v1 import registry_pb2
+from twinstack.common.server import GrpcServer
+from twinstack.devstack import LocalCertificateAuthority, LocalIssuer
+from twinstack.ingestion.app import IngestionApp
+from twinstack.ingestion.settings import IngestionSettings
+from twinstack.registry.app import RegistryApp
+from twinstack.registry.settings import RegistrySettings
+from twinstack.sdk import (
+    AlreadyExistsError,
+    ApiError,
+    AsyncClient,
+    ConnectConfig,
+    Endpoints,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    Point,
+    RevisionMismatchError,
+    UnauthenticatedError,
+)
+from twinstack.state.app import StateApp
+from twinstack.state.settings import StateSettings
+
+DEVICE = "dtmi:twinstack:test:Device;1"
+E = TypeVar("E", bound=Exception)
+
+
+@dataclass
+class Secured:
+    """Registry, ingestion and state with authentication on, and a local issuer."""
+
+    issuer: LocalIssuer
+    endpoints: Endpoints
+    admin: AsyncClient
+    settings: dict[str, Any]
+
+    def client(self, token: str | None) -> AsyncClient:
+        return AsyncClient(ConnectConfig(self.endpoints, token=token, timeout_s=10, retry=None))
+
+    def as_user(self, subject: str, *roles: str, **claims: Any) -> AsyncClient:
+        return self.client(self.issuer.issue(subject, roles=roles, **claims))
+
+
+@dataclass
+class _ModelsThroughSdk:
+    """What store_test_models calls, carried by an authenticated SDK client."""
+
+    client: AsyncClient
+
+    async def CreateModels(self, request: registry_pb2.CreateModelsRequest) -> Any:  # noqa: N802
+        return await self.client.registry.create_models(request.sources)
+
+
+@pytest.fixture
+async def secured(
+    infra_settings: dict[str, Any], tmp_path: Path, store_test_models: Any
+) -> AsyncIterator[Secured]:
+    issuer = LocalIssuer(tmp_path / "auth").ensure()
+    settings = {**infra_settings, **issuer.service_settings()}
+    servers = [
+        GrpcServer(RegistrySettings(**settings), RegistryApp(RegistrySettings(**settings))),
+        GrpcServer(IngestionSettings(**settings), IngestionApp(IngestionSettings(**settings))),
+        GrpcServer(StateSettings(**settings), StateApp(StateSettings(**settings))),
+    ]
+    started: list[GrpcServer] = []
+    try:
+        for server in servers:
+            await server.start()
+            started.append(server)
+        endpoints = Endpoints(
+            registry=f"127.0.0.1:{servers[0].port}",
+            ingestion=f"127.0.0.1:{servers[1].port}",
+            state=f"127.0.0.1:{servers[2].port}",
+        )
+        admin = AsyncClient(ConnectConfig(endpoints, token=issuer.admin_token, timeout_s=10))
+        try:
+            await store_test_models(_ModelsThroughSdk(admin))
+            yield Secured(issuer, endpoints, admin, settings)
+        finally:
+            await admin.close()
+    finally:
+        for server in reversed(started):
+            await server.stop()
+
+
+async def denied(call: Awaitable[Any], kind: type[E]) -> E:
+    with pytest.raises(kind) as raised:
+        await call
+    return raised.value
+
+
+async def twin_exists(client: AsyncClient, twin_id: str) -> bool:
+    try:
+        await client.registry.get_twin(twin_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def state_or_none(client: AsyncClient, twin_id: str) -> Any:
+    try:
+        return await client.state.get_state(twin_id)
+    except NotFoundError:
+        return None
+
+
+async def test_bad_credentials_are_refused_and_change_nothing(secured: Secured) -> None:
+    issuer = secured.issuer
+    stranger = LocalIssuer(issuer.directory.parent / "stranger", key_id="stranger-1").ensure()
+    bad = {
+        "no credential": None,
+        "expired": issuer.issue("eve", roles=("admin",), ttl_s=-300),
+        "not yet valid": issuer.issue("eve", roles=("admin",), not_before_s=900),
+        "wrong issuer": issuer.issue("eve", roles=("admin",), issuer="https://evil.example"),
+        "wrong audience": issuer.issue("eve", roles=("admin",), audience="another-app"),
+        "forged signature": issuer.issue("eve", roles=("admin",))[:-8] + "AAAAAAAA",
+        "a key the issuer does not publish": stranger.issue("eve", roles=("admin",)),
+        "garbage": "not.a.token",
+        "unknown api key": "tsk_0123456789abcdef_" + "A" * 43,
+    }
+    for why, token in bad.items():
+        client = secured.client(token)
+        try:
+            error = await denied(
+                client.registry.create_twin("guarded-1", DEVICE), UnauthenticatedError
+            )
+            assert error.code == grpc.StatusCode.UNAUTHENTICATED, why
+            assert error.reason == "UNAUTHENTICATED", why
+            await denied(client.registry.get_twin("guarded-1"), UnauthenticatedError)
+        finally:
+            await client.close()
+    assert not await twin_exists(secured.admin, "guarded-1"), "nothing was created"
+
+    # Probes stay open; reflection needs a principal.
+    async with grpc.aio.insecure_channel(secured.endpoints.registry) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        reflection: Any = reflection_pb2_grpc.ServerReflectionStub(cast(Any, channel))
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            async for _ in reflection.ServerReflectionInfo(iter([listing]), timeout=5):
+                pass
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        metadata = (("authorization", f"Bearer {issuer.admin_token}"),)
+        names = {
+            service.name
+            async for answer in reflection.ServerReflectionInfo(
+                iter([listing]), metadata=metadata, timeout=5
+            )
+            for service in answer.list_services_response.service
+        }
+        assert "twinstack.api.access.v1.AccessService" in names
+
+
+async def test_each_role_gets_its_verbs_and_no_others(secured: Secured) -> None:
+    await secured.admin.registry.create_twin("roles-1", DEVICE)
+    viewer = secured.as_user("vera", "viewer")
+    operator = secured.as_user("otto", "operator")
+    modeler = secured.as_user("mona", "modeler")
+    nobody = secured.as_user("nils")
+    try:
+        assert (await viewer.registry.get_twin("roles-1")).id == "roles-1"
+        for client in (viewer, operator):
+            error = await denied(
+                client.registry.create_twin("roles-2", DEVICE),
+                PermissionDeniedError,
+            )
+            assert "twins.write" in error.message
+            assert error.reason == "PERMISSION_DENIED"
+        await denied(
+            viewer.telemetry.ingest([Point("roles-1", {"temp": 1.0})]), PermissionDeniedError
+        )
+        await denied(viewer.state.set_desired("roles-1", {"setpoint": 5.0}), PermissionDeniedError)
+        # Actuation is granted apart: a modeler shapes twins but does not drive them.
+        await denied(modeler.state.set_desired("roles-1", {"setpoint": 5.0}), PermissionDeniedError)
+        await denied(nobody.registry.get_twin("roles-1"), PermissionDeniedError)
+        await denied(modeler.access.create_api_key("k", "viewer"), PermissionDeniedError)
+        assert not await twin_exists(secured.admin, "roles-2")
+
+        accepted = await operator.telemetry.ingest([Point("roles-1", {"temp": 21.5})])
+        assert accepted.accepted_points == 1
+        await modeler.registry.create_twin("roles-2", DEVICE)
+        assert await twin_exists(secured.admin, "roles-2")
+        await modeler.registry.delete_twin("roles-2")
+        me = await operator.access.who_am_i()
+        assert me.principal.subject == "user:otto"
+        assert "desired.write" in me.verbs
+        assert "twins.write" not in me.verbs
+    finally:
+        for client in (viewer, operator, modeler, nobody):
+            await client.close()
+
+
+async def test_a_tenant_this_platform_does_not_serve_is_refused(secured: Secured) -> None:
+    outsider = secured.as_user("olaf", "admin", tenant="acme")
+    try:
+        error = await denied(outsider.registry.list_twins().__anext__(), PermissionDeniedError)
+        assert "acme" in error.message
+    finally:
+        await outsider.close()
+
+
+async def test_api_keys_device_keys_and_their_revocation(secured: Secured, eventually: Any) -> None:
+    admin = secured.admin
+    for twin_id in ("dev-a", "dev-b"):
+        await admin.registry.create_twin(twin_id, DEVICE)
+    created = await admin.access.create_api_key("line-gateway", "device", twin_ids=["dev-a"])
+    assert created.secret.startswith(f"tsk_{created.key.id}_")
+    listed = await admin.access.list_api_keys()
+    assert [k.name for k in listed] == ["line-gateway"]
+    assert created.secret.rsplit("_", 1)[1] not in str(listed), "the secret is never listed"
+
+    device = secured.client(created.secret)
+    try:
+        ingested = await device.telemetry.ingest([Point("dev-a", {"temp": 30.0})])
+        assert ingested.accepted_points == 1
+        error = await denied(
+            device.telemetry.ingest(
+                [Point("dev-a", {"temp": 31.0}), Point("dev-b", {"temp": 1.0})]
+            ),
+            PermissionDeniedError,
+        )
+        assert "dev-b" in error.message
+        await denied(device.registry.get_twin("dev-a"), PermissionDeniedError)
+        state = await eventually(
+            lambda: state_or_none(admin, "dev-a"),
+            lambda s: s is not None and "temp" in s.reported,
+        )
+        assert state.reported["temp"].value.double_value == 30.0, "the refused batch wrote nothing"
+
+        revoked = await admin.access.revoke_api_key(created.key.id)
+        assert revoked.revoked
+        await denied(
+            device.telemetry.ingest([Point("dev-a", {"temp": 32.0})]), UnauthenticatedError
+        )
+        again = await admin.access.create_api_key("line-gateway", "operator", ttl_s=3600)
+        assert again.key.HasField("expires_at")
+        await denied(admin.access.create_api_key("line-gateway", "viewer"), AlreadyExistsError)
+        invalid = await denied(
+            admin.access.create_api_key("bad name!", "nope"), InvalidArgumentError
+        )
+        assert {v.field for v in invalid.violations} == {"name", "role"}
+        await denied(admin.access.revoke_api_key("0000000000000000"), NotFoundError)
+    finally:
+        await device.close()
+
+
+async def test_bindings_grant_deny_and_end_an_open_watch(secured: Secured) -> None:
+    admin = secured.admin
+    await admin.registry.create_twin("watched-1", DEVICE)
+    member = secured.as_user("olga", groups=("ops",))
+    try:
+        await denied(member.state.get_state("watched-1"), PermissionDeniedError)
+        binding = await admin.access.put_role_binding("ops-viewers", "group:ops", "viewer")
+        assert binding.tenant == "default"
+        assert binding.revision > 0
+        explained = await admin.access.check_access(
+            "state.read", subject="user:olga", groups=["ops"]
+        )
+        assert explained.allowed
+        assert "ops-viewers" in explained.explanation
+
+        updates: list[Any] = []
+        first_update = asyncio.Event()
+        ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+        async def watch() -> None:
+            try:
+                async for update in member.state.watch(["watched-1"]):
+                    updates.append(update)
+                    first_update.set()
+            except Exception as error:
+                ended.set_result(error)
+            else:
+                ended.set_result(None)
+
+        watcher = asyncio.create_task(watch())
+        await admin.telemetry.ingest([Point("watched-1", {"temp": 5.0})])
+        async with asyncio.timeout(20):
+            await first_update.wait()
+        await admin.access.delete_role_binding("ops-viewers")
+        async with asyncio.timeout(10):
+            outcome = await ended
+        assert isinstance(outcome, PermissionDeniedError), outcome
+        await watcher
+        await denied(member.state.get_state("watched-1"), PermissionDeniedError)
+    finally:
+        await member.close()
+
+
+async def test_a_deny_beats_every_grant_and_scopes_are_refused(secured: Secured) -> None:
+    admin = secured.admin
+    strong = secured.as_user("sam", "admin")
+    try:
+        assert (await strong.access.who_am_i()).principal.subject == "user:sam"
+        first = await admin.access.put_role_binding("no-sam", "user:sam", deny=True)
+        replaced = await admin.access.put_role_binding(
+            "no-sam", "user:sam", deny=True, expected_revision=first.revision
+        )
+        assert replaced.revision > first.revision
+        error = await denied(strong.access.who_am_i(), PermissionDeniedError)
+        assert "no-sam" in error.message
+        stale = await denied(
+            admin.access.put_role_binding(
+                "no-sam", "user:sam", deny=True, expected_revision=first.revision
+            ),
+            RevisionMismatchError,
+        )
+        assert stale.current_revision == replaced.revision
+    finally:
+        await strong.close()
+    request = access_pb2.PutRoleBindingRequest(
+        binding=access_pb2.RoleBinding(
+            id="scoped", subject="user:olga", role="viewer", scope="FROM site-1 FOLLOW contains"
+        )
+    )
+    async with grpc.aio.insecure_channel(secured.endpoints.registry) as channel:
+        stub = access_pb2_grpc.AccessServiceStub(channel)
+        metadata = (("authorization", f"Bearer {secured.issuer.admin_token}"),)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.PutRoleBinding(request, metadata=metadata, timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        refused = ApiError.from_rpc_error(raised.value)
+        assert isinstance(refused, InvalidArgumentError)
+        assert [v.field for v in refused.violations] == ["binding.scope"]
+    assert [b.id for b in await admin.access.list_role_bindings()] == ["no-sam"]
+
+
+async def test_writes_and_denials_are_audited(secured: Secured, infra_settings: Any) -> None:
+    connection = await nats.connect(infra_settings["nats_url"])
+    records: list[access_pb2.AuditRecord] = []
+    denial_seen = asyncio.Event()
+
+    async def collect(message: Any) -> None:
+        record = access_pb2.AuditRecord.FromString(message.data)
+        records.append(record)
+        if record.outcome == "denied":
+            denial_seen.set()
+
+    await connection.subscribe("evt.audit.>", cb=collect)
+    viewer = secured.as_user("vera", "viewer")
+    try:
+        await secured.admin.registry.create_twin("audited-1", DEVICE)
+        await viewer.registry.get_twin("audited-1")
+        await denied(viewer.registry.delete_twin("audited-1"), PermissionDeniedError)
+        # The denial is published after the write's record, on the same connection, in order.
+        async with asyncio.timeout(10):
+            await denial_seen.wait()
+    finally:
+        await viewer.close()
+        await connection.close()
+    allowed = [r for r in records if r.outcome == "allowed"]
+    refused = [r for r in records if r.outcome == "denied"]
+    assert ("user:local-admin", "twins.write", "OK") in {
+        (r.subject, r.verb, r.status) for r in allowed
+    }
+    assert [(r.subject, r.verb, r.resource, r.status) for r in refused] == [
+        ("user:vera", "twins.delete", "audited-1", "PERMISSION_DENIED")
+    ]
+    assert all(r.tenant == "default" for r in records)
+    assert not any(r.verb == "twins.read" for r in records), "reads that pass are not audited"
+
+
+async def test_mutual_tls_names_the_calling_service(
+    infra_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    authority = LocalCertificateAuthority(tmp_path / "ca").ensure()
+    server_cert, server_key = authority.issue("registry")
+    client_cert, client_key = authority.issue("simulation")
+    settings = RegistrySettings(
+        **{**infra_settings, "auth_mode": "required"},
+        tls_cert_file=server_cert,
+        tls_key_file=server_key,
+        tls_client_ca_file=authority.cert_path,
+    )
+    server = GrpcServer(settings, RegistryApp(settings))
+    await server.start()
+    target = f"127.0.0.1:{server.port}"
+    try:
+        mutual = AsyncClient(
+            ConnectConfig(
+                Endpoints(registry=target),
+                root_certificates_file=authority.cert_path,
+                client_certificate_file=client_cert,
+                client_key_file=client_key,
+                timeout_s=10,
+                retry=None,
+            )
+        )
+        try:
+            # A service has no rights of its own until bound; it is identified all the same.
+            error = await denied(mutual.access.who_am_i(), PermissionDeniedError)
+        finally:
+            await mutual.close()
+        assert "service:simulation" in error.message
+        without_certificate = AsyncClient(
+            ConnectConfig(
+                Endpoints(registry=target),
+                root_certificates_file=authority.cert_path,
+                timeout_s=5,
+                retry=None,
+            )
+        )
+        try:
+            with pytest.raises(ApiError) as raised:
+                await without_certificate.access.who_am_i()
+            assert raised.value.code == grpc.StatusCode.UNAVAILABLE, "no handshake"
+        finally:
+            await without_certificate.close()
+        async with grpc.aio.insecure_channel(target) as plaintext:
+            health: Any = health_pb2_grpc.HealthStub(plaintext)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    finally:
+        await server.stop()
