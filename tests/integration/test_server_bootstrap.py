@@ -126,7 +126,9 @@ class _Misbehaving:
 async def test_failures_are_contained_and_the_server_keeps_serving(
     serve_app: Any, details_of: Any
 ) -> None:
-    settings = RegistrySettings(grpc_host="127.0.0.1", grpc_port=0, grpc_default_deadline_s=0.3)
+    settings = RegistrySettings(
+        grpc_host="127.0.0.1", grpc_port=0, grpc_default_deadline_s=0.3, auth_mode="disabled"
+    )
     async with serve_app(settings, _Misbehaving()) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await channel.unary_unary("/test.Misbehaving/Explode")(b"", timeout=5)

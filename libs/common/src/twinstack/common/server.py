@@ -161,7 +161,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
     ) -> _Admission:
         """The caller and the verb of a call that may proceed; raises what refuses it."""
         gatekeeper = self._gatekeeper
-        if self._public(method):
+        if self._public(method) or not gatekeeper.required:
             return _Admission(ANONYMOUS, None, audited=False)
         metadata = {
             key: value
@@ -187,7 +187,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 peer=context.peer() or "",
             )
             raise
-        return _Admission(principal, verb, audited=verb.writes and gatekeeper.required)
+        return _Admission(principal, verb, audited=verb.writes)
 
     def _audit(
         self,
