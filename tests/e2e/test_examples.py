@@ -23,7 +23,9 @@ def test_example_graphs_are_created_idempotently_and_fed(tmp_path: Path) -> None
     platform.start()
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
+        with Client(
+            ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=10)
+        ) as client:
             ensure_example_twins(client)
             ensure_example_twins(client)  # a restarted `make up` finds them all there
             assert {t.id for t in client.registry.list_twins()} == {

@@ -61,7 +61,9 @@ def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
     platform.start()
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
+        with Client(
+            ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=10)
+        ) as client:
             client.registry.create_models(model_sources([Path(__file__).parents[1] / "models"]))
             for t in range(TWINS):
                 client.registry.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")
@@ -136,7 +138,9 @@ def test_ingestion_sent_sigterm_during_a_streaming_ingest(tmp_path: Path) -> Non
 
     try:
         targets = {name: service.target for name, service in platform.services.items()}
-        with Client(ConnectConfig(Endpoints(**targets), timeout_s=10)) as client:
+        with Client(
+            ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=10)
+        ) as client:
             client.registry.create_models(model_sources([Path(__file__).parents[1] / "models"]))
             for t in range(TWINS):
                 client.registry.create_twin(f"crash-{t}", "dtmi:twinstack:test:Device;1")

@@ -51,7 +51,7 @@ def start_platform(
 
 def client_for(platform: LocalPlatform) -> Client:
     targets = {name: service.target for name, service in platform.services.items()}
-    return Client(ConnectConfig(Endpoints(**targets), timeout_s=30))
+    return Client(ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=30))
 
 
 def influx_count(url: str, twin_id: str) -> int:
@@ -79,7 +79,7 @@ def state_of(client: Client, twin_id: str) -> float | None:
 def walk_with_the_cli(platform: LocalPlatform, client: Client) -> None:
     """status, demo, state get, twin patch (conditional, then stale), twin list."""
     cli_env = {
-        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        **platform.client_env(),
         "TWINSTACK_INFLUX_URL": platform.influx.url,
         # Wide enough that rich never folds a cell the assertions look for.
         "COLUMNS": "250",
@@ -438,7 +438,7 @@ def walk_simulation_with_the_cli(platform: LocalPlatform, scratch: Path) -> None
     example twins."""
     scratch.mkdir(parents=True, exist_ok=True)
     env = {
-        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        **platform.client_env(),
         "TWINSTACK_INFLUX_URL": platform.influx.url,
         "COLUMNS": "250",
     }

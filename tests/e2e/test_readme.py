@@ -42,7 +42,7 @@ def platform(
     )
     platform.start()
     targets = {name: service.target for name, service in platform.services.items()}
-    client = Client(ConnectConfig(Endpoints(**targets), timeout_s=30))
+    client = Client(ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=30))
     feeder = SensorFeeder(client, period_s=0.5)
     try:
         ensure_example_twins(client)
@@ -62,7 +62,7 @@ def user(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> d
     (workdir / "examples").symlink_to(ROOT / "examples")
     env = {
         **os.environ,
-        **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in platform.services.items()},
+        **platform.client_env(),
         "UV_PROJECT": str(ROOT),
         "UV_FROZEN": "1",
         "COLUMNS": "200",
@@ -75,7 +75,7 @@ def user(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> d
 def localised(command: str, platform: LocalPlatform) -> str:
     for name, port in DEFAULT_PORTS.items():
         command = command.replace(f"localhost:{port}", platform.services[name].target)
-    return command
+    return command.replace(".local/twinstack/auth/", f"{platform.issuer.directory}/")
 
 
 def run(command: list[str] | str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -35,6 +35,8 @@ def test_a_service_refuses_to_start_with_no_way_to_authenticate(
     with pytest.raises(ValidationError, match="nothing can authenticate a caller"):
         ServiceSettings()
     assert ServiceSettings(auth_mode="disabled").auth_mode == "disabled"
+    with pytest.raises(ValidationError, match="not allowed here"):
+        ServiceSettings(auth_mode="disabled", auth_allow_disabled=False)
     with pytest.raises(ValidationError, match="needs TWINSTACK_AUTH_ISSUER"):
         ServiceSettings(auth_jwks="/etc/jwks.json", auth_issuer=None)
 

@@ -82,6 +82,32 @@ def test_each_service_is_deployed_with_probes_limits_and_a_locked_down_pod(
         assert container["envFrom"][0]["configMapRef"]["name"].startswith("twinstack-config")
 
 
+def test_every_service_requires_a_principal_and_credentials_come_from_secrets(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    overlay, docs = rendered
+    config = next(d for d in docs if d["metadata"]["name"].startswith("twinstack-config"))
+    assert config["data"]["TWINSTACK_AUTH_MODE"] == "required"
+    for name, deployment in by_kind(docs, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        sources = [s["configMapRef"]["name"] for s in container["envFrom"]]
+        assert any(s.startswith("twinstack-auth") for s in sources), name
+        secrets = {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container["env"]
+            if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+        }
+        assert secrets["TWINSTACK_INFLUX_PASSWORD"].startswith("twinstack-influxdb-auth"), name
+    influx = by_kind(docs, "StatefulSet")["influxdb"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "INFLUXDB_HTTP_AUTH_ENABLED", "value": "true"} in influx["env"]
+    if overlay == "prod":
+        assert config["data"]["TWINSTACK_AUTH_ALLOW_DISABLED"] == "false"
+        generated = {d["metadata"]["name"] for d in docs if d["kind"] in ("Secret", "ConfigMap")}
+        assert not any(
+            n.startswith(("twinstack-auth", "twinstack-influxdb-auth")) for n in generated
+        ), "production credentials are created by the operator, never committed"
+
+
 def test_backbone_and_ray_cluster(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, docs = rendered
     statefulsets = by_kind(docs, "StatefulSet")

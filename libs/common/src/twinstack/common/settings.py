@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     # "required": every call but health (and reflection where opened) needs a principal;
     # "disabled": every caller is an anonymous admin of the default tenant (local runs only).
     auth_mode: Literal["required", "disabled"] = "required"
+    # False (production): a configuration that disables authentication is refused at start.
+    auth_allow_disabled: bool = True
     # The identity provider's JWKS: a file path or an http(s) URL.
     auth_jwks: str | None = None
     auth_issuer: str | None = None
@@ -81,6 +83,11 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _callers_can_authenticate(self) -> ServiceSettings:
+        if self.auth_mode == "disabled" and not self.auth_allow_disabled:
+            raise ValueError(
+                "TWINSTACK_AUTH_MODE=disabled is not allowed here (TWINSTACK_AUTH_ALLOW_DISABLED "
+                "is false): configure an identity provider (docs/security.md)"
+            )
         if self.auth_jwks is not None and not self.auth_issuer:
             raise ValueError("TWINSTACK_AUTH_JWKS needs TWINSTACK_AUTH_ISSUER")
         if self.auth_mode == "required" and not (self.auth_jwks or self.tls_client_ca_file):

@@ -158,6 +158,7 @@ class LocalPlatform:
         return {
             **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in self.services.items()},
             "TWINSTACK_AUTH_TOKEN": self.admin_token,
+            "TWINSTACK_DATA_DIR": str(self.data_dir),
         }
 
     def endpoints(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from rich.tree import Tree
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import sweep_pb2
+from twinstack.cli.access import auth_app
 from twinstack.cli.shared import (
     CliGroup,
     UserError,
@@ -101,9 +102,9 @@ def _session(
 
 @app.command()
 def up(
-    data_dir: Annotated[Path, typer.Option(help="Where all data and logs live.")] = Path(
-        ".local/twinstack"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option(envvar="TWINSTACK_DATA_DIR", help="Where all data and logs live.")
+    ] = Path(".local/twinstack"),
     feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
 ) -> None:
     """Run the whole platform locally; Ctrl-C stops it.
@@ -128,11 +129,12 @@ def up(
     table.add_column("endpoint")
     for name, endpoint in platform.endpoints().items():
         table.add_row(name, endpoint)
+    table.add_row("admin token", str(platform.issuer.admin_token_path))
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
     feeder: SensorFeeder | None = None
     endpoints = Endpoints(**{name: service.target for name, service in platform.services.items()})
-    client = Client(ConnectConfig(endpoints))
+    client = Client(ConnectConfig(endpoints, token=platform.admin_token))
     try:
         if feed:
             ensure_example_twins(client)
@@ -660,6 +662,7 @@ app.add_typer(state_app, name="state")
 app.command()(history)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(sim_app, name="sim")
+app.add_typer(auth_app, name="auth")
 
 
 def run() -> None:

@@ -1,0 +1,194 @@
+"""``twinstack auth``: who the CLI calls as, dev tokens from the local issuer, API keys and role
+bindings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from twinstack.api.access.v1 import access_pb2
+from twinstack.cli.shared import UserError, console, emit, open_client
+
+auth_app = typer.Typer(
+    help="Identity and access: whoami, local tokens, API keys, role bindings.",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(
+    help="API keys of your tenant (automation and devices).", no_args_is_help=True
+)
+auth_app.add_typer(keys_app, name="keys")
+
+ROLE_HELP = "viewer, operator, modeler, analyst, admin (device: only its twins' telemetry)."
+
+
+@auth_app.command()
+def whoami() -> None:
+    """The principal the CLI calls as, its tenant, and the verbs it holds."""
+    with open_client() as client:
+        me = client.access.who_am_i()
+
+    def human() -> None:
+        principal = me.principal
+        console.print(f"[bold]{principal.subject}[/bold] in tenant [bold]{principal.tenant}[/bold]")
+        if principal.groups:
+            console.print("groups: " + ", ".join(principal.groups))
+        console.print("may: " + (", ".join(me.verbs) or "nothing"))
+
+    emit(me, human)
+
+
+@auth_app.command()
+def check(
+    verb: Annotated[str, typer.Argument(help="E.g. twins.write (docs/security.md).")],
+    subject: Annotated[str, typer.Option(help="Another principal (admins only).")] = "",
+    group: Annotated[list[str] | None, typer.Option(help="Its groups (repeatable).")] = None,
+) -> None:
+    """Whether a verb would be allowed, and why. Exits 1 when it would be denied."""
+    with open_client() as client:
+        answer = client.access.check_access(verb, subject=subject, groups=group or [])
+
+    def human() -> None:
+        color = "green" if answer.allowed else "red"
+        verdict = "allowed" if answer.allowed else "denied"
+        console.print(f"[{color}]{verdict}[/{color}]: {answer.explanation}")
+        for line in answer.matched:
+            console.print(f"  matched {line}")
+
+    emit(answer, human)
+    if not answer.allowed:
+        raise typer.Exit(1)
+
+
+@auth_app.command()
+def token(
+    subject: Annotated[str, typer.Argument(help="The token's sub claim (a user name).")],
+    role: Annotated[list[str] | None, typer.Option(help=ROLE_HELP + " Repeatable.")] = None,
+    group: Annotated[list[str] | None, typer.Option(help="Groups (repeatable).")] = None,
+    ttl: Annotated[float, typer.Option(min=1, help="Lifetime in seconds.")] = 3600.0,
+    data_dir: Annotated[
+        Path,
+        typer.Option(envvar="TWINSTACK_DATA_DIR", help="The local platform's data directory."),
+    ] = Path(".local/twinstack"),
+) -> None:
+    """A token signed by the local platform's issuer (`make up`), printed on stdout.
+
+    Only for the local platform: with a real identity provider, get tokens from it."""
+    from twinstack.devstack import LocalIssuer
+
+    issuer = LocalIssuer(data_dir / "auth")
+    if not issuer.key_path.exists():
+        raise UserError(f"no local issuer in {data_dir / 'auth'}: start the platform (make up)")
+    print(issuer.issue(subject, roles=role or (), groups=group or (), ttl_s=ttl))
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Argument(help="Unique among the tenant's live keys.")],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)] = "viewer",
+    twin: Annotated[
+        list[str] | None, typer.Option("--twin", help="A device key's twin (repeatable).")
+    ] = None,
+    ttl: Annotated[int, typer.Option(min=0, help="Lifetime in seconds; 0 never expires.")] = 0,
+) -> None:
+    """A new API key; its secret is shown now and never again."""
+    with open_client() as client:
+        created = client.access.create_api_key(name, role, twin_ids=twin or [], ttl_s=ttl)
+
+    def human() -> None:
+        console.print(f"API key [bold]{created.key.id}[/bold] ({created.key.role})")
+        console.print("secret (shown once; send as 'authorization: Bearer <secret>'):")
+        print(created.secret)
+
+    emit(created, human)
+
+
+@keys_app.command("list")
+def list_keys(
+    revoked: Annotated[bool, typer.Option(help="Include revoked keys.")] = False,
+) -> None:
+    """The tenant's API keys (never their secrets)."""
+    with open_client() as client:
+        keys = client.access.list_api_keys(include_revoked=revoked)
+
+    def human() -> None:
+        table = Table(title=f"{len(keys)} API key(s)")
+        for column in ("id", "name", "role", "twins", "expires", "revoked", "created by"):
+            table.add_column(column)
+        for key in keys:
+            table.add_row(
+                key.id,
+                key.name,
+                key.role,
+                ", ".join(key.twin_ids),
+                key.expires_at.ToDatetime().isoformat(timespec="seconds")
+                if key.HasField("expires_at")
+                else "never",
+                "yes" if key.revoked else "",
+                key.created_by,
+            )
+        console.print(table)
+
+    emit(keys, human)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revokes a key: every service refuses it within seconds, open streams included."""
+    with open_client() as client:
+        key = client.access.revoke_api_key(key_id)
+    emit(key, lambda: console.print(f"revoked {key.id} ({key.name})"))
+
+
+@auth_app.command()
+def bind(
+    binding_id: Annotated[
+        str, typer.Argument(help="The binding's id (putting it again replaces it).")
+    ],
+    subject: Annotated[
+        str, typer.Argument(help="user:<sub>, group:<name>, apikey:<id> or service:<name>.")
+    ],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)] = "",
+    deny: Annotated[
+        bool, typer.Option(help="Refuse the subject everything in the tenant.")
+    ] = False,
+) -> None:
+    """Grants a role to a principal or group tenant-wide, or denies it everything."""
+    if bool(role) == deny:
+        raise UserError("give either --role or --deny")
+    with open_client() as client:
+        binding = client.access.put_role_binding(binding_id, subject, role, deny=deny)
+    emit(binding, lambda: console.print(f"{_describe(binding)} (revision {binding.revision})"))
+
+
+@auth_app.command()
+def unbind(binding_id: Annotated[str, typer.Argument(help="The binding's id.")]) -> None:
+    """Removes a binding; what it granted ends within seconds, open streams included."""
+    with open_client() as client:
+        client.access.delete_role_binding(binding_id)
+    emit({"deleted": binding_id}, lambda: console.print(f"deleted binding {binding_id}"))
+
+
+@auth_app.command()
+def bindings(subject: Annotated[str, typer.Option(help="Only this subject's.")] = "") -> None:
+    """The tenant's role bindings."""
+    with open_client() as client:
+        found = client.access.list_role_bindings(subject)
+
+    def human() -> None:
+        table = Table(title=f"{len(found)} binding(s)")
+        for column in ("id", "binding", "revision", "updated by"):
+            table.add_column(column)
+        for binding in found:
+            table.add_row(binding.id, _describe(binding), str(binding.revision), binding.updated_by)
+        console.print(table)
+
+    emit(found, human)
+
+
+def _describe(binding: access_pb2.RoleBinding) -> str:
+    if binding.effect == access_pb2.RoleBinding.EFFECT_DENY:
+        return f"deny {binding.subject}"
+    return f"{binding.role} for {binding.subject}"
