@@ -230,7 +230,9 @@ def run() -> dict[str, Any]:
 
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
-            with Client(ConnectConfig(endpoints, timeout_s=120)) as client:
+            with Client(
+                ConnectConfig(endpoints, token=platform.admin_token, timeout_s=120)
+            ) as client:
                 client.registry.create_models(example_model_sources())
                 for prefix in ("frames", "points", "lat"):
                     for twin in range(TWINS):

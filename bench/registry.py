@@ -21,11 +21,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 from nats.js.api import KeyValueConfig
 
-from bench.report import console, save, show
+from bench.report import authorized_channel, console, save, show
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import (
@@ -99,8 +98,8 @@ async def raw_kv(url: str) -> dict[str, tuple[float, np.ndarray]]:
     return results
 
 
-async def registry_updates(target: str) -> tuple[float, np.ndarray]:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def registry_updates(target: str, token: str) -> tuple[float, np.ndarray]:
+    async with authorized_channel(target, token) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
         await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=example_model_sources()))
         revisions = {}
@@ -176,8 +175,8 @@ async def write_graph(url: str) -> int:
     return last
 
 
-async def query_latencies(target: str, url: str) -> dict[str, Any]:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def query_latencies(target: str, url: str, token: str) -> dict[str, Any]:
+    async with authorized_channel(target, token) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
         started = time.perf_counter()
         last = await write_graph(url)
@@ -228,7 +227,7 @@ async def query_latencies(target: str, url: str) -> dict[str, Any]:
         return results
 
 
-async def ontology_import(target: str) -> dict[str, float]:
+async def ontology_import(target: str, token: str) -> dict[str, float]:
     """validate_only of a generated 1,000-interface DTDL ontology, against parsing its JSON."""
     files = generate_ontology(interfaces=1000)
     sources = [
@@ -236,7 +235,7 @@ async def ontology_import(target: str) -> dict[str, float]:
         for f in files
     ]
     request = registry_pb2.CreateModelsRequest(sources=sources, validate_only=True)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with authorized_channel(target, token) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
         await stub.CreateModels(request, timeout=120)  # warm: pint's registry, code paths
         runs = []
@@ -267,13 +266,19 @@ def run() -> dict[str, Any]:
             console.print(f"registry: raw KV baselines, {OPERATIONS} operations x {CONCURRENCY}")
             raw = asyncio.run(raw_kv(platform.nats.url))
             console.print("registry: conditional UpdateTwin through gRPC")
-            twinstack = asyncio.run(registry_updates(platform.services["registry"].target))
+            twinstack = asyncio.run(
+                registry_updates(platform.services["registry"].target, platform.admin_token)
+            )
             console.print(f"registry: queries over {LINES * (MACHINES_PER_LINE + 1):,} twins")
             queries = asyncio.run(
-                query_latencies(platform.services["registry"].target, platform.nats.url)
+                query_latencies(
+                    platform.services["registry"].target, platform.nats.url, platform.admin_token
+                )
             )
             console.print("registry: validate_only of a 1,000-interface DTDL ontology")
-            ontology = asyncio.run(ontology_import(platform.services["registry"].target))
+            ontology = asyncio.run(
+                ontology_import(platform.services["registry"].target, platform.admin_token)
+            )
         finally:
             platform.stop()
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +35,22 @@ def show(title: str, rows: list[tuple[str, str, str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds the credential to every unary call of a raw channel (the benchmarks' stubs)."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        details = details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+        return await continuation(details, request)
+
+
+def authorized_channel(target: str, token: str) -> grpc.aio.Channel:
+    """A plaintext channel whose unary calls carry ``token``."""
+    return grpc.aio.insecure_channel(target, interceptors=[_Bearer(token)])
 
 
 def save(name: str, results: dict[str, Any]) -> Path:

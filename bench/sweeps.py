@@ -184,7 +184,9 @@ def run() -> dict[str, Any]:
         service_pid = platform.services["simulation"].process.pid
         assert service_pid is not None
         target = platform.services["simulation"].target
-        client = Client(ConnectConfig(Endpoints(simulation=target), timeout_s=60))
+        client = Client(
+            ConnectConfig(Endpoints(simulation=target), token=platform.admin_token, timeout_s=60)
+        )
         try:
             console.print("sweeps: warming the cluster's workers")
             timed_sweep(client, spec(2 * SCENARIOS_PER_TASK, 60.0, summaries_only=True))

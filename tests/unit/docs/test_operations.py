@@ -28,9 +28,10 @@ def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
 def test_every_variable_the_operations_guide_names_is_read_by_something() -> None:
     import re
 
+    from twinstack.cli.shared import DATA_DIR_VARIABLE
     from twinstack.sdk.config import ENVIRONMENT_VARIABLES
 
-    read = set(ENVIRONMENT_VARIABLES)
+    read = {*ENVIRONMENT_VARIABLES, DATA_DIR_VARIABLE}
     for settings in (RegistrySettings, IngestionSettings, StateSettings, SimulationSettings):
         read |= {f"TWINSTACK_{name.upper()}" for name in settings.model_fields}
     documented = set(re.findall(r"`(TWINSTACK_[A-Z0-9_]+)`", OPERATIONS))

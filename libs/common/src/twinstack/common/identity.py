@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ _API_KEY_PATTERN = re.compile(r"tsk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})")
 # A token naming an unknown key refreshes the set at most this often: a flood of made-up key
 # ids must not turn into a flood of requests to the identity provider.
 MIN_FORCED_REFRESH_INTERVAL_S = 10.0
+VERIFIED_TOKENS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,18 @@ class JwksKeys:
         self._refresh_interval_s = refresh_interval_s
         self._timeout_s = timeout_s
         self._keys: dict[str, jwt.PyJWK] = {}
+        # Changes whenever the set of keys changes, so verified tokens can be forgotten.
+        self.generation = 0
+        self._fingerprint = ""
         self._loaded_at = float("-inf")
         self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
+
+    async def refresh_if_stale(self) -> None:
+        """Re-reads the set when its refresh interval has passed."""
+        now = time.monotonic()
+        if now - self._loaded_at > self._refresh_interval_s:
+            await self._refresh(now)
 
     async def key(self, key_id: str | None) -> jwt.PyJWK:
         """The key a token's header names; refreshes the set when it is stale or lacks it."""
@@ -129,6 +140,10 @@ class JwksKeys:
                         "the identity provider's keys are unavailable"
                     ) from error
                 return
+            fingerprint = json.dumps(document.get("keys", []), sort_keys=True)
+            if fingerprint != self._fingerprint:
+                self.generation += 1
+                self._fingerprint = fingerprint
             self._keys = keys
             self._loaded_at = time.monotonic()
 
@@ -156,6 +171,10 @@ class TokenVerifier:
     def __init__(self, keys: JwksKeys, rules: TokenRules) -> None:
         self._keys = keys
         self._rules = rules
+        # Verified tokens until they expire: a client sends the same token with every call, and
+        # a signature check costs more than the rest of admitting a call. Forgotten whenever
+        # the key set changes, so a key rotated away stops working at the next refresh.
+        self._verified: OrderedDict[str, tuple[Principal, float, int]] = OrderedDict()
 
     async def principal(self, token: str) -> Principal:
         """The principal a valid token names.
@@ -164,6 +183,21 @@ class TokenVerifier:
             UnauthenticatedError: Malformed, forged, expired, not yet valid, or for another
                 issuer or audience; the message says which.
         """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at, generation = cached
+            if time.time() < expires_at and generation == self._keys.generation:
+                await self._keys.refresh_if_stale()
+                if generation == self._keys.generation:
+                    return principal
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        self._verified[token] = (principal, expires_at, self._keys.generation)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -200,7 +234,7 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise UnauthenticatedError(f"the token is not valid: {error}") from None
         tenant = claims.get(rules.tenant_claim, DEFAULT_TENANT)
-        return Principal(
+        principal = Principal(
             subject=f"user:{claims['sub']}",
             tenant=str(tenant),
             kind=PrincipalKind.USER,
@@ -208,6 +242,7 @@ class TokenVerifier:
             roles=_names(claims.get(rules.roles_claim)),
             credential=token,
         )
+        return principal, float(claims["exp"]) + rules.clock_skew_s
 
 
 def _names(value: object) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from twinstack.api.access.v1 import access_pb2
-from twinstack.cli.shared import UserError, console, emit, open_client
+from twinstack.cli.shared import DATA_DIR_VARIABLE, UserError, console, emit, open_client
 
 auth_app = typer.Typer(
     help="Identity and access: whoami, local tokens, API keys, role bindings.",
@@ -70,7 +70,7 @@ def token(
     ttl: Annotated[float, typer.Option(min=1, help="Lifetime in seconds.")] = 3600.0,
     data_dir: Annotated[
         Path,
-        typer.Option(envvar="TWINSTACK_DATA_DIR", help="The local platform's data directory."),
+        typer.Option(envvar=DATA_DIR_VARIABLE, help="The local platform's data directory."),
     ] = Path(".local/twinstack"),
 ) -> None:
     """A token signed by the local platform's issuer (`make up`), printed on stdout.

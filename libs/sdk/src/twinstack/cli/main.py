@@ -20,6 +20,7 @@ from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.cli.access import auth_app
 from twinstack.cli.shared import (
+    DATA_DIR_VARIABLE,
     CliGroup,
     UserError,
     configure,
@@ -103,7 +104,7 @@ def _session(
 @app.command()
 def up(
     data_dir: Annotated[
-        Path, typer.Option(envvar="TWINSTACK_DATA_DIR", help="Where all data and logs live.")
+        Path, typer.Option(envvar=DATA_DIR_VARIABLE, help="Where all data and logs live.")
     ] = Path(".local/twinstack"),
     feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
 ) -> None:

@@ -23,6 +23,10 @@ from twinstack.sdk import ApiError, Client, ConnectConfig, Scalar
 from twinstack.sdk.values import to_python
 
 console = Console()
+
+DATA_DIR_VARIABLE = "TWINSTACK_DATA_DIR"
+"""The local platform's data directory, read by ``up`` and ``auth token`` (besides what the SDK
+reads, the only variable of the CLI's own)."""
 errors = Console(stderr=True)
 
 
