@@ -35,7 +35,7 @@ from twinstack.common.series import (
     from_clause,
     twin_tag,
 )
-from twinstack.devstack import LocalPlatform
+from twinstack.devstack import InfluxServer, LocalPlatform
 from twinstack.sdk import Client, ConnectConfig, Endpoints, Point, make_frame
 from twinstack.sdk.models import example_model_sources
 
@@ -80,7 +80,7 @@ def as_points(frames: list[types_pb2.TelemetryFrame]) -> list[types_pb2.Telemetr
     return points
 
 
-async def raw_influx(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
+async def raw_influx(influx: InfluxServer, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
     database = f"raw_{uuid.uuid4().hex[:8]}"
     bodies = [
         "\n".join(
@@ -88,12 +88,14 @@ async def raw_influx(url: str, batches: list[list[types_pb2.TelemetryFrame]]) ->
         ).encode()
         for batch in batches
     ]
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        await http.post("/query", params={"q": f'CREATE DATABASE "{database}"'})
+    credentials = influx.credentials
+    auth = {"u": credentials["username"], "p": credentials["password"]} if credentials else {}
+    async with httpx.AsyncClient(base_url=influx.url, timeout=60) as http:
+        await http.post("/query", params={"q": f'CREATE DATABASE "{database}"', **auth})
         started = time.perf_counter()
         for body in bodies:
             response = await http.post(
-                "/write", params={"db": database, "precision": "ns"}, content=body
+                "/write", params={"db": database, "precision": "ns", **auth}, content=body
             )
             response.raise_for_status()
         return time.perf_counter() - started
@@ -125,8 +127,8 @@ async def raw_nats(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> f
     return elapsed
 
 
-async def stored_points(url: str, prefix: str) -> int:
-    store = InfluxStore(url, "twinstack")
+async def stored_points(influx: InfluxServer, prefix: str) -> int:
+    store = InfluxStore(influx.url, "twinstack", **influx.credentials)
     try:
         series = await store.query(
             f"SELECT count(cycles) FROM {from_clause(ALL_MEASUREMENTS)} "
@@ -138,7 +140,7 @@ async def stored_points(url: str, prefix: str) -> int:
 
 
 def end_to_end(
-    client: Client, influx_url: str, prefix: str, requests: list[IngestBatchRequest]
+    client: Client, influx: InfluxServer, prefix: str, requests: list[IngestBatchRequest]
 ) -> tuple[float, float]:
     """Seconds until every request was acknowledged, and until InfluxDB held every point."""
     total = sum(len(r.points) + sum(len(f.time_unix_ns) for f in r.frames) for r in requests)
@@ -147,7 +149,7 @@ def end_to_end(
         list(pool.map(client.telemetry.ingest_batch, requests))
     acked_s = time.perf_counter() - started
     deadline = time.monotonic() + 600
-    while asyncio.run(stored_points(influx_url, prefix)) < total:
+    while asyncio.run(stored_points(influx, prefix)) < total:
         if time.monotonic() > deadline:
             raise TimeoutError("historian did not store every point within 600 s")
         time.sleep(0.05)
@@ -224,7 +226,7 @@ def run() -> dict[str, Any]:
         platform.start()
         try:
             console.print(f"pipeline: raw InfluxDB writes, {BATCHES} x {batch_points} points")
-            influx_s = asyncio.run(raw_influx(platform.influx.url, frames))
+            influx_s = asyncio.run(raw_influx(platform.influx, frames))
             console.print("pipeline: raw nats.py JetStream publishes")
             nats_s = asyncio.run(raw_nats(platform.nats.url, frames))
 
@@ -240,14 +242,14 @@ def run() -> dict[str, Any]:
                 console.print("pipeline: end to end through twinstack, frames")
                 frame_requests = [IngestBatchRequest(frames=batch) for batch in frames]
                 frames_acked_s, frames_s = end_to_end(
-                    client, platform.influx.url, "frames", frame_requests
+                    client, platform.influx, "frames", frame_requests
                 )
                 console.print("pipeline: end to end through twinstack, single points")
                 point_requests = [
                     IngestBatchRequest(points=as_points(batch)) for batch in make_frames("points")
                 ]
                 points_acked_s, points_s = end_to_end(
-                    client, platform.influx.url, "points", point_requests
+                    client, platform.influx, "points", point_requests
                 )
                 console.print(
                     f"pipeline: telemetry to live state at {LATENCY_POINTS_PER_S:,} points/s"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestStreamRequest
 from twinstack.common.influx import InfluxStore
-from twinstack.devstack import LocalPlatform, wait_until
+from twinstack.devstack import InfluxServer, LocalPlatform, wait_until
 from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point
 from twinstack.sdk.models import model_sources
 
@@ -28,9 +28,9 @@ def batch(first_seq: int, samples_per_twin: int) -> list[Point]:
     ]
 
 
-def stored_count(url: str) -> int:
+def stored_count(influx: InfluxServer) -> int:
     async def count() -> int:
-        store = InfluxStore(url, "twinstack")
+        store = InfluxStore(influx.url, "twinstack", **influx.credentials)
         try:
             series = await store.query("SELECT count(seq) FROM telemetry_integer")
         finally:
@@ -75,12 +75,12 @@ def test_ingestion_killed_while_its_historian_writes(tmp_path: Path) -> None:
                 lambda: acknowledged(client, late), timeout_s=60, interval_s=0.2, what="ingest"
             )
             wait_until(
-                lambda: stored_count(platform.influx.url) >= TWINS * 2500,
+                lambda: stored_count(platform.influx) >= TWINS * 2500,
                 timeout_s=60,
                 interval_s=0.2,
                 what="every acknowledged point in InfluxDB",
             )
-        assert stored_count(platform.influx.url) == TWINS * 2500, "each point exactly once"
+        assert stored_count(platform.influx) == TWINS * 2500, "each point exactly once"
     finally:
         platform.stop()
 
@@ -152,12 +152,12 @@ def test_ingestion_sent_sigterm_during_a_streaming_ingest(tmp_path: Path) -> Non
             assert acknowledged_batches == list(range(1, len(sent) + 1)), "every batch, in order"
             expected = len(sent) * samples_per_twin * TWINS
             wait_until(
-                lambda: stored_count(platform.influx.url) >= expected,
+                lambda: stored_count(platform.influx) >= expected,
                 timeout_s=60,
                 interval_s=0.2,
                 what="every acknowledged point in InfluxDB",
             )
-        assert stored_count(platform.influx.url) == expected, "each point exactly once"
+        assert stored_count(platform.influx) == expected, "each point exactly once"
     finally:
         platform.stop()
         finished.set()

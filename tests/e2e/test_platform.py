@@ -20,7 +20,7 @@ from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.cli.main import app
 from twinstack.common.influx import InfluxStore
-from twinstack.devstack import LocalPlatform, free_port, wait_until
+from twinstack.devstack import InfluxServer, LocalPlatform, free_port, wait_until
 from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints, Point, sweep_spec
 from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
 from twinstack.sdk.models import example_model_sources
@@ -54,9 +54,9 @@ def client_for(platform: LocalPlatform) -> Client:
     return Client(ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=30))
 
 
-def influx_count(url: str, twin_id: str) -> int:
+def influx_count(influx: InfluxServer, twin_id: str) -> int:
     async def count() -> int:
-        store = InfluxStore(url, "twinstack")
+        store = InfluxStore(influx.url, "twinstack", **influx.credentials)
         try:
             series = await store.query(
                 "SELECT count(temperature_c) FROM telemetry WHERE twin_id::tag = $t", {"t": twin_id}
@@ -247,7 +247,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_env: dict[s
 
             wait_until(lambda: state_of(client, "press-7") == 159.0, timeout_s=30, what="state")
             wait_until(
-                lambda: influx_count(platform.influx.url, "press-7") == 120,
+                lambda: influx_count(platform.influx, "press-7") == 120,
                 timeout_s=30,
                 what="history",
             )
@@ -286,7 +286,7 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_env: dict[s
             )
             # The CLI walk's last sample, and its 200 durable CSV rows plus that one sample.
             assert state_of(client, "press-7") == 170.5
-            assert influx_count(restarted.influx.url, "press-7") == 120 + 200 + 1
+            assert influx_count(restarted.influx, "press-7") == 120 + 200 + 1
     finally:
         restarted.stop()
 
@@ -309,9 +309,9 @@ def test_sigterm_stops_each_service_cleanly(data_dir: Path, ray_env: dict[str, s
         assert "twinstack.common.server: stopped" in log, f"{name} did not finish its shutdown"
 
 
-def forecast_points(url: str, forecast_id: str) -> int:
+def forecast_points(influx: InfluxServer, forecast_id: str) -> int:
     async def count() -> int:
-        store = InfluxStore(url, "twinstack")
+        store = InfluxStore(influx.url, "twinstack", **influx.credentials)
         try:
             series = await store.query(
                 "SELECT count(temperature) FROM forecast WHERE forecast_id = $f", {"f": forecast_id}
@@ -416,7 +416,7 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
             assert set(risks) == {"overheat", "worn"}
             assert 0.0 <= risks["overheat"].probability <= 1.0
             wait_until(
-                lambda: forecast_points(platform.influx.url, forecast.forecast_id) == 31 * 5,
+                lambda: forecast_points(platform.influx, forecast.forecast_id) == 31 * 5,
                 timeout_s=30,
                 what="forecast points in InfluxDB",
             )

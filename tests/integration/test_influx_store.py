@@ -1,5 +1,9 @@
 """The InfluxDB store against a real influxd (Debian's 1.6.7 on these machines)."""
 
+import asyncio
+from pathlib import Path
+
+import httpx
 import pytest
 
 from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore, WriteProtocol
@@ -87,3 +91,46 @@ async def test_unreachable_server_is_retryable() -> None:
         await store.connect()
     assert raised.value.retryable
     await store.close()
+
+
+async def test_authentication_on_a_user_with_rights_on_its_database_only(tmp_path: Path) -> None:
+    server = InfluxServer(tmp_path / "influx", auth=True)
+    server.start()
+    try:
+        admin = InfluxStore(server.url, "plant", **server.credentials)
+        await admin.connect()  # creates the database
+        await admin.close()
+        credentials = server.credentials
+        for statement in (
+            "CREATE USER writer WITH PASSWORD 'w-secret'",
+            "GRANT ALL ON plant TO writer",
+        ):
+            answer = await asyncio.to_thread(
+                httpx.post,
+                f"{server.url}/query",
+                params={"q": statement, "u": credentials["username"], "p": credentials["password"]},
+            )
+            assert answer.status_code == 200, answer.text
+            assert "error" not in answer.text, answer.text
+
+        anonymous = InfluxStore(server.url, "plant")
+        with pytest.raises(InfluxError, match=r"401|authorization|unable to parse authentication"):
+            await anonymous.connect()
+        await anonymous.close()
+
+        # Not an admin: it cannot create the database, which exists already, and works in it.
+        writer = InfluxStore(server.url, "plant", username="writer", password="w-secret")
+        await writer.connect()
+        await writer.write([InfluxPoint("m", {"twin_id": "p-1"}, {"v": 1.5}, 10**18)])
+        series = await writer.query("SELECT v FROM m")
+        assert series[0].values == [[10**18, 1.5]]
+        await writer.close()
+
+        # Restarted, the admin's password (kept in its data directory) still works.
+        server.stop()
+        server.start()
+        again = InfluxStore(server.url, "plant", **server.credentials)
+        await again.connect()
+        await again.close()
+    finally:
+        server.stop()

@@ -220,7 +220,14 @@ class InfluxStore:
                 timeout=int(self._timeout_s * 1000),
             )
         if self.server_version.startswith("1."):
-            await self._post_query(f"CREATE DATABASE {quote_identifier(self.database)}")
+            try:
+                await self._post_query(f"CREATE DATABASE {quote_identifier(self.database)}")
+            except InfluxError as error:
+                # A user with rights on its database only (as in production) may not create
+                # one: the database is then made by whoever made the user.
+                if "requires admin privilege" not in str(error):
+                    raise
+                logger.info("not an InfluxDB admin: %s is expected to exist", self.database)
         logger.info(
             "influxdb connected",
             extra={"version": self.server_version, "write_protocol": self.protocol.value},

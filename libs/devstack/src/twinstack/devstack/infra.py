@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 
@@ -90,6 +92,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   bind-address = "127.0.0.1:{port}"
   log-enabled = false
+  auth-enabled = {auth}
 
 [continuous_queries]
   enabled = false
@@ -113,16 +116,29 @@ def ensure_influxd() -> str:
     return found
 
 
+class InfluxCredentials(TypedDict, total=False):
+    """An InfluxDB user, as InfluxStore's keyword arguments."""
+
+    username: str
+    password: str
+
+
 class InfluxServer:
     """An influxd (1.x) storing in ``data_dir``, listening on 127.0.0.1 only.
 
     Args:
         data_dir: Meta, data and WAL directories; reused across restarts.
         port: HTTP port; a free one when 0.
+        auth: Authentication on, with an admin user whose password is generated once and kept
+            (owner-only) in ``data_dir/admin.password``.
     """
 
-    def __init__(self, data_dir: Path, *, port: int = 0) -> None:
+    ADMIN_USERNAME = "admin"
+
+    def __init__(self, data_dir: Path, *, port: int = 0, auth: bool = False) -> None:
         self.data_dir = data_dir
+        self.auth = auth
+        self.password_path = data_dir / "admin.password"
         self.port = port or free_port()
         self.rpc_port = free_port()
         self.config_path = data_dir / "influxd.conf"
@@ -137,12 +153,51 @@ class InfluxServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def credentials(self) -> InfluxCredentials:
+        """``username`` and ``password`` of the admin (InfluxStore's arguments); empty without
+        authentication."""
+        if not self.auth:
+            return {}
+        if not self.password_path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(24))
+        return {"username": self.ADMIN_USERNAME, "password": self.password_path.read_text()}
+
     def start(self, *, timeout_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
-            _INFLUXD_CONFIG.format(data_dir=self.data_dir, port=self.port, rpc_port=self.rpc_port)
+            _INFLUXD_CONFIG.format(
+                data_dir=self.data_dir,
+                port=self.port,
+                rpc_port=self.rpc_port,
+                auth="true" if self.auth else "false",
+            )
         )
         self.process.start(timeout_s=timeout_s)
+        if self.auth:
+            self._ensure_admin()
+
+    def _ensure_admin(self) -> None:
+        """Creates the admin user on a fresh server (InfluxDB lets the first admin be created
+        without credentials); on a restart the user exists and its password still works."""
+        credentials = self.credentials
+        check = httpx.post(
+            f"{self.url}/query",
+            params={"q": "SHOW USERS", "u": credentials["username"], "p": credentials["password"]},
+            timeout=10,
+        )
+        if check.status_code == 200 and "error" not in check.text:
+            return
+        statement = (
+            f'CREATE USER "{credentials["username"]}" WITH PASSWORD '
+            f"'{credentials['password']}' WITH ALL PRIVILEGES"
+        )
+        created = httpx.post(f"{self.url}/query", params={"q": statement}, timeout=10)
+        if created.status_code != 200 or "error" in created.text:
+            raise RuntimeError(f"cannot create InfluxDB's admin user: {created.text.strip()}")
 
     def stop(self) -> None:
         self.process.stop()

@@ -74,7 +74,7 @@ class LocalPlatform:
     ) -> None:
         self.data_dir = data_dir
         self.nats = NatsServer(data_dir / "nats", port=nats_port)
-        self.influx = InfluxServer(data_dir / "influxdb", port=influx_port)
+        self.influx = InfluxServer(data_dir / "influxdb", port=influx_port, auth=True)
         ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
         ports = {name: ports[name] or free_port() for name in SERVICES}
         # The simulation service asks the registry to resolve graph queries.
@@ -99,6 +99,8 @@ class LocalPlatform:
             "TWINSTACK_GRPC_PORT": str(port),
             "TWINSTACK_NATS_URL": self.nats.url,
             "TWINSTACK_INFLUX_URL": self.influx.url,
+            "TWINSTACK_INFLUX_USERNAME": self.influx.credentials["username"],
+            "TWINSTACK_INFLUX_PASSWORD": self.influx.credentials["password"],
             "TWINSTACK_LOG_FORMAT": "json",
             **extra_env,
         }
