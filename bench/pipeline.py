@@ -101,8 +101,10 @@ async def raw_influx(influx: InfluxServer, batches: list[list[types_pb2.Telemetr
         return time.perf_counter() - started
 
 
-async def raw_nats(url: str, batches: list[list[types_pb2.TelemetryFrame]]) -> float:
-    client = await connect_nats(url, "bench-raw")
+async def raw_nats(
+    url: str, admin: dict[str, str], batches: list[list[types_pb2.TelemetryFrame]]
+) -> float:
+    client = await connect_nats(url, "bench-raw", user=admin["user"], password=admin["password"])
     js = client.jetstream()
     await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
     messages = [
@@ -228,7 +230,7 @@ def run() -> dict[str, Any]:
             console.print(f"pipeline: raw InfluxDB writes, {BATCHES} x {batch_points} points")
             influx_s = asyncio.run(raw_influx(platform.influx, frames))
             console.print("pipeline: raw nats.py JetStream publishes")
-            nats_s = asyncio.run(raw_nats(platform.nats.url, frames))
+            nats_s = asyncio.run(raw_nats(platform.nats.url, platform.nats_admin, frames))
 
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")

@@ -77,8 +77,8 @@ async def measure(
     return time.perf_counter() - started, np.array(latencies)
 
 
-async def raw_kv(url: str) -> dict[str, tuple[float, np.ndarray]]:
-    client = await connect_nats(url, "bench-kv")
+async def raw_kv(url: str, admin: dict[str, str]) -> dict[str, tuple[float, np.ndarray]]:
+    client = await connect_nats(url, "bench-kv", user=admin["user"], password=admin["password"])
     js = client.jetstream()
     kv = await js.create_key_value(KeyValueConfig(bucket="bench_raw", history=5))
     value = registry_pb2.Twin(id="x", model_id="dtmi:bench:Pump;1").SerializeToString()
@@ -122,9 +122,9 @@ async def registry_updates(target: str, token: str) -> tuple[float, np.ndarray]:
         return await measure(conditional_update)
 
 
-async def write_graph(url: str) -> int:
+async def write_graph(url: str, admin: dict[str, str]) -> int:
     """Writes the query data set straight into the registry bucket; returns the last revision."""
-    client = await connect_nats(url, "bench-graph")
+    client = await connect_nats(url, "bench-graph", user=admin["user"], password=admin["password"])
     kv = await client.jetstream().key_value(REGISTRY_BUCKET)
     rng = np.random.default_rng(7)
     last = 0
@@ -175,11 +175,13 @@ async def write_graph(url: str) -> int:
     return last
 
 
-async def query_latencies(target: str, url: str, token: str) -> dict[str, Any]:
+async def query_latencies(
+    target: str, url: str, token: str, admin: dict[str, str]
+) -> dict[str, Any]:
     async with authorized_channel(target, token) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
         started = time.perf_counter()
-        last = await write_graph(url)
+        last = await write_graph(url, admin)
         # Read-your-write: the first query waits until the index holds every document.
         await stub.ListTwins(registry_pb2.ListTwinsRequest(min_revision=last), timeout=600)
         indexed_s = time.perf_counter() - started
@@ -264,7 +266,7 @@ def run() -> dict[str, Any]:
         platform.start()
         try:
             console.print(f"registry: raw KV baselines, {OPERATIONS} operations x {CONCURRENCY}")
-            raw = asyncio.run(raw_kv(platform.nats.url))
+            raw = asyncio.run(raw_kv(platform.nats.url, platform.nats_admin))
             console.print("registry: conditional UpdateTwin through gRPC")
             twinstack = asyncio.run(
                 registry_updates(platform.services["registry"].target, platform.admin_token)
@@ -272,7 +274,10 @@ def run() -> dict[str, Any]:
             console.print(f"registry: queries over {LINES * (MACHINES_PER_LINE + 1):,} twins")
             queries = asyncio.run(
                 query_latencies(
-                    platform.services["registry"].target, platform.nats.url, platform.admin_token
+                    platform.services["registry"].target,
+                    platform.nats.url,
+                    platform.admin_token,
+                    platform.nats_admin,
                 )
             )
             console.print("registry: validate_only of a 1,000-interface DTDL ontology")

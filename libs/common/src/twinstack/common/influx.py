@@ -22,9 +22,8 @@ import httpx
 from influxdb_client import WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
-from pydantic import SecretStr
 
-from twinstack.common.settings import ServiceSettings
+from twinstack.common.settings import ServiceSettings, revealed
 
 logger = logging.getLogger(__name__)
 
@@ -181,17 +180,13 @@ class InfluxStore:
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> InfluxStore:
         """A store for the database the settings name."""
-
-        def secret(value: SecretStr | None) -> str | None:
-            return None if value is None else value.get_secret_value()
-
         return cls(
             settings.influx_url,
             settings.influx_database,
             retention_policy=settings.influx_retention_policy,
             username=settings.influx_username,
-            password=secret(settings.influx_password),
-            token=secret(settings.influx_token),
+            password=revealed(settings.influx_password),
+            token=revealed(settings.influx_token),
             org=settings.influx_org,
             timeout_s=settings.influx_timeout_s,
         )

@@ -29,7 +29,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KeyValue
 
 from twinstack.common.ids import partition_of
-from twinstack.common.settings import ServiceSettings
+from twinstack.common.settings import ServiceSettings, revealed
 from twinstack.common.tracing import inject_trace_headers
 
 logger = logging.getLogger(__name__)
@@ -210,8 +210,23 @@ class JetStreamLayout:
         ]
 
 
-async def connect_nats(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NatsClient:
-    """Connects with unbounded reconnects, so a restarted nats-server is picked up again."""
+async def connect_nats(
+    url: str,
+    name: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    user: str | None = None,
+    password: str | None = None,
+) -> NatsClient:
+    """Connects with unbounded reconnects, so a restarted nats-server is picked up again.
+
+    Args:
+        url: The server.
+        name: The connection's name (shown by the server's monitoring).
+        connect_timeout_s: Timeout of the first connection.
+        user: The NATS user (each service has its own, with its permissions).
+        password: Its password.
+    """
 
     async def on_error(error: Exception) -> None:
         logger.warning("nats error: %s", error)
@@ -225,6 +240,8 @@ async def connect_nats(url: str, name: str, *, connect_timeout_s: float = 5.0) -
     return await nats.connect(
         servers=[url],
         name=name,
+        user=user,
+        password=password,
         connect_timeout=connect_timeout_s,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -293,7 +310,11 @@ class Backbone:
     @classmethod
     async def connect(cls, settings: ServiceSettings, name: str) -> Backbone:
         client = await connect_nats(
-            settings.nats_url, name, connect_timeout_s=settings.nats_connect_timeout_s
+            settings.nats_url,
+            name,
+            connect_timeout_s=settings.nats_connect_timeout_s,
+            user=settings.nats_user,
+            password=revealed(settings.nats_password),
         )
         js = client.jetstream(timeout=settings.nats_request_timeout_s)
         await provision_jetstream(js, JetStreamLayout.from_settings(settings))

@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
     tls_client_ca_file: Path | None = None
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # The service's own NATS user; its permissions allow only what the service needs.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
     nats_connect_timeout_s: float = Field(default=5.0, gt=0)
     nats_request_timeout_s: float = Field(default=5.0, gt=0)
     # Replicas of every stream and KV bucket: 1 locally, 3 on a production cluster.
@@ -98,3 +101,8 @@ class ServiceSettings(BaseSettings):
                 "local insecure runs only"
             )
         return self
+
+
+def revealed(value: SecretStr | None) -> str | None:
+    """The secret's value, for the one call that needs it (a connection's credentials)."""
+    return None if value is None else value.get_secret_value()

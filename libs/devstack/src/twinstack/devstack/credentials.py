@@ -13,6 +13,7 @@ import datetime
 import ipaddress
 import json
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -147,6 +148,9 @@ class LocalIssuer:
             "TWINSTACK_AUTH_JWKS": str(self.jwks_path),
             "TWINSTACK_AUTH_ISSUER": LOCAL_ISSUER,
             "TWINSTACK_AUTH_AUDIENCE": LOCAL_AUDIENCE,
+            # grpcurl discovers methods by reflection, also for a health check; locally it is
+            # open (its calls still need a token). Production keeps it closed.
+            "TWINSTACK_AUTH_OPEN_REFLECTION": "true",
         }
 
     def service_settings(self) -> dict[str, Any]:
@@ -157,6 +161,14 @@ class LocalIssuer:
             "auth_issuer": LOCAL_ISSUER,
             "auth_audience": LOCAL_AUDIENCE,
         }
+
+
+def local_secret(path: Path) -> str:
+    """A random secret kept (owner-only) in ``path``: made once, the same on every restart."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, secrets.token_urlsafe(24).encode())
+    return path.read_text()
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -33,12 +33,24 @@ class NatsServer:
         data_dir: JetStream storage; reused across restarts, so streams survive them.
         port: Client port; a free one when 0.
         monitor_port: HTTP monitoring port (readiness via /healthz); a free one when 0.
+        authorization: An ``authorization {...}`` configuration block (users and their
+            permissions); None: anyone may connect and do anything.
     """
 
-    def __init__(self, data_dir: Path, *, port: int = 0, monitor_port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        monitor_port: int = 0,
+        authorization: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
+        self.authorization = authorization
+        self.config_path = data_dir / "nats-server.conf"
+        config = ["--config", str(self.config_path)] if authorization else []
         self.process = ManagedProcess(
             "nats-server",
             [
@@ -54,6 +66,7 @@ class NatsServer:
                 str(self.monitor_port),
                 "--server_name",
                 "twinstack-local",
+                *config,
             ],
             log_path=data_dir / "nats-server.log",
             ready=lambda: _http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"),
@@ -65,6 +78,11 @@ class NatsServer:
 
     def start(self, *, timeout_s: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.authorization is not None:
+            # The file holds passwords.
+            descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(self.authorization)
         self.process.start(timeout_s=timeout_s)
 
     def stop(self) -> None:

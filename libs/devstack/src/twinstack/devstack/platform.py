@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from twinstack.devstack.credentials import LocalIssuer
+from twinstack.common.nats_permissions import authorization_block
+from twinstack.devstack.credentials import LocalIssuer, local_secret
 from twinstack.devstack.infra import InfluxServer, NatsServer
 from twinstack.devstack.processes import ManagedProcess, free_port
 from twinstack.devstack.ray_cluster import RayCluster
@@ -73,13 +74,23 @@ class LocalPlatform:
         services: Sequence[str] = SERVICES,
     ) -> None:
         self.data_dir = data_dir
-        self.nats = NatsServer(data_dir / "nats", port=nats_port)
+        auth_dir = data_dir / "auth"
+        # Each service connects to NATS as its own user, limited to what it needs.
+        self.nats_passwords = {
+            name: local_secret(auth_dir / f"nats-{name}.password") for name in SERVICES
+        }
+        self.nats_admin_password = local_secret(auth_dir / "nats-admin.password")
+        self.nats = NatsServer(
+            data_dir / "nats",
+            port=nats_port,
+            authorization=authorization_block(self.nats_passwords, self.nats_admin_password),
+        )
         self.influx = InfluxServer(data_dir / "influxdb", port=influx_port, auth=True)
         ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
         ports = {name: ports[name] or free_port() for name in SERVICES}
         # The simulation service asks the registry to resolve graph queries.
         wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
-        self.issuer = LocalIssuer(data_dir / "auth")
+        self.issuer = LocalIssuer(auth_dir)
         wiring |= self.issuer.service_env()
         self.ray: RayCluster | None = None
         if "simulation" in services and "TWINSTACK_RAY_JOBS_ADDRESS" not in (service_env or {}):
@@ -98,6 +109,8 @@ class LocalPlatform:
             "TWINSTACK_GRPC_HOST": "127.0.0.1",
             "TWINSTACK_GRPC_PORT": str(port),
             "TWINSTACK_NATS_URL": self.nats.url,
+            "TWINSTACK_NATS_USER": name,
+            "TWINSTACK_NATS_PASSWORD": self.nats_passwords[name],
             "TWINSTACK_INFLUX_URL": self.influx.url,
             "TWINSTACK_INFLUX_USERNAME": self.influx.credentials["username"],
             "TWINSTACK_INFLUX_PASSWORD": self.influx.credentials["password"],
@@ -149,6 +162,11 @@ class LocalPlatform:
             self.ray.stop()
         self.influx.stop()
         self.nats.stop()
+
+    @property
+    def nats_admin(self) -> dict[str, str]:
+        """``user`` and ``password`` of the NATS admin (for operators' tools and benchmarks)."""
+        return {"user": "admin", "password": self.nats_admin_password}
 
     @property
     def admin_token(self) -> str:

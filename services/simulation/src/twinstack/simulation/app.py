@@ -13,6 +13,7 @@ import contextlib
 import logging
 
 import grpc
+from pydantic import SecretStr
 
 from twinstack import sdk
 from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 # Settings a sweep driver needs, handed to it (and its workers) in the job's environment.
 DRIVER_SETTINGS = (
     "nats_url",
+    "nats_user",
+    "nats_password",
     "nats_request_timeout_s",
     "nats_connect_timeout_s",
     "results_uri",
@@ -59,7 +62,13 @@ DRIVER_SETTINGS = (
 
 def driver_environment(settings: SimulationSettings) -> dict[str, str]:
     """The environment of sweep drivers and their Ray workers."""
-    env = {f"TWINSTACK_{name.upper()}": str(getattr(settings, name)) for name in DRIVER_SETTINGS}
+    env = {}
+    for name in DRIVER_SETTINGS:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            env[f"TWINSTACK_{name.upper()}"] = str(value)
     env[KERNEL_CACHE_ENV] = str(settings.kernel_cache_dir)
     return env
 

@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -37,6 +37,7 @@ from twinstack.common.nats import (
     connect_nats,
     key_value,
 )
+from twinstack.common.settings import revealed
 from twinstack.simulation.compiler import use_cache_dir
 from twinstack.simulation.job import SweepJob
 from twinstack.simulation.records import (
@@ -74,6 +75,9 @@ class StoreConfig:
     nats_url: str
     results_uri: str
     request_timeout_s: float
+    # The simulation service's NATS user: workers write the ledger and results as it does.
+    nats_user: str | None = None
+    nats_password: str | None = field(default=None, repr=False)
 
 
 def _chunk_bounds(plan: SweepPlan, index: int) -> tuple[int, int]:
@@ -114,7 +118,12 @@ def compute_chunk(job: SweepJob, index: int) -> tuple[Partial, bytes | None]:
 async def _store_chunk(
     config: StoreConfig, sweep_id: str, index: int, partial: Partial, part: bytes | None
 ) -> None:
-    client = await connect_nats(config.nats_url, f"twinstack-sweep-{sweep_id}-chunk")
+    client = await connect_nats(
+        config.nats_url,
+        f"twinstack-sweep-{sweep_id}-chunk",
+        user=config.nats_user,
+        password=config.nats_password,
+    )
     try:
         js = client.jetstream(timeout=config.request_timeout_s)
         if part is not None:
@@ -158,7 +167,11 @@ class Driver:
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
         self._config = StoreConfig(
-            settings.nats_url, settings.results_uri, settings.nats_request_timeout_s
+            settings.nats_url,
+            settings.results_uri,
+            settings.nats_request_timeout_s,
+            settings.nats_user,
+            revealed(settings.nats_password),
         )
 
     async def run(self) -> int:

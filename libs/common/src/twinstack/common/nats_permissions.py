@@ -1,0 +1,125 @@
+"""What each service's NATS user may publish and read, and the nats-server configuration that
+enforces it.
+
+Every service connects as its own user. A user may not write another service's KV buckets,
+object store, telemetry or events, nor read the buckets and streams it has no use for; nobody
+deletes or purges a stream. The rules are written as deny lists over "allow everything": the
+JetStream API a client library uses (consumer creation, flow control, acknowledgements,
+inboxes) is broad and changes between library versions, while what must not happen is short
+and stable. Stream and bucket creation stays open to every service, because each one
+provisions the whole layout idempotently at start (a service can therefore change another's
+stream settings, but not its data).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from twinstack.common.nats import (
+    ACCESS_BUCKET,
+    ALERT_RULES_BUCKET,
+    EVENTS_STREAM,
+    REGISTRY_BUCKET,
+    STATE_TWINS_BUCKET,
+    SWEEP_CHUNKS_BUCKET,
+    SWEEP_DRIVERS_BUCKET,
+    SWEEP_RESULTS_STORE,
+    SWEEPS_BUCKET,
+    TELEMETRY_STREAM,
+)
+
+SERVICES = ("registry", "ingestion", "state", "simulation")
+
+# Who writes what. A KV bucket is written by publishing to $KV.<bucket>.<key>, an object store
+# by $O.<bucket>.>, telemetry by tel.<partition>.<twin>, events by evt.<area>.>.
+_WRITES: Mapping[str, Sequence[str]] = {
+    "registry": (
+        f"$KV.{REGISTRY_BUCKET}.>",
+        f"$KV.{ACCESS_BUCKET}.>",
+        "evt.registry.>",
+        "evt.access.>",
+    ),
+    "ingestion": ("tel.>", "evt.ingestion.>"),
+    "state": (
+        f"$KV.{STATE_TWINS_BUCKET}.>",
+        f"$KV.{ALERT_RULES_BUCKET}.>",
+        "evt.state.>",
+        "evt.alert.>",
+    ),
+    "simulation": (
+        f"$KV.{SWEEPS_BUCKET}.>",
+        f"$KV.{SWEEP_CHUNKS_BUCKET}.>",
+        f"$KV.{SWEEP_DRIVERS_BUCKET}.>",
+        f"$O.{SWEEP_RESULTS_STORE}.>",
+        "evt.simulation.>",
+        "evt.forecast.>",
+    ),
+}
+# What each service reads besides what it writes (every service reads the registry's models
+# and the access bucket, and audits into evt.audit).
+_READS: Mapping[str, Sequence[str]] = {
+    "registry": (),
+    "ingestion": (f"KV_{REGISTRY_BUCKET}", TELEMETRY_STREAM),
+    "state": (f"KV_{REGISTRY_BUCKET}", TELEMETRY_STREAM),
+    "simulation": (f"KV_{REGISTRY_BUCKET}", f"KV_{STATE_TWINS_BUCKET}"),
+}
+_OWNED_STREAMS: Mapping[str, Sequence[str]] = {
+    "registry": (f"KV_{REGISTRY_BUCKET}", f"KV_{ACCESS_BUCKET}"),
+    "ingestion": (TELEMETRY_STREAM,),
+    "state": (f"KV_{STATE_TWINS_BUCKET}", f"KV_{ALERT_RULES_BUCKET}"),
+    "simulation": (
+        f"KV_{SWEEPS_BUCKET}",
+        f"KV_{SWEEP_CHUNKS_BUCKET}",
+        f"KV_{SWEEP_DRIVERS_BUCKET}",
+        f"OBJ_{SWEEP_RESULTS_STORE}",
+    ),
+}
+_SHARED_STREAMS = (f"KV_{ACCESS_BUCKET}", EVENTS_STREAM)
+
+
+def _stream_reads(stream: str) -> list[str]:
+    """The JetStream API subjects that read a stream's messages."""
+    return [
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+    ]
+
+
+def permissions(service: str) -> dict[str, dict[str, list[str]]]:
+    """The nats-server permissions of a service's user."""
+    writes = set(_WRITES[service]) | {"evt.audit.>"}
+    foreign_writes = sorted({subject for other in SERVICES for subject in _WRITES[other]} - writes)
+    readable = set(_OWNED_STREAMS[service]) | set(_READS[service]) | set(_SHARED_STREAMS)
+    every_stream = {s for streams in _OWNED_STREAMS.values() for s in streams}
+    foreign_reads = [
+        subject for stream in sorted(every_stream - readable) for subject in _stream_reads(stream)
+    ]
+    return {
+        "publish": {
+            "allow": [">"],
+            "deny": [
+                *foreign_writes,
+                *foreign_reads,
+                "$JS.API.STREAM.DELETE.>",
+                "$JS.API.STREAM.PURGE.>",
+            ],
+        },
+        # Telemetry reaches its consumers through JetStream, never as plain subscriptions.
+        "subscribe": {"allow": [">"], "deny": ["tel.>"]},
+    }
+
+
+def authorization_block(passwords: Mapping[str, str], admin_password: str) -> str:
+    """nats-server configuration: a user per service with its permissions, and an admin user
+    (for operators' tools) with every permission."""
+    users = [{"user": "admin", "password": admin_password}] + [
+        {"user": service, "password": passwords[service], "permissions": permissions(service)}
+        for service in SERVICES
+    ]
+    # JSON is valid nats-server configuration syntax.
+    return "authorization " + json.dumps({"users": users}, indent=2) + "\n"
