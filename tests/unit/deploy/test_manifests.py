@@ -98,6 +98,9 @@ def test_every_service_requires_a_principal_and_credentials_come_from_secrets(
             if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
         }
         assert secrets["TWINSTACK_INFLUX_PASSWORD"].startswith("twinstack-influxdb-auth"), name
+        assert secrets["TWINSTACK_NATS_PASSWORD"].startswith("twinstack-nats-auth"), name
+        users = [e for e in container["env"] if e["name"] == "TWINSTACK_NATS_USER"]
+        assert users == [{"name": "TWINSTACK_NATS_USER", "value": name}]
     influx = by_kind(docs, "StatefulSet")["influxdb"]["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "INFLUXDB_HTTP_AUTH_ENABLED", "value": "true"} in influx["env"]
     if overlay == "prod":
@@ -106,6 +109,20 @@ def test_every_service_requires_a_principal_and_credentials_come_from_secrets(
         assert not any(
             n.startswith(("twinstack-auth", "twinstack-influxdb-auth")) for n in generated
         ), "production credentials are created by the operator, never committed"
+
+
+def test_nats_runs_with_a_user_per_service(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    from twinstack.common.nats_permissions import kubernetes_authorization_block
+
+    _, docs = rendered
+    config = next(d for d in docs if d["metadata"]["name"].startswith("nats-config"))
+    assert config["data"]["nats-auth.conf"] == kubernetes_authorization_block(), (
+        "deploy/k8s/base/nats-auth.conf is stale: python tools/nats_auth.py"
+    )
+    assert "include ./nats-auth.conf" in config["data"]["nats.conf"]
+    (nats,) = by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+    passwords = {e["name"] for e in nats["env"] if e["name"].endswith("_PASSWORD")}
+    assert passwords == {f"NATS_{u}_PASSWORD" for u in ("ADMIN", *map(str.upper, SERVICES))}
 
 
 def test_backbone_and_ray_cluster(rendered: tuple[str, list[dict[str, Any]]]) -> None:

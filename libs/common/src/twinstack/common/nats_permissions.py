@@ -123,3 +123,24 @@ def authorization_block(passwords: Mapping[str, str], admin_password: str) -> st
     ]
     # JSON is valid nats-server configuration syntax.
     return "authorization " + json.dumps({"users": users}, indent=2) + "\n"
+
+
+def password_variable(user: str) -> str:
+    """The environment variable a Kubernetes nats-server reads a user's password from."""
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def kubernetes_authorization_block() -> str:
+    """The same configuration with each password read from the server's environment (the
+    ``twinstack-nats-auth`` Secret), as ``deploy/k8s/base/nats-auth.conf`` holds it."""
+    marker = "@@"
+    text = authorization_block(
+        {service: f"{marker}{password_variable(service)}{marker}" for service in SERVICES},
+        f"{marker}{password_variable('admin')}{marker}",
+    )
+    # An unquoted $NAME is an environment variable reference in nats-server configuration.
+    text = text.replace(f'"{marker}', "$").replace(f'{marker}"', "")
+    return (
+        "# Generated from twinstack.common.nats_permissions by tools/nats_auth.py: do not edit.\n"
+        + text
+    )
