@@ -214,14 +214,9 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                admission: _Admission | None = None
-
-                def done(code: grpc.StatusCode) -> None:
-                    if admission is not None:
-                        self._audit(admission, method, request, context, code)
-
-                async with _rich_statuses(method, context, done):
-                    admission = await self._admit(method, request, context)
+                call = _AuditedCall(self, method, request, context)
+                async with _rich_statuses(method, context, call.done):
+                    admission = call.admission = await self._admit(method, request, context)
                     budget = context.time_remaining()
                     scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
@@ -244,14 +239,9 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                admission: _Admission | None = None
-
-                def done(code: grpc.StatusCode) -> None:
-                    if admission is not None:
-                        self._audit(admission, method, request, context, code)
-
-                async with _rich_statuses(method, context, done):
-                    admission = await self._admit(method, request, context)
+                call = _AuditedCall(self, method, request, context)
+                async with _rich_statuses(method, context, call.done):
+                    admission = call.admission = await self._admit(method, request, context)
                     verb = admission.verb
                     with acting_as(admission.principal):
                         revocation: contextlib.AbstractAsyncContextManager[Any] = (
@@ -289,6 +279,21 @@ class _Admission:
     principal: Principal
     verb: Verb | None
     audited: bool
+
+
+@dataclass
+class _AuditedCall:
+    """One call, audited with the status it ended with once its caller was admitted."""
+
+    interceptor: _CallInterceptor
+    method: str
+    request: Any
+    context: grpc.aio.ServicerContext[Any, Any]
+    admission: _Admission | None = None
+
+    def done(self, code: grpc.StatusCode) -> None:
+        if self.admission is not None:
+            self.interceptor._audit(self.admission, self.method, self.request, self.context, code)
 
 
 @contextlib.asynccontextmanager
