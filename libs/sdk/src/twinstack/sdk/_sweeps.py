@@ -145,7 +145,8 @@ def submit(
         spec: What to sweep (see :func:`sweep_spec`).
         request_id: Makes a retried submit safe: the same id returns the sweep it created
             first. Default: a new random id.
-        submitter: Who submits (queueing limits and listing); default ``anonymous``.
+        submitter: Leave empty: the service records the authenticated caller (a label only
+            where authentication is off; default ``anonymous``).
 
     Returns:
         The sweep, queued (or as it is now, if ``request_id`` matched an earlier submit).

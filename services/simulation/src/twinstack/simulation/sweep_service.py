@@ -12,14 +12,17 @@ from typing import Any
 from google.protobuf import json_format
 
 from twinstack.api.simulation.v1 import sweep_pb2, sweep_pb2_grpc
+from twinstack.common.access import PrincipalKind
 from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     UnavailableError,
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
+from twinstack.common.gatekeeper import current_principal
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
     ResultsStore,
@@ -33,7 +36,7 @@ from twinstack.simulation.sweep_planner import SweepPlanner, SweepRequest, is_sw
 
 SERVICE_NAME = sweep_pb2.DESCRIPTOR.services_by_name["SweepService"].full_name
 DEFAULT_SUBMITTER = "anonymous"
-SUBMITTER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+SUBMITTER = re.compile(r"^[A-Za-z0-9._@:-]{1,300}$")
 MAX_REQUEST_ID_CHARS = 128
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -50,13 +53,26 @@ def _sweep_id(value: str) -> str:
 
 
 def _submitter(value: str) -> str:
-    submitter = value or DEFAULT_SUBMITTER
-    if not SUBMITTER.match(submitter):
+    """Who submits: the authenticated caller (a differing label is refused), or the label given
+    where authentication is off."""
+    principal = current_principal()
+    if principal.kind is not PrincipalKind.ANONYMOUS:
+        if value and value != principal.subject:
+            raise PermissionDeniedError(
+                f"{principal.subject} may submit only as itself, not as {value!r}",
+                metadata={"subject": principal.subject},
+            )
+        return principal.subject
+    return _submitter_filter(value or DEFAULT_SUBMITTER)
+
+
+def _submitter_filter(value: str) -> str:
+    if not SUBMITTER.match(value):
         raise InvalidArgumentError(
             "invalid submitter",
-            [FieldViolation("submitter", "1 to 64 of letters, digits and ._@-")],
+            [FieldViolation("submitter", "1 to 300 of letters, digits and ._@:-")],
         )
-    return submitter
+    return value
 
 
 def _page_token(stored: Stored) -> str:
@@ -196,7 +212,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                     "unknown state", [FieldViolation(f"states[{index}]", "not a sweep state")]
                 )
             states.add(state)
-        submitter = _submitter(request.submitter) if request.submitter else ""
+        submitter = _submitter_filter(request.submitter) if request.submitter else ""
         after = _after_token(request.page.page_token)
         matching = [
             stored
