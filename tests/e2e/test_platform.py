@@ -376,6 +376,7 @@ def test_fed_example_twins_to_sweep_parquet_apply_and_forecast(
             )
             assert result.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, result.failure_reason
             assert result.scenarios_total == 2048
+            assert result.submitter == "user:local-admin", "the authenticated caller"
             assert progress[-1] == 2048
             downloaded = client.sweeps.download_results(result.sweep_id, data_dir.parent / "press")
             frame = sweep_frame(downloaded)
