@@ -331,7 +331,10 @@ async def test_a_deny_beats_every_grant_and_scopes_are_refused(secured: Secured)
         await strong.close()
     request = access_pb2.PutRoleBindingRequest(
         binding=access_pb2.RoleBinding(
-            id="scoped", subject="user:olga", role="viewer", scope="FROM site-1 FOLLOW contains"
+            id="scoped",
+            subject="user:olga",
+            role="viewer",
+            scope="query:FROM site-1 FOLLOW contains",
         )
     )
     async with grpc.aio.insecure_channel(secured.endpoints.registry) as channel:
@@ -433,3 +436,67 @@ async def test_mutual_tls_names_the_calling_service(
                 await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     finally:
         await server.stop()
+
+
+async def test_a_binding_scoped_to_a_model_reaches_only_its_twins(
+    secured: Secured, eventually: Any
+) -> None:
+    admin = secured.admin
+    beacon = "dtmi:twinstack:test:Beacon;1"
+    await admin.registry.create_twin("scoped-in", DEVICE)
+    await admin.registry.create_twin("scoped-out", beacon)
+    await admin.telemetry.ingest([Point("scoped-out", {"ping": 1.0})])
+    await admin.telemetry.ingest([Point("scoped-in", {"temp": 1.0})])
+    for twin_id in ("scoped-in", "scoped-out"):
+        await eventually(lambda t=twin_id: state_or_none(admin, t), lambda s: s is not None)
+    await admin.access.put_role_binding(
+        "mo-devices", "user:mo", "operator", scope=f"model:{DEVICE}"
+    )
+    explained = await admin.access.check_access("twins.read", subject="user:mo")
+    assert not explained.allowed
+    assert DEVICE in explained.explanation
+    mo = secured.as_user("mo")
+    try:
+        assert (await mo.registry.get_twin("scoped-in")).id == "scoped-in"
+        # Outside the scope, a twin reads exactly as one that does not exist.
+        outside = await denied(mo.registry.get_twin("scoped-out"), NotFoundError)
+        missing = await denied(mo.registry.get_twin("no-such-twin"), NotFoundError)
+        assert outside.message.replace("scoped-out", "X") == missing.message.replace(
+            "no-such-twin", "X"
+        )
+        listed = [t.id async for t in mo.registry.list_twins()]
+        assert "scoped-in" in listed
+        assert "scoped-out" not in listed
+        beacons = f"WHERE IS_OF_MODEL('{beacon}')"
+        assert [t.id async for t in admin.registry.query_twins(beacons)] == ["scoped-out"]
+        assert [t.id async for t in mo.registry.query_twins(beacons)] == []
+        devices = f"WHERE IS_OF_MODEL('{DEVICE}')"
+        assert "scoped-in" in [t.id async for t in mo.registry.query_twins(devices)]
+        assert (await mo.state.get_state("scoped-in")).twin_id == "scoped-in"
+        await denied(mo.state.get_state("scoped-out"), NotFoundError)
+        states = await mo.state.get_states(["scoped-in", "scoped-out"])
+        assert list(states.missing_twin_ids) == ["scoped-out"]
+        refused = await denied(
+            mo.telemetry.ingest([Point("scoped-out", {"ping": 2.0})]), InvalidArgumentError
+        )
+        assert "unknown twin 'scoped-out'" in refused.violations[0].description
+        await mo.telemetry.ingest([Point("scoped-in", {"temp": 2.0})])
+        await mo.state.set_desired("scoped-in", {"setpoint": 20.0})
+        await denied(mo.state.set_desired("scoped-out", {"setpoint": 20.0}), NotFoundError)
+        # Calls that cannot check each twin take tenant-wide grants only.
+        await denied(mo.registry.list_models().__anext__(), PermissionDeniedError)
+        await denied(mo.registry.create_twin("scoped-new", beacon), PermissionDeniedError)
+
+        # A Watch of both twins sends the states it may see, and nothing of the other.
+        seen: list[str] = []
+        async for update in mo.state.watch(["scoped-in", "scoped-out"], timeout_s=20):
+            seen.append(update.state.twin_id)
+            reported = update.state.reported
+            if "temp" in reported and reported["temp"].value.double_value == 3.0:
+                break
+            if len(seen) == 1:
+                await admin.telemetry.ingest([Point("scoped-out", {"ping": 3.0})])
+                await admin.telemetry.ingest([Point("scoped-in", {"temp": 3.0})])
+        assert set(seen) == {"scoped-in"}
+    finally:
+        await mo.close()

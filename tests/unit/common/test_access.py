@@ -74,7 +74,13 @@ def test_bindings_grant_by_subject_or_group_and_deny_wins() -> None:
     assert "b2" in decision.explanation
     assert any("b1" in m for m in decision.matched)
     scoped = Binding("b3", "user:alice", "admin", scope="FROM site FOLLOW contains")
-    assert not decide(alice(), Verb.TWINS_READ, [scoped]).allowed, "scopes grant nothing yet"
+    assert not decide(alice(), Verb.TWINS_READ, [scoped]).allowed
+    assert decide(alice(), Verb.TWINS_READ, [scoped]).models == frozenset(), "not a model scope"
+    on_pumps = Binding("b4", "user:alice", "viewer", scope="model:dtmi:acme:Pump;1")
+    decision = decide(alice(), Verb.TWINS_READ, [on_pumps])
+    assert not decision.allowed, "not tenant-wide"
+    assert decision.models == {"dtmi:acme:Pump;1"}
+    assert decide(alice(), Verb.TWINS_WRITE, [on_pumps]).models == frozenset()
 
 
 def test_api_keys_verify_only_with_their_secret() -> None:

@@ -137,6 +137,30 @@ _SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
     },
 }
 
+MODEL_SCOPE_PREFIX = "model:"
+"""A binding scope ``model:<model id>``: the twins of that model and of every model that
+extends it."""
+
+# Methods whose handlers check each twin against model scopes (the others need a tenant-wide
+# grant): a binding scoped to a model admits a call only where the call can enforce it.
+SCOPED_METHODS = frozenset(
+    {
+        "/twinstack.api.registry.v1.RegistryService/CreateTwin",
+        "/twinstack.api.registry.v1.RegistryService/GetTwin",
+        "/twinstack.api.registry.v1.RegistryService/UpdateTwin",
+        "/twinstack.api.registry.v1.RegistryService/DeleteTwin",
+        "/twinstack.api.registry.v1.RegistryService/ListTwins",
+        "/twinstack.api.registry.v1.RegistryService/QueryTwins",
+        "/twinstack.api.state.v1.StateService/GetState",
+        "/twinstack.api.state.v1.StateService/BatchGetStates",
+        "/twinstack.api.state.v1.StateService/Watch",
+        "/twinstack.api.state.v1.StateService/QueryHistory",
+        "/twinstack.api.state.v1.StateService/SetDesired",
+        "/twinstack.api.ingestion.v1.IngestionService/IngestBatch",
+        "/twinstack.api.ingestion.v1.IngestionService/IngestStream",
+    }
+)
+
 METHOD_VERBS: Mapping[str, Verb] = {
     f"/{service}/{method}": verb
     for service, methods in _SERVICE_VERBS.items()
@@ -206,11 +230,20 @@ class Binding:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether a principal may use a verb, and why."""
+    """Whether a principal may use a verb, and why.
+
+    Attributes:
+        allowed: Granted across the tenant.
+        explanation: Why, or why not.
+        matched: Every grant and deny that matched the principal.
+        models: When not granted tenant-wide: the models whose twins (with those of models
+            extending them) it is granted for.
+    """
 
     allowed: bool
     explanation: str
     matched: tuple[str, ...] = ()
+    models: frozenset[str] = frozenset()
 
 
 def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Decision:
@@ -230,7 +263,7 @@ def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Dec
     matched = tuple(
         f"binding {b.id}: deny {b.subject}"
         if b.deny
-        else f"binding {b.id}: {b.role} for {b.subject}"
+        else f"binding {b.id}: {b.role} for {b.subject}" + (f" on {b.scope}" if b.scope else "")
         for b in matching
     ) + tuple(f"credential role {role}" for role in principal.roles)
     for binding in matching:
@@ -251,6 +284,22 @@ def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Dec
                 f"{verb} is granted by binding {binding.id} ({binding.role} for {binding.subject})",
                 matched,
             )
+    scoped = [
+        b
+        for b in matching
+        if b.scope.startswith(MODEL_SCOPE_PREFIX) and verb in ROLES.get(b.role, ())
+    ]
+    if scoped:
+        models = frozenset(b.scope.removeprefix(MODEL_SCOPE_PREFIX) for b in scoped)
+        return Decision(
+            False,
+            f"{verb} is granted only for twins of "
+            + ", ".join(sorted(models))
+            + " by binding "
+            + ", ".join(sorted(b.id for b in scoped)),
+            matched,
+            models,
+        )
     return Decision(
         False,
         f"no role of {principal.subject} in tenant {principal.tenant} grants {verb}",

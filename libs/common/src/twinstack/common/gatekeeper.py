@@ -30,6 +30,7 @@ from twinstack.common.access import (
     ANONYMOUS,
     DEFAULT_TENANT,
     METHOD_VERBS,
+    SCOPED_METHODS,
     Binding,
     Decision,
     Principal,
@@ -37,7 +38,8 @@ from twinstack.common.access import (
     Verb,
     decide,
 )
-from twinstack.common.errors import PermissionDeniedError, UnauthenticatedError
+from twinstack.common.catalog import ModelCatalog
+from twinstack.common.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from twinstack.common.events import AUDIT_ALLOWED, AUDIT_DENIED
 from twinstack.common.identity import (
     JwksKeys,
@@ -55,22 +57,74 @@ logger = logging.getLogger(__name__)
 API_KEY_PREFIX = "apikey."
 BINDING_PREFIX = "binding."
 
-_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("twinstack_principal")
+
+@dataclass(frozen=True)
+class TwinScope:
+    """The twins a call may touch: every twin, or those whose model is one of ``models`` or
+    extends one of them."""
+
+    models: frozenset[str] | None
+
+    @property
+    def every_twin(self) -> bool:
+        return self.models is None
+
+    def admits_model(self, catalog: ModelCatalog, model_id: str) -> bool:
+        if self.models is None:
+            return True
+        return any(catalog.is_a(model_id, model) for model in self.models)
+
+    async def admits(self, catalog: ModelCatalog, twin_id: str) -> bool:
+        """Whether the twin is in scope; a twin that does not exist is not."""
+        if self.models is None:
+            return True
+        twin = await catalog.get(twin_id)
+        return twin is not None and self.admits_model(catalog, twin.model_id)
+
+    def narrower_than(self, other: TwinScope) -> bool:
+        if other.models is None:
+            return self.models is not None
+        return self.models is not None and not other.models <= self.models
+
+
+EVERY_TWIN = TwinScope(None)
+NO_TWIN = TwinScope(frozenset())
+
+_current: contextvars.ContextVar[tuple[Principal, TwinScope]] = contextvars.ContextVar(
+    "twinstack_principal"
+)
 
 
 def current_principal() -> Principal:
     """The caller of the call being served (anonymous admin where auth is disabled)."""
-    return _current.get(ANONYMOUS)
+    return _current.get((ANONYMOUS, EVERY_TWIN))[0]
+
+
+def current_scope() -> TwinScope:
+    """The twins the call being served may touch."""
+    return _current.get((ANONYMOUS, EVERY_TWIN))[1]
 
 
 @contextlib.contextmanager
-def acting_as(principal: Principal) -> Any:
+def acting_as(principal: Principal, scope: TwinScope = EVERY_TWIN) -> Any:
     """Makes ``principal`` the current caller (the bootstrap does this for every call)."""
-    token = _current.set(principal)
+    token = _current.set((principal, scope))
     try:
         yield principal
     finally:
         _current.reset(token)
+
+
+def twin_not_found(twin_id: str) -> NotFoundError:
+    """What a twin outside the caller's scope answers: the same as a twin that does not exist,
+    so that ids outside it cannot even be detected."""
+    return NotFoundError("twin", twin_id, f"twin {twin_id!r} not found")
+
+
+async def require_in_scope(catalog: ModelCatalog, twin_id: str) -> None:
+    """Raises NOT_FOUND unless the current call may touch ``twin_id``."""
+    if not await current_scope().admits(catalog, twin_id):
+        raise twin_not_found(twin_id)
 
 
 def api_key_key(key_id: str) -> str:
@@ -305,8 +359,9 @@ class Gatekeeper:
                 metadata={"verb": str(verb), "subject": principal.subject},
             )
 
-    def authorize(self, principal: Principal, method: str) -> Verb:
-        """The verb of ``method``, once ``principal`` is allowed it.
+    def authorize(self, principal: Principal, method: str) -> tuple[Verb, TwinScope]:
+        """The verb of ``method`` and the twins it may be used on, once ``principal`` is
+        allowed it.
 
         Raises:
             PermissionDeniedError: Not allowed, or a method no verb is known for.
@@ -316,16 +371,34 @@ class Gatekeeper:
             raise PermissionDeniedError(
                 f"{method} is not open to callers", metadata={"method": method}
             )
-        self.authorize_verb(principal, verb)
-        return verb
+        return verb, self.scope(principal, verb, scoped=method in SCOPED_METHODS)
+
+    def scope(self, principal: Principal, verb: Verb, *, scoped: bool) -> TwinScope:
+        """The twins ``principal`` may use ``verb`` on: all of them, or (for a call that checks
+        each twin, ``scoped``) those of the models its scoped bindings name.
+
+        Raises:
+            PermissionDeniedError: None at all.
+        """
+        decision = self.decide(principal, verb)
+        if decision.allowed:
+            return EVERY_TWIN
+        if scoped and decision.models:
+            return TwinScope(decision.models)
+        raise PermissionDeniedError(
+            f"{principal.subject} may not {verb}"
+            + (" here (this call takes tenant-wide grants only)" if decision.models else "")
+            + f": {decision.explanation}",
+            metadata={"verb": str(verb), "subject": principal.subject},
+        )
 
     @contextlib.asynccontextmanager
     async def revocation(
-        self, principal: Principal, verb: Verb
+        self, principal: Principal, verb: Verb, scope: TwinScope
     ) -> AsyncIterator[Callable[[], bool]]:
-        """While open, cancels the current task when ``principal`` loses ``verb`` (a revoked key
-        or binding). Yields whether that happened, for the caller to tell a revocation from
-        any other cancellation."""
+        """While open, cancels the current task when ``principal`` loses ``verb`` on any twin of
+        ``scope`` (a revoked key or binding, a narrower scope). Yields whether that happened,
+        for the caller to tell a revocation from any other cancellation."""
         if principal.kind is PrincipalKind.ANONYMOUS or self.directory is None:
             yield lambda: False
             return
@@ -338,7 +411,11 @@ class Gatekeeper:
             nonlocal revoked
             while True:
                 await directory.changed()
-                if not self.decide(principal, verb).allowed:
+                try:
+                    now = self.scope(principal, verb, scoped=scope is not EVERY_TWIN)
+                except PermissionDeniedError:
+                    now = NO_TWIN
+                if now.narrower_than(scope):
                     revoked = True
                     task.cancel()
                     return

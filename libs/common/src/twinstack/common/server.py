@@ -37,7 +37,13 @@ from twinstack.common.errors import (
     internal_status,
     to_grpc_status,
 )
-from twinstack.common.gatekeeper import Gatekeeper, acting_as, resource_of
+from twinstack.common.gatekeeper import (
+    EVERY_TWIN,
+    Gatekeeper,
+    TwinScope,
+    acting_as,
+    resource_of,
+)
 from twinstack.common.logs import configure_logging
 from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
 from twinstack.common.settings import ServiceSettings
@@ -162,20 +168,21 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         """The caller and the verb of a call that may proceed; raises what refuses it."""
         gatekeeper = self._gatekeeper
         if self._public(method) or not gatekeeper.required:
-            return _Admission(ANONYMOUS, None, audited=False)
+            return _Admission(ANONYMOUS, None, audited=False, scope=EVERY_TWIN)
         metadata = {
             key: value
             for key, value in (context.invocation_metadata() or ())
             if isinstance(value, str)
         }
         principal = ANONYMOUS
+        scope = EVERY_TWIN
         try:
             principal = await gatekeeper.authenticate(metadata, context.auth_context())
             if method.startswith(_REFLECTION_PREFIX):
                 verb = Verb.SELF
                 gatekeeper.authorize_verb(principal, verb)
             else:
-                verb = gatekeeper.authorize(principal, method)
+                verb, scope = gatekeeper.authorize(principal, method)
         except (UnauthenticatedError, PermissionDeniedError) as error:
             gatekeeper.audit(
                 principal,
@@ -187,7 +194,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 peer=context.peer() or "",
             )
             raise
-        return _Admission(principal, verb, audited=verb.writes)
+        return _Admission(principal, verb, audited=verb.writes, scope=scope)
 
     def _audit(
         self,
@@ -220,7 +227,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                     budget = context.time_remaining()
                     scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
-                        with acting_as(admission.principal):
+                        with acting_as(admission.principal, admission.scope):
                             async with scope:
                                 return await behavior(_request_of(handler, request), context)
                     except TimeoutError:
@@ -243,11 +250,11 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 async with _rich_statuses(method, context, call.done):
                     admission = call.admission = await self._admit(method, request, context)
                     verb = admission.verb
-                    with acting_as(admission.principal):
+                    with acting_as(admission.principal, admission.scope):
                         revocation: contextlib.AbstractAsyncContextManager[Any] = (
                             contextlib.nullcontext(_never)
                             if verb is None
-                            else gatekeeper.revocation(admission.principal, verb)
+                            else gatekeeper.revocation(admission.principal, verb, admission.scope)
                         )
                         async with revocation as revoked:
                             try:
@@ -279,6 +286,7 @@ class _Admission:
     principal: Principal
     verb: Verb | None
     audited: bool
+    scope: TwinScope
 
 
 @dataclass

@@ -191,4 +191,5 @@ def bindings(subject: Annotated[str, typer.Option(help="Only this subject's.")] 
 def _describe(binding: access_pb2.RoleBinding) -> str:
     if binding.effect == access_pb2.RoleBinding.EFFECT_DENY:
         return f"deny {binding.subject}"
-    return f"{binding.role} for {binding.subject}"
+    where = f" on {binding.scope}" if binding.scope else ""
+    return f"{binding.role} for {binding.subject}{where}"

@@ -63,20 +63,26 @@ def put_role_binding(
     subject: str,
     role: str = "",
     *,
+    scope: str = "",
     deny: bool = False,
     expected_revision: int = 0,
 ) -> Unary[access_pb2.RoleBinding]:
-    """Grants ``role`` to ``subject`` tenant-wide, or (``deny``) refuses it everything.
+    """Grants ``role`` to ``subject`` (tenant-wide, or on the twins of a model), or (``deny``)
+    refuses it everything.
 
     Args:
         binding_id: The binding's id; putting it again replaces it.
         subject: ``user:<sub>``, ``group:<name>``, ``apikey:<id>`` or ``service:<name>``.
         role: A built-in role (empty for a deny).
+        scope: Empty: the whole tenant; ``model:<model id>``: the twins of that model and of
+            the models extending it.
         deny: Refuse the subject everything in the tenant, whatever grants it.
         expected_revision: Replace only this revision (0: unconditionally).
     """
     effect = access_pb2.RoleBinding.EFFECT_DENY if deny else access_pb2.RoleBinding.EFFECT_GRANT
-    binding = access_pb2.RoleBinding(id=binding_id, subject=subject, role=role, effect=effect)
+    binding = access_pb2.RoleBinding(
+        id=binding_id, subject=subject, role=role, scope=scope, effect=effect
+    )
     request = access_pb2.PutRoleBindingRequest(binding=binding, expected_revision=expected_revision)
     return Unary("access", "PutRoleBinding", request, lambda r: r.binding)
 

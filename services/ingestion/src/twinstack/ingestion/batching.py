@@ -22,6 +22,7 @@ from twinstack.common.frames import (
     frames_from_points,
     split_frame,
 )
+from twinstack.common.gatekeeper import current_scope
 from twinstack.common.ids import TWIN_ID_PATTERN
 from twinstack.modeling.document import ModelError, Telemetry
 
@@ -128,6 +129,7 @@ class BatchValidator:
         located = [_Located(pf.frame, "", pf.point_indexes) for pf in point_frames]
         located += [_Located(frame, f"frames[{i}]") for i, frame in enumerate(frames)]
         telemetry, models = await self._telemetry_of({item.frame.twin_id for item in located})
+        scope = current_scope()
         for item in located:
             twin_id = item.frame.twin_id
             if not TWIN_ID_PATTERN.fullmatch(twin_id):
@@ -140,7 +142,8 @@ class BatchValidator:
                 )
                 continue
             declared = telemetry.get(twin_id)
-            if declared is None:
+            # A twin outside the caller's scope is as unknown as one that does not exist.
+            if declared is None or not scope.admits_model(self._catalog, models[twin_id]):
                 violations.append(FieldViolation(item.twin_id_path(), f"unknown twin {twin_id!r}"))
                 continue
             for issue in frame_issues(item.frame, declared, latest_allowed_ns=latest_allowed_ns):

@@ -16,7 +16,15 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from twinstack.api.access.v1 import access_pb2
-from twinstack.common.access import ROLES, Principal, PrincipalKind, Verb, decide, granted_verbs
+from twinstack.common.access import (
+    MODEL_SCOPE_PREFIX,
+    ROLES,
+    Principal,
+    PrincipalKind,
+    Verb,
+    decide,
+    granted_verbs,
+)
 from twinstack.common.errors import (
     AlreadyExistsError,
     FieldViolation,
@@ -39,7 +47,7 @@ from twinstack.common.gatekeeper import (
     binding_key,
 )
 from twinstack.common.identity import new_api_key
-from twinstack.common.ids import twin_id_violation
+from twinstack.common.ids import model_id_violation, twin_id_violation
 
 KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 BINDING_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -233,13 +241,18 @@ class AccessAdmin:
         if not deny and binding.role not in ROLES:
             violations.append(FieldViolation("binding.role", "one of " + ", ".join(ROLES)))
         if binding.scope:
-            violations.append(
-                FieldViolation(
-                    "binding.scope",
-                    "only tenant-wide bindings (an empty scope) are enforced so far; model and "
-                    "subgraph scopes are refused rather than stored unenforced",
+            scoped_model = binding.scope.removeprefix(MODEL_SCOPE_PREFIX)
+            if binding.scope == scoped_model or model_id_violation(scoped_model, "") is not None:
+                violations.append(
+                    FieldViolation(
+                        "binding.scope",
+                        "empty (the whole tenant) or model:<model id> (its twins and those of "
+                        "models extending it); subgraph scopes are not supported yet, and are "
+                        "refused rather than stored unenforced",
+                    )
                 )
-            )
+            elif deny:
+                violations.append(FieldViolation("binding.scope", "a deny is tenant-wide"))
         if violations:
             raise InvalidArgumentError("invalid role binding", violations)
         binding.tenant = caller.tenant

@@ -9,7 +9,8 @@ from typing import Any, TypeAlias
 import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.common.errors import UnavailableError
+from twinstack.common.errors import PermissionDeniedError, UnavailableError
+from twinstack.common.gatekeeper import current_principal, current_scope, require_in_scope
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelStore
@@ -77,19 +78,33 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             models=models, page=next_page(models[-1].id if more and models else None)
         )
 
+    def _visible(self, twins: list[registry_pb2.Twin]) -> list[registry_pb2.Twin]:
+        """The twins of a page the caller's scope admits."""
+        scope = current_scope()
+        if scope.every_twin:
+            return twins
+        return [t for t in twins if scope.admits_model(self._index.catalog, t.model_id)]
+
     async def CreateTwin(
         self, request: registry_pb2.CreateTwinRequest, context: Context
     ) -> registry_pb2.CreateTwinResponse:
+        if not current_scope().admits_model(self._index.catalog, request.twin.model_id):
+            raise PermissionDeniedError(
+                f"{current_principal().subject} may create twins of its scoped models only",
+                metadata={"verb": "twins.write", "model_id": request.twin.model_id[:256]},
+            )
         return registry_pb2.CreateTwinResponse(twin=await self._twins.create(request.twin))
 
     async def GetTwin(
         self, request: registry_pb2.GetTwinRequest, context: Context
     ) -> registry_pb2.GetTwinResponse:
+        await require_in_scope(self._index.catalog, request.twin_id)
         return registry_pb2.GetTwinResponse(twin=await self._twins.get(request.twin_id))
 
     async def UpdateTwin(
         self, request: registry_pb2.UpdateTwinRequest, context: Context
     ) -> registry_pb2.UpdateTwinResponse:
+        await require_in_scope(self._index.catalog, request.twin_id)
         twin = await self._twins.update(
             request.twin_id,
             request.set_properties,
@@ -114,6 +129,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def DeleteTwin(
         self, request: registry_pb2.DeleteTwinRequest, context: Context
     ) -> registry_pb2.DeleteTwinResponse:
+        await require_in_scope(self._index.catalog, request.twin_id)
         revision = await self._twins.delete(request.twin_id, request.expected_revision)
         return registry_pb2.DeleteTwinResponse(revision=revision)
 
@@ -124,7 +140,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         await self._caught_up(request.min_revision)
         twins, more = await self._index.page(page.after, page.size)
         return registry_pb2.ListTwinsResponse(
-            twins=twins, page=next_page(twins[-1].id if more and twins else None)
+            twins=self._visible(twins), page=next_page(twins[-1].id if more and twins else None)
         )
 
     async def QueryTwins(
@@ -141,7 +157,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             self._settings.query_max_traversal_twins,
             max_scanned=self._settings.query_max_scanned_twins,
         )
-        return registry_pb2.QueryTwinsResponse(twins=twins, page=next_page(resume_after))
+        # Filtered after the query, within its budgets: a page may hold fewer than asked.
+        return registry_pb2.QueryTwinsResponse(
+            twins=self._visible(twins), page=next_page(resume_after)
+        )
 
     async def CreateRelationship(
         self, request: registry_pb2.CreateRelationshipRequest, context: Context

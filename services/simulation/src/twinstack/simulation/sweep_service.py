@@ -18,7 +18,6 @@ from twinstack.common.errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
-    PermissionDeniedError,
     UnavailableError,
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
@@ -53,15 +52,10 @@ def _sweep_id(value: str) -> str:
 
 
 def _submitter(value: str) -> str:
-    """Who submits: the authenticated caller (a differing label is refused), or the label given
-    where authentication is off."""
+    """Who submits: the authenticated caller (whatever label the request gives), or the label
+    given where authentication is off."""
     principal = current_principal()
     if principal.kind is not PrincipalKind.ANONYMOUS:
-        if value and value != principal.subject:
-            raise PermissionDeniedError(
-                f"{principal.subject} may submit only as itself, not as {value!r}",
-                metadata={"subject": principal.subject},
-            )
         return principal.subject
     return _submitter_filter(value or DEFAULT_SUBMITTER)
 

@@ -17,7 +17,12 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import EventPublisher
-from twinstack.common.gatekeeper import acknowledger, current_principal
+from twinstack.common.gatekeeper import (
+    acknowledger,
+    current_principal,
+    current_scope,
+    require_in_scope,
+)
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, peer_host
@@ -76,9 +81,13 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         require_twin_id(request.twin_id)
         return state_pb2.GetStateResponse(state=await self._state_of(request.twin_id))
 
+    def _in_scope(self, state: state_pb2.TwinState) -> bool:
+        return current_scope().admits_model(self._catalog, state.model_id)
+
     async def _state_of(self, twin_id: str) -> state_pb2.TwinState:
         state = await self._store.read(twin_id)
-        if state is None:
+        # Outside the caller's scope reads exactly as absent.
+        if state is None or not self._in_scope(state):
             raise NotFoundError(
                 STATE_RESOURCE, twin_id, f"nothing was reported or desired for twin {twin_id!r}"
             )
@@ -95,7 +104,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         response = state_pb2.BatchGetStatesResponse()
         for twin_id in dict.fromkeys(request.twin_ids):
             state = await self._store.read(twin_id)
-            if state is None:
+            if state is None or not self._in_scope(state):
                 response.missing_twin_ids.append(twin_id)
             else:
                 response.states.append(state)
@@ -119,7 +128,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             )
         twin_ids = set(request.twin_ids)
 
+        scope = current_scope()
+
         def wanted(state: state_pb2.TwinState) -> bool:
+            if not scope.admits_model(self._catalog, state.model_id):
+                return False
             if not model_id and not twin_ids:
                 return True
             return state.twin_id in twin_ids or (
@@ -158,6 +171,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self, request: state_pb2.SetDesiredRequest, context: Context[object, object]
     ) -> state_pb2.SetDesiredResponse:
         require_twin_id(request.twin_id)
+        await require_in_scope(self._catalog, request.twin_id)
         state = await self._desired.set(
             request.twin_id, request.set, request.remove, request.expected_revision
         )
@@ -175,6 +189,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self, request: state_pb2.QueryHistoryRequest, context: Context[object, object]
     ) -> AsyncIterator[state_pb2.QueryHistoryResponse]:
         query = plan(request, self._settings.history_max_values)
+        for twin_id in query.twin_ids:
+            await require_in_scope(self._catalog, twin_id)
         window = state_pb2.QueryHistoryResponse().window
         window.FromNanoseconds(query.window_ns)
         for twin_id in query.twin_ids:
