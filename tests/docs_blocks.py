@@ -33,13 +33,28 @@ def blocks(path: Path, language: str) -> list[Block]:
     ]
 
 
+def _without_comment(line: str) -> str:
+    """The line up to its comment, exactly as written (quotes and substitutions intact)."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    end = 0
+    while lexer.get_token() is not None:
+        end = lexer.instream.tell()
+    return line[:end].rstrip()
+
+
 def shell_commands(block: Block) -> list[str]:
-    """The commands of a bash block: continuations joined, comments dropped, ``&&`` split."""
+    """The commands of a bash block: continuations joined, comments dropped, ``&&`` split. A
+    line without ``&&`` is kept as written, for the shell to expand as a user's would."""
     joined = block.text.replace("\\\n", " ")
     commands = []
     for line in joined.splitlines():
         words = shlex.split(line, comments=True)
         if not words:
+            continue
+        if "&&" not in words:
+            commands.append(_without_comment(line))
             continue
         current: list[str] = []
         for word in [*words, "&&"]:

@@ -42,6 +42,7 @@ from twinstack.common.catalog import ModelCatalog
 from twinstack.common.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from twinstack.common.events import AUDIT_ALLOWED, AUDIT_DENIED
 from twinstack.common.identity import (
+    ApiKeySecret,
     JwksKeys,
     TokenRules,
     TokenVerifier,
@@ -303,7 +304,7 @@ class Gatekeeper:
             raise UnauthenticatedError("this server accepts API keys only, and that is not one")
         return await self._verifier.principal(credential)
 
-    def _api_key_principal(self, credential: str, presented: Any) -> Principal:
+    def _api_key_principal(self, credential: str, presented: ApiKeySecret) -> Principal:
         stored = self.directory.api_key(presented.key_id) if self.directory else None
         # One message for unknown, wrong secret and revoked: a caller learns nothing by probing.
         refused = UnauthenticatedError("the API key is unknown, revoked or expired")

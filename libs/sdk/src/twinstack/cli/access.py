@@ -151,15 +151,20 @@ def bind(
         str, typer.Argument(help="user:<sub>, group:<name>, apikey:<id> or service:<name>.")
     ],
     role: Annotated[str, typer.Option(help=ROLE_HELP)] = "",
+    model: Annotated[
+        str, typer.Option(help="Only the twins of this model (and of models extending it).")
+    ] = "",
     deny: Annotated[
         bool, typer.Option(help="Refuse the subject everything in the tenant.")
     ] = False,
 ) -> None:
-    """Grants a role to a principal or group tenant-wide, or denies it everything."""
+    """Grants a role to a principal or group (tenant-wide, or on one model's twins), or denies
+    it everything."""
     if bool(role) == deny:
         raise UserError("give either --role or --deny")
+    scope = f"model:{model}" if model else ""
     with open_client() as client:
-        binding = client.access.put_role_binding(binding_id, subject, role, deny=deny)
+        binding = client.access.put_role_binding(binding_id, subject, role, scope=scope, deny=deny)
     emit(binding, lambda: console.print(f"{_describe(binding)} (revision {binding.revision})"))
 
 
