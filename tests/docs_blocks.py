@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import io
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,13 @@ def blocks(path: Path, language: str) -> list[Block]:
 
 def _without_comment(line: str) -> str:
     """The line up to its comment, exactly as written (quotes and substitutions intact)."""
-    lexer = shlex.shlex(line, posix=True)
+    stream = io.StringIO(line)
+    lexer = shlex.shlex(stream, posix=True)
     lexer.whitespace_split = True
     lexer.commenters = "#"
     end = 0
     while lexer.get_token() is not None:
-        end = lexer.instream.tell()
+        end = stream.tell()
     return line[:end].rstrip()
 
 
