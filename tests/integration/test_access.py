@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -483,6 +484,10 @@ async def test_a_binding_scoped_to_a_model_reaches_only_its_twins(
         await mo.telemetry.ingest([Point("scoped-in", {"temp": 2.0})])
         await mo.state.set_desired("scoped-in", {"setpoint": 20.0})
         await denied(mo.state.set_desired("scoped-out", {"setpoint": 20.0}), NotFoundError)
+        now = datetime.now(UTC)
+        since = now - timedelta(hours=1)
+        await mo.state.query_history(["scoped-in"], ["temp"], since, now)
+        await denied(mo.state.query_history(["scoped-out"], ["ping"], since, now), NotFoundError)
         # Calls that cannot check each twin take tenant-wide grants only.
         await denied(mo.registry.list_models().__anext__(), PermissionDeniedError)
         await denied(mo.registry.create_twin("scoped-new", beacon), PermissionDeniedError)
