@@ -55,6 +55,10 @@ from twinstack.common.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
+MAX_QUEUED_AUDITS = 100_000
+# How long a stopping server waits for queued audit records to be published.
+AUDIT_DRAIN_S = 5.0
+
 API_KEY_PREFIX = "apikey."
 BINDING_PREFIX = "binding."
 
@@ -267,14 +271,47 @@ class Gatekeeper:
             )
         self.directory: AccessDirectory | None = None
         self._nats: NatsClient | None = None
+        # Audit records wait here for one publisher task: a call pays for building its record,
+        # not for a task or a publish of its own.
+        self._audits: asyncio.Queue[tuple[str, bytes]] | None = None
+        self._publisher: asyncio.Task[None] | None = None
 
     def attach(self, directory: AccessDirectory | None, nats: NatsClient | None) -> None:
         """Connects the key and binding directory and the audit publisher (after start)."""
         self.directory = directory
         self._nats = nats
+        if nats is not None:
+            self._audits = asyncio.Queue(MAX_QUEUED_AUDITS)
+            self._publisher = asyncio.create_task(self._publish_audits(nats, self._audits))
+
+    async def close(self) -> None:
+        """Publishes the audit records still queued, then stops publishing."""
+        if self._publisher is None or self._audits is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(AUDIT_DRAIN_S):
+                await self._audits.join()
+        self._publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._publisher
+        self._publisher = None
+
+    @staticmethod
+    async def _publish_audits(nats: NatsClient, audits: asyncio.Queue[tuple[str, bytes]]) -> None:
+        while True:
+            subject, data = await audits.get()
+            try:
+                if not nats.is_closed:
+                    await nats.publish(subject, data)
+            except Exception as error:
+                logger.warning("audit record not published: %s", error)
+            finally:
+                audits.task_done()
 
     async def authenticate(
-        self, metadata: Mapping[str, str], auth_context: Mapping[str, Iterable[bytes]]
+        self,
+        metadata: Mapping[str, str],
+        auth_context: Callable[[], Mapping[str, Iterable[bytes]]],
     ) -> Principal:
         """The principal of a call.
 
@@ -289,7 +326,7 @@ class Gatekeeper:
             if scheme.lower() != "bearer" or not credential.strip():
                 raise UnauthenticatedError("the authorization header must be 'Bearer <credential>'")
             return await self._bearer(credential.strip())
-        service = certificate_name(auth_context)
+        service = certificate_name(auth_context())
         if service is not None:
             return Principal(f"service:{service}", DEFAULT_TENANT, PrincipalKind.SERVICE)
         raise UnauthenticatedError(
@@ -438,9 +475,9 @@ class Gatekeeper:
         status: str,
         peer: str,
     ) -> None:
-        """Publishes one audit record, without waiting for the stream's acknowledgement: the
-        hot paths (ingest, updates) must not pay a round trip per call for it."""
-        if self._nats is None or self._nats.is_closed:
+        """Queues one audit record for publishing, without waiting for the stream's
+        acknowledgement: the hot paths (ingest, updates) must not pay a round trip per call."""
+        if self._audits is None:
             return
         outcome = "allowed" if allowed else "denied"
         record = access_pb2.AuditRecord(
@@ -456,17 +493,14 @@ class Gatekeeper:
         record.time.GetCurrentTime()
         event = AUDIT_ALLOWED if allowed else AUDIT_DENIED
         subject = event.subject(_subject_token(principal.tenant))
-        task = asyncio.create_task(self._nats.publish(subject, record.SerializeToString()))
-        task.add_done_callback(_log_audit_failure)
+        try:
+            self._audits.put_nowait((subject, record.SerializeToString()))
+        except asyncio.QueueFull:
+            logger.warning("audit queue full (NATS too slow?): a record of %s is lost", method)
 
 
 def _subject_token(value: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in value) or "_"
-
-
-def _log_audit_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("audit record not published: %s", task.exception())
 
 
 _RESOURCE_FIELDS = ("twin_id", "sweep_id", "id", "rule_id", "name")

@@ -177,7 +177,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         principal = ANONYMOUS
         scope = EVERY_TWIN
         try:
-            principal = await gatekeeper.authenticate(metadata, context.auth_context())
+            principal = await gatekeeper.authenticate(metadata, context.auth_context)
             if method.startswith(_REFLECTION_PREFIX):
                 verb = Verb.SELF
                 gatekeeper.authorize_verb(principal, verb)
@@ -448,6 +448,7 @@ class GrpcServer:
         if self._settings.shutdown_not_serving_delay_s:
             await asyncio.sleep(self._settings.shutdown_not_serving_delay_s)
         await self._server.stop(self._settings.shutdown_grace_s)
+        await self.gatekeeper.close()
         await self._service.stop()
         logger.info("stopped")
 
