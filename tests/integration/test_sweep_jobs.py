@@ -128,6 +128,7 @@ def replica_process(
         "TWINSTACK_NATS_URL": infra_settings["nats_url"],
         "TWINSTACK_INFLUX_URL": infra_settings["influx_url"],
         "TWINSTACK_INFLUX_DATABASE": infra_settings["influx_database"],
+        "TWINSTACK_AUTH_MODE": infra_settings["auth_mode"],
         "TWINSTACK_SCENARIOS_PER_TASK": "1000",
         "TWINSTACK_SWEEP_SCHEDULE_INTERVAL_S": "1.0",
         **ray_env,
