@@ -458,6 +458,7 @@ async def test_a_binding_scoped_to_a_model_reaches_only_its_twins(
     assert DEVICE in explained.explanation
     mo = secured.as_user("mo")
     try:
+        assert (await mo.access.who_am_i()).principal.subject == "user:mo"
         assert (await mo.registry.get_twin("scoped-in")).id == "scoped-in"
         # Outside the scope, a twin reads exactly as one that does not exist.
         outside = await denied(mo.registry.get_twin("scoped-out"), NotFoundError)

@@ -81,6 +81,7 @@ def test_bindings_grant_by_subject_or_group_and_deny_wins() -> None:
     assert not decision.allowed, "not tenant-wide"
     assert decision.models == {"dtmi:acme:Pump;1"}
     assert decide(alice(), Verb.TWINS_WRITE, [on_pumps]).models == frozenset()
+    assert decide(alice(), Verb.SELF, [on_pumps]).allowed, "a scoped user may ask who it is"
 
 
 def test_api_keys_verify_only_with_their_secret() -> None:

@@ -289,6 +289,9 @@ def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Dec
         for b in matching
         if b.scope.startswith(MODEL_SCOPE_PREFIX) and verb in ROLES.get(b.role, ())
     ]
+    if scoped and verb is Verb.SELF:
+        # Asking who one is concerns no twin: a scoped grant allows it across the tenant.
+        return Decision(True, f"{verb} is granted by binding {scoped[0].id}", matched)
     if scoped:
         models = frozenset(b.scope.removeprefix(MODEL_SCOPE_PREFIX) for b in scoped)
         return Decision(

@@ -275,6 +275,7 @@ class Gatekeeper:
         # not for a task or a publish of its own.
         self._audits: asyncio.Queue[tuple[str, bytes]] | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self._audits_lost = 0
 
     def attach(self, directory: AccessDirectory | None, nats: NatsClient | None) -> None:
         """Connects the key and binding directory and the audit publisher (after start)."""
@@ -496,7 +497,14 @@ class Gatekeeper:
         try:
             self._audits.put_nowait((subject, record.SerializeToString()))
         except asyncio.QueueFull:
-            logger.warning("audit queue full (NATS too slow?): a record of %s is lost", method)
+            # Said once per episode: a flood of refused calls must not become a flood of logs.
+            if not self._audits_lost:
+                logger.warning("audit queue full (NATS too slow?): records are being lost")
+            self._audits_lost += 1
+        else:
+            if self._audits_lost:
+                logger.warning("audit queue drained; %d records were lost", self._audits_lost)
+                self._audits_lost = 0
 
 
 def _subject_token(value: str) -> str:
