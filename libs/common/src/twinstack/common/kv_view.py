@@ -17,6 +17,7 @@ from collections.abc import Callable
 from nats.js.kv import KeyValue
 
 from twinstack.common.errors import UnavailableError
+from twinstack.common.kv_watch import KvWatch
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class KvView:
 
     async def start(self) -> None:
         """Starts following; the initial values arrive in the background (see :meth:`loaded`)."""
-        watcher = await self.bucket.watch(self._keys)
-        self._task = asyncio.create_task(self._follow(watcher), name="kv-view")
+        watch = await KvWatch.open(self.bucket, self._keys)
+        self._task = asyncio.create_task(self._follow(watch), name="kv-view")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -61,9 +62,9 @@ class KvView:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+    async def _follow(self, watch: KvWatch) -> None:
         try:
-            async for entry in watcher:
+            async for entry in watch:
                 if entry is None:  # end of the initial values
                     self._loaded.set()
                     continue

@@ -27,6 +27,8 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from twinstack.common.kv_watch import scan
+
 SWEEP_KEY_PREFIX = "sweeps."
 REQUEST_KEY_PREFIX = "requests."
 
@@ -157,15 +159,9 @@ class SweepRecords:
 
     async def all(self) -> AsyncIterator[Stored]:
         """Every record (a scan of the bucket)."""
-        watcher = await self.bucket.watch(SWEEP_KEY_PREFIX + "*", ignore_deletes=True)
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    yield Stored(SweepRecord.from_bytes(entry.value), entry.revision or 0)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for entry in await scan(self.bucket, SWEEP_KEY_PREFIX + "*"):
+            if entry.value:
+                yield Stored(SweepRecord.from_bytes(entry.value), entry.revision or 0)
 
 
 def _ledger_key(sweep_id: str, index: int) -> str:
@@ -195,16 +191,8 @@ class ChunkLedger:
 
     async def done(self, sweep_id: str) -> set[int]:
         """Indices of the chunks recorded as done."""
-        watcher = await self.bucket.watch(f"{sweep_id}.*", meta_only=True, ignore_deletes=True)
-        indices = set()
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                indices.add(int(entry.key.rsplit(".", 1)[1]))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        return indices
+        entries = await scan(self.bucket, f"{sweep_id}.*", meta_only=True)
+        return {int(entry.key.rsplit(".", 1)[1]) for entry in entries}
 
     async def entry(self, sweep_id: str, index: int) -> LedgerEntry:
         value = (await self.bucket.get(_ledger_key(sweep_id, index))).value or b""

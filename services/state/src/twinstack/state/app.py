@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 
-from nats.js.errors import NoKeysError
-
 from twinstack.api.state.v1 import state_pb2_grpc
 from twinstack.common.app import Registration, ServiceApp, started
 from twinstack.common.catalog import ModelCatalog
 from twinstack.common.consumer import PullConsumerSettings
 from twinstack.common.ids import partition_of
+from twinstack.common.kv_watch import scan
 from twinstack.common.nats import (
     ALERT_RULES_BUCKET,
     REGISTRY_BUCKET,
@@ -86,10 +85,7 @@ class StateApp(ServiceApp[StateSettings]):
             settings.telemetry_partitions,
             settings.state_staleness_check_interval_s,
         )
-        try:
-            known = await bucket.keys()
-        except NoKeysError:
-            known = []
+        known = [entry.key for entry in await scan(bucket, meta_only=True)]
         await updater.start(known)
         resources.push_async_callback(updater.stop)
         servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)

@@ -7,6 +7,8 @@ import contextlib
 
 from nats.js.kv import KeyValue
 
+from twinstack.common.kv_watch import KvWatch, deleted
+
 
 class BucketFollower:
     """Hands every entry of a bucket (the current ones, then each change) to :meth:`apply`.
@@ -22,8 +24,8 @@ class BucketFollower:
         self._loaded = asyncio.Event()
 
     async def start(self) -> None:
-        watcher = await self._bucket.watch(self._keys)
-        self._task = asyncio.create_task(self._follow(watcher), name=type(self).__name__)
+        watch = await KvWatch.open(self._bucket, self._keys)
+        self._task = asyncio.create_task(self._follow(watch), name=type(self).__name__)
         await self._loaded.wait()
 
     async def stop(self) -> None:
@@ -32,13 +34,13 @@ class BucketFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
-        async for entry in watcher:
+    async def _follow(self, watch: KvWatch) -> None:
+        async for entry in watch:
             if entry is None:  # end of the entries stored before the watch
                 self._loaded.set()
                 continue
-            deleted = entry.operation in ("DEL", "PURGE") or not entry.value
-            self.apply(entry.key, None if deleted else entry.value, entry.revision or 0)
+            gone = deleted(entry) or not entry.value
+            self.apply(entry.key, None if gone else entry.value, entry.revision or 0)
 
     def apply(self, key: str, value: bytes | None, revision: int) -> None:
         """Takes one entry; ``value`` is None when the key was deleted."""
