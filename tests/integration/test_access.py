@@ -506,3 +506,62 @@ async def test_a_binding_scoped_to_a_model_reaches_only_its_twins(
         assert set(seen) == {"scoped-in"}
     finally:
         await mo.close()
+
+
+async def test_a_binding_scoped_to_a_subgraph_follows_the_graph(
+    secured: Secured, eventually: Any
+) -> None:
+    admin = secured.admin
+    examples = "dtmi:twinstack:examples:"
+    await admin.registry.create_twin("line-s1", f"{examples}ProductionLine;1")
+    await admin.registry.create_twin("line-s2", f"{examples}ProductionLine;1")
+    for pump in ("pump-s1", "pump-s2"):
+        await admin.registry.create_twin(pump, f"{examples}Pump;1")
+        await admin.telemetry.ingest([Point(pump, {"temperature_c": 40.0})])
+        await eventually(lambda t=pump: state_or_none(admin, t), lambda s: s is not None)
+    await admin.registry.create_relationship("line-s1", "contains", "pump-s1")
+    await admin.registry.create_relationship("line-s2", "contains", "pump-s2")
+    binding = await admin.access.put_role_binding(
+        "sue-line", "user:sue", "operator", scope="from 'line-s1' follow contains depth 1"
+    )
+    assert binding.scope == "FROM 'line-s1' FOLLOW contains DEPTH 1", "stored canonical"
+    sue = secured.as_user("sue")
+    try:
+        assert (await sue.registry.get_twin("pump-s1")).id == "pump-s1"
+        assert (await sue.registry.get_twin("line-s1")).id == "line-s1", "the root is in scope"
+        await denied(sue.registry.get_twin("pump-s2"), NotFoundError)
+        pumps = f"WHERE IS_OF_MODEL('{examples}Pump;1')"
+        assert [t.id async for t in sue.registry.query_twins(pumps)] == ["pump-s1"]
+        assert (await sue.state.get_state("pump-s1")).twin_id == "pump-s1"
+        await denied(sue.state.get_state("pump-s2"), NotFoundError)
+        await sue.telemetry.ingest([Point("pump-s1", {"temperature_c": 41.0})])
+        refused = await denied(
+            sue.telemetry.ingest([Point("pump-s2", {"temperature_c": 41.0})]),
+            InvalidArgumentError,
+        )
+        assert "unknown twin 'pump-s2'" in refused.violations[0].description
+        # Calls that cannot check each twin take tenant-wide grants only.
+        await denied(sue.registry.list_models().__anext__(), PermissionDeniedError)
+
+        # The scope is the graph as it is now: a twin related into it is in, in every service.
+        await admin.registry.create_relationship("line-s1", "contains", "pump-s2")
+        await eventually(lambda: twin_exists(sue, "pump-s2"), timeout_s=20)
+        await eventually(lambda: state_or_none(sue, "pump-s2"), lambda s: s is not None)
+
+        async def ingested() -> bool:
+            try:
+                await sue.telemetry.ingest([Point("pump-s2", {"temperature_c": 42.0})])
+            except InvalidArgumentError:
+                return False
+            return True
+
+        await eventually(ingested, timeout_s=20)
+    finally:
+        await sue.close()
+    too_deep = await denied(
+        admin.access.put_role_binding(
+            "sue-deep", "user:sue", "viewer", scope="FROM 'line-s1' FOLLOW contains DEPTH 11"
+        ),
+        InvalidArgumentError,
+    )
+    assert too_deep.violations[0].description == "DEPTH is 1 to 10"

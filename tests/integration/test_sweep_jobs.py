@@ -58,7 +58,7 @@ def processes(marker: str) -> list[int]:
 
 
 Replica: TypeAlias = (
-    "Callable[[], contextlib.AbstractAsyncContextManager[sweep_pb2_grpc.SweepServiceAsyncStub]]"
+    "Callable[..., contextlib.AbstractAsyncContextManager[sweep_pb2_grpc.SweepServiceAsyncStub]]"
 )
 
 
@@ -66,10 +66,11 @@ Replica: TypeAlias = (
 def replica(
     infra_settings: dict[str, Any], ray_settings: dict[str, Any], serve_app: Any, eventually: Any
 ) -> Replica:
-    """Starts a simulation replica (all replicas share NATS and the Ray cluster)."""
+    """Starts a simulation replica (all replicas share NATS and the Ray cluster); keyword
+    arguments override its settings."""
 
     @contextlib.asynccontextmanager
-    async def start() -> AsyncIterator[sweep_pb2_grpc.SweepServiceAsyncStub]:
+    async def start(**overrides: Any) -> AsyncIterator[sweep_pb2_grpc.SweepServiceAsyncStub]:
         settings = SimulationSettings(
             **infra_settings,
             **ray_settings,
@@ -78,6 +79,7 @@ def replica(
             sweep_lease_interval_s=0.5,
             sweep_lease_timeout_s=5.0,
             sweep_driver_start_timeout_s=60.0,
+            **overrides,
         )
         async with serve_app(settings, SimulationApp(settings)) as channel:
             health: Any = health_pb2_grpc.HealthStub(channel)
@@ -338,3 +340,58 @@ async def test_bad_sweep_requests_are_refused_before_anything_is_queued(
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         listed = await sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
         assert list(listed.sweeps) == [], "nothing was queued"
+
+
+async def test_a_tenant_queues_at_most_its_sweeps_and_scenario_steps(
+    replica: Replica, details_of: Any, eventually: Any
+) -> None:
+    small = sweep_pb2.SweepSpec()
+    small.CopyFrom(SPEC)
+    small.samples = 10
+    small.horizon_s = 100.0
+    # SPEC is 1.6e9 scenario-steps: one fits the tenant's 2e9, two do not.
+    async with replica(
+        tenant_max_active_sweeps=2, tenant_max_active_scenario_steps=2 * 10**9
+    ) as sweeps:
+
+        async def submit(spec: sweep_pb2.SweepSpec, request_id: str = "") -> sweep_pb2.Sweep:
+            request = sweep_pb2.SubmitSweepRequest(spec=spec, request_id=request_id)
+            return (await sweeps.SubmitSweep(request, timeout=60)).sweep
+
+        async def refused(spec: sweep_pb2.SweepSpec) -> dict[str, str]:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await submit(spec)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            (info,) = [d for d in details_of(raised.value) if d.DESCRIPTOR.name == "ErrorInfo"]
+            return dict(info.metadata)
+
+        big = await submit(SPEC, request_id="big-1")
+        steps = await refused(SPEC)
+        assert steps["quota"] == "TWINSTACK_TENANT_MAX_ACTIVE_SCENARIO_STEPS"
+        assert steps["requested"] == "3.2e+09"
+        second = await submit(small)
+        count = await refused(small)
+        assert count["quota"] == "TWINSTACK_TENANT_MAX_ACTIVE_SWEEPS"
+        again = await sweeps.SubmitSweep(
+            sweep_pb2.SubmitSweepRequest(spec=SPEC, request_id="big-1"), timeout=60
+        )
+        assert (again.created, again.sweep.sweep_id) == (False, big.sweep_id), (
+            "a retry is no new sweep"
+        )
+        listed = await sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
+        assert {s.sweep_id for s in listed.sweeps} == {big.sweep_id, second.sweep_id}
+
+        for sweep in (big, second):
+            await sweeps.CancelSweep(sweep_pb2.CancelSweepRequest(sweep_id=sweep.sweep_id))
+
+        async def resubmitted() -> sweep_pb2.Sweep | None:
+            try:
+                return await submit(SPEC)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                return None
+
+        # Ended sweeps leave the quota as soon as the replica sees them end.
+        freed = await eventually(resubmitted, timeout_s=30)
+        await sweeps.CancelSweep(sweep_pb2.CancelSweepRequest(sweep_id=freed.sweep_id))

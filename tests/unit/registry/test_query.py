@@ -59,7 +59,7 @@ def index() -> RegistryIndex:
         "m3": [("feeds", "m1")],
     }
     for revision, (source, targets) in enumerate(edges.items(), start=100):
-        built.remember_relationships(
+        built.graph.remember(
             source,
             registry_pb2.RelationshipSet(
                 relationships=[

@@ -26,6 +26,9 @@ SERVER_ERRORS = [
     ),
     server.UnavailableError("nats away", retry_after_s=2.5),
     server.ResourceExhaustedError("busy"),
+    server.QuotaExceededError(
+        "over", tenant="plant-a", quota="TWINSTACK_TENANT_MAX_TWINS", maximum=5, requested=6
+    ),
     server.TwinstackError("boom"),
 ]
 EXPECTED = [
@@ -38,6 +41,7 @@ EXPECTED = [
     sdk.FailedPreconditionError,
     sdk.UnavailableError,
     sdk.ResourceExhaustedError,
+    sdk.QuotaExceededError,
     sdk.InternalError,
 ]
 
@@ -88,12 +92,25 @@ def test_details_are_readable_as_attributes() -> None:
     assert away.retry_after_s == 2.5
     precondition = as_client_sees(SERVER_ERRORS[6])
     assert precondition.violations == [sdk.Violation("m.x", "removed")]
+    quota = as_client_sees(SERVER_ERRORS[9])
+    assert isinstance(quota, sdk.QuotaExceededError)
+    assert (quota.tenant, quota.quota, quota.maximum) == (
+        "plant-a",
+        "TWINSTACK_TENANT_MAX_TWINS",
+        5,
+    )
+    (failure,) = [d for d in quota.details if isinstance(d, error_details_pb2.QuotaFailure)]
+    assert failure.violations[0].subject == "tenant:plant-a"
+    assert quota.retry_after_s is None
 
 
 def test_a_status_without_error_info_is_classed_by_its_code() -> None:
     assert type(error_of(grpc.StatusCode.UNAVAILABLE, "connection refused")) is sdk.UnavailableError
     assert type(error_of(grpc.StatusCode.DEADLINE_EXCEEDED, "late")) is sdk.DeadlineExceededError
     assert type(error_of(grpc.StatusCode.UNAUTHENTICATED, "")) is sdk.UnauthenticatedError
+    # Never a subclass that only inherits the code: a bare push back is no tenant's quota.
+    assert type(error_of(grpc.StatusCode.RESOURCE_EXHAUSTED, "")) is sdk.ResourceExhaustedError
+    assert type(error_of(grpc.StatusCode.INVALID_ARGUMENT, "")) is sdk.InvalidArgumentError
     unknown_reason = error_of(
         grpc.StatusCode.NOT_FOUND, "x", [error_details_pb2.ErrorInfo(reason="SOMETHING_NEW")]
     )

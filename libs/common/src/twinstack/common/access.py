@@ -141,8 +141,55 @@ MODEL_SCOPE_PREFIX = "model:"
 """A binding scope ``model:<model id>``: the twins of that model and of every model that
 extends it."""
 
-# Methods whose handlers check each twin against model scopes (the others need a tenant-wide
-# grant): a binding scoped to a model admits a call only where the call can enforce it.
+MAX_SUBGRAPH_DEPTH = 10  # as deep as a registry query may follow
+_SUBGRAPH = re.compile(
+    r"\s*FROM\s+'(?P<root>[A-Za-z0-9][A-Za-z0-9_-]{0,127})'"
+    r"\s+FOLLOW\s+(?P<names>\*|[A-Za-z][A-Za-z0-9_]{0,63}(?:\s*,\s*[A-Za-z][A-Za-z0-9_]{0,63}){0,15})"
+    r"\s+DEPTH\s+(?P<depth>\d{1,2})\s*",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """A binding scope given by a registry query, ``FROM 'site' FOLLOW contains DEPTH 2``: the
+    root twin and every twin its outgoing relationships of those names (``*``: any) reach
+    within ``depth`` steps, as the graph is when a call is checked."""
+
+    root: str
+    names: frozenset[str] | None  # None: every relationship
+    depth: int
+
+    @classmethod
+    def parse(cls, scope: str) -> Subgraph | None:
+        """The subgraph a scope names, or None if it is no subgraph scope.
+
+        Raises:
+            ValueError: It is one, but its depth is out of range.
+        """
+        found = _SUBGRAPH.fullmatch(scope)
+        if found is None:
+            return None
+        depth = int(found["depth"])
+        if not 1 <= depth <= MAX_SUBGRAPH_DEPTH:
+            raise ValueError(f"DEPTH is 1 to {MAX_SUBGRAPH_DEPTH}")
+        names = found["names"]
+        return cls(
+            found["root"],
+            None if names == "*" else frozenset(n.strip() for n in names.split(",")),
+            depth,
+        )
+
+    def follows(self, name: str) -> bool:
+        return self.names is None or name in self.names
+
+    def __str__(self) -> str:
+        names = "*" if self.names is None else ", ".join(sorted(self.names))
+        return f"FROM '{self.root}' FOLLOW {names} DEPTH {self.depth}"
+
+
+# Methods whose handlers check each twin against scopes (the others need a tenant-wide grant):
+# a binding scoped to a model or a subgraph admits a call only where the call can enforce it.
 SCOPED_METHODS = frozenset(
     {
         "/twinstack.api.registry.v1.RegistryService/CreateTwin",
@@ -238,12 +285,19 @@ class Decision:
         matched: Every grant and deny that matched the principal.
         models: When not granted tenant-wide: the models whose twins (with those of models
             extending them) it is granted for.
+        subgraphs: When not granted tenant-wide: the subgraphs whose twins it is granted for.
     """
 
     allowed: bool
     explanation: str
     matched: tuple[str, ...] = ()
     models: frozenset[str] = frozenset()
+    subgraphs: frozenset[Subgraph] = frozenset()
+
+    @property
+    def scoped(self) -> bool:
+        """Granted for some twins only."""
+        return bool(self.models or self.subgraphs)
 
 
 def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Decision:
@@ -284,30 +338,43 @@ def decide(principal: Principal, verb: Verb, bindings: Iterable[Binding]) -> Dec
                 f"{verb} is granted by binding {binding.id} ({binding.role} for {binding.subject})",
                 matched,
             )
-    scoped = [
-        b
-        for b in matching
-        if b.scope.startswith(MODEL_SCOPE_PREFIX) and verb in ROLES.get(b.role, ())
-    ]
+    scoped = [b for b in matching if b.scope and verb in ROLES.get(b.role, ())]
     if scoped and verb is Verb.SELF:
         # Asking who one is concerns no twin: a scoped grant allows it across the tenant.
         return Decision(True, f"{verb} is granted by binding {scoped[0].id}", matched)
-    if scoped:
-        models = frozenset(b.scope.removeprefix(MODEL_SCOPE_PREFIX) for b in scoped)
+    models = frozenset(
+        b.scope.removeprefix(MODEL_SCOPE_PREFIX)
+        for b in scoped
+        if b.scope.startswith(MODEL_SCOPE_PREFIX)
+    )
+    subgraphs = frozenset(
+        subgraph for b in scoped if (subgraph := _subgraph_or_none(b.scope)) is not None
+    )
+    if models or subgraphs:
+        covered = [*(f"twins of {m}" for m in sorted(models)), *sorted(map(str, subgraphs))]
         return Decision(
             False,
-            f"{verb} is granted only for twins of "
-            + ", ".join(sorted(models))
+            f"{verb} is granted only for "
+            + "; ".join(covered)
             + " by binding "
             + ", ".join(sorted(b.id for b in scoped)),
             matched,
             models,
+            subgraphs,
         )
     return Decision(
         False,
         f"no role of {principal.subject} in tenant {principal.tenant} grants {verb}",
         matched,
     )
+
+
+def _subgraph_or_none(scope: str) -> Subgraph | None:
+    # Stored scopes were checked when bound; one that no longer parses grants nothing.
+    try:
+        return Subgraph.parse(scope)
+    except ValueError:
+        return None
 
 
 def granted_verbs(principal: Principal, bindings: Iterable[Binding]) -> list[Verb]:

@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.directory import TwinDirectory
+from twinstack.common.graph import RelationshipGraph
 from twinstack.common.kv_view import KvView
 from twinstack.common.nats import MODEL_KEY_PREFIX
 from twinstack.modeling.document import Model, ModelError, parse_model, version_of
@@ -27,17 +28,20 @@ logger = logging.getLogger(__name__)
 class ModelCatalog:
     """Twins and models of the registry bucket, with models resolved on demand.
 
-    It follows the whole bucket, relationships included although it does not keep them: the
+    It follows the whole bucket, relationships included even where it does not keep them: the
     bucket has one revision sequence, and a caller that waits for the revision of a write
     (:meth:`catch_up`) can only be answered by a view that saw every revision.
 
     Args:
         bucket: The ``registry`` bucket.
+        follow_graph: Keep the relationships too (:attr:`graph`): the registry traverses them,
+            and services that enforce subgraph scopes need to know which twins they cover.
     """
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, *, follow_graph: bool = False) -> None:
         self.view = KvView(bucket)
         self.twins = TwinDirectory(self.view)
+        self.graph = RelationshipGraph(self.view) if follow_graph else None
         self.models: dict[str, registry_pb2.Model] = {}
         self.parsed_models: dict[str, Model] = {}
         self._resolver = Resolver(self.parsed_models.get)

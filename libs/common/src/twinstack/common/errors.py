@@ -28,6 +28,7 @@ __all__ = [
     "LimitExceededError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "ResourceExhaustedError",
     "RevisionMismatchError",
     "TwinstackError",
@@ -288,6 +289,53 @@ class ResourceExhaustedError(_RetryableError):
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
+
+
+class QuotaExceededError(TwinstackError):
+    """A tenant is at one of its quotas (docs/limits.md#tenant-quotas).
+
+    RESOURCE_EXHAUSTED, with a ``QuotaFailure`` whose subject is ``tenant:<name>``, an
+    ``ErrorInfo`` whose metadata names the quota's setting, its maximum and what the request
+    would have made it, and, for a rate, a ``RetryInfo`` saying when the request fits.
+    """
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant: str,
+        quota: str,
+        maximum: float,
+        requested: float | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        metadata = {"tenant": tenant, "quota": quota, "maximum": f"{maximum:g}"}
+        if requested is not None:
+            metadata["requested"] = f"{requested:g}"
+        super().__init__(message, metadata=metadata)
+        self.tenant = tenant
+        self.quota = quota
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> list[Message]:
+        found: list[Message] = [
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=f"tenant:{self.tenant}",
+                        description=f"{self.message} ({self.quota})",
+                    )
+                ]
+            )
+        ]
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(self.retry_after_s * 1e9))
+            found.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        return found
 
 
 def internal_status(message: str) -> status_pb2.Status:

@@ -35,6 +35,7 @@ from twinstack.common.access import (
     Decision,
     Principal,
     PrincipalKind,
+    Subgraph,
     Verb,
     decide,
 )
@@ -65,35 +66,47 @@ BINDING_PREFIX = "binding."
 
 @dataclass(frozen=True)
 class TwinScope:
-    """The twins a call may touch: every twin, or those whose model is one of ``models`` or
-    extends one of them."""
+    """The twins a call may touch: every twin (``models`` None), or those whose model is one of
+    ``models`` or extends one, and those in one of ``subgraphs`` as the graph is now."""
 
     models: frozenset[str] | None
+    subgraphs: frozenset[Subgraph] = frozenset()
 
     @property
     def every_twin(self) -> bool:
         return self.models is None
 
     def admits_model(self, catalog: ModelCatalog, model_id: str) -> bool:
+        """Whether every twin of the model is in scope (a subgraph never covers a model)."""
         if self.models is None:
             return True
         return any(catalog.is_a(model_id, model) for model in self.models)
+
+    def admits_twin(self, catalog: ModelCatalog, twin_id: str, model_id: str) -> bool:
+        """Whether the twin, of that model, is in scope."""
+        if self.admits_model(catalog, model_id):
+            return True
+        graph = catalog.graph
+        # A service that does not follow the graph cannot tell: the twin is not in scope.
+        return graph is not None and any(twin_id in graph.reachable(s) for s in self.subgraphs)
 
     async def admits(self, catalog: ModelCatalog, twin_id: str) -> bool:
         """Whether the twin is in scope; a twin that does not exist is not."""
         if self.models is None:
             return True
         twin = await catalog.get(twin_id)
-        return twin is not None and self.admits_model(catalog, twin.model_id)
+        return twin is not None and self.admits_twin(catalog, twin_id, twin.model_id)
 
     def narrower_than(self, other: TwinScope) -> bool:
         if other.models is None:
             return self.models is not None
-        return self.models is not None and not other.models <= self.models
+        return self.models is not None and not (
+            other.models <= self.models and other.subgraphs <= self.subgraphs
+        )
 
 
 EVERY_TWIN = TwinScope(None)
-NO_TWIN = TwinScope(frozenset())
+NO_TWIN = TwinScope(frozenset(), frozenset())
 
 _current: contextvars.ContextVar[tuple[Principal, TwinScope]] = contextvars.ContextVar(
     "twinstack_principal"
@@ -414,7 +427,7 @@ class Gatekeeper:
 
     def scope(self, principal: Principal, verb: Verb, *, scoped: bool) -> TwinScope:
         """The twins ``principal`` may use ``verb`` on: all of them, or (for a call that checks
-        each twin, ``scoped``) those of the models its scoped bindings name.
+        each twin, ``scoped``) those of the models and subgraphs its scoped bindings name.
 
         Raises:
             PermissionDeniedError: None at all.
@@ -422,11 +435,11 @@ class Gatekeeper:
         decision = self.decide(principal, verb)
         if decision.allowed:
             return EVERY_TWIN
-        if scoped and decision.models:
-            return TwinScope(decision.models)
+        if scoped and decision.scoped:
+            return TwinScope(decision.models, decision.subgraphs)
         raise PermissionDeniedError(
             f"{principal.subject} may not {verb}"
-            + (" here (this call takes tenant-wide grants only)" if decision.models else "")
+            + (" here (this call takes tenant-wide grants only)" if decision.scoped else "")
             + f": {decision.explanation}",
             metadata={"verb": str(verb), "subject": principal.subject},
         )

@@ -49,6 +49,10 @@ class KvView:
     def subscribe(self, handler: EntryHandler, *, on_lost: Callable[[], None]) -> None:
         """Adds a handler of entries, and what it does when the watch is lost."""
         self._handlers.append(handler)
+        self.when_lost(on_lost)
+
+    def when_lost(self, on_lost: Callable[[], None]) -> None:
+        """Adds what to do when the watch is lost (for state derived from other handlers)."""
         self._lost_handlers.append(on_lost)
 
     async def start(self) -> None:

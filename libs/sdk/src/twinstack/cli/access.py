@@ -154,15 +154,24 @@ def bind(
     model: Annotated[
         str, typer.Option(help="Only the twins of this model (and of models extending it).")
     ] = "",
+    subgraph: Annotated[
+        str,
+        typer.Option(
+            help="Only the twins of a subgraph: \"FROM 'site-1' FOLLOW contains DEPTH 2\" "
+            "(relationship names, or *)."
+        ),
+    ] = "",
     deny: Annotated[
         bool, typer.Option(help="Refuse the subject everything in the tenant.")
     ] = False,
 ) -> None:
-    """Grants a role to a principal or group (tenant-wide, or on one model's twins), or denies
-    it everything."""
+    """Grants a role to a principal or group (tenant-wide, on one model's twins or on a
+    subgraph's), or denies it everything."""
     if bool(role) == deny:
         raise UserError("give either --role or --deny")
-    scope = f"model:{model}" if model else ""
+    if model and subgraph:
+        raise UserError("give --model or --subgraph, not both")
+    scope = f"model:{model}" if model else subgraph
     with open_client() as client:
         binding = client.access.put_role_binding(binding_id, subject, role, scope=scope, deny=deny)
     emit(binding, lambda: console.print(f"{_describe(binding)} (revision {binding.revision})"))

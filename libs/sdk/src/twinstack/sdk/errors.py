@@ -205,6 +205,32 @@ class ResourceExhaustedError(ApiError):
     codes = (grpc.StatusCode.RESOURCE_EXHAUSTED,)
 
 
+class QuotaExceededError(ResourceExhaustedError):
+    """The caller's tenant is at one of its quotas (see ``docs/limits.md``).
+
+    :attr:`quota` names the setting, :attr:`maximum` its value; for a rate (ingested points
+    per second) :attr:`retry_after_s` says when the same request fits.
+    """
+
+    reasons = ("QUOTA_EXCEEDED",)
+
+    @property
+    def tenant(self) -> str:
+        """The tenant whose quota was reached."""
+        return self.metadata.get("tenant", "")
+
+    @property
+    def quota(self) -> str:
+        """The setting that sets the quota."""
+        return self.metadata.get("quota", "")
+
+    @property
+    def maximum(self) -> float | None:
+        """The quota."""
+        raw = self.metadata.get("maximum")
+        return None if raw is None else float(raw)
+
+
 class UnauthenticatedError(ApiError):
     """The call carried no valid credentials."""
 
@@ -252,6 +278,7 @@ _CLASSES: tuple[type[ApiError], ...] = (
     FailedPreconditionError,
     UnavailableError,
     ResourceExhaustedError,
+    QuotaExceededError,
     UnauthenticatedError,
     PermissionDeniedError,
     DeadlineExceededError,
@@ -259,7 +286,9 @@ _CLASSES: tuple[type[ApiError], ...] = (
     InternalError,
 )
 _BY_REASON = {reason: kind for kind in _CLASSES for reason in kind.reasons}
-_BY_CODE = {code: kind for kind in _CLASSES for code in kind.codes}
+# A status without a reason gets the class that names its code itself, never a subclass that
+# inherits it (a bare RESOURCE_EXHAUSTED is a push back, not a tenant's quota).
+_BY_CODE = {code: kind for kind in _CLASSES for code in vars(kind).get("codes", ())}
 
 
 def error_of(code: grpc.StatusCode, message: str, details: list[Message] | None = None) -> ApiError:

@@ -25,9 +25,9 @@ class IngestionApp(ServiceApp[IngestionSettings]):
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
         settings = self.settings
         backbone = await self.backbone(resources, "twinstack-ingestion")
-        catalog = await started(
-            resources, ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
-        )
+        # The graph: for the twins subgraph scopes cover.
+        registry_bucket = await key_value(backbone.js, REGISTRY_BUCKET)
+        catalog = await started(resources, ModelCatalog(registry_bucket, follow_graph=True))
         publisher = TelemetryPublisher(
             backbone.js,
             partitions=settings.telemetry_partitions,

@@ -143,7 +143,7 @@ class BatchValidator:
                 continue
             declared = telemetry.get(twin_id)
             # A twin outside the caller's scope is as unknown as one that does not exist.
-            if declared is None or not scope.admits_model(self._catalog, models[twin_id]):
+            if declared is None or not scope.admits_twin(self._catalog, twin_id, models[twin_id]):
                 violations.append(FieldViolation(item.twin_id_path(), f"unknown twin {twin_id!r}"))
                 continue
             for issue in frame_issues(item.frame, declared, latest_allowed_ns=latest_allowed_ns):

@@ -14,10 +14,12 @@ from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.common.errors import (
     InvalidArgumentError,
     LimitExceededError,
+    QuotaExceededError,
     ResourceExhaustedError,
     UnavailableError,
 )
 from twinstack.common.gatekeeper import current_principal, require_devices_twins
+from twinstack.common.quotas import TenantRate
 from twinstack.ingestion.batching import BatchValidator
 from twinstack.ingestion.publisher import PublishResult, TelemetryPublisher
 from twinstack.ingestion.settings import IngestionSettings
@@ -32,22 +34,34 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self._settings = settings
         self._validator = validator
         self._publisher = publisher
+        self._tenant_rate = TenantRate(
+            settings.tenant_ingest_points_per_s,
+            settings.tenant_ingest_burst_s,
+            quota="TWINSTACK_TENANT_INGEST_POINTS_PER_S",
+            what="points",
+        )
 
     async def _ingest(
         self,
         points: Sequence[types_pb2.TelemetryPoint],
         frames: Sequence[types_pb2.TelemetryFrame],
     ) -> tuple[int, PublishResult]:
+        principal = current_principal()
         require_devices_twins(
-            current_principal(),
+            principal,
             itertools.chain((p.twin_id for p in points), (f.twin_id for f in frames)),
+        )
+        await self._tenant_rate.wait_turn(
+            principal.tenant, max_wait_s=self._settings.publish_slot_wait_s
         )
         latest_allowed_ns = time.time_ns() + int(self._settings.max_future_skew_s * 1e9)
         batches = await self._validator.validate(
             points, frames, latest_allowed_ns=latest_allowed_ns
         )
+        accepted = sum(len(batch.frame.time_unix_ns) for batch in batches)
+        self._tenant_rate.take(principal.tenant, accepted)
         result = await self._publisher.publish(batches)
-        return sum(len(batch.frame.time_unix_ns) for batch in batches), result
+        return accepted, result
 
     async def IngestBatch(
         self,
@@ -116,10 +130,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                 for v in error.violations
             )
             return response
-        except (UnavailableError, ResourceExhaustedError) as error:
+        except (UnavailableError, ResourceExhaustedError, QuotaExceededError) as error:
             response.code = error.code.value[0]
             response.message = error.message
-            response.retry_after_ms = int(error.retry_after_s * 1000)
+            response.retry_after_ms = int((error.retry_after_s or 1.0) * 1000)
             return response
         response.accepted_points = accepted
         response.published_messages = result.messages

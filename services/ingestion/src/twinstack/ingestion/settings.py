@@ -22,6 +22,10 @@ class IngestionSettings(ServiceSettings):
     # cannot get a slot within publish_slot_wait_s is pushed back with RESOURCE_EXHAUSTED.
     max_publishes_in_flight: int = Field(default=512, gt=0)
     publish_slot_wait_s: float = Field(default=2.0, gt=0)
+    # Points per second one tenant may send to this replica, with bursts of this many seconds'
+    # worth; a request over it is held up to publish_slot_wait_s, then refused (QUOTA_EXCEEDED).
+    tenant_ingest_points_per_s: float = Field(default=1_000_000.0, gt=0)
+    tenant_ingest_burst_s: float = Field(default=2.0, gt=0)
 
     historian_enabled: bool = True
     historian_durable: str = "historian"

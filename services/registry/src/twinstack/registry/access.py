@@ -21,6 +21,7 @@ from twinstack.common.access import (
     ROLES,
     Principal,
     PrincipalKind,
+    Subgraph,
     Verb,
     decide,
     granted_verbs,
@@ -241,18 +242,13 @@ class AccessAdmin:
         if not deny and binding.role not in ROLES:
             violations.append(FieldViolation("binding.role", "one of " + ", ".join(ROLES)))
         if binding.scope:
-            scoped_model = binding.scope.removeprefix(MODEL_SCOPE_PREFIX)
-            if binding.scope == scoped_model or model_id_violation(scoped_model, "") is not None:
-                violations.append(
-                    FieldViolation(
-                        "binding.scope",
-                        "empty (the whole tenant) or model:<model id> (its twins and those of "
-                        "models extending it); subgraph scopes are not supported yet, and are "
-                        "refused rather than stored unenforced",
-                    )
-                )
+            scope_violation = _scope_violation(binding.scope)
+            if scope_violation is not None:
+                violations.append(FieldViolation("binding.scope", scope_violation))
             elif deny:
                 violations.append(FieldViolation("binding.scope", "a deny is tenant-wide"))
+            else:
+                binding.scope = _canonical_scope(binding.scope)
         if violations:
             raise InvalidArgumentError("invalid role binding", violations)
         binding.tenant = caller.tenant
@@ -329,3 +325,25 @@ def _subject_violation(field: str) -> FieldViolation:
     return FieldViolation(
         field, "user:<sub>, group:<name>, apikey:<id> or service:<name> (no white space)"
     )
+
+
+def _scope_violation(scope: str) -> str | None:
+    """Why a binding's scope cannot be stored, or None."""
+    if scope.startswith(MODEL_SCOPE_PREFIX):
+        if model_id_violation(scope.removeprefix(MODEL_SCOPE_PREFIX), "") is None:
+            return None
+    else:
+        try:
+            if Subgraph.parse(scope) is not None:
+                return None
+        except ValueError as error:
+            return str(error)
+    return (
+        "empty (the whole tenant), model:<model id> (its twins and those of models extending "
+        "it), or FROM '<twin id>' FOLLOW <relationship names, or *> DEPTH <1-10> (a subgraph)"
+    )
+
+
+def _canonical_scope(scope: str) -> str:
+    subgraph = Subgraph.parse(scope)
+    return scope if subgraph is None else str(subgraph)

@@ -19,7 +19,6 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.catalog import ModelCatalog
-from twinstack.common.nats import RELATIONSHIPS_KEY_PREFIX
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.modeling.values import to_json
 
@@ -32,21 +31,18 @@ class RegistryIndex:
     """
 
     def __init__(self, bucket: KeyValue) -> None:
-        self.catalog = ModelCatalog(bucket)
+        self.catalog = ModelCatalog(bucket, follow_graph=True)
         self._view = self.catalog.view
         self._twins = self.catalog.twins
+        assert self.catalog.graph is not None
+        self.graph = self.catalog.graph
         self.twins_of_model: defaultdict[str, set[str]] = defaultdict(set)
         # Property values as JSON data, decoded once per write rather than once per query.
         self.plain_properties: dict[str, dict[str, Any]] = {}
-        self.outgoing: dict[str, list[registry_pb2.Relationship]] = {}
-        self.incoming: defaultdict[str, dict[tuple[str, str], registry_pb2.Relationship]] = (
-            defaultdict(dict)
-        )
-        self._relationship_revisions: dict[str, int] = {}
         self._sorted_of_model: dict[str, list[str]] = {}
         self._sorted_ids: list[str] | None = None
         self._twins.change_listeners.append(self._twin_changed)
-        self._view.subscribe(self._apply_relationships, on_lost=self._drop)
+        self._view.when_lost(self._drop)
 
     async def start(self) -> None:
         await self.catalog.start()
@@ -153,37 +149,3 @@ class RegistryIndex:
         chunk = ids[start : start + limit]
         twins = [self._twins.twin(twin_id) for twin_id in chunk]
         return [t for t in twins if t is not None], start + limit < len(ids)
-
-    # Relationships ----------------------------------------------------------------------
-
-    def _apply_relationships(self, entry: KeyValue.Entry) -> None:
-        if not entry.key.startswith(RELATIONSHIPS_KEY_PREFIX):
-            return
-        source = entry.key.removeprefix(RELATIONSHIPS_KEY_PREFIX)
-        relationships = registry_pb2.RelationshipSet()
-        if entry.value and entry.operation not in ("DEL", "PURGE"):
-            relationships.ParseFromString(entry.value)
-        self.remember_relationships(source, relationships, entry.revision or 0)
-
-    def remember_relationships(
-        self, source: str, relationships: registry_pb2.RelationshipSet, revision: int
-    ) -> None:
-        """Takes the relationship set of ``source`` at ``revision`` unless a newer one is held."""
-        if self._relationship_revisions.get(source, 0) >= revision:
-            return
-        self._relationship_revisions[source] = revision
-        for old in self.outgoing.pop(source, []):
-            self.incoming[old.target_id].pop((source, old.id), None)
-        if relationships.relationships:
-            kept = list(relationships.relationships)
-            for relationship in kept:
-                relationship.revision = revision
-                self.incoming[relationship.target_id][(source, relationship.id)] = relationship
-            self.outgoing[source] = kept
-
-    def relationships_of(self, twin_id: str, incoming: bool) -> list[registry_pb2.Relationship]:
-        if incoming:
-            return sorted(
-                self.incoming.get(twin_id, {}).values(), key=lambda r: (r.source_id, r.id)
-            )
-        return sorted(self.outgoing.get(twin_id, []), key=lambda r: r.id)

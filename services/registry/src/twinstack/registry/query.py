@@ -389,7 +389,7 @@ def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> se
     for _ in range(traversal.depth):
         following = []
         for twin_id in frontier:
-            for edge in index.relationships_of(twin_id, incoming=traversal.incoming):
+            for edge in index.graph.relationships_of(twin_id, incoming=traversal.incoming):
                 if names and edge.name not in names:
                     continue
                 neighbour = edge.source_id if traversal.incoming else edge.target_id

@@ -217,7 +217,7 @@ class RelationshipStore:
                 )
         except KeyWrongLastSequenceError:
             return None
-        self._index.remember_relationships(source_id, relationships, new_revision)
+        self._index.graph.remember(source_id, relationships, new_revision)
         return new_revision
 
     async def _publish(

@@ -12,6 +12,7 @@ from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.errors import PermissionDeniedError, UnavailableError
 from twinstack.common.gatekeeper import current_principal, current_scope, require_in_scope
 from twinstack.common.pagination import next_page, requested_page
+from twinstack.common.quotas import require_quota
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelStore
 from twinstack.registry.query import parse_query, run_query
@@ -83,7 +84,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         scope = current_scope()
         if scope.every_twin:
             return twins
-        return [t for t in twins if scope.admits_model(self._index.catalog, t.model_id)]
+        return [t for t in twins if scope.admits_twin(self._index.catalog, t.id, t.model_id)]
 
     async def CreateTwin(
         self, request: registry_pb2.CreateTwinRequest, context: Context
@@ -92,6 +93,17 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise PermissionDeniedError(
                 f"{current_principal().subject} may create twins of its scoped models only",
                 metadata={"verb": "twins.write", "model_id": request.twin.model_id[:256]},
+            )
+        directory = self._index.catalog.twins
+        if directory.twin(request.twin.id) is None:
+            # Every stored twin is the default tenant's: admission refuses every other tenant.
+            require_quota(
+                current_principal().tenant,
+                held=len(directory),
+                adding=1,
+                maximum=self._settings.tenant_max_twins,
+                quota="TWINSTACK_TENANT_MAX_TWINS",
+                what="twins",
             )
         return registry_pb2.CreateTwinResponse(twin=await self._twins.create(request.twin))
 
@@ -184,7 +196,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         incoming = request.direction == registry_pb2.RELATIONSHIP_DIRECTION_INCOMING
         edges = [
             r
-            for r in self._index.relationships_of(request.twin_id, incoming=incoming)
+            for r in self._index.graph.relationships_of(request.twin_id, incoming=incoming)
             if not request.name or r.name == request.name
         ]
 

@@ -8,6 +8,8 @@ from twinstack.common.settings import ServiceSettings
 class RegistrySettings(ServiceSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     max_properties_per_twin: int = Field(default=1024, gt=0)
+    # Twins one tenant may hold (docs/limits.md#tenant-quotas).
+    tenant_max_twins: int = Field(default=10_000_000, gt=0)
     # Longest a read with min_revision waits for the index to catch up with that revision.
     read_your_write_wait_s: float = Field(default=5.0, gt=0)
     # Most twins one graph traversal may visit before the query is refused as too broad.

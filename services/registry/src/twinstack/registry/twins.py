@@ -246,7 +246,7 @@ class TwinStore:
         outgoing = await read_document(
             self._bucket, f"{RELATIONSHIPS_KEY_PREFIX}{twin_id}", registry_pb2.RelationshipSet
         )
-        incoming = self._index.relationships_of(twin_id, incoming=True)
+        incoming = self._index.graph.relationships_of(twin_id, incoming=True)
         connected = [
             FieldViolation(f"relationships/{twin_id}/{r.id}", f"{r.name} -> {r.target_id}")
             for r in (outgoing[0].relationships if outgoing else [])

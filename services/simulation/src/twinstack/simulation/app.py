@@ -39,7 +39,7 @@ from twinstack.simulation.service import SimulationServicer, sweep_limits
 from twinstack.simulation.settings import SimulationSettings
 from twinstack.simulation.snapshot import SnapshotTaker
 from twinstack.simulation.sweep_planner import SweepPlanner
-from twinstack.simulation.sweep_service import SweepServicer
+from twinstack.simulation.sweep_service import SweepQuotas, SweepServicer
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,10 @@ class SimulationApp(ServiceApp[SimulationSettings]):
             open_results_store(settings.results_uri, backbone.js),
             scheduler,
             events,
+            quotas=SweepQuotas(
+                max_active_sweeps=settings.tenant_max_active_sweeps,
+                max_active_scenario_steps=settings.tenant_max_active_scenario_steps,
+            ),
         )
 
         def register(server: grpc.aio.Server) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from twinstack.common.access import DEFAULT_TENANT
 from twinstack.common.kv_watch import scan
 
 SWEEP_KEY_PREFIX = "sweeps."
@@ -70,6 +71,10 @@ class SweepRecord:
     retried_chunks: int = 0
     results_bytes: int = 0
     summary: Mapping[str, Any] | None = None
+    # Whose quota the sweep counts against while queued or running (records from before
+    # tenants were recorded are the default tenant's, and count no scenario-steps).
+    tenant: str = DEFAULT_TENANT
+    scenario_steps: int = 0
 
     def to_bytes(self) -> bytes:
         document = asdict(self)
@@ -121,6 +126,14 @@ class SweepRecords:
             existing = (await self.bucket.get(key)).value or b""
             return existing.decode()
         return None
+
+    async def claimed(self, submitter: str, request_id: str) -> str | None:
+        """The sweep a client request id is tied to, if any."""
+        try:
+            entry = await self.bucket.get(request_key(submitter, request_id))
+        except KeyNotFoundError:
+            return None
+        return (entry.value or b"").decode() or None
 
     async def get(self, sweep_id: str) -> Stored | None:
         try:

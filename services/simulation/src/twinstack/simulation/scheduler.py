@@ -135,6 +135,14 @@ class SweepScheduler:
                 await asyncio.wait_for(self._wake.wait(), self._policy.tick_s)
             self._wake.clear()
 
+    async def active(self) -> list[Stored]:
+        """The queued and running sweeps."""
+        if not self._view.following:
+            # The watch ended; scan until the service is restarted (a rare, logged condition).
+            return [s async for s in self._records.all() if not s.record.state.terminal]
+        await self._view.loaded()
+        return list(self._active.values())
+
     async def tick(self) -> None:
         available = await self._jobs.available()
         if available != self.ray_available:
@@ -144,12 +152,7 @@ class SweepScheduler:
         if not available:
             return
         now = time.time()
-        if not self._view.following:
-            # The watch ended; scan until the service is restarted (a rare, logged condition).
-            active = [s async for s in self._records.all() if not s.record.state.terminal]
-        else:
-            await self._view.loaded()
-            active = list(self._active.values())
+        active = await self.active()
         active.sort(key=lambda s: (s.record.created_at, s.record.sweep_id))
         running = [s for s in active if s.record.state is SweepState.RUNNING]
         for stored in running:

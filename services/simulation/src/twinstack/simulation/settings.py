@@ -25,6 +25,10 @@ class SimulationSettings(ServiceSettings):
     # Queueing: sweeps running at once on the cluster, and per submitter (docs/simulation.md).
     max_running_sweeps: int = Field(default=4, gt=0)
     max_running_sweeps_per_submitter: int = Field(default=2, gt=0)
+    # Sweeps one tenant may have queued and running, and their scenario-steps (scenarios x
+    # steps) in all (docs/limits.md#tenant-quotas).
+    tenant_max_active_sweeps: int = Field(default=64, gt=0)
+    tenant_max_active_scenario_steps: int = Field(default=10**12, gt=0)
     # How often the queue is looked at and drivers' leases checked.
     sweep_schedule_interval_s: float = Field(default=1.0, gt=0)
     # A driver renews its lease this often; one not renewed for the timeout is lost.

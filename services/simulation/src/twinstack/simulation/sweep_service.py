@@ -7,6 +7,7 @@ import base64
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -22,6 +23,7 @@ from twinstack.common.errors import (
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
 from twinstack.common.gatekeeper import current_principal
+from twinstack.common.quotas import require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
     ResultsStore,
@@ -94,6 +96,14 @@ def _wrong_state(record: SweepRecord, message: str) -> FailedPreconditionError:
     )
 
 
+@dataclass(frozen=True)
+class SweepQuotas:
+    """What one tenant may have queued and running at once (docs/limits.md#tenant-quotas)."""
+
+    max_active_sweeps: int
+    max_active_scenario_steps: int
+
+
 class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
     def __init__(
         self,
@@ -102,7 +112,10 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         store: ResultsStore,
         scheduler: SweepScheduler,
         events: EventPublisher,
+        *,
+        quotas: SweepQuotas,
     ) -> None:
+        self._quotas = quotas
         self._planner = planner
         self._records = records
         self._store = store
@@ -123,6 +136,11 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                 "request id too long",
                 [FieldViolation("request_id", f"at most {MAX_REQUEST_ID_CHARS} characters")],
             )
+        if request.request_id:
+            # A retried submit gets its sweep back, whatever the quotas say by now.
+            earlier = await self._records.claimed(submitter, request.request_id)
+            if earlier is not None:
+                return await self._earlier(earlier), False
         self._scheduler.require_ray()
         spec_message = request.spec
         planned = await self._planner.plan(
@@ -135,13 +153,16 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             )
         )
         job = planned.job
+        plan = planned.plan
+        tenant = current_principal().tenant
+        scenario_steps = plan.scenario_count * plan.run.steps
+        await self._require_quotas(tenant, scenario_steps)
         # The job before the record: a driver that sees the record always finds its job.
         await self._store.put(job_name(job.sweep_id), job.to_json())
         if request.request_id:
             earlier = await self._records.claim_request(submitter, request.request_id, job.sweep_id)
             if earlier is not None:
                 return await self._earlier(earlier), False
-        plan = planned.plan
         record = SweepRecord(
             sweep_id=job.sweep_id,
             state=SweepState.QUEUED,
@@ -154,11 +175,34 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             provenance_json=job.provenance_json,
             results_uri=self._store.uri(sweep_prefix(job.sweep_id)),
             keep_rows=plan.spec.keep_rows,
+            tenant=tenant,
+            scenario_steps=scenario_steps,
         )
         stored = await self._records.create(record)
         await self._publish(stored)
         self._scheduler.wake()
         return stored, True
+
+    async def _require_quotas(self, tenant: str, scenario_steps: int) -> None:
+        """Refuses a sweep that would take the tenant's queued and running sweeps, or their
+        scenario-steps, over its quotas (QUOTA_EXCEEDED)."""
+        active = [s.record for s in await self._scheduler.active() if s.record.tenant == tenant]
+        require_quota(
+            tenant,
+            held=len(active),
+            adding=1,
+            maximum=self._quotas.max_active_sweeps,
+            quota="TWINSTACK_TENANT_MAX_ACTIVE_SWEEPS",
+            what="queued and running sweeps",
+        )
+        require_quota(
+            tenant,
+            held=sum(record.scenario_steps for record in active),
+            adding=scenario_steps,
+            maximum=self._quotas.max_active_scenario_steps,
+            quota="TWINSTACK_TENANT_MAX_ACTIVE_SCENARIO_STEPS",
+            what="scenario-steps queued and running",
+        )
 
     async def _earlier(self, sweep_id: str) -> Stored:
         deadline = time.monotonic() + CLAIM_WAIT_S

@@ -44,7 +44,8 @@ class StateApp(ServiceApp[StateSettings]):
             lambda twin_id: partition_of(twin_id, settings.telemetry_partitions) in partitions,
         )
         resources.push_async_callback(retirement.stop)
-        catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET))
+        # The graph: for the twins subgraph scopes cover.
+        catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET), follow_graph=True)
         # Before the catalog starts: twins deleted while this replica was down are retired too.
         catalog.deletion_listeners.append(retirement.retire)
         await started(resources, catalog)

@@ -25,7 +25,7 @@ from twinstack.common.gatekeeper import (
 )
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
-from twinstack.common.limits import ConcurrencyLimit, peer_host
+from twinstack.common.limits import ConcurrencyLimit, caller_of
 from twinstack.common.nats import (
     Backbone,
 )
@@ -65,6 +65,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self._watches = ConcurrencyLimit(
             "Watches",
             per_caller=(settings.max_watches_per_caller, "TWINSTACK_MAX_WATCHES_PER_CALLER"),
+            per_tenant=(settings.tenant_max_watches, "TWINSTACK_TENANT_MAX_WATCHES"),
             total=(settings.max_watches, "TWINSTACK_MAX_WATCHES"),
         )
         self._backbone = backbone
@@ -82,7 +83,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         return state_pb2.GetStateResponse(state=await self._state_of(request.twin_id))
 
     def _in_scope(self, state: state_pb2.TwinState) -> bool:
-        return current_scope().admits_model(self._catalog, state.model_id)
+        return current_scope().admits_twin(self._catalog, state.twin_id, state.model_id)
 
     async def _state_of(self, twin_id: str) -> state_pb2.TwinState:
         state = await self._store.read(twin_id)
@@ -131,7 +132,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         scope = current_scope()
 
         def wanted(state: state_pb2.TwinState) -> bool:
-            if not scope.admits_model(self._catalog, state.model_id):
+            if not scope.admits_twin(self._catalog, state.twin_id, state.model_id):
                 return False
             if not model_id and not twin_ids:
                 return True
@@ -141,7 +142,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
 
         # Filtering on the server by key only works when no model widens the set.
         keys = sorted(twin_ids) if not model_id else []
-        slot = self._watches.acquire(peer_host(context.peer() or ""))
+        principal = current_principal()
+        slot = self._watches.acquire(caller_of(principal, context.peer() or ""), principal.tenant)
 
         # However the call ends — also when gRPC leaves this generator suspended at a yield,
         # to be closed only by the garbage collector — the slot is free at once.

@@ -29,10 +29,12 @@ class StateSettings(ServiceSettings):
     # Longest wait of one fetch of a Watch; a watch itself ends only when the caller leaves.
     watch_fetch_timeout_s: float = Field(default=5.0, gt=0)
     watch_fetch_messages: int = Field(default=256, gt=0)
-    # Watches open at once (each holds an ephemeral JetStream consumer), per caller (network
-    # peer) and on this replica.
+    # Watches open at once (each holds an ephemeral JetStream consumer), per caller (its
+    # principal; the network peer when anonymous) and on this replica.
     max_watches_per_caller: int = Field(default=64, gt=0)
     max_watches: int = Field(default=1024, gt=0)
+    # Watches one tenant may hold open on this replica (docs/limits.md#tenant-quotas).
+    tenant_max_watches: int = Field(default=512, gt=0)
     # Alert rules in all: each telemetry message is checked against its twin's and model's.
     max_alert_rules: int = Field(default=10_000, gt=0)
     # Values (twins x fields x points per series) one QueryHistory may read (docs/limits.md).

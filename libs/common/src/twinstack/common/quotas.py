@@ -1,0 +1,103 @@
+"""Per-tenant quotas: how much one tenant may hold or send (docs/limits.md#tenant-quotas).
+
+Limits bound one request or one caller; quotas bound a tenant, so that one team's load
+cannot take the platform from the others. A quota reached is RESOURCE_EXHAUSTED with a
+``QuotaFailure`` for ``tenant:<name>`` (:class:`~twinstack.common.errors.QuotaExceededError`).
+
+Counts (twins, open Watches, active sweeps) are checked against what the replica knows when the
+request arrives; a rate (ingested points per second) is a token bucket per tenant and replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from twinstack.common.errors import QuotaExceededError
+
+
+def require_quota(
+    tenant: str, *, held: float, adding: float, maximum: float, quota: str, what: str
+) -> None:
+    """Refuses ``adding`` more of ``what`` to a tenant that holds ``held`` of at most ``maximum``.
+
+    Raises:
+        QuotaExceededError: The tenant would go over ``maximum`` (``quota`` is its setting).
+    """
+    if held + adding > maximum:
+        raise QuotaExceededError(
+            f"tenant {tenant!r} holds {held:,g} {what}; its quota is {maximum:,g}"
+            + (f" and this request adds {adding:,g}" if adding != 1 else ""),
+            tenant=tenant,
+            quota=quota,
+            maximum=maximum,
+            requested=held + adding,
+        )
+
+
+class TenantRate:
+    """A token bucket per tenant: ``per_s`` on average, bursts of ``burst_s`` seconds' worth.
+
+    A request is let through while the tenant's bucket is not in debt, and takes what it needs
+    even past zero; the debt is paid off before the next one passes. So a request larger than a
+    burst still passes (once), and the long-run rate holds.
+
+    Args:
+        per_s: The tenant's sustained rate.
+        burst_s: How many seconds of the rate an idle tenant may send at once.
+        quota: The rate's setting, for the callers.
+        what: What is counted, for the messages ("points").
+        clock: Monotonic seconds (tests step it).
+    """
+
+    def __init__(
+        self,
+        per_s: float,
+        burst_s: float,
+        *,
+        quota: str,
+        what: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_s = per_s
+        self._capacity = per_s * burst_s
+        self._quota = quota
+        self._what = what
+        self._clock = clock
+        # tenant -> (tokens, when they were counted)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _tokens(self, tenant: str, now: float) -> float:
+        tokens, then = self._buckets.get(tenant, (self._capacity, now))
+        return min(self._capacity, tokens + (now - then) * self._per_s)
+
+    def wait_s(self, tenant: str) -> float:
+        """Seconds until the tenant's next request may pass (0: now)."""
+        tokens = self._tokens(tenant, self._clock())
+        return 0.0 if tokens > 0 else (-tokens + 1) / self._per_s
+
+    def take(self, tenant: str, amount: float) -> None:
+        """Counts ``amount`` sent by the tenant (after :meth:`wait_turn`)."""
+        now = self._clock()
+        self._buckets[tenant] = (self._tokens(tenant, now) - amount, now)
+
+    async def wait_turn(self, tenant: str, *, max_wait_s: float) -> None:
+        """Returns once the tenant may send again, waiting at most ``max_wait_s``.
+
+        Raises:
+            QuotaExceededError: The tenant is over its rate for longer than ``max_wait_s``;
+                ``RetryInfo`` says how long.
+        """
+        deadline = self._clock() + max_wait_s
+        while (wait_s := self.wait_s(tenant)) > 0:
+            if self._clock() + wait_s > deadline:
+                raise QuotaExceededError(
+                    f"tenant {tenant!r} sends more than its {self._per_s:,g} {self._what}/s",
+                    tenant=tenant,
+                    quota=self._quota,
+                    maximum=self._per_s,
+                    retry_after_s=wait_s,
+                )
+            # Holding the request is the back pressure: its caller sends nothing meanwhile.
+            await asyncio.sleep(wait_s)
