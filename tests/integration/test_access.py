@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from twinstack.api.access.v1 import access_pb2, access_pb2_grpc
+from twinstack.api.common.v1 import events_pb2
 from twinstack.api.registry.v1 import registry_pb2
+from twinstack.api.state.v1 import state_pb2
 from twinstack.common.server import GrpcServer
 from twinstack.devstack import LocalCertificateAuthority, LocalIssuer
 from twinstack.ingestion.app import IngestionApp
@@ -38,6 +40,8 @@ from twinstack.sdk import (
     RevisionMismatchError,
     UnauthenticatedError,
 )
+from twinstack.simulation.app import SimulationApp
+from twinstack.simulation.settings import SimulationSettings
 from twinstack.state.app import StateApp
 from twinstack.state.settings import StateSettings
 
@@ -565,3 +569,114 @@ async def test_a_binding_scoped_to_a_subgraph_follows_the_graph(
         InvalidArgumentError,
     )
     assert too_deep.violations[0].description == "DEPTH is 1 to 10"
+
+
+def pump_rule(rule_id: str, *, model_id: str = "", twin_id: str = "") -> state_pb2.AlertRule:
+    rule = state_pb2.AlertRule(
+        id=rule_id,
+        field="temperature_c",
+        severity=events_pb2.SEVERITY_WARNING,
+        threshold=state_pb2.ThresholdCondition(
+            direction=state_pb2.ThresholdCondition.DIRECTION_ABOVE, raise_at=50, clear_at=45
+        ),
+    )
+    if model_id:
+        rule.model_id = model_id
+    else:
+        rule.twin_id = twin_id
+    return rule
+
+
+async def test_scopes_hold_in_relationships_alerts_rules_and_simulation(
+    secured: Secured, eventually: Any
+) -> None:
+    admin = secured.admin
+    pump = "dtmi:twinstack:examples:Pump;1"
+    await admin.registry.create_twin("line-r1", "dtmi:twinstack:examples:ProductionLine;1")
+    await admin.registry.create_twin("pump-r1", pump)
+    await admin.registry.create_twin("pump-r2", pump)
+    await admin.registry.create_relationship("line-r1", "contains", "pump-r1")
+    await admin.state.put_alert_rule(pump_rule("hot-pumps", model_id=pump))
+
+    async def alerted(twin_id: str) -> bool:
+        # Again until the state service has the rule, which it learns by a watch.
+        await admin.telemetry.ingest([Point(twin_id, {"temperature_c": 60.0, "load": 0.5})])
+        state = await state_or_none(admin, twin_id)
+        return state is not None and "hot-pumps" in state.alerts
+
+    for twin_id in ("pump-r1", "pump-r2"):
+        await eventually(lambda t=twin_id: alerted(t), timeout_s=30, interval_s=0.5)
+    subgraph = "FROM 'line-r1' FOLLOW contains DEPTH 1"
+    for role in ("modeler", "operator", "analyst"):
+        await admin.access.put_role_binding(f"rita-{role}", "user:rita", role, scope=subgraph)
+    settings = SimulationSettings(**secured.settings, ray_jobs_address="http://127.0.0.1:9")
+    simulation = GrpcServer(settings, SimulationApp(settings))
+    await simulation.start()
+    endpoints = replace(secured.endpoints, simulation=f"127.0.0.1:{simulation.port}")
+    rita = AsyncClient(
+        ConnectConfig(endpoints, token=secured.issuer.issue("rita"), timeout_s=60, retry=None)
+    )
+    try:
+        # Relationships: both ends in scope, and edges to twins outside it are not seen.
+        await admin.registry.create_relationship("pump-r1", "feeds", "pump-r2")
+        hidden = await denied(
+            rita.registry.create_relationship("pump-r1", "feeds", "pump-r2"), NotFoundError
+        )
+        assert hidden.message == "no twin 'pump-r2'"
+        assert [r.target_id async for r in rita.registry.list_relationships("pump-r1")] == []
+        assert [r.target_id async for r in admin.registry.list_relationships("pump-r1")] == [
+            "pump-r2"
+        ]
+        assert [r.target_id async for r in rita.registry.list_relationships("line-r1")] == [
+            "pump-r1"
+        ]
+        assert [
+            r.id async for r in rita.registry.list_relationships("pump-r2", incoming=True)
+        ] == []
+        (feeds,) = [r.id async for r in admin.registry.list_relationships("pump-r1")]
+        await denied(rita.registry.delete_relationship("pump-r1", feeds), NotFoundError)
+
+        # Alerts and rules: those of twins in scope only.
+        assert [a.twin_id async for a in rita.state.list_alerts()] == ["pump-r1"]
+        await denied(rita.state.acknowledge_alert("pump-r2", "hot-pumps"), NotFoundError)
+        acknowledged = await rita.state.acknowledge_alert("pump-r1", "hot-pumps")
+        assert acknowledged.acknowledged_by == "user:rita"
+        assert [r.id async for r in rita.state.list_alert_rules()] == [], "a model-wide rule"
+        await denied(rita.state.delete_alert_rule("hot-pumps"), NotFoundError)
+        await denied(
+            rita.state.put_alert_rule(pump_rule("mine", twin_id="pump-r2")), PermissionDeniedError
+        )
+        await denied(
+            rita.state.put_alert_rule(pump_rule("hot-pumps", twin_id="pump-r1")),
+            PermissionDeniedError,
+        )
+        await rita.state.put_alert_rule(pump_rule("mine", twin_id="pump-r1"))
+        assert [r.id async for r in rita.state.list_alert_rules()] == ["mine"]
+
+        # Simulation: a twin outside the scope is one that does not exist.
+        ran = await rita.simulation.run_scenario(["pump-r1"], horizon_s=60, step_s=1)
+        assert [t.twin_id for t in ran.twins] == ["pump-r1"]
+        outside = await denied(
+            rita.simulation.run_scenario(["pump-r2"], horizon_s=60, step_s=1), NotFoundError
+        )
+        missing = await denied(
+            rita.simulation.run_scenario(["pump-r9"], horizon_s=60, step_s=1), NotFoundError
+        )
+        assert outside.message.replace("r2", "r9") == missing.message
+        await denied(
+            rita.simulation.forecast(["pump-r2"], horizon_s=60, step_s=1, samples=10),
+            NotFoundError,
+        )
+        boss = AsyncClient(
+            ConnectConfig(endpoints, token=secured.issuer.admin_token, timeout_s=60, retry=None)
+        )
+        try:
+            both = await boss.simulation.run_scenario(
+                ["pump-r1", "pump-r2"], horizon_s=60, step_s=1
+            )
+        finally:
+            await boss.close()
+        assert len(both.twins) == 2
+    finally:
+        await rita.close()
+        await simulation.stop()

@@ -9,16 +9,17 @@ from typing import Any, TypeAlias
 import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
-from twinstack.common.errors import PermissionDeniedError, UnavailableError
+from twinstack.common.errors import NotFoundError, PermissionDeniedError, UnavailableError
 from twinstack.common.gatekeeper import current_principal, current_scope, require_in_scope
+from twinstack.common.ids import twin_id_violation
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.common.quotas import require_quota
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelStore
 from twinstack.registry.query import parse_query, run_query
-from twinstack.registry.relationships import RelationshipStore
+from twinstack.registry.relationships import RELATIONSHIP_RESOURCE, RelationshipStore
 from twinstack.registry.settings import RegistrySettings
-from twinstack.registry.twins import TwinStore
+from twinstack.registry.twins import TWIN_RESOURCE, TwinStore
 
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 
@@ -174,17 +175,40 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             twins=self._visible(twins), page=next_page(resume_after)
         )
 
+    async def _hidden(self, twin_id: str) -> bool:
+        """Whether a well-formed twin id is outside the caller's scope (ill-formed ones are left
+        to the stores, which refuse them alike for every caller)."""
+        if twin_id_violation(twin_id, "") is not None:
+            return False
+        return not await current_scope().admits(self._index.catalog, twin_id)
+
     async def CreateRelationship(
         self, request: registry_pb2.CreateRelationshipRequest, context: Context
     ) -> registry_pb2.CreateRelationshipResponse:
+        # Both ends must be in scope; either outside answers as a twin that does not exist.
+        for twin_id in (request.relationship.source_id, request.relationship.target_id):
+            if await self._hidden(twin_id):
+                raise NotFoundError(TWIN_RESOURCE, twin_id, f"no twin {twin_id!r}")
         relationship = await self._relationships.create(request.relationship)
         return registry_pb2.CreateRelationshipResponse(relationship=relationship)
 
     async def DeleteRelationship(
         self, request: registry_pb2.DeleteRelationshipRequest, context: Context
     ) -> registry_pb2.DeleteRelationshipResponse:
+        source_id, relationship_id = request.source_id, request.relationship_id
+        target_ids = [
+            r.target_id
+            for r in self._index.graph.relationships_of(source_id, incoming=False)
+            if r.id == relationship_id
+        ]
+        if await self._hidden(source_id) or any([await self._hidden(t) for t in target_ids]):
+            raise NotFoundError(
+                RELATIONSHIP_RESOURCE,
+                f"{source_id}/{relationship_id}",
+                f"twin {source_id!r} has no relationship {relationship_id!r}",
+            )
         revision = await self._relationships.delete(
-            request.source_id, request.relationship_id, request.expected_revision
+            source_id, relationship_id, request.expected_revision
         )
         return registry_pb2.DeleteRelationshipResponse(revision=revision)
 
@@ -194,11 +218,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         page = requested_page(request.page)
         await self._caught_up(request.min_revision)
         incoming = request.direction == registry_pb2.RELATIONSHIP_DIRECTION_INCOMING
+        scope = current_scope()
+        # Outside the scope a twin has no relationships, and an edge to such a twin is not seen.
         edges = [
             r
             for r in self._index.graph.relationships_of(request.twin_id, incoming=incoming)
-            if not request.name or r.name == request.name
+            if (not request.name or r.name == request.name)
+            and (
+                scope.every_twin or not await self._hidden(r.source_id if incoming else r.target_id)
+            )
         ]
+        if edges and await self._hidden(request.twin_id):
+            edges = []
 
         def key(edge: registry_pb2.Relationship) -> str:
             return f"{edge.source_id}/{edge.id}"

@@ -82,7 +82,8 @@ class SimulationApp(ServiceApp[SimulationSettings]):
         settings = self.settings
         backbone = await self.backbone(resources, "twinstack-simulation")
         registry_bucket = await key_value(backbone.js, REGISTRY_BUCKET)
-        catalog = await started(resources, ModelCatalog(registry_bucket))
+        # The graph: for the twins subgraph scopes cover.
+        catalog = await started(resources, ModelCatalog(registry_bucket, follow_graph=True))
         influx = await self.influx(resources)
         registry = RegistryQueries(
             sdk.ConnectConfig(
@@ -140,6 +141,7 @@ class SimulationApp(ServiceApp[SimulationSettings]):
             open_results_store(settings.results_uri, backbone.js),
             scheduler,
             events,
+            catalog=catalog,
             quotas=SweepQuotas(
                 max_active_sweeps=settings.tenant_max_active_sweeps,
                 max_active_scenario_steps=settings.tenant_max_active_scenario_steps,

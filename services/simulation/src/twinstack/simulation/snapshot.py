@@ -26,6 +26,7 @@ from twinstack.common.errors import (
     NotFoundError,
     UnavailableError,
 )
+from twinstack.common.gatekeeper import current_scope
 from twinstack.common.ids import twin_id_violation
 from twinstack.common.nats import read_document, twin_key
 from twinstack.modeling.document import ModelError
@@ -163,7 +164,10 @@ class SnapshotTaker:
         self, twin_id: str
     ) -> tuple[registry_pb2.Twin, int, state_pb2.TwinState | None, int]:
         twin = await read_document(self._registry, twin_key(twin_id), registry_pb2.Twin)
-        if twin is None:
+        # Outside the caller's scope a twin reads exactly as one that does not exist.
+        if twin is None or not current_scope().admits_twin(
+            self._catalog, twin_id, twin[0].model_id
+        ):
             raise NotFoundError("twin", twin_id, f"twin {twin_id} does not exist")
         state = await read_document(self._states, twin_id, state_pb2.TwinState)
         if state is None:

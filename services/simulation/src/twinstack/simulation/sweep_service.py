@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from google.protobuf import json_format
 
 from twinstack.api.simulation.v1 import sweep_pb2, sweep_pb2_grpc
 from twinstack.common.access import PrincipalKind
+from twinstack.common.catalog import ModelCatalog
 from twinstack.common.errors import (
     FailedPreconditionError,
     FieldViolation,
@@ -22,7 +24,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
-from twinstack.common.gatekeeper import current_principal
+from twinstack.common.gatekeeper import current_principal, current_scope
 from twinstack.common.quotas import require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
@@ -113,8 +115,10 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         scheduler: SweepScheduler,
         events: EventPublisher,
         *,
+        catalog: ModelCatalog,
         quotas: SweepQuotas,
     ) -> None:
+        self._catalog = catalog
         self._quotas = quotas
         self._planner = planner
         self._records = records
@@ -122,9 +126,21 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         self._scheduler = scheduler
         self._events = events
 
+    def _visible(self, record: SweepRecord) -> bool:
+        """Whether the caller's scope covers every twin the sweep forked (a sweep of a built-in
+        model forks none)."""
+        scope = current_scope()
+        if scope.every_twin:
+            return True
+        twins = json.loads(record.provenance_json or "{}").get("snapshot", {}).get("twins", [])
+        return all(
+            scope.admits_twin(self._catalog, twin["twin_id"], twin["model_id"]) for twin in twins
+        )
+
     async def _get(self, sweep_id: str) -> Stored:
         stored = await self._records.get(_sweep_id(sweep_id))
-        if stored is None:
+        # Outside the caller's scope a sweep reads exactly as one that does not exist.
+        if stored is None or not self._visible(stored.record):
             raise NotFoundError("sweep", sweep_id, f"no sweep {sweep_id}")
         return stored
 
@@ -257,6 +273,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             async for stored in self._records.all()
             if (not states or stored.record.state in states)
             and (not submitter or stored.record.submitter == submitter)
+            and self._visible(stored.record)
         ]
         # Newest first; the page token is the last sweep returned.
         matching.sort(key=lambda s: (s.record.created_at, s.record.sweep_id), reverse=True)

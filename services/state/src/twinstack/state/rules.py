@@ -147,6 +147,9 @@ class RuleBook(BucketFollower):
                 self._by_twin.setdefault(rule.twin_id, []).append(rule)
         self._by_model.clear()
 
+    def get(self, rule_id: str) -> state_pb2.AlertRule | None:
+        return self._rules.get(rule_id)
+
     def page(self, after: str, size: int) -> tuple[list[state_pb2.AlertRule], bool]:
         """Up to ``size`` rules with ids after ``after``, and whether more follow."""
         ids = sorted(rule_id for rule_id in self._rules if rule_id > after)

@@ -14,6 +14,7 @@ from twinstack.common.errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     UnavailableError,
 )
 from twinstack.common.events import EventPublisher
@@ -35,7 +36,7 @@ from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
 from twinstack.state.desired import DesiredValues
 from twinstack.state.history import plan, series_messages
-from twinstack.state.rules import RuleBook
+from twinstack.state.rules import RULE_RESOURCE, RuleBook
 from twinstack.state.settings import StateSettings
 from twinstack.state.store import StateStore
 from twinstack.state.watching import watch_states
@@ -213,9 +214,28 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
                     response.window.CopyFrom(window)
                 yield response
 
+    async def _rule_in_scope(self, rule: state_pb2.AlertRule) -> bool:
+        """Whether the caller's scope covers every twin the rule watches: its twin, or every
+        twin of its model (which no subgraph does)."""
+        scope = current_scope()
+        if rule.WhichOneof("scope") == "twin_id":
+            return await scope.admits(self._catalog, rule.twin_id)
+        return scope.admits_model(self._catalog, rule.model_id)
+
     async def PutAlertRule(
         self, request: state_pb2.PutAlertRuleRequest, context: Context[object, object]
     ) -> state_pb2.PutAlertRuleResponse:
+        replaced = self._rules.get(request.rule.id)
+        for rule in (request.rule, replaced):
+            if (
+                rule is not None
+                and rule.WhichOneof("scope")
+                and not await self._rule_in_scope(rule)
+            ):
+                raise PermissionDeniedError(
+                    f"{current_principal().subject} may write rules of the twins in its scope only",
+                    metadata={"verb": "rules.write", "rule_id": request.rule.id[:256]},
+                )
         return state_pb2.PutAlertRuleResponse(rule=await self._rules.put(request.rule))
 
     async def ListAlertRules(
@@ -223,13 +243,19 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
     ) -> state_pb2.ListAlertRulesResponse:
         page = requested_page(request.page)
         rules, more = self._rules.page(page.after, page.size)
-        return state_pb2.ListAlertRulesResponse(
-            rules=rules, page=next_page(rules[-1].id if more and rules else None)
-        )
+        last = rules[-1].id if more and rules else None
+        # Filtered after paging, as QueryTwins is: a page may hold fewer rules than asked.
+        visible = [rule for rule in rules if await self._rule_in_scope(rule)]
+        return state_pb2.ListAlertRulesResponse(rules=visible, page=next_page(last))
 
     async def DeleteAlertRule(
         self, request: state_pb2.DeleteAlertRuleRequest, context: Context[object, object]
     ) -> state_pb2.DeleteAlertRuleResponse:
+        rule = self._rules.get(request.rule_id)
+        if rule is not None and not await self._rule_in_scope(rule):
+            raise NotFoundError(
+                RULE_RESOURCE, request.rule_id, f"no alert rule {request.rule_id!r}"
+            )
         await self._rules.delete(request.rule_id)
         return state_pb2.DeleteAlertRuleResponse()
 
@@ -242,9 +268,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         alerts, more = self._alerts.page(
             request.twin_id, request.include_cleared, page.after, page.size
         )
-        return state_pb2.ListAlertsResponse(
-            alerts=alerts, page=next_page(alert_key(alerts[-1]) if more and alerts else None)
-        )
+        last = alert_key(alerts[-1]) if more and alerts else None
+        scope = current_scope()
+        if not scope.every_twin:
+            alerts = [a for a in alerts if await scope.admits(self._catalog, a.twin_id)]
+        return state_pb2.ListAlertsResponse(alerts=alerts, page=next_page(last))
 
     async def AcknowledgeAlert(
         self, request: state_pb2.AcknowledgeAlertRequest, context: Context[object, object]
