@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
+from twinstack.common.access import Subgraph
+from twinstack.common.catalog import ModelCatalog
+from twinstack.common.gatekeeper import EVERY_TWIN, TwinScope
 from twinstack.modeling.document import parse_model
 from twinstack.simulation.compiler import kernel_spec
 from twinstack.simulation.job import SweepJob
@@ -25,6 +30,7 @@ from twinstack.simulation.summaries import (
 )
 from twinstack.simulation.sweep import Start, SweepSpec, Target
 from twinstack.simulation.sweep_messages import spec_of
+from twinstack.simulation.sweep_service import sweep_in_scope
 
 
 def partials_of(
@@ -165,3 +171,38 @@ def test_a_spec_message_sweeps_its_variables_in_name_order() -> None:
     assert list(spec.ranges) == ["a", "z"]
     assert not spec.keep_rows
     assert (spec.objective, spec.maximize, spec.best_count) == ("a.max", True, 10)
+
+
+def test_a_scoped_caller_sees_a_sweep_only_if_it_sees_every_forked_twin() -> None:
+    catalog = ModelCatalog(None, follow_graph=True)  # type: ignore[arg-type]  # never started
+    assert catalog.graph is not None
+    catalog.graph.remember(
+        "line-1",
+        registry_pb2.RelationshipSet(
+            relationships=[
+                registry_pb2.Relationship(
+                    id="c1", source_id="line-1", name="contains", target_id="pump-1"
+                )
+            ]
+        ),
+        1,
+    )
+    scope = TwinScope(frozenset(), frozenset({Subgraph("line-1", frozenset({"contains"}), 1)}))
+
+    def forked(*twin_ids: str) -> SweepRecord:
+        twins = [{"twin_id": t, "model_id": "dtmi:x:Pump;1"} for t in twin_ids]
+        return SweepRecord(
+            sweep_id="d" * 32, state=SweepState.QUEUED, submitter="a", request_id="",
+            spec={}, created_at=1.0, scenarios_total=1, chunks_total=1,
+            provenance_json=json.dumps({"snapshot": {"twins": twins}}), results_uri="",
+            keep_rows=False,
+        )  # fmt: skip
+
+    assert sweep_in_scope(forked("pump-1"), scope, catalog)
+    assert not sweep_in_scope(forked("pump-1", "pump-2"), scope, catalog)
+    assert sweep_in_scope(forked(), scope, catalog), "a built-in model's sweep forks no twin"
+    assert sweep_in_scope(forked("pump-2"), EVERY_TWIN, catalog)
+    older = json.loads(forked("pump-1").to_bytes())
+    del older["tenant"], older["scenario_steps"]
+    before_tenants = SweepRecord.from_bytes(json.dumps(older).encode())
+    assert (before_tenants.tenant, before_tenants.scenario_steps) == ("default", 0)

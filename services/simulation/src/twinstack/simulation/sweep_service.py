@@ -24,7 +24,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
-from twinstack.common.gatekeeper import current_principal, current_scope
+from twinstack.common.gatekeeper import TwinScope, current_principal, current_scope
 from twinstack.common.quotas import require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
@@ -98,6 +98,15 @@ def _wrong_state(record: SweepRecord, message: str) -> FailedPreconditionError:
     )
 
 
+def sweep_in_scope(record: SweepRecord, scope: TwinScope, catalog: ModelCatalog) -> bool:
+    """Whether ``scope`` covers every twin the sweep forked (a sweep of a built-in model forks
+    none), each of the model it had when forked."""
+    if scope.every_twin:
+        return True
+    twins = json.loads(record.provenance_json or "{}").get("snapshot", {}).get("twins", [])
+    return all(scope.admits_twin(catalog, twin["twin_id"], twin["model_id"]) for twin in twins)
+
+
 @dataclass(frozen=True)
 class SweepQuotas:
     """What one tenant may have queued and running at once (docs/limits.md#tenant-quotas)."""
@@ -127,15 +136,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         self._events = events
 
     def _visible(self, record: SweepRecord) -> bool:
-        """Whether the caller's scope covers every twin the sweep forked (a sweep of a built-in
-        model forks none)."""
-        scope = current_scope()
-        if scope.every_twin:
-            return True
-        twins = json.loads(record.provenance_json or "{}").get("snapshot", {}).get("twins", [])
-        return all(
-            scope.admits_twin(self._catalog, twin["twin_id"], twin["model_id"]) for twin in twins
-        )
+        return sweep_in_scope(record, current_scope(), self._catalog)
 
     async def _get(self, sweep_id: str) -> Stored:
         stored = await self._records.get(_sweep_id(sweep_id))
