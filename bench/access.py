@@ -1,17 +1,21 @@
 """The cost of authentication and authorization on the hot paths: the same work on the same
-machine, once with every call checked (a JWT verified, the verb decided, writes audited) and
-once with authentication disabled.
+machine, with every call checked (a JWT verified, the verb decided, writes audited) and with
+authentication disabled.
 
 Measured: conditional UpdateTwin with CONCURRENCY clients (the registry's hot path), acknowledged
 ingest of frames (the telemetry front door), and telemetry-to-Watch latency at a fixed rate.
-The target is at most 10% slower with authorization on. On a busy 2-core machine the
-end-to-end figures vary by more than that between runs of the same configuration, so the
+The target is at most 10% slower with authorization on.
+
+On a busy 2-core machine the end-to-end figures drift by more than that within one run, so both
+platforms run side by side and take turns: ROUNDS rounds, each measuring one and then the other
+(the order alternating), and the slowdown is the median of the rounds' paired ratios. The
 in-process cost of admitting one call is reported too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -32,55 +36,79 @@ from twinstack.sdk import Client, ConnectConfig, Endpoints
 
 TARGET_SLOWDOWN = 0.10
 CLIENT_THREADS = 2
-INGEST_ROUNDS = ("ingest-a", "ingest-b", "ingest-c")
+ROUNDS = 5
+MODES = ("disabled", "required")
 
 
-def measure(auth: bool) -> dict[str, float]:
-    """Updates/s and p99, acknowledged ingest points/s, Watch latency p50/p99."""
-    mode = "required" if auth else "disabled"
-    with tempfile.TemporaryDirectory(prefix="twinstack-bench-access-") as scratch:
-        platform = LocalPlatform(
-            Path(scratch),
-            nats_port=0,
-            influx_port=0,
-            service_ports={"registry": 0, "ingestion": 0, "state": 0},
-            service_env={"TWINSTACK_AUTH_MODE": mode},
-            services=("registry", "ingestion", "state"),
+def started_platform(scratch: Path, mode: str) -> LocalPlatform:
+    platform = LocalPlatform(
+        scratch / mode,
+        nats_port=0,
+        influx_port=0,
+        service_ports={"registry": 0, "ingestion": 0, "state": 0},
+        service_env={"TWINSTACK_AUTH_MODE": mode},
+        services=("registry", "ingestion", "state"),
+    )
+    console.print(f"access: starting registry, ingestion and state with auth {mode}")
+    platform.start()
+    return platform
+
+
+def client_of(platform: LocalPlatform) -> Client:
+    targets = {n: s.target for n, s in platform.services.items()}
+    endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
+    return Client(ConnectConfig(endpoints, token=platform.admin_token, timeout_s=120))
+
+
+def one_round(platform: LocalPlatform, client: Client, index: int) -> dict[str, float]:
+    """Conditional updates/s and p99, and acknowledged ingest points/s, on twins of the round's
+    own (a batch sent again would be a duplicate, which costs less)."""
+    seconds, latencies = asyncio.run(
+        registry_updates(
+            platform.services["registry"].target,
+            platform.admin_token,
+            twin_prefix=f"round{index}",
+            store_models=index == 0,
         )
-        console.print(f"access: starting registry, ingestion and state with auth {mode}")
-        platform.start()
-        try:
-            token = platform.admin_token
-            seconds, latencies = asyncio.run(
-                registry_updates(platform.services["registry"].target, token)
-            )
-            targets = {n: s.target for n, s in platform.services.items()}
-            endpoints = Endpoints(**targets, simulation="127.0.0.1:1")
-            # registry_updates stored the example models the twins use.
-            with Client(ConnectConfig(endpoints, token=token, timeout_s=120)) as client:
-                for prefix in (*INGEST_ROUNDS, "lat"):
-                    for twin in range(TWINS):
-                        client.registry.create_twin(f"{prefix}-{twin:03d}", MODEL)
-                # A round takes about a second: the median of three, each on twins of its own
-                # (a batch sent again would be a duplicate, which costs less).
-                rates = []
-                for prefix in INGEST_ROUNDS:
-                    requests = [IngestBatchRequest(frames=batch) for batch in make_frames(prefix)]
-                    points = sum(sum(len(f.time_unix_ns) for f in r.frames) for r in requests)
-                    started = time.perf_counter()
-                    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-                        list(pool.map(client.telemetry.ingest_batch, requests))
-                    rates.append(points / (time.perf_counter() - started))
-                watch = state_latency(client)
-        finally:
-            platform.stop()
+    )
+    prefix = f"ingest{index}"
+    for twin in range(TWINS):
+        client.registry.create_twin(f"{prefix}-{twin:03d}", MODEL)
+    requests = [IngestBatchRequest(frames=batch) for batch in make_frames(prefix)]
+    points = sum(sum(len(f.time_unix_ns) for f in r.frames) for r in requests)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(client.telemetry.ingest_batch, requests))
     return {
         "updates_per_s": len(latencies) / seconds,
         "update_p99_ms": float(np.percentile(latencies, 99)),
-        "ingest_acked_points_per_s": statistics.median(rates),
-        "watch_p50_ms": percentile(watch, 50),
-        "watch_p99_ms": percentile(watch, 99),
+        "ingest_acked_points_per_s": points / (time.perf_counter() - started),
     }
+
+
+def measure() -> dict[str, list[dict[str, float]]]:
+    """Per mode, the figures of each round, then of the Watch latency run."""
+    rounds: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="twinstack-bench-access-"))
+        platforms = {}
+        clients = {}
+        for mode in MODES:
+            platforms[mode] = started_platform(Path(scratch), mode)
+            stack.callback(platforms[mode].stop)
+            clients[mode] = stack.enter_context(client_of(platforms[mode]))
+        for index in range(ROUNDS):
+            for mode in MODES if index % 2 == 0 else reversed(MODES):
+                rounds[mode].append(one_round(platforms[mode], clients[mode], index))
+                console.print(f"access: round {index + 1}/{ROUNDS}, auth {mode}: done")
+        for mode in MODES:
+            for twin in range(TWINS):
+                clients[mode].registry.create_twin(f"lat-{twin:03d}", MODEL)
+            watch = state_latency(clients[mode])
+            rounds[mode].append(
+                {"watch_p50_ms": percentile(watch, 50), "watch_p99_ms": percentile(watch, 99)}
+            )
+    return rounds
 
 
 async def admission_cost_us(directory: Path) -> dict[str, float]:
@@ -106,21 +134,35 @@ async def admission_cost_us(directory: Path) -> dict[str, float]:
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="twinstack-bench-access-") as scratch:
         admission = asyncio.run(admission_cost_us(Path(scratch)))
-    without = measure(auth=False)
-    with_auth = measure(auth=True)
-    rates = ("updates_per_s", "ingest_acked_points_per_s")
+    rounds = measure()
+    off, on = rounds["disabled"], rounds["required"]
+    paired = list(zip(off[:ROUNDS], on[:ROUNDS], strict=True))
+
+    def median(figures: list[dict[str, float]], name: str) -> float:
+        return statistics.median(f[name] for f in figures[:ROUNDS])
+
+    without = {name: median(off, name) for name in off[0]}
+    with_auth = {name: median(on, name) for name in on[0]}
+    for name in ("watch_p50_ms", "watch_p99_ms"):
+        without[name], with_auth[name] = off[-1][name], on[-1][name]
+    # Rates: how much lower with auth; latencies: how much higher (the median of the rounds).
     slowdowns = {
-        **{name: 1 - with_auth[name] / without[name] for name in rates},
         **{
-            name: with_auth[name] / without[name] - 1
-            for name in ("update_p99_ms", "watch_p50_ms", "watch_p99_ms")
+            name: statistics.median(1 - b[name] / a[name] for a, b in paired)
+            for name in ("updates_per_s", "ingest_acked_points_per_s")
         },
+        "update_p99_ms": statistics.median(
+            b["update_p99_ms"] / a["update_p99_ms"] - 1 for a, b in paired
+        ),
+        **{name: with_auth[name] / without[name] - 1 for name in ("watch_p50_ms", "watch_p99_ms")},
     }
     results = {
         "admission": admission,
+        "rounds": ROUNDS,
         "without_auth": without,
         "with_auth": with_auth,
         "slowdown": slowdowns,
+        "each_round": rounds,
     }
 
     def row(label: str, name: str, unit: str) -> tuple[str, str, str]:

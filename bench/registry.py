@@ -98,20 +98,26 @@ async def raw_kv(url: str, admin: dict[str, str]) -> dict[str, tuple[float, np.n
     return results
 
 
-async def registry_updates(target: str, token: str) -> tuple[float, np.ndarray]:
+async def registry_updates(
+    target: str, token: str, *, twin_prefix: str = "bench", store_models: bool = True
+) -> tuple[float, np.ndarray]:
+    """OPERATIONS conditional updates of CONCURRENCY twins of their own (created first, named
+    ``<twin_prefix>-<n>``); (seconds, latencies in ms)."""
     async with authorized_channel(target, token) as channel:
         stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
-        await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=example_model_sources()))
+        if store_models:
+            sources = example_model_sources()
+            await stub.CreateModels(registry_pb2.CreateModelsRequest(sources=sources))
         revisions = {}
         for w in range(CONCURRENCY):
-            twin = registry_pb2.Twin(id=f"bench-{w}", model_id=f"{_EXAMPLES}Pump;1")
+            twin = registry_pb2.Twin(id=f"{twin_prefix}-{w}", model_id=f"{_EXAMPLES}Pump;1")
             created = await stub.CreateTwin(registry_pb2.CreateTwinRequest(twin=twin))
             revisions[w] = created.twin.revision
 
         async def conditional_update(worker: int, i: int) -> None:
             response = await stub.UpdateTwin(
                 registry_pb2.UpdateTwinRequest(
-                    twin_id=f"bench-{worker}",
+                    twin_id=f"{twin_prefix}-{worker}",
                     set_properties={"rated_power_kw": types_pb2.Value(double_value=float(i))},
                     expected_revision=revisions[worker],
                 ),

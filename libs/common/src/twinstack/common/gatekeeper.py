@@ -130,7 +130,12 @@ def acting_as(principal: Principal, scope: TwinScope = EVERY_TWIN) -> Any:
     try:
         yield principal
     finally:
-        _current.reset(token)
+        # A streaming handler spans yields: when gRPC closes its generator from another task
+        # (a server shutting down), the context it was set in is not current and cannot be
+        # reset, nor needs to be, as that context ends with its call. Raising here would turn
+        # a clean close into an error in the middle of gRPC's shutdown.
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
 
 
 def twin_not_found(twin_id: str) -> NotFoundError:
