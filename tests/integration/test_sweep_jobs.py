@@ -349,9 +349,12 @@ async def test_a_tenant_queues_at_most_its_sweeps_and_scenario_steps(
     small.CopyFrom(SPEC)
     small.samples = 10
     small.horizon_s = 100.0
-    # SPEC is 1.6e9 scenario-steps: one fits the tenant's 2e9, two do not.
+    # SPEC is 1.6e9 scenario-steps: one fits the tenant's 2e9, two do not. One sweep runs at a
+    # time, so the others stay queued and only the first starts a Ray job.
     async with replica(
-        tenant_max_active_sweeps=2, tenant_max_active_scenario_steps=2 * 10**9
+        tenant_max_active_sweeps=2,
+        tenant_max_active_scenario_steps=2 * 10**9,
+        max_running_sweeps=1,
     ) as sweeps:
 
         async def submit(spec: sweep_pb2.SweepSpec, request_id: str = "") -> sweep_pb2.Sweep:
@@ -365,6 +368,9 @@ async def test_a_tenant_queues_at_most_its_sweeps_and_scenario_steps(
             (info,) = [d for d in details_of(raised.value) if d.DESCRIPTOR.name == "ErrorInfo"]
             return dict(info.metadata)
 
+        async def cancel(sweep: sweep_pb2.Sweep) -> None:
+            await sweeps.CancelSweep(sweep_pb2.CancelSweepRequest(sweep_id=sweep.sweep_id))
+
         big = await submit(SPEC, request_id="big-1")
         steps = await refused(SPEC)
         assert steps["quota"] == "TWINSTACK_TENANT_MAX_ACTIVE_SCENARIO_STEPS"
@@ -375,23 +381,21 @@ async def test_a_tenant_queues_at_most_its_sweeps_and_scenario_steps(
         again = await sweeps.SubmitSweep(
             sweep_pb2.SubmitSweepRequest(spec=SPEC, request_id="big-1"), timeout=60
         )
-        assert (again.created, again.sweep.sweep_id) == (False, big.sweep_id), (
-            "a retry is no new sweep"
-        )
+        assert (again.created, again.sweep.sweep_id) == (False, big.sweep_id), "a retry"
         listed = await sweeps.ListSweeps(sweep_pb2.ListSweepsRequest(), timeout=10)
         assert {s.sweep_id for s in listed.sweeps} == {big.sweep_id, second.sweep_id}
 
-        for sweep in (big, second):
-            await sweeps.CancelSweep(sweep_pb2.CancelSweepRequest(sweep_id=sweep.sweep_id))
+        await cancel(second)
 
         async def resubmitted() -> sweep_pb2.Sweep | None:
             try:
-                return await submit(SPEC)
+                return await submit(small)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise
                 return None
 
-        # Ended sweeps leave the quota as soon as the replica sees them end.
-        freed = await eventually(resubmitted, timeout_s=30)
-        await sweeps.CancelSweep(sweep_pb2.CancelSweepRequest(sweep_id=freed.sweep_id))
+        # An ended sweep leaves the quota as soon as the replica sees it end.
+        third = await eventually(resubmitted, timeout_s=30)
+        for sweep in (third, big):
+            await cancel(sweep)
