@@ -40,6 +40,7 @@ from twinstack.sdk import (
     RevisionMismatchError,
     UnauthenticatedError,
 )
+from twinstack.sdk.models import example_model_sources
 from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
 from twinstack.state.app import StateApp
@@ -679,4 +680,161 @@ async def test_scopes_hold_in_relationships_alerts_rules_and_simulation(
         assert len(both.twins) == 2
     finally:
         await rita.close()
+        await simulation.stop()
+
+
+async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
+    secured: Secured, eventually: Any
+) -> None:
+    """Tenant ``tenant-iso`` is created by the platform's admin and holds the same models, twin
+    ids, field names and rule ids as the default tenant: each sees, queries, watches, reads the
+    history of and simulates only its own, and cannot even tell the other's ids exist."""
+    admin = secured.admin
+    pump = "dtmi:twinstack:examples:Pump;1"
+    created = await admin.access.create_tenant(
+        "tenant-iso", display_name="Isolation", create_admin_key=True
+    )
+    assert created.admin_key.tenant == "tenant-iso"
+    other = secured.client(created.admin_key_secret)
+    stranger = secured.as_user("sam", "admin", tenant="tenant-unknown")
+    settings = SimulationSettings(**secured.settings, ray_jobs_address="http://127.0.0.1:9")
+    simulation = GrpcServer(settings, SimulationApp(settings))
+    await simulation.start()
+    endpoints = replace(secured.endpoints, simulation=f"127.0.0.1:{simulation.port}")
+    simulating = {
+        "default": AsyncClient(
+            ConnectConfig(endpoints, token=secured.issuer.admin_token, timeout_s=60, retry=None)
+        ),
+        "other": AsyncClient(
+            ConnectConfig(endpoints, token=created.admin_key_secret, timeout_s=60, retry=None)
+        ),
+    }
+    try:
+        # A token naming a tenant no administrator created is refused everything.
+        refused = await denied(stranger.registry.list_twins().__anext__(), PermissionDeniedError)
+        assert "tenant-unknown" in refused.message
+        # Tenants are the platform admin's to list; a tenant's admin sees its own only.
+        names = [t.name for t in await admin.access.list_tenants()]
+        assert names[0] == "default"
+        assert "tenant-iso" in names
+        await denied(other.access.list_tenants(), PermissionDeniedError)
+        assert (await other.access.get_tenant()).name == "tenant-iso"
+        await denied(other.access.get_tenant("default"), PermissionDeniedError)
+
+        # The same models under the same DTMIs, and the same twin ids.
+        await other.registry.create_models(example_model_sources())
+        await admin.registry.create_twin("iso-pump", pump, {"rated_flow_m3_h": 10.0})
+        await admin.registry.create_twin("iso-only-default", pump)
+        mine = await other.registry.create_twin("iso-pump", pump, {"rated_flow_m3_h": 99.0})
+        assert (mine.id, mine.model_id) == ("iso-pump", pump)
+        assert (await admin.registry.get_twin("iso-pump")).properties[
+            "rated_flow_m3_h"
+        ].double_value == 10.0
+        assert (await other.registry.get_twin("iso-pump")).properties[
+            "rated_flow_m3_h"
+        ].double_value == 99.0
+        hidden = await denied(other.registry.get_twin("iso-only-default"), NotFoundError)
+        missing = await denied(other.registry.get_twin("iso-nothing"), NotFoundError)
+        assert hidden.message.replace("iso-only-default", "X") == missing.message.replace(
+            "iso-nothing", "X"
+        )
+        assert "tenant-iso" not in missing.message
+        assert [t.id async for t in other.registry.list_twins()] == ["iso-pump"]
+        pumps = f"WHERE IS_OF_MODEL('{pump}')"
+        assert [t.id async for t in other.registry.query_twins(pumps)] == ["iso-pump"]
+        assert "iso-pump" in [t.id async for t in admin.registry.query_twins(pumps)]
+        own_models = {m.id async for m in other.registry.list_models()}
+        assert pump in own_models
+        assert "dtmi:twinstack:test:Beacon;1" not in own_models, "a default tenant's model"
+        assert own_models < {m.id async for m in admin.registry.list_models()}
+        # No caller can spell another tenant's id.
+        await denied(other.registry.get_twin("default/iso-pump"), InvalidArgumentError)
+        await denied(admin.registry.get_twin("tenant-iso/iso-pump"), InvalidArgumentError)
+        await denied(
+            admin.registry.query_twins("FROM 'tenant-iso/iso-pump' FOLLOW *").__anext__(),
+            InvalidArgumentError,
+        )
+
+        # Telemetry with the same field names: each tenant's state and history are its own.
+        await admin.telemetry.ingest([Point("iso-pump", {"temperature_c": 20.0, "load": 0.1})])
+        await other.telemetry.ingest([Point("iso-pump", {"temperature_c": 80.0, "load": 0.9})])
+        await denied(
+            other.telemetry.ingest([Point("iso-only-default", {"temperature_c": 1.0})]),
+            InvalidArgumentError,
+        )
+
+        def temperature(state: Any) -> float | None:
+            if state is None or "temperature_c" not in state.reported:
+                return None
+            return float(state.reported["temperature_c"].value.double_value)
+
+        for client, expected in ((admin, 20.0), (other, 80.0)):
+            await eventually(
+                lambda c=client: state_or_none(c, "iso-pump"),
+                lambda s, e=expected: temperature(s) == e,
+                timeout_s=30,
+            )
+        now = datetime.now(UTC)
+
+        async def history(client: AsyncClient) -> list[float]:
+            series = await client.state.query_history(
+                ["iso-pump"], ["temperature_c"], now - timedelta(hours=1), now + timedelta(1)
+            )
+            return [v for s in series for v in s.double_values.values]
+
+        await eventually(lambda: history(other), lambda values: values == [80.0], timeout_s=30)
+        await eventually(lambda: history(admin), lambda values: values == [20.0], timeout_s=30)
+        (series,) = await other.state.query_history(
+            ["iso-pump"], ["temperature_c"], now - timedelta(hours=1), now + timedelta(1)
+        )
+        assert series.twin_id == "iso-pump"
+
+        # A Watch of every twin sends the tenant's own twins only.
+        seen: list[str] = []
+        async for update in other.state.watch(all_twins=True, timeout_s=20):
+            seen.append(update.state.twin_id)
+            if temperature(update.state) == 81.0:
+                break
+            if len(seen) == 1:
+                await admin.telemetry.ingest([Point("iso-pump", {"temperature_c": 21.0})])
+                await admin.telemetry.ingest([Point("iso-only-default", {"temperature_c": 5.0})])
+                await other.telemetry.ingest([Point("iso-pump", {"temperature_c": 81.0})])
+        assert set(seen) == {"iso-pump"}
+
+        # Alert rules under one id, each firing on its own tenant's twins only.
+        await admin.state.put_alert_rule(pump_rule("iso-hot", twin_id="iso-pump"))
+        rule = await other.state.put_alert_rule(pump_rule("iso-hot", model_id=pump))
+        assert (rule.id, rule.model_id) == ("iso-hot", pump)
+        assert [r.id async for r in other.state.list_alert_rules()] == ["iso-hot"]
+
+        async def alerted() -> bool:
+            await other.telemetry.ingest([Point("iso-pump", {"temperature_c": 90.0})])
+            state = await state_or_none(other, "iso-pump")
+            return state is not None and "iso-hot" in state.alerts
+
+        await eventually(alerted, timeout_s=30, interval_s=0.5)
+        assert [(a.twin_id, a.rule_id) async for a in other.state.list_alerts()] == [
+            ("iso-pump", "iso-hot")
+        ]
+        assert "iso-hot" not in (await admin.state.get_state("iso-only-default")).alerts
+
+        # Simulation reads each tenant's own twin.
+        ran = await simulating["other"].simulation.run_scenario(
+            ["iso-pump"], horizon_s=60, step_s=1
+        )
+        assert [t.twin_id for t in ran.twins] == ["iso-pump"]
+        assert ran.model_id == pump
+        await denied(
+            simulating["other"].simulation.run_scenario(
+                ["iso-only-default"], horizon_s=60, step_s=1
+            ),
+            NotFoundError,
+        )
+        both = await simulating["default"].simulation.run_scenario(
+            ["iso-pump", "iso-only-default"], horizon_s=60, step_s=1
+        )
+        assert [t.twin_id for t in both.twins] == ["iso-pump", "iso-only-default"]
+    finally:
+        for client in (other, stranger, *simulating.values()):
+            await client.close()
         await simulation.stop()

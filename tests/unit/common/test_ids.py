@@ -2,6 +2,7 @@ import pytest
 
 from twinstack.common.errors import InvalidArgumentError
 from twinstack.common.ids import (
+    LOCAL_ID_PATTERN,
     field_name_violation,
     model_id_violation,
     partition_of,
@@ -31,7 +32,9 @@ def test_valid_twin_ids_are_accepted(twin_id: str) -> None:
         "pump'1",
         'pump"1',
         "ü",
-        "a/b",
+        "a/b/c",
+        "Acme/pump",  # tenant names are lower case
+        "/pump",
     ],
 )
 def test_twin_ids_that_could_escape_subjects_keys_or_tags_are_rejected(twin_id: str) -> None:
@@ -41,6 +44,14 @@ def test_twin_ids_that_could_escape_subjects_keys_or_tags_are_rejected(twin_id: 
     with pytest.raises(InvalidArgumentError) as raised:
         require_twin_id(twin_id)
     assert raised.value.violations[0].field == "twin_id"
+
+
+def test_tenant_qualified_ids_are_internal_ids_and_never_local_ones() -> None:
+    assert twin_id_violation("acme/pump-1", "id") is None
+    assert model_id_violation("acme/dtmi:acme:Pump;1", "m") is None
+    # What a caller names (a relationship id, an id checked before qualification) has no '/'.
+    assert twin_id_violation("acme/pump-1", "id", LOCAL_ID_PATTERN) is not None
+    assert twin_id_violation("pump-1", "id", LOCAL_ID_PATTERN) is None
 
 
 def test_model_and_field_names() -> None:

@@ -11,6 +11,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.errors import InvalidArgumentError
+from twinstack.common.tenancy import DEFAULT_IDS, ids_of
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.query import parse_query, run_query
 from twinstack.sdk.values import from_python
@@ -75,8 +76,62 @@ def index() -> RegistryIndex:
 
 
 def ids(index: RegistryIndex, query: str, after: str = "", limit: int = 100) -> list[str]:
-    twins, _ = run_query(index, parse_query(query, index), after, limit, 1000)
+    twins, _ = run_query(
+        index, parse_query(query, index, DEFAULT_IDS), after, limit, 1000, ids=DEFAULT_IDS
+    )
     return [t.id for t in twins]
+
+
+def test_each_tenant_queries_its_own_twins_under_the_same_ids(index: RegistryIndex) -> None:
+    """Tenant acme holds twins and models with the default tenant's ids; no query of either
+    reaches the other's, whatever it names."""
+    acme = ids_of("acme")
+    for entry in (model(MACHINE), model(PUMP, [MACHINE])):
+        entry.id = acme.inner(entry.id)
+        index.remember_model(entry)
+    for revision, (twin_id, model_id, power) in enumerate(
+        [("m1", MACHINE, 99.0), ("m2", PUMP, 98.0), ("line-a", MACHINE, 1.0)], start=500
+    ):
+        index.remember(
+            registry_pb2.Twin(
+                id=acme.inner(twin_id),
+                model_id=acme.inner(model_id),
+                revision=revision,
+                properties={"power": from_python(power)},
+            )
+        )
+    index.graph.remember(
+        acme.inner("line-a"),
+        registry_pb2.RelationshipSet(
+            relationships=[
+                registry_pb2.Relationship(
+                    id="contains-m2",
+                    source_id=acme.inner("line-a"),
+                    name="contains",
+                    target_id=acme.inner("m2"),
+                )
+            ]
+        ),
+        600,
+    )
+
+    def acme_ids(query: str) -> list[str]:
+        twins, _ = run_query(index, parse_query(query, index, acme), "", 100, 1000, ids=acme)
+        return [t.id for t in twins]
+
+    assert acme_ids("WHERE power > 50") == ["acme/m1", "acme/m2"]
+    assert ids(index, "WHERE power > 50") == []
+    assert acme_ids(f"WHERE IS_OF_MODEL('{MACHINE}')") == ["acme/line-a", "acme/m1", "acme/m2"]
+    assert ids(index, f"WHERE IS_OF_MODEL('{PUMP}')") == ["m2", "m3"]
+    assert acme_ids("FROM 'line-a' FOLLOW contains") == ["acme/m2"]
+    assert acme_ids("WHERE $id IN ('m1', 'm3')") == ["acme/m1"]
+    assert acme_ids("WHERE $id = 'm1' AND $model = 'dtmi:q:Machine;1'") == ["acme/m1"]
+    # The default tenant cannot spell an acme id: '/' is in no id it may name.
+    assert ids(index, "WHERE $id = 'acme/m1'") == []
+    with pytest.raises(InvalidArgumentError):
+        parse_query("FROM 'acme/line-a' FOLLOW *", index, DEFAULT_IDS)
+    with pytest.raises(InvalidArgumentError):
+        parse_query("WHERE IS_OF_MODEL('acme/dtmi:q:Machine;1')", index, DEFAULT_IDS)
 
 
 @pytest.mark.parametrize(
@@ -116,21 +171,21 @@ def test_queries(index: RegistryIndex, query: str, expected: list[str]) -> None:
 
 
 def test_pages_continue_after_the_last_id(index: RegistryIndex) -> None:
-    query = parse_query(f"WHERE IS_OF_MODEL('{MACHINE}')", index)
-    first, resume = run_query(index, query, "", 3, 1000)
+    query = parse_query(f"WHERE IS_OF_MODEL('{MACHINE}')", index, DEFAULT_IDS)
+    first, resume = run_query(index, query, "", 3, 1000, ids=DEFAULT_IDS)
     assert ([t.id for t in first], resume) == (["m1", "m2", "m3"], "m3")
-    rest, resume = run_query(index, query, "m3", 3, 1000)
+    rest, resume = run_query(index, query, "m3", 3, 1000, ids=DEFAULT_IDS)
     assert ([t.id for t in rest], resume) == (["m4"], None)
 
 
 def test_a_page_scans_a_bounded_number_of_twins_and_continues(index: RegistryIndex) -> None:
     """A filter few twins pass reads at most max_scanned twins per page, then hands back a
     continuation; following it finds exactly what one unbounded scan finds."""
-    query = parse_query("WHERE STARTS_WITH($id, 'm') AND site = 'south'", index)
-    unbounded, _ = run_query(index, query, "", 100, 1000)
+    query = parse_query("WHERE STARTS_WITH($id, 'm') AND site = 'south'", index, DEFAULT_IDS)
+    unbounded, _ = run_query(index, query, "", 100, 1000, ids=DEFAULT_IDS)
     found, after, pages = [], "", 0
     while True:
-        page, resume = run_query(index, query, after, 100, 1000, max_scanned=1)
+        page, resume = run_query(index, query, after, 100, 1000, ids=DEFAULT_IDS, max_scanned=1)
         found += [t.id for t in page]
         pages += 1
         if resume is None:
@@ -141,9 +196,9 @@ def test_a_page_scans_a_bounded_number_of_twins_and_continues(index: RegistryInd
 
 
 def test_traversals_are_bounded(index: RegistryIndex) -> None:
-    query = parse_query("FROM 'line-a' FOLLOW * DEPTH 5", index)
+    query = parse_query("FROM 'line-a' FOLLOW * DEPTH 5", index, DEFAULT_IDS)
     with pytest.raises(InvalidArgumentError, match="too broad"):
-        run_query(index, query, "", 100, 2)
+        run_query(index, query, "", 100, 2, ids=DEFAULT_IDS)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +226,7 @@ def test_bad_and_hostile_queries_are_refused_with_where(
     index: RegistryIndex, query: str, problem: str
 ) -> None:
     with pytest.raises(InvalidArgumentError) as raised:
-        parse_query(query, index)
+        parse_query(query, index, DEFAULT_IDS)
     (violation,) = raised.value.violations
     assert violation.field == "query"
     assert problem in violation.description

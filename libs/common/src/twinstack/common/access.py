@@ -134,6 +134,12 @@ _SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
         "PutRoleBinding": Verb.ADMIN,
         "ListRoleBindings": Verb.ADMIN,
         "DeleteRoleBinding": Verb.ADMIN,
+        # Tenants other than the caller's need an admin of the default tenant (checked in the
+        # call).
+        "CreateTenant": Verb.ADMIN,
+        "GetTenant": Verb.ADMIN,
+        "ListTenants": Verb.ADMIN,
+        "UpdateTenant": Verb.ADMIN,
     },
 }
 

@@ -4,6 +4,11 @@ staleness, simulation compiles dynamics) and for the registry's own index.
 
 Models are immutable once stored, so a resolved model is cached for good; a model this view
 has not seen yet is looked for again after catching up with the bucket.
+
+Models are kept by internal id (``acme/dtmi:com:acme:Pump;1`` for tenant ``acme``, see
+:mod:`twinstack.common.tenancy`), while a stored DTDL document names the models it extends or
+uses by their plain DTMIs: each tenant's references are resolved among that tenant's models
+only, so two tenants may hold different models under one DTMI.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from twinstack.common.directory import TwinDirectory
 from twinstack.common.graph import RelationshipGraph
 from twinstack.common.kv_view import KvView
 from twinstack.common.nats import MODEL_KEY_PREFIX
+from twinstack.common.tenancy import external_id, ids_of, tenant_of
 from twinstack.modeling.document import Model, ModelError, parse_model, version_of
 from twinstack.modeling.resolve import ResolvedModel, Resolver
 
@@ -44,7 +50,7 @@ class ModelCatalog:
         self.graph = RelationshipGraph(self.view) if follow_graph else None
         self.models: dict[str, registry_pb2.Model] = {}
         self.parsed_models: dict[str, Model] = {}
-        self._resolver = Resolver(self.parsed_models.get)
+        self._resolvers: dict[str, Resolver] = {}
         self.view.subscribe(self._apply, on_lost=lambda: None)
 
     async def start(self) -> None:
@@ -72,7 +78,23 @@ class ModelCatalog:
             return
         self.models[model.id] = model
         self.parsed_models[model.id] = parsed
-        self._resolver.forget_failures()
+        resolver = self._resolvers.get(tenant_of(model.id))
+        if resolver is not None:
+            resolver.forget_failures()
+
+    def _resolver(self, tenant: str) -> Resolver:
+        resolver = self._resolvers.get(tenant)
+        if resolver is None:
+            ids = ids_of(tenant)
+            models = self.parsed_models
+            resolver = Resolver(lambda model_id: models.get(ids.inner(model_id)))
+            self._resolvers[tenant] = resolver
+        return resolver
+
+    def tenant_models(self, tenant: str) -> Callable[[str], Model | None]:
+        """Looks up a tenant's stored models by their DTMIs, as its documents name them."""
+        ids = ids_of(tenant)
+        return lambda model_id: self.parsed_models.get(ids.inner(model_id))
 
     @property
     def deletion_listeners(self) -> list[Callable[[str], None]]:
@@ -84,8 +106,9 @@ class ModelCatalog:
         return await self.twins.get(twin_id)
 
     def resolve(self, model_id: str) -> ResolvedModel:
-        """The model with its inheritance resolved; ModelError if it or a reference is unknown."""
-        return self._resolver.resolve(model_id)
+        """The model (by internal id) with its inheritance resolved in its tenant; ModelError
+        if it or a reference is unknown."""
+        return self._resolver(tenant_of(model_id)).resolve(external_id(model_id))
 
     async def resolve_current(self, model_id: str) -> ResolvedModel:
         """Like :meth:`resolve`, but a model unknown here is looked for again once the view
@@ -101,8 +124,12 @@ class ModelCatalog:
         await self.view.catch_up()
 
     def is_a(self, model_id: str, ancestor_id: str) -> bool:
+        """Whether a model is or extends another, both by internal id (models of different
+        tenants never are)."""
+        if tenant_of(ancestor_id) != tenant_of(model_id):
+            return False
         try:
-            return self.resolve(model_id).is_a(ancestor_id)
+            return self.resolve(model_id).is_a(external_id(ancestor_id))
         except ModelError:
             return model_id == ancestor_id
 

@@ -8,6 +8,7 @@ moment ago is never reported unknown.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 from nats.js.kv import KeyValue
@@ -15,6 +16,7 @@ from nats.js.kv import KeyValue
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.kv_view import KvView
 from twinstack.common.nats import TWIN_KEY_PREFIX, read_document, twin_key
+from twinstack.common.tenancy import tenant_of
 
 # (twin id, the twin before, the twin after); None for a twin that did not or no longer exists.
 TwinChange = Callable[[str, registry_pb2.Twin | None, registry_pb2.Twin | None], None]
@@ -30,12 +32,17 @@ class TwinDirectory:
     def __init__(self, view: KvView) -> None:
         self._view = view
         self._twins: dict[str, registry_pb2.Twin] = {}
+        self._per_tenant: Counter[str] = Counter()
         # Told of every twin taken or dropped, for views that index twins further.
         self.change_listeners: list[TwinChange] = []
         # Told of every twin the watch reports deleted (from the initial values on), for
         # services that keep data per twin and must let go of it.
         self.deletion_listeners: list[Callable[[str], None]] = []
-        view.subscribe(self._apply, on_lost=self._twins.clear)
+        view.subscribe(self._apply, on_lost=self._lost)
+
+    def _lost(self) -> None:
+        self._twins.clear()
+        self._per_tenant.clear()
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         if not entry.key.startswith(TWIN_KEY_PREFIX):
@@ -62,6 +69,8 @@ class TwinDirectory:
         if known is not None and known.revision >= twin.revision:
             return
         self._twins[twin.id] = twin
+        if known is None:
+            self._per_tenant[tenant_of(twin.id)] += 1
         for listener in self.change_listeners:
             listener(twin.id, known, twin)
 
@@ -69,6 +78,7 @@ class TwinDirectory:
         """Drops a deleted twin."""
         known = self._twins.pop(twin_id, None)
         if known is not None:
+            self._per_tenant[tenant_of(twin_id)] -= 1
             for listener in self.change_listeners:
                 listener(twin_id, known, None)
 
@@ -107,3 +117,7 @@ class TwinDirectory:
 
     def __len__(self) -> int:
         return len(self._twins)
+
+    def count(self, tenant: str) -> int:
+        """How many twins of ``tenant`` are held."""
+        return self._per_tenant[tenant]

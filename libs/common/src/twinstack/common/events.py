@@ -61,6 +61,7 @@ SWEEP_CHANGED = EventType("simulation", "sweep")
 API_KEY_CHANGED = EventType("access", "apikey")
 """An API key was created or revoked: ``evt.access.apikey.<tenant>.<key id>`` (the ApiKey)."""
 ROLE_BINDING_CHANGED = EventType("access", "binding")
+TENANT_CHANGED = EventType("access", "tenant")
 """A role binding was put or deleted: ``evt.access.binding.<tenant>.<binding id>``."""
 AUDIT_ALLOWED = EventType("audit", "allowed")
 """A write was allowed (its status says how it ended): ``evt.audit.allowed.<tenant>``."""
@@ -80,6 +81,7 @@ EVENT_TYPES = (
     SWEEP_CHANGED,
     API_KEY_CHANGED,
     ROLE_BINDING_CHANGED,
+    TENANT_CHANGED,
     AUDIT_ALLOWED,
     AUDIT_DENIED,
 )

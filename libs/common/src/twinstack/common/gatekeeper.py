@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ from twinstack.common.identity import (
 )
 from twinstack.common.kv_view import KvView
 from twinstack.common.settings import ServiceSettings
+from twinstack.common.tenancy import TenantIds, ids_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ AUDIT_DRAIN_S = 5.0
 
 API_KEY_PREFIX = "apikey."
 BINDING_PREFIX = "binding."
+TENANT_PREFIX = "tenant."
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,11 @@ def current_principal() -> Principal:
     return _current.get((ANONYMOUS, EVERY_TWIN))[0]
 
 
+def current_ids() -> TenantIds:
+    """The id translation of the current caller's tenant."""
+    return ids_of(current_principal().tenant)
+
+
 def current_scope() -> TwinScope:
     """The twins the call being served may touch."""
     return _current.get((ANONYMOUS, EVERY_TWIN))[1]
@@ -158,6 +166,10 @@ def binding_key(tenant: str, binding_id: str) -> str:
     return f"{BINDING_PREFIX}{tenant}.{binding_id}"
 
 
+def tenant_key(name: str) -> str:
+    return f"{TENANT_PREFIX}{name}"
+
+
 @dataclass(frozen=True)
 class StoredApiKey:
     """An API key as stored: its public part and the digest of its secret."""
@@ -178,7 +190,7 @@ class StoredApiKey:
 
 
 class AccessDirectory:
-    """API keys and role bindings, followed from the ``access`` bucket.
+    """Tenants, API keys and role bindings, followed from the ``access`` bucket.
 
     Args:
         bucket: The ``access`` KV bucket.
@@ -188,6 +200,7 @@ class AccessDirectory:
         self.view = KvView(bucket)
         self._keys: dict[str, StoredApiKey] = {}
         self._bindings: dict[str, dict[str, access_pb2.RoleBinding]] = {}
+        self._tenants: dict[str, access_pb2.Tenant] = {}
         self._changed = asyncio.Event()
         self.view.subscribe(self._apply, on_lost=self._lost)
 
@@ -217,6 +230,14 @@ class AccessDirectory:
                 binding = access_pb2.RoleBinding.FromString(value or b"")
                 binding.revision = entry.revision or 0
                 tenant_bindings[binding_id] = binding
+        elif key.startswith(TENANT_PREFIX):
+            name = key.removeprefix(TENANT_PREFIX)
+            if deleted:
+                self._tenants.pop(name, None)
+            else:
+                stored = access_pb2.Tenant.FromString(value or b"")
+                stored.revision = entry.revision or 0
+                self._tenants[name] = stored
         # Wakes every open stream's revocation check, then arms the next change.
         self._changed.set()
         self._changed = asyncio.Event()
@@ -226,12 +247,26 @@ class AccessDirectory:
         # API keys and bindings (token roles still work) until the view is back.
         self._keys.clear()
         self._bindings.clear()
+        self._tenants.clear()
         self._changed.set()
         self._changed = asyncio.Event()
 
     async def changed(self) -> None:
         """Returns at the next change of any key or binding."""
         await self._changed.wait()
+
+    def tenant(self, name: str) -> access_pb2.Tenant | None:
+        """The stored tenant; the default tenant exists without one (before any update)."""
+        stored = self._tenants.get(name)
+        if stored is None and name == DEFAULT_TENANT:
+            return access_pb2.Tenant(name=DEFAULT_TENANT, display_name="Default tenant")
+        return stored
+
+    def tenants(self) -> list[access_pb2.Tenant]:
+        """Every tenant, the default one first, then by name."""
+        names = sorted(self._tenants.keys() - {DEFAULT_TENANT})
+        found = [self.tenant(DEFAULT_TENANT), *(self._tenants[n] for n in names)]
+        return [t for t in found if t is not None]
 
     def api_key(self, key_id: str) -> StoredApiKey | None:
         return self._keys.get(key_id)
@@ -385,10 +420,9 @@ class Gatekeeper:
         """Whether ``principal`` may use ``verb`` now."""
         if principal.kind is PrincipalKind.ANONYMOUS:
             return Decision(True, "authentication is disabled on this server")
-        if principal.tenant != DEFAULT_TENANT:
-            # Storage is not yet separated per tenant, so nothing outside the default tenant
-            # may touch it (docs/security.md).
-            return Decision(False, f"tenant {principal.tenant!r} is not served by this platform")
+        if self.directory is None or self.directory.tenant(principal.tenant) is None:
+            # A token may name any tenant; only those an administrator created are served.
+            return Decision(False, f"tenant {principal.tenant!r} does not exist on this platform")
         if principal.kind in (PrincipalKind.API_KEY, PrincipalKind.DEVICE) and not self._key_live(
             principal
         ):
@@ -441,7 +475,15 @@ class Gatekeeper:
         if decision.allowed:
             return EVERY_TWIN
         if scoped and decision.scoped:
-            return TwinScope(decision.models, decision.subgraphs)
+            # Bindings name models and twins as their tenant's callers do; calls compare them
+            # with internal ids.
+            ids = ids_of(principal.tenant)
+            return TwinScope(
+                frozenset(ids.inner(m) for m in decision.models or ()),
+                frozenset(
+                    dataclasses.replace(s, root=ids.inner(s.root)) for s in decision.subgraphs
+                ),
+            )
         raise PermissionDeniedError(
             f"{principal.subject} may not {verb}"
             + (" here (this call takes tenant-wide grants only)" if decision.scoped else "")

@@ -12,14 +12,22 @@ import zlib
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 
-TWIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-MODEL_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9:;._-]{0,254}")
+# A caller's ids never contain '/'; inside the platform the ids of a tenant other than the
+# default one are qualified with it (``acme/pump-1``, see twinstack.common.tenancy), and the
+# patterns below admit that form. The server bootstrap refuses '/' in every id a caller sends.
+TENANT_QUALIFIER = r"(?:[a-z0-9][a-z0-9-]{0,62}/)?"
+LOCAL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+TWIN_ID_PATTERN = re.compile(TENANT_QUALIFIER + LOCAL_ID_PATTERN.pattern)
+MODEL_ID_PATTERN = re.compile(TENANT_QUALIFIER + r"[A-Za-z][A-Za-z0-9:;._-]{0,254}")
 FIELD_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
-def twin_id_violation(value: str, field: str) -> FieldViolation | None:
-    """Why ``value`` is not a valid twin id, or None if it is."""
-    if TWIN_ID_PATTERN.fullmatch(value):
+def twin_id_violation(
+    value: str, field: str, pattern: re.Pattern[str] = TWIN_ID_PATTERN
+) -> FieldViolation | None:
+    """Why ``value`` is not a valid twin id (or, with ``LOCAL_ID_PATTERN``, a valid id that
+    is never qualified, such as a relationship's), or None if it is."""
+    if pattern.fullmatch(value):
         return None
     return FieldViolation(
         field,
@@ -50,9 +58,12 @@ def partition_of(twin_id: str, partitions: int) -> int:
     return zlib.crc32(twin_id.encode()) % partitions
 
 
-def require_twin_id(value: str, field: str = "twin_id") -> str:
-    """Returns ``value`` if it is a valid twin id; raises InvalidArgumentError otherwise."""
-    violation = twin_id_violation(value, field)
+def require_twin_id(
+    value: str, field: str = "twin_id", pattern: re.Pattern[str] = TWIN_ID_PATTERN
+) -> str:
+    """Returns ``value`` if it is a valid twin id (see :func:`twin_id_violation`); raises
+    InvalidArgumentError otherwise."""
+    violation = twin_id_violation(value, field, pattern)
     if violation is not None:
         raise InvalidArgumentError("invalid twin id", [violation])
     return value

@@ -47,6 +47,7 @@ from twinstack.common.gatekeeper import (
 from twinstack.common.logs import configure_logging
 from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
 from twinstack.common.settings import ServiceSettings
+from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, TenantIds, ids_of, stripped_status
 from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Probes (kubelet's gRPC probe sends no credentials) must work without a principal.
 _HEALTH_PREFIX = "/grpc.health.v1.Health/"
 _REFLECTION_PREFIX = "/grpc.reflection."
+_PUBLIC_PREFIXES = (_HEALTH_PREFIX, _REFLECTION_PREFIX)
 
 
 class Service(Protocol):
@@ -136,6 +138,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, default_deadline_s: float, gatekeeper: Gatekeeper) -> None:
         self._default_deadline_s = default_deadline_s
         self._gatekeeper = gatekeeper
+        self._translator = IdTranslator()
 
     async def intercept_service(
         self,
@@ -156,6 +159,29 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.response_streaming:
             return _replace_behavior(handler, self._wrap_stream(method, parent, handler))
         return _replace_behavior(handler, self._wrap_unary(method, parent, handler))
+
+    def _inbound(self, method: str, handler: Handler, request: Any, ids: TenantIds) -> Any:
+        """The request (or request stream) with its ids qualified by the caller's tenant,
+        refusing messages that did not parse."""
+        if method.startswith(_PUBLIC_PREFIXES):
+            return _request_of(handler, request)
+        translator = self._translator
+        if handler.request_streaming:
+
+            async def translated(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+                async for message in requests:
+                    translator.qualify(message, ids)
+                    yield message
+
+            return translated(_decoded_stream(request))
+        message = _decoded(request)
+        translator.qualify(message, ids)
+        return message
+
+    def _outbound(self, method: str, response: Any, ids: TenantIds) -> None:
+        """Strips the caller's tenant from the ids of a response."""
+        if response is not None and not method.startswith(_PUBLIC_PREFIXES):
+            self._translator.strip(response, ids)
 
     def _public(self, method: str) -> bool:
         if method.startswith(_HEALTH_PREFIX):
@@ -222,14 +248,19 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
                 call = _AuditedCall(self, method, request, context)
-                async with _rich_statuses(method, context, call.done):
+                async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)
                     budget = context.time_remaining()
                     scope = asyncio.timeout(default_deadline_s if budget is None else None)
                     try:
                         with acting_as(admission.principal, admission.scope):
                             async with scope:
-                                return await behavior(_request_of(handler, request), context)
+                                response = await behavior(
+                                    self._inbound(method, handler, request, call.tenant_ids()),
+                                    context,
+                                )
+                                self._outbound(method, response, call.tenant_ids())
+                                return response
                     except TimeoutError:
                         if not scope.expired():
                             raise  # a timeout of a dependency, not of this call
@@ -247,9 +278,10 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
                 call = _AuditedCall(self, method, request, context)
-                async with _rich_statuses(method, context, call.done):
+                async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)
                     verb = admission.verb
+                    ids = call.tenant_ids()
                     with acting_as(admission.principal, admission.scope):
                         revocation: contextlib.AbstractAsyncContextManager[Any] = (
                             contextlib.nullcontext(_never)
@@ -258,9 +290,12 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                         )
                         async with revocation as revoked:
                             try:
-                                result = behavior(_request_of(handler, request), context)
+                                result = behavior(
+                                    self._inbound(method, handler, request, ids), context
+                                )
                                 if inspect.isasyncgen(result):
                                     async for item in result:
+                                        self._outbound(method, item, ids)
                                         yield item
                                 else:
                                     await result
@@ -299,6 +334,10 @@ class _AuditedCall:
     context: grpc.aio.ServicerContext[Any, Any]
     admission: _Admission | None = None
 
+    def tenant_ids(self) -> TenantIds:
+        """The id translation of the caller's tenant (the default one before admission)."""
+        return ids_of(self.admission.principal.tenant) if self.admission else DEFAULT_IDS
+
     def done(self, code: grpc.StatusCode) -> None:
         if self.admission is not None:
             self.interceptor._audit(self.admission, self.method, self.request, self.context, code)
@@ -309,16 +348,18 @@ async def _rich_statuses(
     method: str,
     context: grpc.aio.ServicerContext[Any, Any],
     done: Callable[[grpc.StatusCode], None],
+    tenant_ids: Callable[[], TenantIds],
 ) -> AsyncIterator[None]:
     """Ends the call with the rich status of a domain error, or INTERNAL for anything else, and
-    records the call's duration by method and status."""
+    records the call's duration by method and status. A status names the caller's own ids."""
     started = time.perf_counter()
     code = grpc.StatusCode.OK
     try:
         yield
     except TwinstackError as error:
         code = error.code
-        await context.abort_with_status(to_grpc_status(error.to_status()))
+        status = stripped_status(error.to_status(), tenant_ids())
+        await context.abort_with_status(to_grpc_status(status))
     except NATS_UNAVAILABLE_ERRORS as error:
         unavailable = UnavailableError(f"NATS is unavailable ({type(error).__name__}); retry later")
         code = unavailable.code

@@ -1,9 +1,9 @@
 """The access calls (served by the registry): who the caller is, what it may do, API keys and
-role bindings of its tenant."""
+role bindings of its tenant, and the platform's tenants."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from twinstack.api.access.v1 import access_pb2
 from twinstack.sdk._transport import AsyncArea, SyncArea, Unary, async_call, sync_call
@@ -99,6 +99,79 @@ def delete_role_binding(binding_id: str) -> Unary[None]:
     return Unary("access", "DeleteRoleBinding", request, lambda _: None)
 
 
+_QUOTA_NAMES = (
+    "max_twins",
+    "ingest_points_per_s",
+    "max_watches",
+    "max_active_sweeps",
+    "max_active_scenario_steps",
+)
+
+
+def _quotas(quotas: Mapping[str, float]) -> access_pb2.TenantQuotas:
+    unknown = sorted(set(quotas) - set(_QUOTA_NAMES))
+    if unknown:
+        raise ValueError(f"unknown quotas {unknown}; known: {list(_QUOTA_NAMES)}")
+    message = access_pb2.TenantQuotas()
+    for name, value in quotas.items():
+        field = access_pb2.TenantQuotas.DESCRIPTOR.fields_by_name[name]
+        setattr(message, name, value if field.cpp_type == field.CPPTYPE_DOUBLE else int(value))
+    return message
+
+
+def create_tenant(
+    name: str,
+    *,
+    display_name: str = "",
+    quotas: Mapping[str, float] | None = None,
+    create_admin_key: bool = False,
+) -> Unary[access_pb2.CreateTenantResponse]:
+    """A new tenant (needs an admin of the default tenant).
+
+    Args:
+        name: 1-63 characters of ``[a-z0-9-]``.
+        display_name: For people.
+        quotas: Where the tenant's quotas differ from the platform's settings: any of
+            ``max_twins``, ``ingest_points_per_s``, ``max_watches``, ``max_active_sweeps``,
+            ``max_active_scenario_steps``.
+        create_admin_key: Also create the tenant's first admin API key; its secret is in the
+            response only (``admin_key_secret``).
+    """
+    tenant = access_pb2.Tenant(name=name, display_name=display_name, quotas=_quotas(quotas or {}))
+    request = access_pb2.CreateTenantRequest(tenant=tenant, create_admin_key=create_admin_key)
+    return Unary("access", "CreateTenant", request)
+
+
+def get_tenant(name: str = "") -> Unary[access_pb2.Tenant]:
+    """A tenant; empty: the caller's own."""
+    request = access_pb2.GetTenantRequest(name=name)
+    return Unary("access", "GetTenant", request, lambda r: r.tenant)
+
+
+def list_tenants() -> Unary[list[access_pb2.Tenant]]:
+    """Every tenant, the default one first (needs an admin of the default tenant)."""
+    return Unary(
+        "access", "ListTenants", access_pb2.ListTenantsRequest(), lambda r: list(r.tenants)
+    )
+
+
+def update_tenant(
+    name: str,
+    *,
+    display_name: str = "",
+    quotas: Mapping[str, float] | None = None,
+    expected_revision: int = 0,
+) -> Unary[access_pb2.Tenant]:
+    """Replaces a tenant's quotas (and display name, when given)."""
+    request = access_pb2.UpdateTenantRequest(
+        name=name,
+        display_name=display_name,
+        quotas=_quotas(quotas or {}),
+        expected_revision=expected_revision,
+    )
+    return Unary("access", "UpdateTenant", request, lambda r: r.tenant)
+
+
 class Access(SyncArea):
     """Identity and authorization of the caller's tenant (on the registry's endpoint)."""
 
@@ -110,6 +183,10 @@ class Access(SyncArea):
     put_role_binding = sync_call(put_role_binding)
     list_role_bindings = sync_call(list_role_bindings)
     delete_role_binding = sync_call(delete_role_binding)
+    create_tenant = sync_call(create_tenant)
+    get_tenant = sync_call(get_tenant)
+    list_tenants = sync_call(list_tenants)
+    update_tenant = sync_call(update_tenant)
 
 
 class AsyncAccess(AsyncArea):
@@ -123,3 +200,7 @@ class AsyncAccess(AsyncArea):
     put_role_binding = async_call(put_role_binding)
     list_role_bindings = async_call(list_role_bindings)
     delete_role_binding = async_call(delete_role_binding)
+    create_tenant = async_call(create_tenant)
+    get_tenant = async_call(get_tenant)
+    list_tenants = async_call(list_tenants)
+    update_tenant = async_call(update_tenant)

@@ -9,6 +9,7 @@ tenants' keys and bindings answer NOT_FOUND, as if they did not exist.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.access.v1 import access_pb2
 from twinstack.common.access import (
+    DEFAULT_TENANT,
     MODEL_SCOPE_PREFIX,
     ROLES,
     Principal,
@@ -38,6 +40,7 @@ from twinstack.common.errors import (
 from twinstack.common.events import (
     API_KEY_CHANGED,
     ROLE_BINDING_CHANGED,
+    TENANT_CHANGED,
     EventPublisher,
     EventType,
 )
@@ -46,15 +49,19 @@ from twinstack.common.gatekeeper import (
     StoredApiKey,
     api_key_key,
     binding_key,
+    tenant_key,
 )
 from twinstack.common.identity import new_api_key
 from twinstack.common.ids import model_id_violation, twin_id_violation
+from twinstack.common.tenancy import SEPARATOR, tenant_name_violation
 
 KEY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 BINDING_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SUBJECT_PATTERN = re.compile(r"(user|group|apikey|service):[^\s]{1,256}")
 MAX_DEVICE_TWINS = 1000
 MAX_KEY_TTL_S = 10 * 365 * 24 * 3600
+MAX_DISPLAY_NAME_CHARS = 256
+TENANT_RESOURCE = "twinstack.io/Tenant"
 # A write is visible to this service's own gatekeeper before the call returns, so the next call
 # (on this replica) already sees it; other replicas follow within their watch latency.
 READ_YOUR_WRITE_WAIT_S = 5.0
@@ -176,15 +183,20 @@ class AccessAdmin:
                 raise AlreadyExistsError(
                     "api key", request.name, f"an API key named {request.name} exists"
                 )
+        return await self._new_key(caller.tenant, request, caller.subject)
+
+    async def _new_key(
+        self, tenant: str, request: access_pb2.CreateApiKeyRequest, created_by: str
+    ) -> access_pb2.CreateApiKeyResponse:
         secret, parts = new_api_key()
         key = access_pb2.ApiKey(
             id=parts.key_id,
             name=request.name,
-            tenant=caller.tenant,
+            tenant=tenant,
             role=request.role,
             twin_ids=sorted(set(request.twin_ids)),
             revoked=False,
-            created_by=caller.subject,
+            created_by=created_by,
         )
         now = datetime.now(UTC)
         key.created_at.FromDatetime(now)
@@ -195,6 +207,94 @@ class AccessAdmin:
         )
         await self._published_and_seen(API_KEY_CHANGED, (key.tenant, key.id), key, revision)
         return access_pb2.CreateApiKeyResponse(key=key, secret=secret)
+
+    async def create_tenant(
+        self, caller: Principal, request: access_pb2.CreateTenantRequest
+    ) -> access_pb2.CreateTenantResponse:
+        _require_platform_admin(caller)
+        tenant = access_pb2.Tenant(
+            name=request.tenant.name,
+            display_name=request.tenant.display_name,
+            quotas=request.tenant.quotas,
+            created_by=caller.subject,
+        )
+        violations = _tenant_violations(tenant, "tenant.")
+        if violations:
+            raise InvalidArgumentError("invalid tenant", violations)
+        if tenant.name == DEFAULT_TENANT:
+            raise AlreadyExistsError(TENANT_RESOURCE, tenant.name, "the default tenant exists")
+        tenant.create_time.GetCurrentTime()
+        try:
+            revision = await self._bucket.create(
+                tenant_key(tenant.name), tenant.SerializeToString()
+            )
+        except KeyWrongLastSequenceError:
+            raise AlreadyExistsError(
+                TENANT_RESOURCE, tenant.name, f"tenant {tenant.name} exists"
+            ) from None
+        tenant.revision = revision
+        await self._published_and_seen(TENANT_CHANGED, (tenant.name,), tenant, revision)
+        response = access_pb2.CreateTenantResponse(tenant=tenant)
+        if request.create_admin_key:
+            created = await self._new_key(
+                tenant.name,
+                access_pb2.CreateApiKeyRequest(name="admin", role="admin"),
+                caller.subject,
+            )
+            response.admin_key.CopyFrom(created.key)
+            response.admin_key_secret = created.secret
+        return response
+
+    def get_tenant(self, caller: Principal, name: str) -> access_pb2.Tenant:
+        name = name or caller.tenant
+        if name != caller.tenant:
+            _require_platform_admin(caller)
+        found = self._directory.tenant(name)
+        if found is None:
+            raise NotFoundError(TENANT_RESOURCE, name[:64], f"no tenant {name[:64]!r}")
+        return found
+
+    def list_tenants(self, caller: Principal) -> list[access_pb2.Tenant]:
+        _require_platform_admin(caller)
+        return self._directory.tenants()
+
+    async def update_tenant(
+        self, caller: Principal, request: access_pb2.UpdateTenantRequest
+    ) -> access_pb2.Tenant:
+        _require_platform_admin(caller)
+        current = self.get_tenant(caller, request.name or DEFAULT_TENANT)
+        updated = access_pb2.Tenant()
+        updated.CopyFrom(current)
+        updated.display_name = request.display_name or current.display_name
+        updated.quotas.CopyFrom(request.quotas)
+        updated.revision = 0
+        violations = _tenant_violations(updated, "")
+        if violations:
+            raise InvalidArgumentError("invalid tenant", violations)
+        expected = request.expected_revision
+        if expected and expected != current.revision:
+            raise RevisionMismatchError(f"tenants/{current.name}", expected, current.revision)
+        try:
+            # The default tenant has no stored document until its first update.
+            revision = (
+                await self._bucket.update(
+                    tenant_key(current.name), updated.SerializeToString(), last=current.revision
+                )
+                if current.revision
+                else await self._bucket.create(
+                    tenant_key(current.name), updated.SerializeToString()
+                )
+            )
+        except KeyWrongLastSequenceError:
+            latest = self._directory.tenant(current.name)
+            raise RevisionMismatchError(
+                f"tenants/{current.name}",
+                expected or current.revision,
+                latest.revision if latest else 0,
+            ) from None
+        updated.revision = revision
+        await self._published_and_seen(TENANT_CHANGED, (updated.name,), updated, revision)
+        return updated
 
     def list_api_keys(self, caller: Principal, include_revoked: bool) -> list[access_pb2.ApiKey]:
         return [
@@ -303,7 +403,7 @@ class AccessAdmin:
         self,
         event: EventType,
         resource: tuple[str, ...],
-        message: access_pb2.ApiKey | access_pb2.RoleBinding,
+        message: access_pb2.ApiKey | access_pb2.RoleBinding | access_pb2.Tenant,
         revision: int,
     ) -> None:
         await self._events.publish(
@@ -321,6 +421,35 @@ class AccessAdmin:
             ) from None
 
 
+def _require_platform_admin(caller: Principal) -> None:
+    """Refuses tenant administration to anyone but the platform's administrators: principals of
+    the default tenant holding the admin verb (the gatekeeper checked the verb)."""
+    if caller.tenant != DEFAULT_TENANT:
+        raise PermissionDeniedError(
+            "tenants are administered by admins of the default tenant",
+            metadata={"verb": str(Verb.ADMIN), "subject": caller.subject},
+        )
+
+
+def _tenant_violations(tenant: access_pb2.Tenant, path: str) -> list[FieldViolation]:
+    violations = []
+    bad_name = tenant_name_violation(tenant.name, f"{path}name")
+    if bad_name is not None:
+        violations.append(bad_name)
+    if len(tenant.display_name) > MAX_DISPLAY_NAME_CHARS or not tenant.display_name.isprintable():
+        violations.append(
+            FieldViolation(
+                f"{path}display_name", f"at most {MAX_DISPLAY_NAME_CHARS} printable characters"
+            )
+        )
+    for item, value in tenant.quotas.ListFields():
+        if not (isinstance(value, int) or math.isfinite(value)) or value < 0:
+            violations.append(
+                FieldViolation(f"{path}quotas.{item.name}", "a finite number, 0 or more")
+            )
+    return violations
+
+
 def _subject_violation(field: str) -> FieldViolation:
     return FieldViolation(
         field, "user:<sub>, group:<name>, apikey:<id> or service:<name> (no white space)"
@@ -330,7 +459,8 @@ def _subject_violation(field: str) -> FieldViolation:
 def _scope_violation(scope: str) -> str | None:
     """Why a binding's scope cannot be stored, or None."""
     if scope.startswith(MODEL_SCOPE_PREFIX):
-        if model_id_violation(scope.removeprefix(MODEL_SCOPE_PREFIX), "") is None:
+        model_id = scope.removeprefix(MODEL_SCOPE_PREFIX)
+        if model_id_violation(model_id, "") is None and SEPARATOR not in model_id:
             return None
     else:
         try:

@@ -63,3 +63,25 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     ) -> access_pb2.DeleteRoleBindingResponse:
         await self._admin.delete_binding(current_principal(), request.id)
         return access_pb2.DeleteRoleBindingResponse()
+
+    async def CreateTenant(
+        self, request: access_pb2.CreateTenantRequest, context: Context
+    ) -> access_pb2.CreateTenantResponse:
+        return await self._admin.create_tenant(current_principal(), request)
+
+    async def GetTenant(
+        self, request: access_pb2.GetTenantRequest, context: Context
+    ) -> access_pb2.GetTenantResponse:
+        tenant = self._admin.get_tenant(current_principal(), request.name)
+        return access_pb2.GetTenantResponse(tenant=tenant)
+
+    async def ListTenants(
+        self, request: access_pb2.ListTenantsRequest, context: Context
+    ) -> access_pb2.ListTenantsResponse:
+        return access_pb2.ListTenantsResponse(tenants=self._admin.list_tenants(current_principal()))
+
+    async def UpdateTenant(
+        self, request: access_pb2.UpdateTenantRequest, context: Context
+    ) -> access_pb2.UpdateTenantResponse:
+        tenant = await self._admin.update_tenant(current_principal(), request)
+        return access_pb2.UpdateTenantResponse(tenant=tenant)

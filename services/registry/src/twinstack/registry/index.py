@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.catalog import ModelCatalog
+from twinstack.common.tenancy import tenant_of
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.modeling.values import to_json
 
@@ -40,7 +41,7 @@ class RegistryIndex:
         # Property values as JSON data, decoded once per write rather than once per query.
         self.plain_properties: dict[str, dict[str, Any]] = {}
         self._sorted_of_model: dict[str, list[str]] = {}
-        self._sorted_ids: list[str] | None = None
+        self._sorted_ids: dict[str, list[str]] = {}
         self._twins.change_listeners.append(self._twin_changed)
         self._view.when_lost(self._drop)
 
@@ -54,7 +55,7 @@ class RegistryIndex:
         self.twins_of_model.clear()
         self.plain_properties.clear()
         self._sorted_of_model.clear()
-        self._sorted_ids = None
+        self._sorted_ids.clear()
 
     # What every catalog has ---------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class RegistryIndex:
         self, twin_id: str, before: registry_pb2.Twin | None, after: registry_pb2.Twin | None
     ) -> None:
         if before is None or after is None:
-            self._sorted_ids = None
+            self._sorted_ids.pop(tenant_of(twin_id), None)
         if before is not None and (after is None or before.model_id != after.model_id):
             self.twins_of_model[before.model_id].discard(twin_id)
             self._sorted_of_model.pop(before.model_id, None)
@@ -135,16 +136,21 @@ class RegistryIndex:
             self._sorted_of_model[model_id] = cached
         return cached
 
-    def twin_ids(self) -> list[str]:
-        """Every twin id, sorted (cached until a twin comes or goes)."""
-        if self._sorted_ids is None:
-            self._sorted_ids = sorted(self._twins.ids())
-        return self._sorted_ids
+    def twin_ids(self, tenant: str) -> list[str]:
+        """Every twin id of a tenant, sorted (cached until one of its twins comes or goes)."""
+        cached = self._sorted_ids.get(tenant)
+        if cached is None:
+            cached = sorted(i for i in self._twins.ids() if tenant_of(i) == tenant)
+            self._sorted_ids[tenant] = cached
+        return cached
 
-    async def page(self, after_id: str, limit: int) -> tuple[list[registry_pb2.Twin], bool]:
-        """Up to ``limit`` twins after ``after_id`` in id order, and whether more follow."""
+    async def page(
+        self, after_id: str, limit: int, tenant: str
+    ) -> tuple[list[registry_pb2.Twin], bool]:
+        """Up to ``limit`` twins of ``tenant`` after ``after_id`` in id order, and whether
+        more follow."""
         await self.loaded()
-        ids = self.twin_ids()
+        ids = self.twin_ids(tenant)
         start = bisect.bisect_right(ids, after_id)
         chunk = ids[start : start + limit]
         twins = [self._twins.twin(twin_id) for twin_id in chunk]

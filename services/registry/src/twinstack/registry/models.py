@@ -24,6 +24,7 @@ from twinstack.common.errors import (
 )
 from twinstack.common.events import MODEL_CHANGED, EventPublisher
 from twinstack.common.nats import MODEL_KEY_PREFIX
+from twinstack.common.tenancy import TenantIds, external_id, tenant_of
 from twinstack.modeling.batch import Source, SourceFormat, parse_batch, read_batch, resolve_batch
 from twinstack.modeling.document import (
     Model,
@@ -183,30 +184,33 @@ class ModelStore:
     async def create(
         self,
         sources: Sequence[registry_pb2.ModelSource],
+        ids: TenantIds,
         *,
         allow_breaking_changes: bool = False,
         validate_only: bool = False,
     ) -> registry_pb2.CreateModelsResponse:
+        """Stores the models of ``sources`` as the tenant of ``ids``'s (its documents name
+        models by DTMI; they are stored, referenced and resolved among that tenant's)."""
         # Parsing a whole ontology takes a while: off the event loop, so other calls go on.
         batch = await asyncio.to_thread(parse_sources, sources, self._limits)
         await self._index.loaded()
         ordered = dependency_order(batch.models)
-        new = self._check_immutable(ordered)
-        self._check_resolvable(ordered, new, allow_breaking_changes)
+        new = self._check_immutable(ordered, ids)
+        self._check_resolvable(ordered, new, allow_breaking_changes, ids)
         stored = []
         for model in ordered:
             if validate_only or model.id not in new:
-                existing = self._index.models.get(model.id)
-                stored.append(existing if existing is not None else self._to_proto(model))
+                existing = self._index.models.get(ids.inner(model.id))
+                stored.append(existing if existing is not None else self._to_proto(model, ids))
             else:
-                stored.append(await self._store(model))
+                stored.append(await self._store(model, ids))
         return registry_pb2.CreateModelsResponse(models=stored, notes=batch.notes)
 
-    def _check_immutable(self, models: Sequence[Model]) -> set[str]:
+    def _check_immutable(self, models: Sequence[Model], ids: TenantIds) -> set[str]:
         """Ids of the models not stored yet; ALREADY_EXISTS for a changed stored version."""
         new = set()
         for model in models:
-            existing = self._index.models.get(model.id)
+            existing = self._index.models.get(ids.inner(model.id))
             if existing is None:
                 new.add(model.id)
             elif existing.document != model.document:
@@ -219,23 +223,25 @@ class ModelStore:
         return new
 
     def _check_resolvable(
-        self, models: Sequence[Model], new: set[str], allow_breaking_changes: bool
+        self, models: Sequence[Model], new: set[str], allow_breaking_changes: bool, ids: TenantIds
     ) -> None:
-        resolved_by_id, violations = resolve_batch(models, self._index.parsed_models.get)
+        resolved_by_id, violations = resolve_batch(
+            models, self._index.catalog.tenant_models(ids.tenant)
+        )
         if violations:
             raise InvalidArgumentError(_invalid_models_message(violations), violations)
         breaking: list[FieldViolation] = []
         for resolved in resolved_by_id.values():
             model = resolved.model
             base, version = version_of(model.id)
-            previous = self._index.latest_version(base)
+            previous = self._index.latest_version(ids.inner(base))
             if model.id not in new or previous is None or version_of(previous)[1] > version:
                 continue
             for change in breaking_changes(self._index.resolve(previous), resolved):
                 breaking.append(
                     FieldViolation(
                         f"{model.id}.{change.field}",
-                        f"{change.description} (compared with {previous})",
+                        f"{change.description} (compared with {external_id(previous)})",
                     )
                 )
         if breaking and not allow_breaking_changes:
@@ -246,26 +252,26 @@ class ModelStore:
                 violation_type="MODEL_COMPATIBILITY",
             )
 
-    def _to_proto(self, model: Model) -> registry_pb2.Model:
+    def _to_proto(self, model: Model, ids: TenantIds) -> registry_pb2.Model:
         return registry_pb2.Model(
-            id=model.id,
+            id=ids.inner(model.id),
             display_name=model.display_name,
             description=model.description,
-            extends=model.extends,
+            extends=[ids.inner(e) for e in model.extends],
             document=model.document,
         )
 
-    async def _store(self, model: Model) -> registry_pb2.Model:
-        stored = self._to_proto(model)
+    async def _store(self, model: Model, ids: TenantIds) -> registry_pb2.Model:
+        stored = self._to_proto(model, ids)
         stored.create_time.GetCurrentTime()
         try:
             revision = await self._bucket.create(
-                f"{MODEL_KEY_PREFIX}{model_key(model.id)}", stored.SerializeToString()
+                f"{MODEL_KEY_PREFIX}{model_key(stored.id)}", stored.SerializeToString()
             )
         except KeyWrongLastSequenceError:
             # Stored concurrently by another request: fine if it is the same document.
             await self._index.catch_up()
-            existing = self._index.models.get(model.id)
+            existing = self._index.models.get(stored.id)
             if existing is not None and existing.document == model.document:
                 return existing
             raise AlreadyExistsError(
@@ -274,13 +280,13 @@ class ModelStore:
         stored.revision = revision
         self._index.remember_model(stored)
         event = events_pb2.ModelChangedEvent(
-            model_id=model.id,
+            model_id=stored.id,
             kind=events_pb2.CHANGE_KIND_CREATED,
             revision=revision,
             time=stored.create_time,
         )
         await self._events.publish(
-            MODEL_CHANGED, (model_key(model.id),), event, msg_id=f"model:{model.id}:{revision}"
+            MODEL_CHANGED, (model_key(stored.id),), event, msg_id=f"model:{stored.id}:{revision}"
         )
         return stored
 
@@ -295,10 +301,11 @@ class ModelStore:
         return result
 
     async def page(
-        self, after: str, size: int, id_prefix: str, latest_only: bool
+        self, after: str, size: int, id_prefix: str, latest_only: bool, tenant: str
     ) -> tuple[list[registry_pb2.Model], bool]:
+        """A page of ``tenant``'s models by internal id (``id_prefix`` is one too, or empty)."""
         await self._index.loaded()
-        ids = [m for m in self._index.models if m.startswith(id_prefix)]
+        ids = [m for m in self._index.models if m.startswith(id_prefix) and tenant_of(m) == tenant]
         if latest_only:
             ids = list({version_of(m)[0]: m for m in sorted(ids, key=version_of)}.values())
         ids = sorted(m for m in ids if m > after)

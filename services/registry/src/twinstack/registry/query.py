@@ -37,7 +37,8 @@ from typing import Any
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
-from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.common.ids import LOCAL_ID_PATTERN
+from twinstack.common.tenancy import SEPARATOR, TenantIds, external_id
 from twinstack.modeling.lexing import Token, UnexpectedCharacterError, tokenize
 from twinstack.registry.index import RegistryIndex
 
@@ -117,10 +118,11 @@ def _unquote(token: Token) -> str:
 
 
 def _value_at(twin: Twin, properties: dict[str, Any], path: str) -> Any:
+    # A query speaks of its caller's own ids; the twins it sees are all of its tenant.
     if path == "$id":
-        return twin.id
+        return external_id(twin.id)
     if path == "$model":
-        return twin.model_id
+        return external_id(twin.model_id)
     if path == "$revision":
         return twin.revision
     if path == "$created":
@@ -143,12 +145,13 @@ def _comparable(a: Any, b: Any) -> bool:
 
 
 class _Parser:
-    def __init__(self, text: str, index: RegistryIndex) -> None:
+    def __init__(self, text: str, index: RegistryIndex, ids: TenantIds) -> None:
         self._tokens = _tokens(text)
         self._at = 0
         self._terms = 0
         self._nesting = 0
         self._index = index
+        self._ids = ids
 
     def peek(self) -> Token:
         return self._tokens[self._at]
@@ -182,8 +185,9 @@ class _Parser:
         if self.accept("FROM"):
             position = self.peek().position
             start = self.string()
-            if not TWIN_ID_PATTERN.fullmatch(start):
+            if not LOCAL_ID_PATTERN.fullmatch(start):
                 raise QueryError(f"{start!r} is not a twin id", position)
+            start = self._ids.inner(start)
             if self.accept("FOLLOW"):
                 traversal = self._traversal(start)
             else:
@@ -298,7 +302,11 @@ class _Parser:
         self.expect("(")
         word = name.word
         if word == "IS_OF_MODEL":
+            position = self.peek().position
             model_id = self.string()
+            if SEPARATOR in model_id:
+                raise QueryError(f"{model_id!r} is not a model id", position)
+            model_id = self._ids.inner(model_id)
             exact = False
             if self.accept(","):
                 self.expect("EXACT")
@@ -372,11 +380,12 @@ class _Parser:
         return comparison, [literal]
 
 
-def parse_query(text: str, index: RegistryIndex) -> Query:
-    """Parses a query; InvalidArgumentError (with where and why) if it is not in the grammar."""
+def parse_query(text: str, index: RegistryIndex, ids: TenantIds) -> Query:
+    """Parses a query of a caller of the tenant of ``ids``; InvalidArgumentError (with where
+    and why) if it is not in the grammar."""
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"longer than {MAX_QUERY_CHARS} characters", 0)
-    return _Parser(text, index).parse()
+    return _Parser(text, index, ids).parse()
 
 
 def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> set[str]:
@@ -409,7 +418,9 @@ def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> se
     return reached
 
 
-def _candidates(index: RegistryIndex, query: Query, after: str, max_visited: int) -> Iterator[str]:
+def _candidates(
+    index: RegistryIndex, query: Query, after: str, max_visited: int, ids: TenantIds
+) -> Iterator[str]:
     """Ids that may match, in id order, after ``after``: as few as the query allows."""
     narrowing = query.narrowing
     if query.traversal is not None:
@@ -418,7 +429,8 @@ def _candidates(index: RegistryIndex, query: Query, after: str, max_visited: int
     if query.start_only is not None:
         return iter([query.start_only] if query.start_only > after else [])
     if narrowing is not None and narrowing.kind == "id":
-        return iter(sorted(i for i in set(narrowing.values) if i > after))
+        named = {ids.inner(i) for i in narrowing.values if SEPARATOR not in i}
+        return iter(sorted(i for i in named if i > after))
     if narrowing is not None:
         (model_id,) = narrowing.values
         models = (
@@ -431,8 +443,8 @@ def _candidates(index: RegistryIndex, query: Query, after: str, max_visited: int
         return heapq.merge(
             *(itertools.islice(ids, bisect.bisect_right(ids, after), None) for ids in lists)
         )
-    ids = index.twin_ids()
-    return itertools.islice(ids, bisect.bisect_right(ids, after), None)
+    every = index.twin_ids(ids.tenant)
+    return itertools.islice(every, bisect.bisect_right(every, after), None)
 
 
 def run_query(
@@ -442,6 +454,7 @@ def run_query(
     limit: int,
     max_visited: int,
     *,
+    ids: TenantIds,
     max_scanned: int = 50_000,
 ) -> tuple[list[Twin], str | None]:
     """Up to ``limit`` matching twins after ``after`` in id order, and the id the next page
@@ -454,13 +467,14 @@ def run_query(
     found: list[Twin] = []
     scanned = 0
     last_scanned = after
-    for twin_id in _candidates(index, query, after, max_visited):
+    for twin_id in _candidates(index, query, after, max_visited, ids):
         if scanned == max_scanned:
             return found, last_scanned
         scanned += 1
         last_scanned = twin_id
         twin = index.twin(twin_id)
-        if twin is None:
+        # Every source of candidates stays in the tenant; this is the last line, not the only.
+        if twin is None or not ids.owns(twin_id):
             continue
         if query.predicate is None or query.predicate(
             twin, index.plain_properties.get(twin_id, {})

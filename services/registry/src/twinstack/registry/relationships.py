@@ -26,10 +26,11 @@ from twinstack.common.errors import (
     RevisionMismatchError,
 )
 from twinstack.common.events import RELATIONSHIP_CHANGED, EventPublisher
-from twinstack.common.ids import require_twin_id, twin_id_violation
+from twinstack.common.ids import LOCAL_ID_PATTERN, require_twin_id, twin_id_violation
 from twinstack.common.nats import (
     RELATIONSHIPS_KEY_PREFIX,
 )
+from twinstack.common.tenancy import ids_of, tenant_of
 from twinstack.modeling.document import ModelError, Property
 from twinstack.modeling.values import coerce, value_violations
 from twinstack.registry.index import RegistryIndex
@@ -80,7 +81,11 @@ class RelationshipStore:
             for v in (
                 twin_id_violation(relationship.source_id, "relationship.source_id"),
                 twin_id_violation(relationship.target_id, "relationship.target_id"),
-                twin_id_violation(relationship.id, "relationship.id") if relationship.id else None,
+                (
+                    twin_id_violation(relationship.id, "relationship.id", LOCAL_ID_PATTERN)
+                    if relationship.id
+                    else None
+                ),
             )
             if v is not None
         ]
@@ -116,7 +121,10 @@ class RelationshipStore:
                     f"(declared: {sorted(model.relationships)})",
                 )],
             )  # fmt: skip
-        if declared.target and not self._index.is_a(target.model_id, declared.target):
+        # The model's document names the target by DTMI, among its own tenant's models.
+        if declared.target and not self._index.is_a(
+            target.model_id, ids_of(tenant_of(source.model_id)).inner(declared.target)
+        ):
             raise InvalidArgumentError(
                 "wrong target model",
                 [FieldViolation(
@@ -166,7 +174,7 @@ class RelationshipStore:
 
     async def delete(self, source_id: str, relationship_id: str, expected_revision: int) -> int:
         require_twin_id(source_id, "source_id")
-        require_twin_id(relationship_id, "relationship_id")
+        require_twin_id(relationship_id, "relationship_id", LOCAL_ID_PATTERN)
         while True:
             current, revision = await self._read(source_id)
             if expected_revision and expected_revision != revision:

@@ -10,7 +10,12 @@ import grpc
 
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.errors import NotFoundError, PermissionDeniedError, UnavailableError
-from twinstack.common.gatekeeper import current_principal, current_scope, require_in_scope
+from twinstack.common.gatekeeper import (
+    current_ids,
+    current_principal,
+    current_scope,
+    require_in_scope,
+)
 from twinstack.common.ids import twin_id_violation
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.common.quotas import require_quota
@@ -60,6 +65,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.CreateModelsResponse:
         return await self._models.create(
             request.sources,
+            current_ids(),
             allow_breaking_changes=request.allow_breaking_changes,
             validate_only=request.validate_only,
         )
@@ -74,7 +80,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.ListModelsResponse:
         page = requested_page(request.page)
         models, more = await self._models.page(
-            page.after, page.size, request.id_prefix, request.latest_only
+            page.after, page.size, request.id_prefix, request.latest_only, current_ids().tenant
         )
         return registry_pb2.ListModelsResponse(
             models=models, page=next_page(models[-1].id if more and models else None)
@@ -97,10 +103,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             )
         directory = self._index.catalog.twins
         if directory.twin(request.twin.id) is None:
-            # Every stored twin is the default tenant's: admission refuses every other tenant.
+            tenant = current_principal().tenant
             require_quota(
-                current_principal().tenant,
-                held=len(directory),
+                tenant,
+                held=directory.count(tenant),
                 adding=1,
                 maximum=self._settings.tenant_max_twins,
                 quota="TWINSTACK_TENANT_MAX_TWINS",
@@ -151,7 +157,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.ListTwinsResponse:
         page = requested_page(request.page)
         await self._caught_up(request.min_revision)
-        twins, more = await self._index.page(page.after, page.size)
+        twins, more = await self._index.page(page.after, page.size, current_ids().tenant)
         return registry_pb2.ListTwinsResponse(
             twins=self._visible(twins), page=next_page(twins[-1].id if more and twins else None)
         )
@@ -160,7 +166,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.QueryTwinsRequest, context: Context
     ) -> registry_pb2.QueryTwinsResponse:
         page = requested_page(request.page)
-        query = parse_query(request.query, self._index)
+        ids = current_ids()
+        query = parse_query(request.query, self._index, ids)
         await self._caught_up(request.min_revision)
         twins, resume_after = run_query(
             self._index,
@@ -168,6 +175,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             page.after,
             page.size,
             self._settings.query_max_traversal_twins,
+            ids=ids,
             max_scanned=self._settings.query_max_scanned_twins,
         )
         # Filtered after the query, within its budgets: a page may hold fewer than asked.

@@ -251,4 +251,4 @@ async def run_forecast(
                 predicted_alert(outlook, risk, forecast_id, started, spec.horizon_s),
                 msg_id=f"{forecast_id}:{twin_id}:{risk.condition.name}",
             )
-    return Forecast(forecast_id, snapshot.model.id, started, outlooks, alerted, len(points))
+    return Forecast(forecast_id, snapshot.model_id, started, outlooks, alerted, len(points))

@@ -19,7 +19,7 @@ from twinstack.common.errors import (
     PermissionDeniedError,
     UnavailableError,
 )
-from twinstack.common.gatekeeper import current_principal
+from twinstack.common.gatekeeper import current_ids, current_principal
 
 # Twins per QueryTwins page: few round trips for large selections, small messages.
 QUERY_PAGE_SIZE = 1000
@@ -46,6 +46,7 @@ class RegistryQueries:
             UnavailableError: The registry did not answer.
         """
         credential = current_principal().credential
+        tenant_ids = current_ids()
         metadata = (("authorization", f"Bearer {credential}"),) if credential else ()
         ids: list[str] = []
         request = registry_pb2.QueryTwinsRequest(query=query)
@@ -58,7 +59,9 @@ class RegistryQueries:
                     )
                 except grpc.RpcError as error:
                     raise sdk.ApiError.from_rpc_error(error) from error
-                ids.extend(twin.id for twin in response.twins)
+                # The registry answers with the caller's own ids; this service works on
+                # internal ones (twinstack.common.tenancy).
+                ids.extend(tenant_ids.inner(twin.id) for twin in response.twins)
                 if not response.page.next_page_token:
                     break
                 request.page.page_token = response.page.next_page_token

@@ -79,7 +79,7 @@ async def run_scenario(
     kpis = kpi_matrix(outcome, snapshot.kernel, spec.thresholds)
     times = (np.arange(outcome.trajectory.shape[0]) * run.record_every * run.dt_s).tolist()
     return ScenarioRun(
-        model_id=snapshot.model.id,
+        model_id=snapshot.model_id,
         kernel_key=snapshot.kernel.key,
         twins=[
             TwinRun(

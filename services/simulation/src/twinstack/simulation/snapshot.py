@@ -29,6 +29,7 @@ from twinstack.common.errors import (
 from twinstack.common.gatekeeper import current_scope
 from twinstack.common.ids import twin_id_violation
 from twinstack.common.nats import read_document, twin_key
+from twinstack.common.tenancy import ids_of, tenant_of
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.sdk.values import to_python
@@ -56,6 +57,13 @@ class Snapshot:
     kernel: KernelSpec
     twins: list[TwinStart]
     taken_at: datetime
+
+    @property
+    def model_id(self) -> str:
+        """The model's internal id (a resolved model carries the DTMI its tenant knows it by)."""
+        if not self.twins:
+            return self.model.id
+        return ids_of(tenant_of(self.twins[0].twin_id)).inner(self.model.id)
 
 
 def _number(value: object) -> float | None:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.tenancy import external_id
 from twinstack.simulation.compiler import (
     STATISTICS,
     CompiledModel,
@@ -435,7 +436,8 @@ def run_scenarios(
 def chunk_table(plan: SweepPlan, start: int, inputs: ChunkInputs, kpis: FloatArray) -> pa.Table:
     """One row per scenario of a chunk: its coordinates, seed, every variable's value, and its
     KPIs."""
-    twin_ids = [s.twin_id for s in plan.starts]
+    # Rows name twins as their tenant's callers do (a results reader is one of them).
+    twin_ids = [external_id(s.twin_id) for s in plan.starts]
     n = inputs.seeds.size
     columns: dict[str, Any] = {
         "scenario": pa.array(np.arange(start, start + n, dtype=np.int64)),

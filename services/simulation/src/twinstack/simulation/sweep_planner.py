@@ -67,7 +67,7 @@ def code_version() -> dict[str, str]:
 def snapshot_provenance(snapshot: Snapshot) -> dict[str, Any]:
     """What a sweep of forked twins started from: the model, kernel and pinned revisions."""
     return {
-        "model": {"model_id": snapshot.model.id, "kernel": snapshot.kernel.key},
+        "model": {"model_id": snapshot.model_id, "kernel": snapshot.kernel.key},
         "snapshot": {
             "taken_at": snapshot.taken_at.isoformat(),
             "twins": [

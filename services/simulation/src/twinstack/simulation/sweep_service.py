@@ -24,7 +24,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
-from twinstack.common.gatekeeper import TwinScope, current_principal, current_scope
+from twinstack.common.gatekeeper import TwinScope, current_ids, current_principal, current_scope
 from twinstack.common.quotas import require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
@@ -136,7 +136,10 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         self._events = events
 
     def _visible(self, record: SweepRecord) -> bool:
-        return sweep_in_scope(record, current_scope(), self._catalog)
+        # Another tenant's sweep reads exactly as one that does not exist.
+        return record.tenant == current_principal().tenant and sweep_in_scope(
+            record, current_scope(), self._catalog
+        )
 
     async def _get(self, sweep_id: str) -> Stored:
         stored = await self._records.get(_sweep_id(sweep_id))
@@ -148,6 +151,8 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
     async def _submit(self, request: Any) -> tuple[Stored, bool]:
         """Plans, stores the job, claims the request id and queues; (the sweep, created)."""
         submitter = _submitter(request.submitter)
+        # Request ids are the submitter's own, and submitters are named within their tenant.
+        claimant = current_ids().inner(submitter)
         if len(request.request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidArgumentError(
                 "request id too long",
@@ -155,7 +160,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             )
         if request.request_id:
             # A retried submit gets its sweep back, whatever the quotas say by now.
-            earlier = await self._records.claimed(submitter, request.request_id)
+            earlier = await self._records.claimed(claimant, request.request_id)
             if earlier is not None:
                 return await self._earlier(earlier), False
         self._scheduler.require_ray()
@@ -177,7 +182,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         # The job before the record: a driver that sees the record always finds its job.
         await self._store.put(job_name(job.sweep_id), job.to_json())
         if request.request_id:
-            earlier = await self._records.claim_request(submitter, request.request_id, job.sweep_id)
+            earlier = await self._records.claim_request(claimant, request.request_id, job.sweep_id)
             if earlier is not None:
                 return await self._earlier(earlier), False
         record = SweepRecord(

@@ -7,6 +7,7 @@ import bisect
 from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2
+from twinstack.common.tenancy import tenant_of
 from twinstack.state.follower import BucketFollower
 
 
@@ -31,10 +32,15 @@ class AlertIndex(BucketFollower):
             self._alerts.pop(key, None)
 
     def page(
-        self, twin_id: str, include_cleared: bool, after: str, size: int
+        self, twin_id: str, include_cleared: bool, after: str, size: int, tenant: str
     ) -> tuple[list[state_pb2.Alert], bool]:
-        """Up to ``size`` alerts after the key ``after``, and whether more follow."""
-        sources = [self._alerts.get(twin_id, [])] if twin_id else list(self._alerts.values())
+        """Up to ``size`` alerts of ``tenant`` (of one twin of it, if ``twin_id``) after the key
+        ``after``, and whether more follow."""
+        sources = (
+            [self._alerts.get(twin_id, [])]
+            if twin_id
+            else [group for key, group in self._alerts.items() if tenant_of(key) == tenant]
+        )
         alerts = sorted(
             (a for group in sources for a in group if a.active or include_cleared), key=alert_key
         )

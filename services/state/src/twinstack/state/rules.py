@@ -17,13 +17,19 @@ from twinstack.common.errors import (
     LimitExceededError,
     NotFoundError,
 )
-from twinstack.common.ids import field_name_violation, model_id_violation, twin_id_violation
+from twinstack.common.ids import (
+    TENANT_QUALIFIER,
+    field_name_violation,
+    model_id_violation,
+    twin_id_violation,
+)
+from twinstack.common.tenancy import tenant_of
 from twinstack.common.times import duration_violation
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.follower import BucketFollower
 
-RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+RULE_ID = re.compile(TENANT_QUALIFIER + r"[a-z0-9][a-z0-9-]{0,63}")
 RULE_RESOURCE = "twinstack.io/AlertRule"
 
 
@@ -150,9 +156,12 @@ class RuleBook(BucketFollower):
     def get(self, rule_id: str) -> state_pb2.AlertRule | None:
         return self._rules.get(rule_id)
 
-    def page(self, after: str, size: int) -> tuple[list[state_pb2.AlertRule], bool]:
-        """Up to ``size`` rules with ids after ``after``, and whether more follow."""
-        ids = sorted(rule_id for rule_id in self._rules if rule_id > after)
+    def page(self, after: str, size: int, tenant: str) -> tuple[list[state_pb2.AlertRule], bool]:
+        """Up to ``size`` rules of ``tenant`` with ids after ``after``, and whether more
+        follow."""
+        ids = sorted(
+            rule_id for rule_id in self._rules if rule_id > after and tenant_of(rule_id) == tenant
+        )
         return [self._rules[rule_id] for rule_id in ids[:size]], len(ids) > size
 
     def rules_for(self, twin_id: str, model_id: str) -> list[state_pb2.AlertRule]:

@@ -20,6 +20,7 @@ from twinstack.common.errors import (
 from twinstack.common.events import EventPublisher
 from twinstack.common.gatekeeper import (
     acknowledger,
+    current_ids,
     current_principal,
     current_scope,
     require_in_scope,
@@ -131,8 +132,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         twin_ids = set(request.twin_ids)
 
         scope = current_scope()
+        ids = current_ids()
 
         def wanted(state: state_pb2.TwinState) -> bool:
+            if not ids.owns(state.twin_id):
+                return False
             if not scope.admits_twin(self._catalog, state.twin_id, state.model_id):
                 return False
             if not model_id and not twin_ids:
@@ -242,7 +246,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         self, request: state_pb2.ListAlertRulesRequest, context: Context[object, object]
     ) -> state_pb2.ListAlertRulesResponse:
         page = requested_page(request.page)
-        rules, more = self._rules.page(page.after, page.size)
+        rules, more = self._rules.page(page.after, page.size, current_ids().tenant)
         last = rules[-1].id if more and rules else None
         # Filtered after paging, as QueryTwins is: a page may hold fewer rules than asked.
         visible = [rule for rule in rules if await self._rule_in_scope(rule)]
@@ -266,7 +270,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             require_twin_id(request.twin_id)
         page = requested_page(request.page)
         alerts, more = self._alerts.page(
-            request.twin_id, request.include_cleared, page.after, page.size
+            request.twin_id, request.include_cleared, page.after, page.size, current_ids().tenant
         )
         last = alert_key(alerts[-1]) if more and alerts else None
         scope = current_scope()

@@ -203,6 +203,94 @@ class DeleteRoleBindingResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class TenantQuotas(_message.Message):
+    __slots__ = ("max_twins", "ingest_points_per_s", "max_watches", "max_active_sweeps", "max_active_scenario_steps")
+    MAX_TWINS_FIELD_NUMBER: _ClassVar[int]
+    INGEST_POINTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_WATCHES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACTIVE_SWEEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACTIVE_SCENARIO_STEPS_FIELD_NUMBER: _ClassVar[int]
+    max_twins: int
+    ingest_points_per_s: float
+    max_watches: int
+    max_active_sweeps: int
+    max_active_scenario_steps: float
+    def __init__(self, max_twins: _Optional[int] = ..., ingest_points_per_s: _Optional[float] = ..., max_watches: _Optional[int] = ..., max_active_sweeps: _Optional[int] = ..., max_active_scenario_steps: _Optional[float] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "display_name", "quotas", "create_time", "revision", "created_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    quotas: TenantQuotas
+    create_time: _timestamp_pb2.Timestamp
+    revision: int
+    created_by: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., quotas: _Optional[_Union[TenantQuotas, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., created_by: _Optional[str] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("tenant", "create_admin_key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    create_admin_key: bool
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., create_admin_key: _Optional[bool] = ...) -> None: ...
+
+class CreateTenantResponse(_message.Message):
+    __slots__ = ("tenant", "admin_key", "admin_key_secret")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_KEY_SECRET_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    admin_key: ApiKey
+    admin_key_secret: str
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., admin_key: _Optional[_Union[ApiKey, _Mapping]] = ..., admin_key_secret: _Optional[str] = ...) -> None: ...
+
+class GetTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ...) -> None: ...
+
+class UpdateTenantRequest(_message.Message):
+    __slots__ = ("name", "display_name", "quotas", "expected_revision")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    quotas: TenantQuotas
+    expected_revision: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., quotas: _Optional[_Union[TenantQuotas, _Mapping]] = ..., expected_revision: _Optional[int] = ...) -> None: ...
+
+class UpdateTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
 class AuditRecord(_message.Message):
     __slots__ = ("time", "subject", "tenant", "verb", "method", "resource", "outcome", "status", "peer")
     TIME_FIELD_NUMBER: _ClassVar[int]

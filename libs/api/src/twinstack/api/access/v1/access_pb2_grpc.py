@@ -77,6 +77,26 @@ class AccessServiceStub:
                 request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingResponse.FromString,
                 _registered_method=True)
+        self.CreateTenant = channel.unary_unary(
+                '/twinstack.api.access.v1.AccessService/CreateTenant',
+                request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantResponse.FromString,
+                _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/twinstack.api.access.v1.AccessService/GetTenant',
+                request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantResponse.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/twinstack.api.access.v1.AccessService/ListTenants',
+                request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/twinstack.api.access.v1.AccessService/UpdateTenant',
+                request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -139,6 +159,32 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTenant(self, request, context):
+        """Tenants are created, listed and updated by the platform's administrators (admins of the
+        default tenant). An admin of a tenant may read its own tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +227,26 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.DeleteRoleBinding,
                     request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingResponse.SerializeToString,
+            ),
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantResponse.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +468,114 @@ class AccessService:
             '/twinstack.api.access.v1.AccessService/DeleteRoleBinding',
             twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingRequest.SerializeToString,
             twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.DeleteRoleBindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.access.v1.AccessService/CreateTenant',
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantRequest.SerializeToString,
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.access.v1.AccessService/GetTenant',
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantRequest.SerializeToString,
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.GetTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.access.v1.AccessService/ListTenants',
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsRequest.SerializeToString,
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.access.v1.AccessService/UpdateTenant',
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.SerializeToString,
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

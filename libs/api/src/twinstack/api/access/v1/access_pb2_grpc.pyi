@@ -51,6 +51,13 @@ class AccessServiceStub:
     """Creates or replaces a binding (conditionally on its revision when one is given)."""
     ListRoleBindings: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListRoleBindingsRequest, _access_pb2.ListRoleBindingsResponse]
     DeleteRoleBinding: _grpc.UnaryUnaryMultiCallable[_access_pb2.DeleteRoleBindingRequest, _access_pb2.DeleteRoleBindingResponse]
+    CreateTenant: _grpc.UnaryUnaryMultiCallable[_access_pb2.CreateTenantRequest, _access_pb2.CreateTenantResponse]
+    """Tenants are created, listed and updated by the platform's administrators (admins of the
+    default tenant). An admin of a tenant may read its own tenant.
+    """
+    GetTenant: _grpc.UnaryUnaryMultiCallable[_access_pb2.GetTenantRequest, _access_pb2.GetTenantResponse]
+    ListTenants: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListTenantsRequest, _access_pb2.ListTenantsResponse]
+    UpdateTenant: _grpc.UnaryUnaryMultiCallable[_access_pb2.UpdateTenantRequest, _access_pb2.UpdateTenantResponse]
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -75,6 +82,13 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """Creates or replaces a binding (conditionally on its revision when one is given)."""
     ListRoleBindings: _aio.UnaryUnaryMultiCallable[_access_pb2.ListRoleBindingsRequest, _access_pb2.ListRoleBindingsResponse]  # type: ignore[assignment]
     DeleteRoleBinding: _aio.UnaryUnaryMultiCallable[_access_pb2.DeleteRoleBindingRequest, _access_pb2.DeleteRoleBindingResponse]  # type: ignore[assignment]
+    CreateTenant: _aio.UnaryUnaryMultiCallable[_access_pb2.CreateTenantRequest, _access_pb2.CreateTenantResponse]  # type: ignore[assignment]
+    """Tenants are created, listed and updated by the platform's administrators (admins of the
+    default tenant). An admin of a tenant may read its own tenant.
+    """
+    GetTenant: _aio.UnaryUnaryMultiCallable[_access_pb2.GetTenantRequest, _access_pb2.GetTenantResponse]  # type: ignore[assignment]
+    ListTenants: _aio.UnaryUnaryMultiCallable[_access_pb2.ListTenantsRequest, _access_pb2.ListTenantsResponse]  # type: ignore[assignment]
+    UpdateTenant: _aio.UnaryUnaryMultiCallable[_access_pb2.UpdateTenantRequest, _access_pb2.UpdateTenantResponse]  # type: ignore[assignment]
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may do what: API keys, role bindings and an explanation of any decision. Served by the
@@ -144,5 +158,36 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_pb2.DeleteRoleBindingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_pb2.DeleteRoleBindingResponse, _abc.Awaitable[_access_pb2.DeleteRoleBindingResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTenant(
+        self,
+        request: _access_pb2.CreateTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.CreateTenantResponse, _abc.Awaitable[_access_pb2.CreateTenantResponse]]:
+        """Tenants are created, listed and updated by the platform's administrators (admins of the
+        default tenant). An admin of a tenant may read its own tenant.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTenant(
+        self,
+        request: _access_pb2.GetTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.GetTenantResponse, _abc.Awaitable[_access_pb2.GetTenantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTenants(
+        self,
+        request: _access_pb2.ListTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.ListTenantsResponse, _abc.Awaitable[_access_pb2.ListTenantsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateTenant(
+        self,
+        request: _access_pb2.UpdateTenantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.UpdateTenantResponse, _abc.Awaitable[_access_pb2.UpdateTenantResponse]]: ...
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
