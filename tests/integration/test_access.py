@@ -37,6 +37,7 @@ from twinstack.sdk import (
     NotFoundError,
     PermissionDeniedError,
     Point,
+    QuotaExceededError,
     RevisionMismatchError,
     UnauthenticatedError,
 )
@@ -834,6 +835,31 @@ async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
             ["iso-pump", "iso-only-default"], horizon_s=60, step_s=1
         )
         assert [t.twin_id for t in both.twins] == ["iso-pump", "iso-only-default"]
+
+        # The platform's admin gives the tenant quotas of its own; the others keep the settings'.
+        await denied(
+            other.access.update_tenant("tenant-iso", quotas={"max_twins": 100}),
+            PermissionDeniedError,
+        )
+        updated = await admin.access.update_tenant(
+            "tenant-iso", quotas={"max_twins": 1, "ingest_points_per_s": 0}
+        )
+        assert updated.quotas.max_twins == 1
+        assert (await other.access.get_tenant()).quotas.ingest_points_per_s == 0
+        over = await denied(other.registry.create_twin("iso-second", pump), QuotaExceededError)
+        assert "tenant-iso" in over.message
+        await admin.registry.create_twin("iso-second", pump)
+
+        async def shut_out() -> bool:
+            try:
+                await other.telemetry.ingest([Point("iso-pump", {"temperature_c": 1.0})])
+            except QuotaExceededError:
+                return True
+            return False
+
+        # The ingestion service learns of the change by its own watch of the tenants.
+        await eventually(shut_out, timeout_s=30, interval_s=0.2)
+        await admin.telemetry.ingest([Point("iso-pump", {"temperature_c": 22.0})])
     finally:
         for client in (other, stranger, *simulating.values()):
             await client.close()

@@ -94,3 +94,56 @@ def test_an_anonymous_caller_is_counted_by_its_host_and_others_by_principal() ->
     assert caller_of(ANONYMOUS, "ipv4:10.0.0.5:5311") == "ipv4:10.0.0.5"
     user = Principal("user:ann", "default", PrincipalKind.USER)
     assert caller_of(user, "ipv4:10.0.0.5:5311") == "user:ann"
+
+
+def test_a_tenant_given_its_own_quotas_is_held_to_them_and_the_others_to_the_settings() -> None:
+    own = {("big", "ingest_points_per_s"): 1000.0, ("shut", "ingest_points_per_s"): 0.0}
+    own[("big", "max_watches")] = 5.0
+
+    def overrides(tenant: str, name: str) -> float | None:
+        return own.get((tenant, name))
+
+    clock = Clock()
+    rate = TenantRate(
+        10.0,
+        1.0,
+        quota="TWINSTACK_R",
+        what="points",
+        clock=clock,
+        overrides=overrides,
+        name="ingest_points_per_s",
+    )
+    rate.take("big", 500)
+    rate.take("small", 500)
+    assert rate.wait_s("big") == 0, "a burst of 1000 points"
+    assert rate.wait_s("small") == pytest.approx(49.1)
+    assert rate.wait_s("shut") == float("inf"), "a rate of 0 lets nothing through"
+
+    limit = ConcurrencyLimit(
+        "Watches",
+        per_caller=(100, "PER_CALLER"),
+        per_tenant=(1, "PER_TENANT"),
+        total=(100, "TOTAL"),
+        overrides=overrides,
+        name="max_watches",
+    )
+    for caller in "abcde":
+        limit.acquire(caller, "big")
+    limit.acquire("f", "small")
+    for tenant in ("big", "small"):
+        with pytest.raises(QuotaExceededError):
+            limit.acquire("g", tenant)
+
+
+async def test_a_tenant_with_a_rate_of_zero_is_told_to_come_back_later() -> None:
+    rate = TenantRate(
+        10.0,
+        1.0,
+        quota="TWINSTACK_R",
+        what="points",
+        overrides=lambda tenant, name: 0.0,
+        name="ingest_points_per_s",
+    )
+    with pytest.raises(QuotaExceededError) as raised:
+        await rate.wait_turn("shut", max_wait_s=1.0)
+    assert raised.value.retry_after_s == 86_400.0

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from twinstack.common.gatekeeper import AccessDirectory
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import ACCESS_BUCKET, Backbone, key_value
+from twinstack.common.quotas import QuotaOverrides
 from twinstack.common.server import HealthSetter
 from twinstack.common.settings import ServiceSettings
 
@@ -88,6 +89,13 @@ class ServiceApp(abc.ABC, Generic[SettingsT]):
         directory = AccessDirectory(await key_value(backbone.js, ACCESS_BUCKET))
         self.access = (await started(resources, directory), backbone.client)
         return backbone
+
+    @property
+    def quota_overrides(self) -> QuotaOverrides:
+        """Tenants' own quotas, as the platform's administrators set them (after backbone())."""
+        if self.access is None:
+            raise RuntimeError("backbone() first")
+        return self.access[0].quota
 
     async def influx(self, resources: contextlib.AsyncExitStack) -> InfluxStore:
         """The InfluxDB store of the settings, connected."""

@@ -262,6 +262,14 @@ class AccessDirectory:
             return access_pb2.Tenant(name=DEFAULT_TENANT, display_name="Default tenant")
         return stored
 
+    def quota(self, tenant: str, name: str) -> float | None:
+        """A tenant's own figure for a quota (a field of ``TenantQuotas``), or None for the
+        setting's."""
+        stored = self._tenants.get(tenant)
+        if stored is None or not stored.quotas.HasField(name):
+            return None
+        return float(getattr(stored.quotas, name))
+
     def tenants(self) -> list[access_pb2.Tenant]:
         """Every tenant, the default one first, then by name."""
         names = sorted(self._tenants.keys() - {DEFAULT_TENANT})

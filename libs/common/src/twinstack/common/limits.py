@@ -12,7 +12,7 @@ from collections import Counter
 
 from twinstack.common.access import Principal, PrincipalKind
 from twinstack.common.errors import LimitExceededError
-from twinstack.common.quotas import require_quota
+from twinstack.common.quotas import QuotaOverrides, no_overrides, quota_of, require_quota
 
 
 def peer_host(peer: str) -> str:
@@ -35,6 +35,8 @@ class ConcurrencyLimit:
         per_caller: Most at once per caller, and its setting's name.
         per_tenant: Most at once per tenant (a quota), and its setting's name.
         total: Most at once on this replica, and its setting's name.
+        overrides: Tenants' own quotas, under ``name``.
+        name: The quota's name among a tenant's quotas.
     """
 
     def __init__(
@@ -44,8 +46,12 @@ class ConcurrencyLimit:
         per_caller: tuple[int, str],
         per_tenant: tuple[int, str],
         total: tuple[int, str],
+        overrides: QuotaOverrides = no_overrides,
+        name: str = "",
     ) -> None:
         self._what = what
+        self._overrides = overrides
+        self._name = name
         self._per_caller = per_caller
         self._per_tenant = per_tenant
         self._total = total
@@ -76,7 +82,7 @@ class ConcurrencyLimit:
             tenant,
             held=self._by_tenant[tenant],
             adding=1,
-            maximum=maximum,
+            maximum=quota_of(self._overrides, tenant, self._name, maximum),
             quota=setting,
             what=f"open {self._what}",
         )

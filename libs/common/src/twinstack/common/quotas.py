@@ -6,6 +6,10 @@ cannot take the platform from the others. A quota reached is RESOURCE_EXHAUSTED 
 
 Counts (twins, open Watches, active sweeps) are checked against what the replica knows when the
 request arrives; a rate (ingested points per second) is a token bucket per tenant and replica.
+
+Every tenant has the quotas of the settings unless the platform's administrators gave it others
+(``UpdateTenant``): :data:`QuotaOverrides` looks those up by tenant and the name of the quota's
+field in ``TenantQuotas``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,23 @@ import time
 from collections.abc import Callable
 
 from twinstack.common.errors import QuotaExceededError
+
+# A rate of 0 never lets anything through; its callers are told to come back after a day.
+MAX_RETRY_AFTER_S = 86_400.0
+
+# (tenant, quota name such as "max_twins") -> the tenant's own figure, or None for the setting.
+QuotaOverrides = Callable[[str, str], "float | None"]
+
+
+def no_overrides(tenant: str, name: str) -> float | None:
+    """Every tenant has the settings' quotas."""
+    return None
+
+
+def quota_of(overrides: QuotaOverrides, tenant: str, name: str, setting: float) -> float:
+    """A tenant's quota: its own figure if it has one, else the setting's."""
+    found = overrides(tenant, name)
+    return setting if found is None else found
 
 
 def require_quota(
@@ -49,6 +70,8 @@ class TenantRate:
         quota: The rate's setting, for the callers.
         what: What is counted, for the messages ("points").
         clock: Monotonic seconds (tests step it).
+        overrides: Tenants' own rates, under ``name``.
+        name: The rate's name among a tenant's quotas.
     """
 
     def __init__(
@@ -59,23 +82,36 @@ class TenantRate:
         quota: str,
         what: str,
         clock: Callable[[], float] = time.monotonic,
+        overrides: QuotaOverrides = no_overrides,
+        name: str = "",
     ) -> None:
         self._per_s = per_s
-        self._capacity = per_s * burst_s
+        self._burst_s = burst_s
+        self._overrides = overrides
+        self._name = name
         self._quota = quota
         self._what = what
         self._clock = clock
         # tenant -> (tokens, when they were counted)
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def per_s(self, tenant: str) -> float:
+        """The tenant's rate."""
+        return quota_of(self._overrides, tenant, self._name, self._per_s)
+
     def _tokens(self, tenant: str, now: float) -> float:
-        tokens, then = self._buckets.get(tenant, (self._capacity, now))
-        return min(self._capacity, tokens + (now - then) * self._per_s)
+        per_s = self.per_s(tenant)
+        capacity = per_s * self._burst_s
+        tokens, then = self._buckets.get(tenant, (capacity, now))
+        return min(capacity, tokens + (now - then) * per_s)
 
     def wait_s(self, tenant: str) -> float:
-        """Seconds until the tenant's next request may pass (0: now)."""
+        """Seconds until the tenant's next request may pass (0: now; never, for a rate of 0)."""
         tokens = self._tokens(tenant, self._clock())
-        return 0.0 if tokens > 0 else (-tokens + 1) / self._per_s
+        if tokens > 0:
+            return 0.0
+        per_s = self.per_s(tenant)
+        return (-tokens + 1) / per_s if per_s > 0 else float("inf")
 
     def take(self, tenant: str, amount: float) -> None:
         """Counts ``amount`` sent by the tenant (after :meth:`wait_turn`)."""
@@ -92,12 +128,13 @@ class TenantRate:
         deadline = self._clock() + max_wait_s
         while (wait_s := self.wait_s(tenant)) > 0:
             if self._clock() + wait_s > deadline:
+                per_s = self.per_s(tenant)
                 raise QuotaExceededError(
-                    f"tenant {tenant!r} sends more than its {self._per_s:,g} {self._what}/s",
+                    f"tenant {tenant!r} sends more than its {per_s:,g} {self._what}/s",
                     tenant=tenant,
                     quota=self._quota,
-                    maximum=self._per_s,
-                    retry_after_s=wait_s,
+                    maximum=per_s,
+                    retry_after_s=min(wait_s, MAX_RETRY_AFTER_S),
                 )
             # Holding the request is the back pressure: its caller sends nothing meanwhile.
             await asyncio.sleep(wait_s)

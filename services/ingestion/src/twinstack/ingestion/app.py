@@ -55,7 +55,7 @@ class IngestionApp(ServiceApp[IngestionSettings]):
             max_twins=settings.max_twins_per_request,
             max_payload_bytes=backbone.client.max_payload,
         )
-        servicer = IngestionServicer(settings, validator, publisher)
+        servicer = IngestionServicer(settings, validator, publisher, self.quota_overrides)
         return lambda server: ingestion_pb2_grpc.add_IngestionServiceServicer_to_server(
             servicer, server
         )

@@ -19,7 +19,7 @@ from twinstack.common.errors import (
     UnavailableError,
 )
 from twinstack.common.gatekeeper import current_principal, require_devices_twins
-from twinstack.common.quotas import TenantRate
+from twinstack.common.quotas import QuotaOverrides, TenantRate, no_overrides
 from twinstack.ingestion.batching import BatchValidator
 from twinstack.ingestion.publisher import PublishResult, TelemetryPublisher
 from twinstack.ingestion.settings import IngestionSettings
@@ -29,7 +29,11 @@ SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].ful
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
-        self, settings: IngestionSettings, validator: BatchValidator, publisher: TelemetryPublisher
+        self,
+        settings: IngestionSettings,
+        validator: BatchValidator,
+        publisher: TelemetryPublisher,
+        quotas: QuotaOverrides = no_overrides,
     ) -> None:
         self._settings = settings
         self._validator = validator
@@ -39,6 +43,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             settings.tenant_ingest_burst_s,
             quota="TWINSTACK_TENANT_INGEST_POINTS_PER_S",
             what="points",
+            overrides=quotas,
+            name="ingest_points_per_s",
         )
 
     async def _ingest(

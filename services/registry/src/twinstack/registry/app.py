@@ -50,6 +50,7 @@ class RegistryApp(ServiceApp[RegistrySettings]):
             RelationshipStore(bucket, js, index),
             index,
             settings,
+            quotas=self.quota_overrides,
         )
         assert self.access is not None
         directory, _ = self.access

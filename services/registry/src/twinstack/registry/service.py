@@ -18,7 +18,7 @@ from twinstack.common.gatekeeper import (
 )
 from twinstack.common.ids import twin_id_violation
 from twinstack.common.pagination import next_page, requested_page
-from twinstack.common.quotas import require_quota
+from twinstack.common.quotas import QuotaOverrides, no_overrides, quota_of, require_quota
 from twinstack.registry.index import RegistryIndex
 from twinstack.registry.models import ModelStore
 from twinstack.registry.query import parse_query, run_query
@@ -40,12 +40,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         relationships: RelationshipStore,
         index: RegistryIndex,
         settings: RegistrySettings,
+        *,
+        quotas: QuotaOverrides = no_overrides,
     ) -> None:
         self._models = models
         self._twins = twins
         self._relationships = relationships
         self._index = index
         self._settings = settings
+        self._quotas = quotas
 
     async def _caught_up(self, min_revision: int) -> None:
         """Read-your-write: waits until the index reflects ``min_revision`` (0: no wait)."""
@@ -108,7 +111,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 tenant,
                 held=directory.count(tenant),
                 adding=1,
-                maximum=self._settings.tenant_max_twins,
+                maximum=quota_of(
+                    self._quotas, tenant, "max_twins", self._settings.tenant_max_twins
+                ),
                 quota="TWINSTACK_TENANT_MAX_TWINS",
                 what="twins",
             )

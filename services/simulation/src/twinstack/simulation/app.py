@@ -145,6 +145,7 @@ class SimulationApp(ServiceApp[SimulationSettings]):
             quotas=SweepQuotas(
                 max_active_sweeps=settings.tenant_max_active_sweeps,
                 max_active_scenario_steps=settings.tenant_max_active_scenario_steps,
+                overrides=self.quota_overrides,
             ),
         )
 

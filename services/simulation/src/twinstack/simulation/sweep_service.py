@@ -25,7 +25,7 @@ from twinstack.common.errors import (
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
 from twinstack.common.gatekeeper import TwinScope, current_ids, current_principal, current_scope
-from twinstack.common.quotas import require_quota
+from twinstack.common.quotas import QuotaOverrides, no_overrides, quota_of, require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
     ResultsStore,
@@ -113,6 +113,8 @@ class SweepQuotas:
 
     max_active_sweeps: int
     max_active_scenario_steps: int
+    # Tenants' own figures, where the platform's administrators set them.
+    overrides: QuotaOverrides = no_overrides
 
 
 class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
@@ -208,12 +210,15 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
     async def _require_quotas(self, tenant: str, scenario_steps: int) -> None:
         """Refuses a sweep that would take the tenant's queued and running sweeps, or their
         scenario-steps, over its quotas (QUOTA_EXCEEDED)."""
+        quotas = self._quotas
         active = [s.record for s in await self._scheduler.active() if s.record.tenant == tenant]
         require_quota(
             tenant,
             held=len(active),
             adding=1,
-            maximum=self._quotas.max_active_sweeps,
+            maximum=quota_of(
+                quotas.overrides, tenant, "max_active_sweeps", quotas.max_active_sweeps
+            ),
             quota="TWINSTACK_TENANT_MAX_ACTIVE_SWEEPS",
             what="queued and running sweeps",
         )
@@ -221,7 +226,12 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             tenant,
             held=sum(record.scenario_steps for record in active),
             adding=scenario_steps,
-            maximum=self._quotas.max_active_scenario_steps,
+            maximum=quota_of(
+                quotas.overrides,
+                tenant,
+                "max_active_scenario_steps",
+                quotas.max_active_scenario_steps,
+            ),
             quota="TWINSTACK_TENANT_MAX_ACTIVE_SCENARIO_STEPS",
             what="scenario-steps queued and running",
         )

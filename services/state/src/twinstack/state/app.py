@@ -89,5 +89,7 @@ class StateApp(ServiceApp[StateSettings]):
         known = [entry.key for entry in await scan(bucket, meta_only=True)]
         await updater.start(known)
         resources.push_async_callback(updater.stop)
-        servicer = StateServicer(settings, backbone, store, catalog, rules, alerts, influx)
+        servicer = StateServicer(
+            settings, backbone, store, catalog, rules, alerts, influx, self.quota_overrides
+        )
         return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)

@@ -32,6 +32,7 @@ from twinstack.common.nats import (
     Backbone,
 )
 from twinstack.common.pagination import next_page, requested_page
+from twinstack.common.quotas import QuotaOverrides, no_overrides
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
@@ -62,6 +63,7 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         rules: RuleBook,
         alerts: AlertIndex,
         influx: InfluxStore,
+        quotas: QuotaOverrides = no_overrides,
     ) -> None:
         self._settings = settings
         self._watches = ConcurrencyLimit(
@@ -69,6 +71,8 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
             per_caller=(settings.max_watches_per_caller, "TWINSTACK_MAX_WATCHES_PER_CALLER"),
             per_tenant=(settings.tenant_max_watches, "TWINSTACK_TENANT_MAX_WATCHES"),
             total=(settings.max_watches, "TWINSTACK_MAX_WATCHES"),
+            overrides=quotas,
+            name="max_watches",
         )
         self._backbone = backbone
         self._store = store
