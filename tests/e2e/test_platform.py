@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import twinstack.sdk.models as sdk_models
 from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.cli.main import app
@@ -134,6 +135,40 @@ def walk_with_the_cli(platform: LocalPlatform, client: Client) -> None:
     assert client.registry.get_twin("press-7").properties["rated_power_kw"].double_value == 55.0
     walk_the_graph_with_the_cli(cli_env)
     walk_the_telemetry_commands(cli_env, platform.data_dir)
+    walk_a_second_tenant(cli_env)
+
+
+def walk_a_second_tenant(cli_env: dict[str, str]) -> None:
+    """auth tenants create / list / set-quotas, and the new tenant's first admin key, which
+    sees none of the default tenant's twins and holds twins under the same ids."""
+
+    def run(*args: str, code: int = 0, env: dict[str, str] = cli_env) -> str:
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    created = json.loads(
+        run("--json", "auth", "tenants", "create", "e2e-plant", "--quota", "max_twins=2",
+            "--admin-key")
+    )  # fmt: skip
+    assert created["tenant"]["quotas"] == {"max_twins": "2"}
+    listed = run("auth", "tenants", "list")
+    assert "e2e-plant" in listed
+    assert "max_twins=2" in listed
+    assert "settings" in listed, "the default tenant's quotas"
+    plant = {**cli_env, "TWINSTACK_AUTH_TOKEN": created["admin_key_secret"]}
+    assert "e2e-plant" in run("auth", "whoami", env=plant)
+    assert "press-7" not in run("twin", "list", env=plant)
+    run("model", "apply", str(Path(sdk_models.__file__).parent / "models"), env=plant)
+    press = "dtmi:twinstack:examples:HydraulicPress;1"
+    run("twin", "create", "press-7", "--model", press, env=plant)
+    assert "press-7" in run("twin", "list", env=plant)
+    run("twin", "create", "press-8", "--model", press, env=plant)
+    refused = run("twin", "create", "press-9", "--model", press, env=plant, code=1)
+    assert "RESOURCE_EXHAUSTED" in refused
+    assert "max_twins=3" in run("auth", "tenants", "set-quotas", "e2e-plant", "--quota",
+                                "max_twins=3")  # fmt: skip
+    run("auth", "tenants", "list", env=plant, code=1)
 
 
 def walk_the_graph_with_the_cli(cli_env: dict[str, str]) -> None:

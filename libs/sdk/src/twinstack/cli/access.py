@@ -20,6 +20,11 @@ keys_app = typer.Typer(
     help="API keys of your tenant (automation and devices).", no_args_is_help=True
 )
 auth_app.add_typer(keys_app, name="keys")
+tenants_app = typer.Typer(
+    help="The platform's tenants (an admin of the default tenant manages them).",
+    no_args_is_help=True,
+)
+auth_app.add_typer(tenants_app, name="tenants")
 
 ROLE_HELP = "viewer, operator, modeler, analyst, admin (device: only its twins' telemetry)."
 
@@ -67,6 +72,7 @@ def token(
     subject: Annotated[str, typer.Argument(help="The token's sub claim (a user name).")],
     role: Annotated[list[str] | None, typer.Option(help=ROLE_HELP + " Repeatable.")] = None,
     group: Annotated[list[str] | None, typer.Option(help="Groups (repeatable).")] = None,
+    tenant: Annotated[str, typer.Option(help="The token's tenant claim.")] = "default",
     ttl: Annotated[float, typer.Option(min=1, help="Lifetime in seconds.")] = 3600.0,
     data_dir: Annotated[
         Path,
@@ -81,7 +87,15 @@ def token(
     issuer = LocalIssuer(data_dir / "auth")
     if not issuer.key_path.exists():
         raise UserError(f"no local issuer in {data_dir / 'auth'}: start the platform (make up)")
-    print(issuer.issue(subject, roles=role or (), groups=group or (), ttl_s=ttl))
+    print(
+        issuer.issue(
+            subject,
+            roles=role or (),
+            groups=group or (),
+            tenant=None if tenant == "default" else tenant,
+            ttl_s=ttl,
+        )
+    )
 
 
 @keys_app.command("create")
@@ -140,6 +154,97 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> 
     with open_client() as client:
         key = client.access.revoke_api_key(key_id)
     emit(key, lambda: console.print(f"revoked {key.id} ({key.name})"))
+
+
+QUOTA_HELP = (
+    "NAME=VALUE (repeatable): max_twins, ingest_points_per_s, max_watches, max_active_sweeps, "
+    "max_active_scenario_steps; unset quotas take the platform's settings."
+)
+
+
+def _parse_quotas(quotas: list[str] | None) -> dict[str, float]:
+    parsed = {}
+    for item in quotas or []:
+        name, separator, value = item.partition("=")
+        try:
+            parsed[name.strip()] = float(value)
+        except ValueError:
+            separator = ""
+        if not separator:
+            raise UserError(f"--quota {item!r}: expected NAME=VALUE")
+    return parsed
+
+
+def _print_tenants(tenants: list[access_pb2.Tenant]) -> None:
+    table = Table(title=f"{len(tenants)} tenant(s)")
+    for column in ("name", "display name", "quotas", "created by"):
+        table.add_column(column)
+    for tenant in tenants:
+        quotas = ", ".join(f"{f.name}={v:g}" for f, v in tenant.quotas.ListFields())
+        table.add_row(tenant.name, tenant.display_name, quotas or "settings", tenant.created_by)
+    console.print(table)
+
+
+@tenants_app.command("create")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="1-63 characters of [a-z0-9-].")],
+    display_name: Annotated[str, typer.Option(help="For people.")] = "",
+    quota: Annotated[list[str] | None, typer.Option(help=QUOTA_HELP)] = None,
+    admin_key: Annotated[
+        bool, typer.Option(help="Also create the tenant's first admin API key (shown once).")
+    ] = False,
+) -> None:
+    """A new tenant: its own models, twins, state, history, rules, sweeps, keys and bindings."""
+    try:
+        quotas = _parse_quotas(quota)
+        with open_client() as client:
+            created = client.access.create_tenant(
+                name, display_name=display_name, quotas=quotas, create_admin_key=admin_key
+            )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+    def human() -> None:
+        _print_tenants([created.tenant])
+        if created.admin_key_secret:
+            console.print(f"admin API key [bold]{created.admin_key.id}[/bold] of {name}")
+            console.print("secret (shown once; send as 'authorization: Bearer <secret>'):")
+            print(created.admin_key_secret)
+
+    emit(created, human)
+
+
+@tenants_app.command("list")
+def list_tenants() -> None:
+    """Every tenant, the default one first."""
+    with open_client() as client:
+        tenants = client.access.list_tenants()
+    emit(tenants, lambda: _print_tenants(tenants))
+
+
+@tenants_app.command("show")
+def show_tenant(
+    name: Annotated[str, typer.Argument(help="The tenant; empty: your own.")] = "",
+) -> None:
+    """One tenant and its quotas."""
+    with open_client() as client:
+        tenant = client.access.get_tenant(name)
+    emit(tenant, lambda: _print_tenants([tenant]))
+
+
+@tenants_app.command("set-quotas")
+def set_quotas(
+    name: Annotated[str, typer.Argument(help="The tenant.")],
+    quota: Annotated[list[str] | None, typer.Option(help=QUOTA_HELP)] = None,
+) -> None:
+    """Replaces a tenant's own quotas (none given: the settings' for all)."""
+    try:
+        quotas = _parse_quotas(quota)
+        with open_client() as client:
+            tenant = client.access.update_tenant(name, quotas=quotas)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    emit(tenant, lambda: _print_tenants([tenant]))
 
 
 @auth_app.command()
