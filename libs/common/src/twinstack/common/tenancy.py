@@ -175,6 +175,8 @@ class IdTranslator:
         Raises:
             InvalidArgumentError: An id holds ``/``, which no caller's id may.
         """
+        if not isinstance(message, Message):
+            return  # a method without protobuf messages (raw bytes) names no ids
         violations: list[FieldViolation] = []
 
         def qualify_one(value: str, path: str, kind: IdKind) -> str:
@@ -195,6 +197,9 @@ class IdTranslator:
         Raises:
             TwinstackError: INTERNAL: an id is another tenant's.
         """
+
+        if not isinstance(message, Message):
+            return
 
         def strip_one(value: str, path: str, kind: IdKind) -> str:
             if kind is IdKind.TEXT:
