@@ -763,6 +763,22 @@ async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
             other.telemetry.ingest([Point("iso-only-default", {"temperature_c": 1.0})]),
             InvalidArgumentError,
         )
+        spelled = await denied(
+            admin.telemetry.ingest([Point("tenant-iso/iso-pump", {"temperature_c": 1.0})]),
+            InvalidArgumentError,
+        )
+        assert spelled.violations[0].description == "ids cannot contain '/'"
+        device_key = await other.access.create_api_key("iso-dev", "device", twin_ids=["iso-pump"])
+        assert list(device_key.key.twin_ids) == ["iso-pump"]
+        device = secured.client(device_key.secret)
+        try:
+            await device.telemetry.ingest([Point("iso-pump", {"load": 0.5})])
+            await denied(
+                device.telemetry.ingest([Point("iso-only-default", {"load": 0.5})]),
+                PermissionDeniedError,
+            )
+        finally:
+            await device.close()
 
         def temperature(state: Any) -> float | None:
             if state is None or "temperature_c" not in state.reported:

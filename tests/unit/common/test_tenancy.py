@@ -11,6 +11,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.rpc import error_details_pb2
 
 import twinstack.api
+from twinstack.api.common.v1 import types_pb2
+from twinstack.api.ingestion.v1 import ingestion_pb2
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.errors import InvalidArgumentError, NotFoundError, TwinstackError
@@ -156,3 +158,13 @@ def test_errors_name_the_callers_own_ids() -> None:
             infos.append(info.resource_name)
     assert infos == ["pump-1"]
     assert stripped_status(status, DEFAULT_IDS) is status
+
+
+def test_telemetry_ids_are_left_to_the_ingestion_service_which_qualifies_them_per_twin() -> None:
+    request = ingestion_pb2.IngestBatchRequest(
+        points=[types_pb2.TelemetryPoint(twin_id="other/pump-1")],
+        frames=[types_pb2.TelemetryFrame(twin_id="pump-2")],
+    )
+    IdTranslator().qualify(request, ACME)
+    assert request.points[0].twin_id == "other/pump-1"
+    assert request.frames[0].twin_id == "pump-2"

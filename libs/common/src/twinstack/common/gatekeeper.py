@@ -616,7 +616,9 @@ def require_devices_twins(principal: Principal, twin_ids: Iterable[str]) -> None
     """
     if not principal.is_device:
         return
-    foreign = sorted({t for t in twin_ids if t not in principal.twin_ids})
+    # Telemetry ids arrive as the device names them; its key holds them qualified.
+    ids = ids_of(principal.tenant)
+    foreign = sorted({t for t in twin_ids if ids.inner(t) not in principal.twin_ids})
     if foreign:
         raise PermissionDeniedError(
             f"{principal.subject} may write only its own twins' telemetry, not "

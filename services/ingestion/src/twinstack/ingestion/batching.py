@@ -22,8 +22,9 @@ from twinstack.common.frames import (
     frames_from_points,
     split_frame,
 )
-from twinstack.common.gatekeeper import current_scope
+from twinstack.common.gatekeeper import current_ids, current_scope
 from twinstack.common.ids import TWIN_ID_PATTERN
+from twinstack.common.tenancy import SEPARATOR
 from twinstack.modeling.document import ModelError, Telemetry
 
 # A rejection names at most this many problems; more would only bloat the status.
@@ -128,10 +129,21 @@ class BatchValidator:
         ]
         located = [_Located(pf.frame, "", pf.point_indexes) for pf in point_frames]
         located += [_Located(frame, f"frames[{i}]") for i, frame in enumerate(frames)]
-        telemetry, models = await self._telemetry_of({item.frame.twin_id for item in located})
+        # Telemetry ids are qualified with the caller's tenant here, once per twin, rather than
+        # per point by the server bootstrap (twinstack.common.tenancy.SELF_QUALIFIED).
+        ids = current_ids()
+        for item in located:
+            if SEPARATOR not in item.frame.twin_id:
+                item.frame.twin_id = ids.inner(item.frame.twin_id)
+        telemetry, models = await self._telemetry_of(
+            {item.frame.twin_id for item in located if ids.owns(item.frame.twin_id)}
+        )
         scope = current_scope()
         for item in located:
             twin_id = item.frame.twin_id
+            if not ids.owns(twin_id):
+                violations.append(FieldViolation(item.twin_id_path(), "ids cannot contain '/'"))
+                continue
             if not TWIN_ID_PATTERN.fullmatch(twin_id):
                 violations.append(
                     FieldViolation(
