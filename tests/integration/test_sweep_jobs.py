@@ -19,12 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from twinstack.api.access.v1 import access_pb2, access_pb2_grpc
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2, sweep_pb2_grpc
-from twinstack.devstack import free_port
+from twinstack.devstack import LocalIssuer, free_port
 from twinstack.devstack.platform import grpc_serving
 from twinstack.devstack.processes import ManagedProcess
 from twinstack.devstack.ray_cluster import RayCluster, process_tree
+from twinstack.registry.app import RegistryApp
+from twinstack.registry.settings import RegistrySettings
 from twinstack.simulation.app import SimulationApp
 from twinstack.simulation.settings import SimulationSettings
 
@@ -57,6 +60,7 @@ def processes(marker: str) -> list[int]:
     return found
 
 
+Metadata: TypeAlias = tuple[tuple[str, str], ...]
 Replica: TypeAlias = (
     "Callable[..., contextlib.AbstractAsyncContextManager[sweep_pb2_grpc.SweepServiceAsyncStub]]"
 )
@@ -72,14 +76,16 @@ def replica(
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[sweep_pb2_grpc.SweepServiceAsyncStub]:
         settings = SimulationSettings(
-            **infra_settings,
-            **ray_settings,
-            scenarios_per_task=1000,
-            sweep_schedule_interval_s=1.0,
-            sweep_lease_interval_s=0.5,
-            sweep_lease_timeout_s=5.0,
-            sweep_driver_start_timeout_s=60.0,
-            **overrides,
+            **{
+                **infra_settings,
+                **ray_settings,
+                "scenarios_per_task": 1000,
+                "sweep_schedule_interval_s": 1.0,
+                "sweep_lease_interval_s": 0.5,
+                "sweep_lease_timeout_s": 5.0,
+                "sweep_driver_start_timeout_s": 60.0,
+                **overrides,
+            }
         )
         async with serve_app(settings, SimulationApp(settings)) as channel:
             health: Any = health_pb2_grpc.HealthStub(channel)
@@ -95,22 +101,27 @@ def replica(
     return start
 
 
-async def finished(sweeps: sweep_pb2_grpc.SweepServiceAsyncStub, sweep_id: str) -> sweep_pb2.Sweep:
+async def finished(
+    sweeps: sweep_pb2_grpc.SweepServiceAsyncStub, sweep_id: str, metadata: Metadata = ()
+) -> sweep_pb2.Sweep:
     request = sweep_pb2.WatchSweepRequest(sweep_id=sweep_id)
     last = None
-    async for message in sweeps.WatchSweep(request, timeout=300):
+    async for message in sweeps.WatchSweep(request, timeout=300, metadata=metadata):
         last = message.sweep
     assert last is not None
     return last
 
 
 async def rows(
-    sweeps: sweep_pb2_grpc.SweepServiceAsyncStub, sweep: sweep_pb2.Sweep, directory: Path
+    sweeps: sweep_pb2_grpc.SweepServiceAsyncStub,
+    sweep: sweep_pb2.Sweep,
+    directory: Path,
+    metadata: Metadata = (),
 ) -> pa.Table:
     await asyncio.to_thread(directory.mkdir, parents=True)
     parts: dict[str, bytearray] = {}
     request = sweep_pb2.ReadSweepResultsRequest(sweep_id=sweep.sweep_id)
-    async for piece in sweeps.ReadSweepResults(request, timeout=120):
+    async for piece in sweeps.ReadSweepResults(request, timeout=120, metadata=metadata):
         parts.setdefault(piece.part, bytearray()).extend(piece.data)
     for name, data in parts.items():
         await asyncio.to_thread((directory / name).write_bytes, bytes(data))
@@ -399,3 +410,67 @@ async def test_a_tenant_queues_at_most_its_sweeps_and_scenario_steps(
         third = await eventually(resubmitted, timeout_s=30)
         for sweep in (third, big):
             await cancel(sweep)
+
+
+async def test_a_tenants_sweep_is_stored_under_its_tenant_and_hidden_from_the_others(
+    replica: Replica, infra_settings: dict[str, Any], serve_app: Any, tmp_path: Path
+) -> None:
+    issuer = LocalIssuer(tmp_path / "auth").ensure()
+    secured = {**infra_settings, **issuer.service_settings()}
+    registry_settings = RegistrySettings(**secured)
+    platform_admin = (("authorization", f"Bearer {issuer.admin_token}"),)
+    async with serve_app(registry_settings, RegistryApp(registry_settings)) as registry:
+        created = await access_pb2_grpc.AccessServiceStub(registry).CreateTenant(
+            access_pb2.CreateTenantRequest(
+                tenant=access_pb2.Tenant(name="sweep-tenant"), create_admin_key=True
+            ),
+            metadata=platform_admin,
+            timeout=30,
+        )
+        tenant_admin = (("authorization", f"Bearer {created.admin_key_secret}"),)
+        small = sweep_pb2.SweepSpec()
+        small.CopyFrom(SPEC)
+        small.samples = 2000
+        small.horizon_s = 1000.0
+        async with replica(**issuer.service_settings()) as sweeps:
+            submit = sweep_pb2.SubmitSweepRequest(spec=small, request_id="tenant-run-1")
+            submitted = await sweeps.SubmitSweep(submit, metadata=tenant_admin, timeout=60)
+            sweep = await finished(sweeps, submitted.sweep.sweep_id, tenant_admin)
+            assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.failure_reason
+            assert "/tenants/sweep-tenant/sweeps/" in sweep.results.uri
+            table = await rows(sweeps, sweep, tmp_path / "tenant", tenant_admin)
+            assert table.num_rows == 2000
+
+            # The default tenant's admin cannot see, read or cancel it, nor claim its request id.
+            calls: list[Any] = [
+                sweeps.GetSweep(
+                    sweep_pb2.GetSweepRequest(sweep_id=sweep.sweep_id), metadata=platform_admin
+                ),
+                sweeps.CancelSweep(
+                    sweep_pb2.CancelSweepRequest(sweep_id=sweep.sweep_id), metadata=platform_admin
+                ),
+            ]
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await call
+                assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as unread:
+                await rows(sweeps, sweep, tmp_path / "default", platform_admin)
+            assert unread.value.code() == grpc.StatusCode.NOT_FOUND
+            listed = await sweeps.ListSweeps(
+                sweep_pb2.ListSweepsRequest(), metadata=platform_admin, timeout=30
+            )
+            assert sweep.sweep_id not in {s.sweep_id for s in listed.sweeps}
+            own = await sweeps.ListSweeps(
+                sweep_pb2.ListSweepsRequest(), metadata=tenant_admin, timeout=30
+            )
+            assert [s.sweep_id for s in own.sweeps] == [sweep.sweep_id]
+            validated = sweep_pb2.SubmitSweepRequest(spec=small, request_id="tenant-run-1")
+            validated.spec.samples = 10
+            other = await sweeps.SubmitSweep(validated, metadata=platform_admin, timeout=60)
+            assert other.created, "request ids are claimed per tenant"
+            await sweeps.CancelSweep(
+                sweep_pb2.CancelSweepRequest(sweep_id=other.sweep.sweep_id),
+                metadata=platform_admin,
+                timeout=30,
+            )

@@ -27,6 +27,7 @@ from typing import Any
 import ray
 import ray.exceptions
 
+from twinstack.common.access import DEFAULT_TENANT
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
 from twinstack.common.logs import configure_logging
 from twinstack.common.nats import (
@@ -78,6 +79,8 @@ class StoreConfig:
     # The simulation service's NATS user: workers write the ledger and results as it does.
     nats_user: str | None = None
     nats_password: str | None = field(default=None, repr=False)
+    # The sweep's tenant: its parts go under that tenant's results path.
+    tenant: str = DEFAULT_TENANT
 
 
 def _chunk_bounds(plan: SweepPlan, index: int) -> tuple[int, int]:
@@ -128,7 +131,7 @@ async def _store_chunk(
         js = client.jetstream(timeout=config.request_timeout_s)
         if part is not None:
             store = open_results_store(config.results_uri, js)
-            await store.put(sweep_prefix(sweep_id) + part_name(index), part)
+            await store.put(sweep_prefix(sweep_id, config.tenant) + part_name(index), part)
         ledger = ChunkLedger(await key_value(js, SWEEP_CHUNKS_BUCKET))
         await ledger.record(
             sweep_id, index, LedgerEntry(len(part) if part else 0, partial.to_bytes())
@@ -185,8 +188,10 @@ class Driver:
             logger.info("not this driver's sweep any more; exiting")
             return 0
         await self._leases.renew(self._sweep_id, self._attempt)
+        tenant = stored.record.tenant
+        self._config = replace(self._config, tenant=tenant)
         try:
-            job = SweepJob.from_json(await store.get(job_name(self._sweep_id)))
+            job = SweepJob.from_json(await store.get(job_name(self._sweep_id, tenant)))
         except FileNotFoundError:
             # Another driver could not find it either: fail now rather than once per attempt.
             with contextlib.suppress(SupersededError):

@@ -18,18 +18,24 @@ import pyarrow.parquet as pq
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 
+from twinstack.common.access import DEFAULT_TENANT
 from twinstack.common.nats import SWEEP_RESULTS_STORE
 
 PIECE_BYTES = 1024 * 1024
 ROW_GROUP_ROWS = 1_000_000
 
 
-def sweep_prefix(sweep_id: str) -> str:
-    return f"sweeps/{sweep_id}/"
+def sweep_prefix(sweep_id: str, tenant: str) -> str:
+    """Where a sweep's job and parts are: ``sweeps/<id>/`` for the default tenant (as before
+    tenants), ``tenants/<tenant>/sweeps/<id>/`` for the others, so that a data lake's access
+    policies can follow tenants."""
+    if tenant == DEFAULT_TENANT:
+        return f"sweeps/{sweep_id}/"
+    return f"tenants/{tenant}/sweeps/{sweep_id}/"
 
 
-def job_name(sweep_id: str) -> str:
-    return sweep_prefix(sweep_id) + "job.json"
+def job_name(sweep_id: str, tenant: str) -> str:
+    return sweep_prefix(sweep_id, tenant) + "job.json"
 
 
 def part_name(index: int) -> str:

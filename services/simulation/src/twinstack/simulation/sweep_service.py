@@ -182,7 +182,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
         scenario_steps = plan.scenario_count * plan.run.steps
         await self._require_quotas(tenant, scenario_steps)
         # The job before the record: a driver that sees the record always finds its job.
-        await self._store.put(job_name(job.sweep_id), job.to_json())
+        await self._store.put(job_name(job.sweep_id, tenant), job.to_json())
         if request.request_id:
             earlier = await self._records.claim_request(claimant, request.request_id, job.sweep_id)
             if earlier is not None:
@@ -197,7 +197,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
             scenarios_total=plan.scenario_count,
             chunks_total=-(-plan.scenario_count // plan.scenarios_per_task),
             provenance_json=job.provenance_json,
-            results_uri=self._store.uri(sweep_prefix(job.sweep_id)),
+            results_uri=self._store.uri(sweep_prefix(job.sweep_id, tenant)),
             keep_rows=plan.spec.keep_rows,
             tenant=tenant,
             scenario_steps=scenario_steps,
@@ -357,7 +357,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                 "no such part",
                 [FieldViolation("first_part", f"the sweep has {record.chunks_total} parts")],
             )
-        prefix = sweep_prefix(record.sweep_id)
+        prefix = sweep_prefix(record.sweep_id, record.tenant)
         for index in range(request.first_part, record.chunks_total):
             name = part_name(index)
             offset = 0
