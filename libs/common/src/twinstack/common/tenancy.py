@@ -191,8 +191,8 @@ class IdTranslator:
             refused = refused or (kind is not IdKind.TEXT and SEPARATOR in value)
             return value
 
-        # Checked before anything is changed, without building field paths: ingest batches
-        # carry an id per point, and the paths are only needed for a refusal.
+        # Checked before anything is changed, without building field paths (a request may
+        # hold many ids; the paths are only needed to explain a refusal).
         self._rewrite(message, check, None)
         if refused:
             violations: list[FieldViolation] = []
