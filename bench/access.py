@@ -29,8 +29,10 @@ from bench.pipeline import MODEL, TWINS, make_frames, percentile, state_latency
 from bench.registry import CONCURRENCY, registry_updates
 from bench.report import console, save, show
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
+from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.gatekeeper import Gatekeeper
 from twinstack.common.settings import ServiceSettings
+from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, ids_of
 from twinstack.devstack import LocalIssuer, LocalPlatform
 from twinstack.sdk import Client, ConnectConfig, Endpoints
 
@@ -128,7 +130,39 @@ async def admission_cost_us(directory: Path) -> dict[str, float]:
     for _ in range(calls):
         principal = await gatekeeper.authenticate(metadata, dict)
         gatekeeper.authorize(principal, method)
-    return {"first_call_us": first_us, "per_call_us": (time.perf_counter() - started) / calls * 1e6}
+    per_call_us = (time.perf_counter() - started) / calls * 1e6
+    return {"first_call_us": first_us, "per_call_us": per_call_us, **translation_cost_us()}
+
+
+def translation_cost_us() -> dict[str, float]:
+    """Microseconds the tenant id translation adds to one conditional update: qualifying the
+    request's ids and stripping the response's, for the default tenant and another."""
+    translator = IdTranslator()
+    request = registry_pb2.UpdateTwinRequest(twin_id="pump-17", expected_revision=3)
+    request.set_properties["rated_power_kw"].double_value = 30.0
+    twin = registry_pb2.Twin(id="pump-17", model_id="dtmi:twinstack:examples:Pump;1")
+    for name in ("site", "serial_number", "rated_power_kw", "rated_flow_m3_h"):
+        twin.properties[name].string_value = "x"
+    figures = {}
+    calls = 20_000
+    for label, ids in (("default", DEFAULT_IDS), ("tenant", ids_of("bench-tenant"))):
+        stored = registry_pb2.UpdateTwinResponse()
+        stored.twin.CopyFrom(twin)
+        stored.twin.id, stored.twin.model_id = ids.inner(twin.id), ids.inner(twin.model_id)
+        wire_request, wire_response = request.SerializeToString(), stored.SerializeToString()
+        messages = [
+            (
+                registry_pb2.UpdateTwinRequest.FromString(wire_request),
+                registry_pb2.UpdateTwinResponse.FromString(wire_response),
+            )
+            for _ in range(calls)
+        ]
+        started = time.perf_counter()
+        for inbound, outbound in messages:
+            translator.qualify(inbound, ids)
+            translator.strip(outbound, ids)
+        figures[f"id_translation_{label}_us"] = (time.perf_counter() - started) / calls * 1e6
+    return figures
 
 
 def run() -> dict[str, Any]:
@@ -180,6 +214,11 @@ def run() -> dict[str, Any]:
             row("ingest of frames, acknowledged", "ingest_acked_points_per_s", "points/s"),
             row("telemetry -> Watch, p50", "watch_p50_ms", "ms"),
             row("telemetry -> Watch, p99", "watch_p99_ms", "ms"),
+            (
+                "tenant id translation of one update (request and response)",
+                f"{admission['id_translation_tenant_us']:.1f} us",
+                f"default tenant: {admission['id_translation_default_us']:.1f} us",
+            ),
             (
                 "admission of one call (JWT from cache, verb)",
                 f"{admission['per_call_us']:.1f} us",

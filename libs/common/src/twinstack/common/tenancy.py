@@ -141,8 +141,13 @@ ID_KEYED_MAPS: dict[tuple[str, str], IdKind] = {
     ("twinstack.api.state.v1.TwinState", "rule_memory"): IdKind.RULE,
 }
 
-# A field holding ids (kind), or messages holding ids (None); for a map, the kind of its keys.
-_Plan = list[tuple[FieldDescriptor, IdKind | None, IdKind | None]]
+# How a field holds ids: one id, a list of ids, a map (of messages holding ids, or keyed by
+# ids), a list of messages holding ids, or one such message.
+_ONE, _MANY, _MAP, _MESSAGES, _MESSAGE = range(5)
+# A field's name, the kind of its ids (of its keys, for a map keyed by ids) and its shape; for
+# a list of messages whose ids are all plain fields, those fields, for a tight loop.
+_Entry = tuple[str, IdKind | None, int, tuple[tuple[str, IdKind], ...] | None]
+_Plan = list[_Entry]
 
 
 class IdTranslator:
@@ -153,7 +158,7 @@ class IdTranslator:
         self._plans: dict[str, _Plan] = {}
 
     def _plan(self, descriptor: Descriptor) -> _Plan:
-        """The fields of a message that hold ids (kind) or messages holding ids (None)."""
+        """The fields of a message that hold ids, or hold messages that do."""
         plan = self._plans.get(descriptor.full_name)
         if plan is not None:
             return plan
@@ -166,14 +171,24 @@ class IdTranslator:
                 if item.name == "id":
                     kind = OWN_ID_FIELDS.get(descriptor.full_name)
                 if kind is not None:
-                    plan.append((item, kind, None))
+                    plan.append((item.name, kind, _MANY if item.is_repeated else _ONE, None))
             elif item.message_type is not None:
-                target: Descriptor | None = item.message_type
                 key_kind = ID_KEYED_MAPS.get((descriptor.full_name, item.name))
                 if item.message_type.GetOptions().map_entry:
-                    target = item.message_type.fields_by_name["value"].message_type
-                if key_kind is not None or (target is not None and self._plan(target)):
-                    plan.append((item, None, key_kind))
+                    values = item.message_type.fields_by_name["value"].message_type
+                    if key_kind is not None or (values is not None and self._plan(values)):
+                        plan.append((item.name, key_kind, _MAP, None))
+                    continue
+                inner = self._plan(item.message_type)
+                if not inner:
+                    continue
+                if not item.is_repeated:
+                    plan.append((item.name, None, _MESSAGE, None))
+                    continue
+                flat = None
+                if all(shape == _ONE for _, _, shape, _ in inner):
+                    flat = tuple((name, kind) for name, kind, _, _ in inner if kind is not None)
+                plan.append((item.name, None, _MESSAGES, flat))
         return plan
 
     def qualify(self, message: Any, ids: TenantIds) -> None:
@@ -231,53 +246,44 @@ class IdTranslator:
     def _rewrite(self, message: Message, rewrite: _Rewrite, path: str | None) -> None:
         """Applies ``rewrite`` to every non-empty id of ``message``; ``path`` (None: not
         needed) is the message's field path, for the rewrite to name a field."""
-        for item, kind, key_kind in self._plan(message.DESCRIPTOR):  # type: ignore[arg-type]
-            name = None if path is None else f"{path}{item.name}"
-            value = getattr(message, item.name)
-            if kind is not None:
-                if item.is_repeated:
-                    rewritten = [
-                        rewrite(v, kind, None if name is None else _path_of(name, f"[{i}]"))
-                        if v
-                        else v
-                        for i, v in enumerate(value)
-                    ]
-                    if rewritten != list(value):
-                        value[:] = rewritten
-                elif value:
-                    # Never assigned when empty (that would select a oneof's member), nor when
-                    # unchanged (the default tenant's ids, on the hot paths).
-                    rewritten_one = rewrite(value, kind, _path_of(name, ""))
-                    if rewritten_one != value:
-                        setattr(message, item.name, rewritten_one)
-            elif _is_map(item):
-                if key_kind is not None:
-                    self._rewrite_keys(value, rewrite, key_kind, name)
+        plan = self._plan(message.DESCRIPTOR)  # type: ignore[arg-type]
+        for field_name, kind, shape, flat in plan:
+            name = None if path is None else path + field_name
+            value = getattr(message, field_name)
+            if shape == _ONE:
+                # Never assigned when empty (that would select a oneof's member), nor when
+                # unchanged (the default tenant's ids).
+                if value:
+                    assert kind is not None
+                    rewritten = rewrite(value, kind, None if name is None else _path_of(name, ""))
+                    if rewritten != value:
+                        setattr(message, field_name, rewritten)
+            elif shape == _MANY:
+                assert kind is not None
+                rewritten_all = [
+                    rewrite(v, kind, None if name is None else _path_of(name, f"[{i}]")) if v else v
+                    for i, v in enumerate(value)
+                ]
+                if rewritten_all != list(value):
+                    value[:] = rewritten_all
+            elif shape == _MAP:
+                if kind is not None:
+                    self._rewrite_keys(value, rewrite, kind, name)
                 for key, entry in value.items():
                     if isinstance(entry, Message):
                         self._rewrite(entry, rewrite, _joined(name, f"[{key!r}]."))
-            elif item.is_repeated:
-                flat = self._flat(item)
+            elif shape == _MESSAGES:
                 if flat is not None:
                     self._rewrite_flat(value, flat, rewrite, name)
                 else:
                     for index, entry in enumerate(value):
                         self._rewrite(entry, rewrite, _joined(name, f"[{index}]."))
-            elif message.HasField(item.name):
+            elif message.HasField(field_name):
                 self._rewrite(value, rewrite, _joined(name, "."))
-
-    def _flat(self, item: FieldDescriptor) -> list[tuple[str, IdKind]] | None:
-        """For a message type whose ids are all plain fields (a telemetry point's twin id):
-        their names and kinds, for a tight loop over many of them."""
-        assert item.message_type is not None
-        plan = self._plan(item.message_type)
-        if all(kind is not None and not field.is_repeated for field, kind, _ in plan):
-            return [(field.name, kind) for field, kind, _ in plan if kind is not None]
-        return None
 
     @staticmethod
     def _rewrite_flat(
-        entries: Any, flat: list[tuple[str, IdKind]], rewrite: _Rewrite, name: str | None
+        entries: Any, flat: tuple[tuple[str, IdKind], ...], rewrite: _Rewrite, name: str | None
     ) -> None:
         for index, entry in enumerate(entries):
             for field_name, kind in flat:
