@@ -858,7 +858,7 @@ async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
             PermissionDeniedError,
         )
         updated = await admin.access.update_tenant(
-            "tenant-iso", quotas={"max_twins": 1, "ingest_points_per_s": 0}
+            "tenant-iso", quotas={"max_twins": 1, "ingest_points_per_s": 0, "max_alert_rules": 1}
         )
         assert updated.quotas.max_twins == 1
         assert (await other.access.get_tenant()).quotas.ingest_points_per_s == 0
@@ -873,8 +873,18 @@ async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
                 return True
             return False
 
-        # The ingestion service learns of the change by its own watch of the tenants.
+        async def rules_full() -> bool:
+            try:
+                await other.state.put_alert_rule(pump_rule("iso-second", model_id=pump))
+            except QuotaExceededError as error:
+                return error.quota == "TWINSTACK_TENANT_MAX_ALERT_RULES"
+            await other.state.delete_alert_rule("iso-second")
+            return False
+
+        # Ingestion and state learn of the change by their own watches of the tenants.
         await eventually(shut_out, timeout_s=30, interval_s=0.2)
+        await eventually(rules_full, timeout_s=30, interval_s=0.2)
+        await admin.state.put_alert_rule(pump_rule("iso-second", twin_id="iso-pump"))
         await admin.telemetry.ingest([Point("iso-pump", {"temperature_c": 22.0})])
     finally:
         for client in (other, stranger, *simulating.values()):

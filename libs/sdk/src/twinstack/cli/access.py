@@ -158,7 +158,7 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> 
 
 QUOTA_HELP = (
     "NAME=VALUE (repeatable): max_twins, ingest_points_per_s, max_watches, max_active_sweeps, "
-    "max_active_scenario_steps; unset quotas take the platform's settings."
+    "max_active_scenario_steps, max_alert_rules; unset quotas take the platform's settings."
 )
 
 

@@ -105,6 +105,7 @@ _QUOTA_NAMES = (
     "max_watches",
     "max_active_sweeps",
     "max_active_scenario_steps",
+    "max_alert_rules",
 )
 
 
@@ -133,7 +134,7 @@ def create_tenant(
         display_name: For people.
         quotas: Where the tenant's quotas differ from the platform's settings: any of
             ``max_twins``, ``ingest_points_per_s``, ``max_watches``, ``max_active_sweeps``,
-            ``max_active_scenario_steps``.
+            ``max_active_scenario_steps``, ``max_alert_rules``.
         create_admin_key: Also create the tenant's first admin API key; its secret is in the
             response only (``admin_key_secret``).
     """

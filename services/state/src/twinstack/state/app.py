@@ -55,6 +55,8 @@ class StateApp(ServiceApp[StateSettings]):
                 await key_value(backbone.js, ALERT_RULES_BUCKET),
                 catalog,
                 max_rules=settings.max_alert_rules,
+                tenant_max_rules=settings.tenant_max_alert_rules,
+                quotas=self.quota_overrides,
             ),
         )
         alerts = await started(resources, AlertIndex(bucket))

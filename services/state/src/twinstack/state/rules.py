@@ -23,6 +23,7 @@ from twinstack.common.ids import (
     model_id_violation,
     twin_id_violation,
 )
+from twinstack.common.quotas import QuotaOverrides, no_overrides, quota_of, require_quota
 from twinstack.common.tenancy import tenant_of
 from twinstack.common.times import duration_violation
 from twinstack.modeling.document import ModelError
@@ -129,10 +130,20 @@ def _condition_violations(rule: state_pb2.AlertRule, condition: str | None) -> l
 class RuleBook(BucketFollower):
     """The current alert rules, followed from the bucket, looked up by twin and model."""
 
-    def __init__(self, bucket: KeyValue, catalog: ModelCatalog, *, max_rules: int) -> None:
+    def __init__(
+        self,
+        bucket: KeyValue,
+        catalog: ModelCatalog,
+        *,
+        max_rules: int,
+        tenant_max_rules: int,
+        quotas: QuotaOverrides = no_overrides,
+    ) -> None:
         super().__init__(bucket)
         self._catalog = catalog
         self._max_rules = max_rules
+        self._tenant_max_rules = tenant_max_rules
+        self._quotas = quotas
         self._rules: dict[str, state_pb2.AlertRule] = {}
         self._by_model: dict[str, list[state_pb2.AlertRule]] = {}
         # Each telemetry message looks its twin's rules up here, not by scanning every rule.
@@ -189,6 +200,16 @@ class RuleBook(BucketFollower):
                 limit="TWINSTACK_MAX_ALERT_RULES",
                 maximum=self._max_rules,
                 held_by_caller=True,
+            )
+        tenant = tenant_of(rule.id)
+        if rule.id not in self._rules:
+            require_quota(
+                tenant,
+                held=sum(1 for rule_id in self._rules if tenant_of(rule_id) == tenant),
+                adding=1,
+                maximum=quota_of(self._quotas, tenant, "max_alert_rules", self._tenant_max_rules),
+                quota="TWINSTACK_TENANT_MAX_ALERT_RULES",
+                what="alert rules",
             )
         stored = state_pb2.AlertRule()
         stored.CopyFrom(rule)

@@ -37,6 +37,8 @@ class StateSettings(ServiceSettings):
     tenant_max_watches: int = Field(default=512, gt=0)
     # Alert rules in all: each telemetry message is checked against its twin's and model's.
     max_alert_rules: int = Field(default=10_000, gt=0)
+    # Alert rules one tenant may store (docs/limits.md#tenant-quotas).
+    tenant_max_alert_rules: int = Field(default=2_000, gt=0)
     # Values (twins x fields x points per series) one QueryHistory may read (docs/limits.md).
     history_max_values: int = Field(default=2_000_000, gt=0)
 

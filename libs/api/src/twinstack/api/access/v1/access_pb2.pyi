@@ -204,18 +204,20 @@ class DeleteRoleBindingResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class TenantQuotas(_message.Message):
-    __slots__ = ("max_twins", "ingest_points_per_s", "max_watches", "max_active_sweeps", "max_active_scenario_steps")
+    __slots__ = ("max_twins", "ingest_points_per_s", "max_watches", "max_active_sweeps", "max_active_scenario_steps", "max_alert_rules")
     MAX_TWINS_FIELD_NUMBER: _ClassVar[int]
     INGEST_POINTS_PER_S_FIELD_NUMBER: _ClassVar[int]
     MAX_WATCHES_FIELD_NUMBER: _ClassVar[int]
     MAX_ACTIVE_SWEEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_ACTIVE_SCENARIO_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ALERT_RULES_FIELD_NUMBER: _ClassVar[int]
     max_twins: int
     ingest_points_per_s: float
     max_watches: int
     max_active_sweeps: int
     max_active_scenario_steps: float
-    def __init__(self, max_twins: _Optional[int] = ..., ingest_points_per_s: _Optional[float] = ..., max_watches: _Optional[int] = ..., max_active_sweeps: _Optional[int] = ..., max_active_scenario_steps: _Optional[float] = ...) -> None: ...
+    max_alert_rules: int
+    def __init__(self, max_twins: _Optional[int] = ..., ingest_points_per_s: _Optional[float] = ..., max_watches: _Optional[int] = ..., max_active_sweeps: _Optional[int] = ..., max_active_scenario_steps: _Optional[float] = ..., max_alert_rules: _Optional[int] = ...) -> None: ...
 
 class Tenant(_message.Message):
     __slots__ = ("name", "display_name", "quotas", "create_time", "revision", "created_by")
