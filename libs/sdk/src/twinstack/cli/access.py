@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from twinstack.api.access.v1 import access_pb2
-from twinstack.cli.shared import DATA_DIR_VARIABLE, UserError, console, emit, open_client
+from twinstack.cli.shared import (
+    DATA_DIR_VARIABLE,
+    UserError,
+    console,
+    emit,
+    open_client,
+    parse_assignments,
+)
 
 auth_app = typer.Typer(
     help="Identity and access: whoami, local tokens, API keys, role bindings.",
@@ -162,19 +169,6 @@ QUOTA_HELP = (
 )
 
 
-def _parse_quotas(quotas: list[str] | None) -> dict[str, float]:
-    parsed = {}
-    for item in quotas or []:
-        name, separator, value = item.partition("=")
-        try:
-            parsed[name.strip()] = float(value)
-        except ValueError:
-            separator = ""
-        if not separator:
-            raise UserError(f"--quota {item!r}: expected NAME=VALUE")
-    return parsed
-
-
 def _print_tenants(tenants: list[access_pb2.Tenant]) -> None:
     table = Table(title=f"{len(tenants)} tenant(s)")
     for column in ("name", "display name", "quotas", "created by"):
@@ -196,7 +190,7 @@ def create_tenant(
 ) -> None:
     """A new tenant: its own models, twins, state, history, rules, sweeps, keys and bindings."""
     try:
-        quotas = _parse_quotas(quota)
+        quotas = parse_assignments(quota or [], "quota")
         with open_client() as client:
             created = client.access.create_tenant(
                 name, display_name=display_name, quotas=quotas, create_admin_key=admin_key
@@ -239,7 +233,7 @@ def set_quotas(
 ) -> None:
     """Replaces a tenant's own quotas (none given: the settings' for all)."""
     try:
-        quotas = _parse_quotas(quota)
+        quotas = parse_assignments(quota or [], "quota")
         with open_client() as client:
             tenant = client.access.update_tenant(name, quotas=quotas)
     except ValueError as error:

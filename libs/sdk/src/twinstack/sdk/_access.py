@@ -116,7 +116,15 @@ def _quotas(quotas: Mapping[str, float]) -> access_pb2.TenantQuotas:
     message = access_pb2.TenantQuotas()
     for name, value in quotas.items():
         field = access_pb2.TenantQuotas.DESCRIPTOR.fields_by_name[name]
-        setattr(message, name, value if field.cpp_type == field.CPPTYPE_DOUBLE else int(value))
+        whole = field.cpp_type != field.CPPTYPE_DOUBLE
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"quota {name}: {value!r} is not a number")
+        if whole and value != int(value):
+            raise ValueError(f"quota {name}: {value!r} is not a whole number")
+        try:
+            setattr(message, name, int(value) if whole else float(value))
+        except (TypeError, ValueError) as error:  # out of the field's range
+            raise ValueError(f"quota {name}: {error}") from None
     return message
 
 
