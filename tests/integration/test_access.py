@@ -721,6 +721,16 @@ async def test_two_tenants_with_the_same_ids_and_fields_are_isolated(
         await denied(other.access.list_tenants(), PermissionDeniedError)
         assert (await other.access.get_tenant()).name == "tenant-iso"
         await denied(other.access.get_tenant("default"), PermissionDeniedError)
+        # A lost first key is replaced by the platform's admin, never by the tenant's own.
+        await denied(other.access.create_tenant_admin_key("tenant-iso"), PermissionDeniedError)
+        await denied(admin.access.create_tenant_admin_key("tenant-none"), NotFoundError)
+        spare = await admin.access.create_tenant_admin_key("tenant-iso")
+        assert (spare.key.tenant, spare.key.role) == ("tenant-iso", "admin")
+        recovered = secured.client(spare.secret)
+        try:
+            assert (await recovered.access.who_am_i()).principal.tenant == "tenant-iso"
+        finally:
+            await recovered.close()
 
         # The same models under the same DTMIs, and the same twin ids.
         await other.registry.create_models(example_model_sources())

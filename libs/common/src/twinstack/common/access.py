@@ -140,6 +140,7 @@ _SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
         "GetTenant": Verb.ADMIN,
         "ListTenants": Verb.ADMIN,
         "UpdateTenant": Verb.ADMIN,
+        "CreateTenantAdminKey": Verb.ADMIN,
     },
 }
 

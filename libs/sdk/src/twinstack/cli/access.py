@@ -105,6 +105,12 @@ def token(
     )
 
 
+def _print_new_key(title: str, secret: str) -> None:
+    console.print(title)
+    console.print("secret (shown once; send as 'authorization: Bearer <secret>'):")
+    print(secret)  # plain, so that it can be piped
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Argument(help="Unique among the tenant's live keys.")],
@@ -119,9 +125,9 @@ def create_key(
         created = client.access.create_api_key(name, role, twin_ids=twin or [], ttl_s=ttl)
 
     def human() -> None:
-        console.print(f"API key [bold]{created.key.id}[/bold] ({created.key.role})")
-        console.print("secret (shown once; send as 'authorization: Bearer <secret>'):")
-        print(created.secret)
+        _print_new_key(
+            f"API key [bold]{created.key.id}[/bold] ({created.key.role})", created.secret
+        )
 
     emit(created, human)
 
@@ -201,9 +207,8 @@ def create_tenant(
     def human() -> None:
         _print_tenants([created.tenant])
         if created.admin_key_secret:
-            console.print(f"admin API key [bold]{created.admin_key.id}[/bold] of {name}")
-            console.print("secret (shown once; send as 'authorization: Bearer <secret>'):")
-            print(created.admin_key_secret)
+            title = f"admin API key [bold]{created.admin_key.id}[/bold] of {name}"
+            _print_new_key(title, created.admin_key_secret)
 
     emit(created, human)
 
@@ -239,6 +244,16 @@ def set_quotas(
     except ValueError as error:
         raise UserError(str(error)) from None
     emit(tenant, lambda: _print_tenants([tenant]))
+
+
+@tenants_app.command("admin-key")
+def tenant_admin_key(name: Annotated[str, typer.Argument(help="The tenant.")]) -> None:
+    """A new admin API key of a tenant (its first one lost, or never asked for)."""
+    with open_client() as client:
+        created = client.access.create_tenant_admin_key(name)
+
+    title = f"admin API key [bold]{created.key.id}[/bold] of {name}"
+    emit(created, lambda: _print_new_key(title, created.secret))
 
 
 @auth_app.command()

@@ -181,6 +181,13 @@ def update_tenant(
     return Unary("access", "UpdateTenant", request, lambda r: r.tenant)
 
 
+def create_tenant_admin_key(name: str) -> Unary[access_pb2.CreateTenantAdminKeyResponse]:
+    """A new admin API key of a tenant, its ``secret`` in the response only (needs an admin of
+    the default tenant): how a tenant whose first key was lost is reached again."""
+    request = access_pb2.CreateTenantAdminKeyRequest(name=name)
+    return Unary("access", "CreateTenantAdminKey", request)
+
+
 class Access(SyncArea):
     """Identity and authorization of the caller's tenant (on the registry's endpoint)."""
 
@@ -196,6 +203,7 @@ class Access(SyncArea):
     get_tenant = sync_call(get_tenant)
     list_tenants = sync_call(list_tenants)
     update_tenant = sync_call(update_tenant)
+    create_tenant_admin_key = sync_call(create_tenant_admin_key)
 
 
 class AsyncAccess(AsyncArea):
@@ -213,3 +221,4 @@ class AsyncAccess(AsyncArea):
     get_tenant = async_call(get_tenant)
     list_tenants = async_call(list_tenants)
     update_tenant = async_call(update_tenant)
+    create_tenant_admin_key = async_call(create_tenant_admin_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -244,6 +245,18 @@ class AccessAdmin:
             response.admin_key.CopyFrom(created.key)
             response.admin_key_secret = created.secret
         return response
+
+    async def create_tenant_admin_key(
+        self, caller: Principal, name: str
+    ) -> access_pb2.CreateTenantAdminKeyResponse:
+        _require_platform_admin(caller)
+        tenant = self.get_tenant(caller, name)
+        created = await self._new_key(
+            tenant.name,
+            access_pb2.CreateApiKeyRequest(name=f"admin-{int(time.time())}", role="admin"),
+            caller.subject,
+        )
+        return access_pb2.CreateTenantAdminKeyResponse(key=created.key, secret=created.secret)
 
     def get_tenant(self, caller: Principal, name: str) -> access_pb2.Tenant:
         name = name or caller.tenant

@@ -80,6 +80,11 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     ) -> access_pb2.ListTenantsResponse:
         return access_pb2.ListTenantsResponse(tenants=self._admin.list_tenants(current_principal()))
 
+    async def CreateTenantAdminKey(
+        self, request: access_pb2.CreateTenantAdminKeyRequest, context: Context
+    ) -> access_pb2.CreateTenantAdminKeyResponse:
+        return await self._admin.create_tenant_admin_key(current_principal(), request.name)
+
     async def UpdateTenant(
         self, request: access_pb2.UpdateTenantRequest, context: Context
     ) -> access_pb2.UpdateTenantResponse:

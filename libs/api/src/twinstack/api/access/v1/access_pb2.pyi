@@ -293,6 +293,20 @@ class UpdateTenantResponse(_message.Message):
     tenant: Tenant
     def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
 
+class CreateTenantAdminKeyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateTenantAdminKeyResponse(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
 class AuditRecord(_message.Message):
     __slots__ = ("time", "subject", "tenant", "verb", "method", "resource", "outcome", "status", "peer")
     TIME_FIELD_NUMBER: _ClassVar[int]

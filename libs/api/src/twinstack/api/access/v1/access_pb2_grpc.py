@@ -97,6 +97,11 @@ class AccessServiceStub:
                 request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.FromString,
                 _registered_method=True)
+        self.CreateTenantAdminKey = channel.unary_unary(
+                '/twinstack.api.access.v1.AccessService/CreateTenantAdminKey',
+                request_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -185,6 +190,14 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTenantAdminKey(self, request, context):
+        """A new admin API key of a tenant (for the platform's administrators): how a tenant whose
+        first key was lost, or never asked for, is reached again. Its secret is returned once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +260,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.UpdateTenant,
                     request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.SerializeToString,
+            ),
+            'CreateTenantAdminKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenantAdminKey,
+                    request_deserializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +594,33 @@ class AccessService:
             '/twinstack.api.access.v1.AccessService/UpdateTenant',
             twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantRequest.SerializeToString,
             twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.UpdateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTenantAdminKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.access.v1.AccessService/CreateTenantAdminKey',
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyRequest.SerializeToString,
+            twinstack_dot_api_dot_access_dot_v1_dot_access__pb2.CreateTenantAdminKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

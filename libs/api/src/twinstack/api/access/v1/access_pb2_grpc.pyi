@@ -58,6 +58,10 @@ class AccessServiceStub:
     GetTenant: _grpc.UnaryUnaryMultiCallable[_access_pb2.GetTenantRequest, _access_pb2.GetTenantResponse]
     ListTenants: _grpc.UnaryUnaryMultiCallable[_access_pb2.ListTenantsRequest, _access_pb2.ListTenantsResponse]
     UpdateTenant: _grpc.UnaryUnaryMultiCallable[_access_pb2.UpdateTenantRequest, _access_pb2.UpdateTenantResponse]
+    CreateTenantAdminKey: _grpc.UnaryUnaryMultiCallable[_access_pb2.CreateTenantAdminKeyRequest, _access_pb2.CreateTenantAdminKeyResponse]
+    """A new admin API key of a tenant (for the platform's administrators): how a tenant whose
+    first key was lost, or never asked for, is reached again. Its secret is returned once.
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -89,6 +93,10 @@ class AccessServiceAsyncStub(AccessServiceStub):
     GetTenant: _aio.UnaryUnaryMultiCallable[_access_pb2.GetTenantRequest, _access_pb2.GetTenantResponse]  # type: ignore[assignment]
     ListTenants: _aio.UnaryUnaryMultiCallable[_access_pb2.ListTenantsRequest, _access_pb2.ListTenantsResponse]  # type: ignore[assignment]
     UpdateTenant: _aio.UnaryUnaryMultiCallable[_access_pb2.UpdateTenantRequest, _access_pb2.UpdateTenantResponse]  # type: ignore[assignment]
+    CreateTenantAdminKey: _aio.UnaryUnaryMultiCallable[_access_pb2.CreateTenantAdminKeyRequest, _access_pb2.CreateTenantAdminKeyResponse]  # type: ignore[assignment]
+    """A new admin API key of a tenant (for the platform's administrators): how a tenant whose
+    first key was lost, or never asked for, is reached again. Its secret is returned once.
+    """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may do what: API keys, role bindings and an explanation of any decision. Served by the
@@ -189,5 +197,15 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_pb2.UpdateTenantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_pb2.UpdateTenantResponse, _abc.Awaitable[_access_pb2.UpdateTenantResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTenantAdminKey(
+        self,
+        request: _access_pb2.CreateTenantAdminKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_pb2.CreateTenantAdminKeyResponse, _abc.Awaitable[_access_pb2.CreateTenantAdminKeyResponse]]:
+        """A new admin API key of a tenant (for the platform's administrators): how a tenant whose
+        first key was lost, or never asked for, is reached again. Its secret is returned once.
+        """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
