@@ -1,6 +1,7 @@
 """The InfluxDB store against a real influxd (Debian's 1.6.7 on these machines)."""
 
 import asyncio
+import socket
 from pathlib import Path
 
 import httpx
@@ -134,3 +135,27 @@ async def test_authentication_on_a_user_with_rights_on_its_database_only(tmp_pat
         await again.close()
     finally:
         server.stop()
+
+
+def test_an_influxd_whose_picked_port_was_taken_meanwhile_picks_another(tmp_path: Path) -> None:
+    server = InfluxServer(tmp_path / "influx")
+    picked = server.port
+    with socket.socket() as squatter:
+        # What an outgoing connection from another process can do between pick and bind.
+        squatter.bind(("127.0.0.1", picked))
+        squatter.listen()
+        server.start()
+        try:
+            assert server.port != picked
+            assert httpx.get(f"{server.url}/ping", timeout=10).status_code == 204
+        finally:
+            server.stop()
+
+
+def test_an_influxd_given_a_taken_port_says_so(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = InfluxServer(tmp_path / "influx", port=squatter.getsockname()[1])
+        with pytest.raises(RuntimeError, match="address already in use"):
+            server.start(timeout_s=30)

@@ -141,6 +141,9 @@ class InfluxCredentials(TypedDict, total=False):
     password: str
 
 
+BIND_ATTEMPTS = 3
+
+
 class InfluxServer:
     """An influxd (1.x) storing in ``data_dir``, listening on 127.0.0.1 only.
 
@@ -159,6 +162,9 @@ class InfluxServer:
         self.password_path = data_dir / "admin.password"
         self.port = port or free_port()
         self.rpc_port = free_port()
+        # Ports picked here may be taken by the time influxd binds them (an outgoing connection
+        # gets an ephemeral port from the same range): a first start may pick again.
+        self._may_repick = not port
         self.config_path = data_dir / "influxd.conf"
         self.process = ManagedProcess(
             "influxd",
@@ -185,6 +191,22 @@ class InfluxServer:
         return {"username": self.ADMIN_USERNAME, "password": self.password_path.read_text()}
 
     def start(self, *, timeout_s: float = 60.0) -> None:
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                self._start(timeout_s=timeout_s)
+                break
+            except RuntimeError as error:
+                taken = "address already in use" in str(error)
+                if not (taken and self._may_repick and attempt + 1 < BIND_ATTEMPTS):
+                    raise
+                self.process.stop()  # reaps the exited process, closes its log
+                self.port, self.rpc_port = free_port(), free_port()
+        # A restart keeps its ports: whatever points at this server uses them.
+        self._may_repick = False
+        if self.auth:
+            self._ensure_admin()
+
+    def _start(self, *, timeout_s: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(
             _INFLUXD_CONFIG.format(
@@ -195,8 +217,6 @@ class InfluxServer:
             )
         )
         self.process.start(timeout_s=timeout_s)
-        if self.auth:
-            self._ensure_admin()
 
     def _ensure_admin(self) -> None:
         """Creates the admin user on a fresh server (InfluxDB lets the first admin be created
