@@ -27,7 +27,7 @@ from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxStore
-from twinstack.common.nats import connect_nats, message_headers
+from twinstack.common.nats import NatsConnection, connect_nats, message_headers
 from twinstack.common.series import (
     ALL_MEASUREMENTS,
     MEASUREMENTS,
@@ -104,7 +104,7 @@ async def raw_influx(influx: InfluxServer, batches: list[list[types_pb2.Telemetr
 async def raw_nats(
     url: str, admin: dict[str, str], batches: list[list[types_pb2.TelemetryFrame]]
 ) -> float:
-    client = await connect_nats(url, "bench-raw", user=admin["user"], password=admin["password"])
+    client = await connect_nats(NatsConnection(url, admin["user"], admin["password"]), "bench-raw")
     js = client.jetstream()
     await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
     messages = [

@@ -30,6 +30,7 @@ from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import (
     REGISTRY_BUCKET,
     RELATIONSHIPS_KEY_PREFIX,
+    NatsConnection,
     connect_nats,
     twin_key,
 )
@@ -78,7 +79,7 @@ async def measure(
 
 
 async def raw_kv(url: str, admin: dict[str, str]) -> dict[str, tuple[float, np.ndarray]]:
-    client = await connect_nats(url, "bench-kv", user=admin["user"], password=admin["password"])
+    client = await connect_nats(NatsConnection(url, admin["user"], admin["password"]), "bench-kv")
     js = client.jetstream()
     kv = await js.create_key_value(KeyValueConfig(bucket="bench_raw", history=5))
     value = registry_pb2.Twin(id="x", model_id="dtmi:bench:Pump;1").SerializeToString()
@@ -130,7 +131,9 @@ async def registry_updates(
 
 async def write_graph(url: str, admin: dict[str, str]) -> int:
     """Writes the query data set straight into the registry bucket; returns the last revision."""
-    client = await connect_nats(url, "bench-graph", user=admin["user"], password=admin["password"])
+    client = await connect_nats(
+        NatsConnection(url, admin["user"], admin["password"]), "bench-graph"
+    )
     kv = await client.jetstream().key_value(REGISTRY_BUCKET)
     rng = np.random.default_rng(7)
     last = 0

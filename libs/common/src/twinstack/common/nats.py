@@ -8,8 +8,11 @@ updating the stream in place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import nats
@@ -29,7 +32,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KeyValue
 
 from twinstack.common.ids import partition_of
-from twinstack.common.settings import ServiceSettings, revealed
+from twinstack.common.settings import ServiceSettings, nats_seeds, revealed
 from twinstack.common.tracing import inject_trace_headers
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,10 @@ TWIN_KEY_PREFIX = "twins."
 MODEL_KEY_PREFIX = "models."
 RELATIONSHIPS_KEY_PREFIX = "relationships."
 STATE_TWINS_BUCKET = "state_twins"
+# State replicas (members.<member>) and their partition leases (partitions.<n>); entries
+# expire unless renewed, so a dead replica's partitions are free after the TTL.
+STATE_OWNERSHIP_BUCKET = "state_ownership"
+STATE_LEASE_TTL_S = 10.0
 # Alert rules by rule id (state).
 ALERT_RULES_BUCKET = "alert_rules"
 # Sweep records (sweeps.<sweep id>) and idempotency keys (requests.<hash>) (simulation).
@@ -162,6 +169,14 @@ class JetStreamLayout:
                 storage=StorageType.FILE,
             ),
             KeyValueConfig(
+                bucket=STATE_OWNERSHIP_BUCKET,
+                description="State replicas and their telemetry partition leases (state)",
+                history=1,
+                ttl=STATE_LEASE_TTL_S,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
                 bucket=ALERT_RULES_BUCKET,
                 description="Alert rules (state)",
                 history=1,
@@ -210,23 +225,68 @@ class JetStreamLayout:
         ]
 
 
-async def connect_nats(
-    url: str,
-    name: str,
-    *,
-    connect_timeout_s: float = 5.0,
-    user: str | None = None,
-    password: str | None = None,
-) -> NatsClient:
-    """Connects with unbounded reconnects, so a restarted nats-server is picked up again.
+@dataclass(frozen=True)
+class NatsConnection:
+    """How to reach NATS: the seeds, credentials and TLS (picklable, so sweep workers on
+    other machines connect as the service does).
 
-    Args:
-        url: The server.
-        name: The connection's name (shown by the server's monitoring).
-        connect_timeout_s: Timeout of the first connection.
+    Attributes:
+        urls: Comma-separated seed URLs; the rest of a cluster is discovered from them.
         user: The NATS user (each service has its own, with its permissions).
         password: Its password.
+        credentials_file: A credentials file (JWT and NKey seed) instead of user and password.
+        tls_ca_file: The CA that verifies the servers; TLS is used when any TLS file is set.
+        tls_cert_file: Client certificate, when the servers verify clients.
+        tls_key_file: Its key.
+        connect_timeout_s: Timeout of the first connection to each server tried.
     """
+
+    urls: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    credentials_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    connect_timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> NatsConnection:
+        def path(value: Path | None) -> str | None:
+            return None if value is None else str(value)
+
+        return cls(
+            urls=settings.nats_url,
+            user=settings.nats_user,
+            password=revealed(settings.nats_password),
+            credentials_file=path(settings.nats_credentials_file),
+            tls_ca_file=path(settings.nats_tls_ca_file),
+            tls_cert_file=path(settings.nats_tls_cert_file),
+            tls_key_file=path(settings.nats_tls_key_file),
+            connect_timeout_s=settings.nats_connect_timeout_s,
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client's TLS context, or None for plaintext (``tls://`` seeds still get one)."""
+        uses_tls = any(url.startswith(("tls://", "wss://")) for url in nats_seeds(self.urls))
+        if not (uses_tls or self.tls_ca_file or self.tls_cert_file):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if self.tls_cert_file is not None:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
+
+
+async def connect_nats(connection: NatsConnection | str, name: str) -> NatsClient:
+    """Connects with unbounded reconnects, so a restarted server (or a cluster's other
+    members) is picked up again.
+
+    Args:
+        connection: Where and as whom; a bare URL list connects anonymously.
+        name: The connection's name (shown by the server's monitoring).
+    """
+    if isinstance(connection, str):
+        connection = NatsConnection(connection)
 
     async def on_error(error: Exception) -> None:
         logger.warning("nats error: %s", error)
@@ -235,24 +295,33 @@ async def connect_nats(
         logger.warning("nats disconnected")
 
     async def on_reconnected() -> None:
-        logger.info("nats reconnected")
+        logger.info("nats reconnected", extra={"server": str(client.connected_url)})
 
-    return await nats.connect(
-        servers=[url],
+    client = await nats.connect(
+        servers=nats_seeds(connection.urls),
         name=name,
-        user=user,
-        password=password,
-        connect_timeout=connect_timeout_s,
+        user=connection.user,
+        password=connection.password,
+        user_credentials=connection.credentials_file,
+        tls=connection.tls_context(),
+        connect_timeout=connection.connect_timeout_s,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+    return client
 
 
 async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> None:
-    """Creates the platform's streams and KV buckets, or updates them to ``layout``."""
+    """Creates the platform's streams and KV buckets, or updates them to ``layout``.
+
+    A stream's settings are updated in place. A KV bucket or object store that exists keeps its
+    settings (their streams carry settings the client library derives, and recreating one would
+    drop its data), except its replica count, which is raised or lowered to the layout's: a
+    platform that moves from one server to a cluster gets every bucket replicated.
+    """
     for config in layout.streams():
         try:
             await js.add_stream(config)
@@ -266,9 +335,7 @@ async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> 
         except BadRequestError as error:
             if error.err_code != _STREAM_CONFIG_CONFLICT:
                 raise
-            # KV streams carry settings the client library derives itself; an existing bucket
-            # with other settings is kept, never recreated, because that would drop its data.
-            logger.warning("KV bucket %s exists with other settings; kept as it is", bucket.bucket)
+            await _set_replicas(js, f"KV_{bucket.bucket}", layout.replicas)
     for store in layout.object_stores():
         try:
             # nats-py sets config.bucket from its first argument, even when it is None.
@@ -276,7 +343,20 @@ async def provision_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> 
         except BadRequestError as error:
             if error.err_code != _STREAM_CONFIG_CONFLICT:
                 raise
-            logger.warning("object store %s exists with other settings; kept", store.bucket)
+            await _set_replicas(js, f"OBJ_{store.bucket}", layout.replicas)
+
+
+async def _set_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    info = await js.stream_info(stream)
+    if info.config.num_replicas == replicas:
+        return
+    logger.warning(
+        "stream %s has %s replicas; changing it to %s",
+        stream,
+        info.config.num_replicas,
+        replicas,
+    )
+    await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
 
 
 async def read_document(
@@ -309,13 +389,7 @@ class Backbone:
 
     @classmethod
     async def connect(cls, settings: ServiceSettings, name: str) -> Backbone:
-        client = await connect_nats(
-            settings.nats_url,
-            name,
-            connect_timeout_s=settings.nats_connect_timeout_s,
-            user=settings.nats_user,
-            password=revealed(settings.nats_password),
-        )
+        client = await connect_nats(NatsConnection.from_settings(settings), name)
         js = client.jetstream(timeout=settings.nats_request_timeout_s)
         await provision_jetstream(js, JetStreamLayout.from_settings(settings))
         return cls(client, js)

@@ -21,6 +21,7 @@ from twinstack.common.nats import (
     ALERT_RULES_BUCKET,
     EVENTS_STREAM,
     REGISTRY_BUCKET,
+    STATE_OWNERSHIP_BUCKET,
     STATE_TWINS_BUCKET,
     SWEEP_CHUNKS_BUCKET,
     SWEEP_DRIVERS_BUCKET,
@@ -44,6 +45,7 @@ _WRITES: Mapping[str, Sequence[str]] = {
     "state": (
         f"$KV.{STATE_TWINS_BUCKET}.>",
         f"$KV.{ALERT_RULES_BUCKET}.>",
+        f"$KV.{STATE_OWNERSHIP_BUCKET}.>",
         "evt.state.>",
         "evt.alert.>",
     ),
@@ -67,7 +69,11 @@ _READS: Mapping[str, Sequence[str]] = {
 _OWNED_STREAMS: Mapping[str, Sequence[str]] = {
     "registry": (f"KV_{REGISTRY_BUCKET}", f"KV_{ACCESS_BUCKET}"),
     "ingestion": (TELEMETRY_STREAM,),
-    "state": (f"KV_{STATE_TWINS_BUCKET}", f"KV_{ALERT_RULES_BUCKET}"),
+    "state": (
+        f"KV_{STATE_TWINS_BUCKET}",
+        f"KV_{ALERT_RULES_BUCKET}",
+        f"KV_{STATE_OWNERSHIP_BUCKET}",
+    ),
     "simulation": (
         f"KV_{SWEEPS_BUCKET}",
         f"KV_{SWEEP_CHUNKS_BUCKET}",

@@ -426,6 +426,11 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age_s * 1000)),
+                (
+                    "grpc.max_connection_age_grace_ms",
+                    int(settings.grpc_max_connection_age_grace_s * 1000),
+                ),
             ],
         )
         self.port = 0

@@ -28,6 +28,11 @@ class ServiceSettings(BaseSettings):
     # stop sending new calls before the server refuses them.
     shutdown_not_serving_delay_s: float = Field(default=0.0, ge=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # A client connection is asked to go (HTTP/2 GOAWAY) after this long, so that clients
+    # spread over replicas that started after them; calls still open get the grace period,
+    # then the connection closes (SDK watches and ingest streams resume on another one).
+    grpc_max_connection_age_s: float = Field(default=300.0, gt=0)
+    grpc_max_connection_age_grace_s: float = Field(default=60.0, ge=0)
 
     # "required": every call but health (and reflection where opened) needs a principal;
     # "disabled": every caller is an anonymous admin of the default tenant (local runs only).
@@ -51,10 +56,19 @@ class ServiceSettings(BaseSettings):
     # certificate's name is the caller's service identity.
     tls_client_ca_file: Path | None = None
 
+    # One server, or several seeds of a cluster separated by commas; the client learns the
+    # rest of the cluster from whichever seed answers, and fails over between them.
     nats_url: str = "nats://127.0.0.1:4222"
     # The service's own NATS user; its permissions allow only what the service needs.
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    # A decentralised-auth credentials file (JWT and NKey seed), instead of user and password.
+    nats_credentials_file: Path | None = None
+    # TLS to NATS: the CA that verifies the servers, and a client certificate when the
+    # servers verify clients (both or neither).
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
     nats_connect_timeout_s: float = Field(default=5.0, gt=0)
     nats_request_timeout_s: float = Field(default=5.0, gt=0)
     # Replicas of every stream and KV bucket: 1 locally, 3 on a production cluster.
@@ -85,6 +99,20 @@ class ServiceSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _nats_settings_are_whole(self) -> ServiceSettings:
+        nats_seeds(self.nats_url)
+        if (self.nats_tls_cert_file is None) != (self.nats_tls_key_file is None):
+            raise ValueError(
+                "TWINSTACK_NATS_TLS_CERT_FILE and TWINSTACK_NATS_TLS_KEY_FILE go together"
+            )
+        if self.nats_credentials_file is not None and self.nats_user is not None:
+            raise ValueError(
+                "TWINSTACK_NATS_CREDENTIALS_FILE and TWINSTACK_NATS_USER are two ways to "
+                "authenticate to NATS: set one"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _callers_can_authenticate(self) -> ServiceSettings:
         if self.auth_mode == "disabled" and not self.auth_allow_disabled:
             raise ValueError(
@@ -101,6 +129,28 @@ class ServiceSettings(BaseSettings):
                 "local insecure runs only"
             )
         return self
+
+
+_NATS_SCHEMES = ("nats://", "tls://", "ws://", "wss://")
+
+
+def nats_seeds(urls: str) -> list[str]:
+    """The server URLs in a comma-separated list of NATS seeds.
+
+    Raises:
+        ValueError: The list is empty, or names something that is not a NATS URL.
+    """
+    seeds = [url.strip() for url in urls.split(",") if url.strip()]
+    if not seeds:
+        raise ValueError("TWINSTACK_NATS_URL names no server")
+    for seed in seeds:
+        host = seed.partition("://")[2].rsplit("@", 1)[-1]
+        if not seed.startswith(_NATS_SCHEMES) or not host or host.startswith(":"):
+            raise ValueError(
+                f"TWINSTACK_NATS_URL: {seed!r} is not a NATS URL (nats://host:port, tls://..., "
+                "several separated by commas)"
+            )
+    return seeds
 
 
 def revealed(value: SecretStr | None) -> str | None:

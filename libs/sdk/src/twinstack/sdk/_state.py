@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 
@@ -198,6 +200,38 @@ def _watch_request(
     )
 
 
+# A watch whose connection is lost (a replica restarting, a server's maximum connection age)
+# opens again after the last change it delivered; it gives up after this many losses in a
+# row with no change delivered in between.
+_WATCH_RESUMES = 5
+_WATCH_RESUME_FIRST_PAUSE_S = 0.25
+
+
+class _WatchCursor:
+    """Where a watch stands, so that a lost one resumes without a gap or a repeat."""
+
+    def __init__(self, request: state_pb2.WatchRequest, timeout_s: float | None) -> None:
+        self.request = request
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._losses = 0
+
+    def remaining_s(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def delivered(self, message: state_pb2.WatchResponse) -> None:
+        self.request.after_revision = max(self.request.after_revision, message.state.revision)
+        self._losses = 0
+
+    def pause_before_resuming(self, error: grpc.RpcError) -> float | None:
+        """Seconds to wait before opening the watch again, or None to raise ``error``."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE or self._losses >= _WATCH_RESUMES:
+            return None
+        self._losses += 1
+        pause = _WATCH_RESUME_FIRST_PAUSE_S * 2 ** (self._losses - 1)
+        remaining = self.remaining_s()
+        return pause if remaining is None or pause < remaining else None
+
+
 class State(SyncArea):
     """Live state, desired values, history and alerts (``client.state``)."""
 
@@ -231,17 +265,34 @@ class State(SyncArea):
             all_twins: Watch every twin.
             after_revision: Replay changes after this state revision first.
             timeout_s: End after this long (None: run until stopped).
+
+        A watch whose connection is lost (UNAVAILABLE: a replica restarting or rotating its
+        connections) opens again after the last change it delivered, up to 5 losses in a row.
         """
-        request = _watch_request(twin_ids, model_id, all_twins, after_revision)
+        cursor = _WatchCursor(
+            _watch_request(twin_ids, model_id, all_twins, after_revision), timeout_s
+        )
         method = self._transport.method("state", "Watch")
-        call = method(request, timeout=timeout_s, metadata=self._transport.config.metadata)
-        try:
-            yield from call
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ApiError.from_rpc_error(error) from error
-        finally:
-            call.cancel()
+        while True:
+            call = method(
+                cursor.request,
+                timeout=cursor.remaining_s(),
+                metadata=self._transport.config.metadata,
+            )
+            try:
+                for message in call:
+                    cursor.delivered(message)
+                    yield message
+                return
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                pause = cursor.pause_before_resuming(error)
+                if pause is None:
+                    raise ApiError.from_rpc_error(error) from error
+                time.sleep(pause)
+            finally:
+                call.cancel()
 
 
 class AsyncState(AsyncArea):
@@ -276,14 +327,27 @@ class AsyncState(AsyncArea):
             after_revision: Replay changes after this state revision first.
             timeout_s: End after this long (None: run until stopped).
         """
-        request = _watch_request(twin_ids, model_id, all_twins, after_revision)
+        cursor = _WatchCursor(
+            _watch_request(twin_ids, model_id, all_twins, after_revision), timeout_s
+        )
         method = self._transport.method("state", "Watch")
-        call = method(request, timeout=timeout_s, metadata=self._transport.config.metadata)
-        try:
-            async for message in call:
-                yield message
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ApiError.from_rpc_error(error) from error
-        finally:
-            call.cancel()
+        while True:
+            call = method(
+                cursor.request,
+                timeout=cursor.remaining_s(),
+                metadata=self._transport.config.metadata,
+            )
+            try:
+                async for message in call:
+                    cursor.delivered(message)
+                    yield message
+                return
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return
+                pause = cursor.pause_before_resuming(error)
+                if pause is None:
+                    raise ApiError.from_rpc_error(error) from error
+                await asyncio.sleep(pause)
+            finally:
+                call.cancel()

@@ -3,11 +3,12 @@ service-to-service calls."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
 
@@ -41,6 +42,21 @@ _SERVICE_DESCRIPTORS = {
 }
 # Calls that change nothing: sending one again after a lost answer cannot apply anything twice.
 _READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Query", "Fetch")
+# Calls that change something, but the same request twice has the effect of one: identical
+# telemetry is de-duplicated by the stream, the SDK gives every sweep submit a request id, an
+# alert rule is put whole, and the rest compute without storing.
+_IDEMPOTENT_METHODS = frozenset(
+    {
+        "IngestBatch",
+        "SubmitSweep",
+        "PutAlertRule",
+        "WhoAmI",
+        "CheckAccess",
+        "RunScenario",
+        "Forecast",
+        "Calibrate",
+    }
+)
 
 
 ENVIRONMENT_VARIABLES = (
@@ -74,9 +90,38 @@ def _token_from_file(path: Path | None) -> str | None:
         return None
 
 
+def channel_target(address: str) -> str:
+    """The gRPC target of an address: ``host:port`` as it is (a name that resolves to several
+    replicas, such as a headless Service, is spread over all of them), or several
+    ``ip:port`` separated by commas, as one target over all of them.
+
+    Raises:
+        ValueError: A list that names a host by name (gRPC cannot mix resolvers in a target).
+    """
+    parts = [part.strip() for part in address.split(",") if part.strip()]
+    if len(parts) <= 1:
+        return address
+    families = set()
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        if not (host and port.isdigit()):
+            raise ValueError(f"{address!r}: {part!r} is not host:port")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version)
+        except ValueError:
+            raise ValueError(
+                f"{address!r}: a list of addresses takes IP addresses only ({host!r} is a name); "
+                "name several replicas with one DNS name that resolves to all of them"
+            ) from None
+    if len(families) > 1:
+        raise ValueError(f"{address!r}: mixes IPv4 and IPv6 addresses")
+    return f"ipv{families.pop()}:{','.join(parts)}"
+
+
 @dataclass(frozen=True)
 class Endpoints:
-    """Addresses (``host:port``) of the four services.
+    """Addresses (``host:port``, or several ``ip:port`` separated by commas) of the four
+    services.
 
     Attributes:
         registry: Defaults to ``TWINSTACK_REGISTRY_ADDR`` or ``127.0.0.1:50051``.
@@ -106,12 +151,15 @@ class Endpoints:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How gRPC retries a read-only call whose service was unreachable.
+    """How gRPC retries an idempotent call whose service was unreachable.
 
-    Only calls that change nothing (Get, List, Query, Fetch) are retried: a write whose answer
-    was lost may have been applied, so the SDK leaves resending it to the caller (conditional
-    writes with ``expected_revision`` make that safe). gRPC retries transparently, with
-    exponential backoff and jitter, within the call's deadline.
+    Only calls that change nothing (Get, List, Query, Fetch) or that are idempotent
+    (IngestBatch, SubmitSweep with the request id the SDK gives it, PutAlertRule, and calls that
+    compute without storing) are retried: another write whose answer was lost may have been
+    applied, so the SDK leaves resending it to the caller (conditional writes with
+    ``expected_revision`` make that safe). gRPC retries transparently, with exponential backoff
+    and jitter, within the call's deadline; a call that never left the client is retried
+    whatever it is.
 
     Attributes:
         max_attempts: Attempts in all, the first included (gRPC allows at most 5).
@@ -127,14 +175,14 @@ class RetryPolicy:
     backoff_multiplier: float = 2.0
     retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
 
-    def service_config(self, service: ServiceName) -> str:
-        """The gRPC service config (JSON) that applies this policy to ``service``'s read-only
+    def method_config(self, service: ServiceName) -> dict[str, Any]:
+        """The gRPC method config that applies this policy to ``service``'s idempotent
         methods."""
         names = [
             {"service": descriptor.full_name, "method": method.name}
             for descriptor in _SERVICE_DESCRIPTORS[service]
             for method in descriptor.methods
-            if method.name.startswith(_READ_ONLY_PREFIXES)
+            if method.name.startswith(_READ_ONLY_PREFIXES) or method.name in _IDEMPOTENT_METHODS
         ]
         names.append({"service": "grpc.health.v1.Health", "method": "Check"})
         policy = {
@@ -144,7 +192,7 @@ class RetryPolicy:
             "backoffMultiplier": self.backoff_multiplier,
             "retryableStatusCodes": list(self.retryable_codes),
         }
-        return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
+        return {"name": names, "retryPolicy": policy}
 
 
 @dataclass(frozen=True)
@@ -229,12 +277,19 @@ class ConnectConfig:
             ("grpc.min_reconnect_backoff_ms", 250),
             ("grpc.max_reconnect_backoff_ms", 5000),
             ("grpc.enable_retries", 1 if self.retry is not None else 0),
+            ("grpc.service_config", self.service_config(service)),
         ]
-        if self.retry is not None:
-            options.append(("grpc.service_config", self.retry.service_config(service)))
         if self.server_name_override:
             options.append(("grpc.ssl_target_name_override", self.server_name_override))
         return options
+
+    def service_config(self, service: ServiceName) -> str:
+        """The gRPC service config (JSON) of ``service``'s channel: calls spread round robin
+        over every address the target resolves to (several replicas), and the retry policy."""
+        config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+        if self.retry is not None:
+            config["methodConfig"] = [self.retry.method_config(service)]
+        return json.dumps(config)
 
     def channels(self) -> dict[ServiceName, grpc.Channel]:
         """A synchronous channel to each service (the TLS files read once for all)."""
@@ -242,10 +297,11 @@ class ConnectConfig:
         found: dict[ServiceName, grpc.Channel] = {}
         for service, address in self.endpoints.items():
             options = self.channel_options(service)
+            target = channel_target(address)
             found[service] = (
-                grpc.insecure_channel(address, options)
+                grpc.insecure_channel(target, options)
                 if credentials is None
-                else grpc.secure_channel(address, credentials, options)
+                else grpc.secure_channel(target, credentials, options)
             )
         return found
 
@@ -256,9 +312,10 @@ class ConnectConfig:
         found: dict[ServiceName, grpc.aio.Channel] = {}
         for service, address in self.endpoints.items():
             options = self.channel_options(service)
+            target = channel_target(address)
             found[service] = (
-                grpc.aio.insecure_channel(address, options)
+                grpc.aio.insecure_channel(target, options)
                 if credentials is None
-                else grpc.aio.secure_channel(address, credentials, options)
+                else grpc.aio.secure_channel(target, credentials, options)
             )
         return found

@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -35,10 +35,10 @@ from twinstack.common.nats import (
     SWEEP_DRIVERS_BUCKET,
     SWEEPS_BUCKET,
     Backbone,
+    NatsConnection,
     connect_nats,
     key_value,
 )
-from twinstack.common.settings import revealed
 from twinstack.simulation.compiler import use_cache_dir
 from twinstack.simulation.job import SweepJob
 from twinstack.simulation.records import (
@@ -73,12 +73,10 @@ CHUNK_ATTEMPTS = 10
 class StoreConfig:
     """How a worker reaches NATS and the results store (picklable, travels with the task)."""
 
-    nats_url: str
+    # The simulation service's NATS connection: workers write the ledger and results as it does.
+    nats: NatsConnection
     results_uri: str
     request_timeout_s: float
-    # The simulation service's NATS user: workers write the ledger and results as it does.
-    nats_user: str | None = None
-    nats_password: str | None = field(default=None, repr=False)
     # The sweep's tenant: its parts go under that tenant's results path.
     tenant: str = DEFAULT_TENANT
 
@@ -121,12 +119,7 @@ def compute_chunk(job: SweepJob, index: int) -> tuple[Partial, bytes | None]:
 async def _store_chunk(
     config: StoreConfig, sweep_id: str, index: int, partial: Partial, part: bytes | None
 ) -> None:
-    client = await connect_nats(
-        config.nats_url,
-        f"twinstack-sweep-{sweep_id}-chunk",
-        user=config.nats_user,
-        password=config.nats_password,
-    )
+    client = await connect_nats(config.nats, f"twinstack-sweep-{sweep_id}-chunk")
     try:
         js = client.jetstream(timeout=config.request_timeout_s)
         if part is not None:
@@ -170,11 +163,9 @@ class Driver:
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
         self._config = StoreConfig(
-            settings.nats_url,
+            NatsConnection.from_settings(settings),
             settings.results_uri,
             settings.nats_request_timeout_s,
-            settings.nats_user,
-            revealed(settings.nats_password),
         )
 
     async def run(self) -> int:

@@ -14,6 +14,8 @@ from twinstack.common.kv_watch import scan
 from twinstack.common.nats import (
     ALERT_RULES_BUCKET,
     REGISTRY_BUCKET,
+    STATE_LEASE_TTL_S,
+    STATE_OWNERSHIP_BUCKET,
     STATE_TWINS_BUCKET,
     TELEMETRY_STREAM,
     key_value,
@@ -21,6 +23,7 @@ from twinstack.common.nats import (
 )
 from twinstack.state.alert_index import AlertIndex
 from twinstack.state.alerts import AlertEvaluator
+from twinstack.state.ownership import FencedError, PartitionOwnership, member_name
 from twinstack.state.rules import RuleBook
 from twinstack.state.service import SERVICE_NAME, StateServicer
 from twinstack.state.settings import StateSettings
@@ -35,14 +38,22 @@ class StateApp(ServiceApp[StateSettings]):
 
     async def open(self, resources: contextlib.AsyncExitStack) -> Registration:
         settings = self.settings
-        partitions = settings.owned_partitions()
         backbone = await self.backbone(resources, "twinstack-state")
         bucket = await key_value(backbone.js, STATE_TWINS_BUCKET)
         store = StateStore(bucket, cache_twins=settings.state_cache_twins)
-        retirement = Retirement(
-            store,
-            lambda twin_id: partition_of(twin_id, settings.telemetry_partitions) in partitions,
-        )
+        ownership: PartitionOwnership | None = None
+
+        def held() -> PartitionOwnership:
+            if ownership is None:
+                raise FencedError("no partition is held before ownership starts")
+            return ownership
+
+        def holds(twin_id: str) -> bool | None:
+            if ownership is None:
+                return None
+            return ownership.holds(partition_of(twin_id, settings.telemetry_partitions))
+
+        retirement = Retirement(store, holds)
         resources.push_async_callback(retirement.stop)
         # The graph: for the twins subgraph scopes cover.
         catalog = ModelCatalog(await key_value(backbone.js, REGISTRY_BUCKET), follow_graph=True)
@@ -61,8 +72,9 @@ class StateApp(ServiceApp[StateSettings]):
         )
         alerts = await started(resources, AlertIndex(bucket))
         influx = await self.influx(resources)
-        consumers = [
-            PullConsumerSettings(
+
+        def consumer(partition: int) -> PullConsumerSettings:
+            return PullConsumerSettings(
                 stream=TELEMETRY_STREAM,
                 subject=telemetry_partition_filter(partition),
                 durable=f"{settings.state_durable}-p{partition}",
@@ -72,8 +84,10 @@ class StateApp(ServiceApp[StateSettings]):
                 max_deliver=settings.state_max_deliver,
                 redelivery_backoff_s=settings.state_redelivery_backoff_s,
             )
-            for partition in partitions
-        ]
+
+        async def known_twins() -> list[str]:
+            return [entry.key for entry in await scan(bucket, meta_only=True)]
+
         updater = StateUpdater(
             backbone.js,
             store,
@@ -83,14 +97,27 @@ class StateApp(ServiceApp[StateSettings]):
                 periods=settings.state_stale_periods,
                 default_s=settings.state_default_stale_after_s,
             ),
-            consumers,
-            partitions,
+            consumer,
             settings.telemetry_partitions,
             settings.state_staleness_check_interval_s,
+            held,
+            known_twins,
         )
-        known = [entry.key for entry in await scan(bucket, meta_only=True)]
-        await updater.start(known)
+        await updater.start()
         resources.push_async_callback(updater.stop)
+        ownership = PartitionOwnership(
+            await key_value(backbone.js, STATE_OWNERSHIP_BUCKET),
+            member_name(settings.state_member),
+            settings.telemetry_partitions,
+            lease_ttl_s=STATE_LEASE_TTL_S,
+            renew_interval_s=settings.state_lease_renew_interval_s,
+            on_taken=updater.take,
+            on_given=updater.give,
+        )
+        # Released before the updater stops, so that the other replicas take over at once.
+        await ownership.start()
+        resources.push_async_callback(ownership.stop)
+        retirement.decide()
         servicer = StateServicer(
             settings, backbone, store, catalog, rules, alerts, influx, self.quota_overrides
         )

@@ -9,9 +9,11 @@ class StateSettings(ServiceSettings):
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     # Prefix of the durable consumers, one per partition: <prefix>-p<partition>.
     state_durable: str = "state"
-    # Telemetry partitions this replica keeps the state of, e.g. "0-3" or "0,2,4,6"; empty for
-    # all. Replicas given disjoint sets are the only writers of their twins.
-    state_partitions: str = ""
+    # This replica's name among the state replicas (the host name and process id when empty);
+    # the telemetry partitions are shared among the live replicas by leases (docs/architecture.md).
+    state_member: str = ""
+    # Time between lease renewals; a lease lives STATE_LEASE_TTL_S (10 s) unless renewed.
+    state_lease_renew_interval_s: float = Field(default=1.0, gt=0, le=3.0)
     state_fetch_messages: int = Field(default=256, gt=0)
     state_fetch_timeout_s: float = Field(default=0.5, gt=0)
     state_ack_wait_s: float = Field(default=30.0, gt=0)
@@ -41,18 +43,3 @@ class StateSettings(ServiceSettings):
     tenant_max_alert_rules: int = Field(default=2_000, gt=0)
     # Values (twins x fields x points per series) one QueryHistory may read (docs/limits.md).
     history_max_values: int = Field(default=2_000_000, gt=0)
-
-    def owned_partitions(self) -> list[int]:
-        """The partitions named by ``state_partitions`` (all of them when it is empty)."""
-        if not self.state_partitions.strip():
-            return list(range(self.telemetry_partitions))
-        owned: set[int] = set()
-        for part in self.state_partitions.split(","):
-            first, _, last = part.strip().partition("-")
-            owned.update(range(int(first), int(last or first) + 1))
-        if not owned or max(owned) >= self.telemetry_partitions:
-            raise ValueError(
-                f"TWINSTACK_STATE_PARTITIONS={self.state_partitions!r} names partitions beyond "
-                f"0-{self.telemetry_partitions - 1}"
-            )
-        return sorted(owned)

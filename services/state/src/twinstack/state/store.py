@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -28,6 +28,18 @@ ResultT = TypeVar("ResultT")
 # Changes the state in place and returns what the caller wants to know about it; returning
 # None means nothing changed and nothing is written.
 Mutation = Callable[[state_pb2.TwinState], ResultT | None]
+
+
+class OwnerFence(Protocol):
+    """The writer's hold on a twin's partition."""
+
+    @property
+    def epoch(self) -> int:
+        """The writer's fencing epoch."""
+
+    async def confirm(self) -> None:
+        """Raises :class:`~twinstack.state.ownership.FencedError` unless the writer still
+        holds the partition (asked of the lease itself)."""
 
 
 class StateStore:
@@ -53,11 +65,21 @@ class StateStore:
         return state
 
     async def update(
-        self, twin_id: str, mutate: Mutation[ResultT]
+        self, twin_id: str, mutate: Mutation[ResultT], owner: OwnerFence | None = None
     ) -> tuple[state_pb2.TwinState, ResultT] | None:
         """Applies ``mutate`` to the twin's state (a new one if none is stored) and writes it
         if it changed; retried on a concurrent write. Returns the written state (with its
-        revision) and what ``mutate`` returned, or None if nothing changed."""
+        revision) and what ``mutate`` returned, or None if nothing changed.
+
+        Args:
+            twin_id: The twin.
+            mutate: The change.
+            owner: The partition owner's fence, for writes that only the owner may make
+                (telemetry, staleness); None for writes any replica may make (desired values).
+
+        Raises:
+            FencedError: The document was written by a newer owner of the twin's partition.
+        """
         for attempt in range(_MAX_CAS_ATTEMPTS):
             cached = self._cache.get(twin_id) if attempt == 0 else None
             current = cached if cached is not None else await self.read(twin_id)
@@ -65,6 +87,8 @@ class StateStore:
             if current is not None:
                 state.CopyFrom(current)
             revision = state.revision
+            if owner is not None and state.owner_epoch > owner.epoch:
+                await owner.confirm()
             result = mutate(state)
             if result is None:
                 if cached is None and current is not None:
@@ -72,6 +96,8 @@ class StateStore:
                     self._remember(current)
                 return None
             state.ClearField("revision")
+            if owner is not None:
+                state.owner_epoch = owner.epoch
             try:
                 if current is None:
                     state.revision = await self._bucket.create(twin_id, state.SerializeToString())
@@ -107,22 +133,35 @@ class Retirement:
     """Removes the live state of twins the registry deleted, so that a deleted twin neither
     lingers as stale nor shows in listings and watches.
 
-    Each replica removes the states of the partitions it owns; the removals run in the
-    background, since the registry's watch reports deletions synchronously.
+    Each replica removes the states of the partitions it holds; the removals run in the
+    background, since the registry's watch reports deletions synchronously. Deletions reported
+    before this replica has taken its partitions (the registry's history read at start) wait
+    for :meth:`decide`.
 
     Args:
         store: The live states.
-        owns: Whether this replica owns a twin's partition.
+        owns: Whether this replica holds a twin's partition; None while that is not known yet.
     """
 
-    def __init__(self, store: StateStore, owns: Callable[[str], bool]) -> None:
+    def __init__(self, store: StateStore, owns: Callable[[str], bool | None]) -> None:
         self._store = store
         self._owns = owns
+        self._undecided: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def decide(self) -> None:
+        """Retires what was deleted before this replica's partitions were known."""
+        undecided, self._undecided = self._undecided, set()
+        for twin_id in sorted(undecided):
+            self.retire(twin_id)
 
     def retire(self, twin_id: str) -> None:
         """Schedules the removal of a deleted twin's state."""
-        if not self._owns(twin_id):
+        owns = self._owns(twin_id)
+        if owns is None:
+            self._undecided.add(twin_id)
+            return
+        if not owns:
             return
         task = asyncio.get_running_loop().create_task(self._remove(twin_id))
         self._tasks.add(task)

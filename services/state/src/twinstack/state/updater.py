@@ -1,5 +1,10 @@
 """Consumes the TELEMETRY stream into the twins' state documents, one durable consumer per
-owned partition, and watches the clock for twins that went silent.
+held partition, and watches the clock for twins that went silent.
+
+Partitions come and go with their leases (:mod:`twinstack.state.ownership`): a partition taken
+starts its consumer and learns its twins for the staleness check; a partition given stops its
+consumer after the batch in hand. Every write carries the partition's fence, so a replica that
+lost a partition cannot overwrite its new owner's documents.
 
 A partition's messages are acknowledged only after the merged state is stored, so a crash
 means redelivery, which :func:`merge` and the alert memory make harmless. Alert events are
@@ -15,7 +20,8 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -31,7 +37,8 @@ from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alerts import AlertChange, AlertEvaluator, alert_event
 from twinstack.state.live import is_stale, merge
-from twinstack.state.store import StateStore
+from twinstack.state.ownership import FencedError
+from twinstack.state.store import OwnerFence, StateStore
 
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.state")
@@ -69,8 +76,29 @@ class StalePeriods:
         return cached
 
 
+class Fences(Protocol):
+    """Which partitions this replica holds, and their fences."""
+
+    def holds(self, partition: int) -> bool: ...
+
+    def fence(self, partition: int) -> OwnerFence: ...
+
+
 class StateUpdater:
-    """Keeps the state of the twins in ``partitions`` current until stopped."""
+    """Keeps the state of the twins of the held partitions current until stopped.
+
+    Args:
+        js: JetStream.
+        store: The state documents.
+        evaluator: Alert rules.
+        stale_periods: When a twin is stale.
+        consumer_settings: The durable consumer of a partition.
+        partition_count: Telemetry partitions in all.
+        staleness_check_interval_s: Time between staleness checks.
+        fences: Held partitions (late-bound: ownership calls :meth:`take` and :meth:`give`).
+        known_twins: Twin ids with a state document now, for the staleness check of a
+            partition taken.
+    """
 
     def __init__(  # noqa: PLR0917 - the updater's whole wiring
         self,
@@ -78,37 +106,33 @@ class StateUpdater:
         store: StateStore,
         evaluator: AlertEvaluator,
         stale_periods: StalePeriods,
-        consumers: Sequence[PullConsumerSettings],
-        partitions: Sequence[int],
+        consumer_settings: Callable[[int], PullConsumerSettings],
         partition_count: int,
         staleness_check_interval_s: float,
+        fences: Callable[[], Fences],
+        known_twins: Callable[[], Awaitable[list[str]]],
     ) -> None:
         self._js = js
         self._events = EventPublisher(js)
         self._store = store
         self._evaluator = evaluator
         self._stale_periods = stale_periods
-        self._consumers = [
-            PullConsumer(
-                js,
-                settings,
-                functools.partial(self._apply, DeadLetters(js, STATE_DEAD_LETTER, settings)),
-            )
-            for settings in consumers
-        ]
-        self._partitions = frozenset(partitions)
+        self._consumer_settings = consumer_settings
+        self._consumers: dict[int, PullConsumer] = {}
         self._partition_count = partition_count
         self._check_interval_s = staleness_check_interval_s
-        # Twins of the owned partitions seen since start, for the staleness check.
-        self._known: set[str] = set()
+        self._fences = fences
+        self._known_twins = known_twins
+        # Twins of each held partition, for the staleness check.
+        self._known: dict[int, set[str]] = {}
         self._clock_task: asyncio.Task[None] | None = None
 
-    async def start(self, known_twins: Sequence[str]) -> None:
-        self._known.update(
-            t for t in known_twins if partition_of(t, self._partition_count) in self._partitions
-        )
-        for consumer in self._consumers:
-            await consumer.start()
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions consumed now."""
+        return sorted(self._consumers)
+
+    async def start(self) -> None:
         self._clock_task = asyncio.create_task(self._watch_clock(), name="staleness")
 
     async def stop(self) -> None:
@@ -116,9 +140,42 @@ class StateUpdater:
             self._clock_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock_task
-        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
+        await self.give(list(self._consumers))
 
-    async def _apply(self, dead_letters: DeadLetters, messages: list[Msg]) -> None:
+    async def take(self, epochs: Mapping[int, int]) -> None:
+        """Starts consuming newly held partitions; their staleness state comes with their
+        documents (the alert memory is in each twin's state)."""
+        known = await self._known_twins()
+        for partition in epochs:
+            self._known[partition] = {
+                t for t in known if partition_of(t, self._partition_count) == partition
+            }
+        for partition in epochs:
+            settings = self._consumer_settings(partition)
+            consumer = PullConsumer(
+                self._js,
+                settings,
+                functools.partial(
+                    self._apply, partition, DeadLetters(self._js, STATE_DEAD_LETTER, settings)
+                ),
+            )
+            await consumer.start()
+            self._consumers[partition] = consumer
+
+    async def give(self, partitions: Sequence[int]) -> None:
+        """Stops consuming partitions, each after its batch in hand."""
+        stopping = [self._consumers.pop(p) for p in partitions if p in self._consumers]
+        await asyncio.gather(*(consumer.stop() for consumer in stopping))
+        for partition in partitions:
+            self._known.pop(partition, None)
+
+    async def _apply(self, partition: int, dead_letters: DeadLetters, messages: list[Msg]) -> None:
+        try:
+            fence = self._fences().fence(partition)
+        except FencedError:
+            # Redelivered at once to the partition's next owner.
+            await asyncio.gather(*(message.nak() for message in messages))
+            return
         by_twin: dict[str, list[events_pb2.TelemetryBatch]] = defaultdict(list)
         twin_messages: dict[str, list[Msg]] = defaultdict(list)
         settled: list[Msg] = []
@@ -141,11 +198,14 @@ class StateUpdater:
         # Each twin on its own: one twin whose update fails must not hold back the others of
         # its partition, and after max_deliver attempts its messages become dead letters.
         outcomes = await asyncio.gather(
-            *(self._merge(twin_id, batches) for twin_id, batches in by_twin.items()),
+            *(self._merge(twin_id, batches, fence) for twin_id, batches in by_twin.items()),
             return_exceptions=True,
         )
         for twin_id, outcome in zip(by_twin, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, FencedError):
+                for message in twin_messages[twin_id]:
+                    await message.nak()
+            elif isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancelled: everything unacknowledged is redelivered
                 logger.warning(
@@ -160,8 +220,12 @@ class StateUpdater:
         for message in settled:
             await message.ack()
 
-    async def _merge(self, twin_id: str, batches: list[events_pb2.TelemetryBatch]) -> None:
-        self._known.add(twin_id)
+    async def _merge(
+        self, twin_id: str, batches: list[events_pb2.TelemetryBatch], fence: OwnerFence
+    ) -> None:
+        known = self._known.get(partition_of(twin_id, self._partition_count))
+        if known is not None:
+            known.add(twin_id)
 
         def mutate(state: state_pb2.TwinState) -> list[AlertChange] | None:
             before = state.SerializeToString(deterministic=True)
@@ -172,7 +236,7 @@ class StateUpdater:
             # Rule memory moves even when no reported value does.
             return changes if state.SerializeToString(deterministic=True) != before else None
 
-        written = await self._store.update(twin_id, mutate)
+        written = await self._store.update(twin_id, mutate, fence)
         now_ns = time.time_ns()
         for batch in batches:
             _LATENCY.record((now_ns - batch.ingest_time.ToNanoseconds()) / 1e6)
@@ -200,19 +264,26 @@ class StateUpdater:
                 logger.exception("staleness check failed; trying again next interval")
 
     async def check_staleness(self, now_ns: int) -> None:
-        """Marks silent twins stale and raises their staleness alerts."""
-        for twin_id in sorted(self._known):
+        """Marks silent twins of the held partitions stale and raises their staleness alerts."""
+        for partition, known in list(self._known.items()):
+            try:
+                fence = self._fences().fence(partition)
+                for twin_id in sorted(known):
+                    await self._check_twin(twin_id, now_ns, fence)
+            except FencedError:
+                continue  # the partition moved: its new owner checks it
 
-            def mutate(state: state_pb2.TwinState) -> list[AlertChange] | None:
-                changed = False
-                if state.connectivity != state_pb2.CONNECTIVITY_STALE and is_stale(
-                    state, now_ns, self._stale_periods.of(state.model_id)
-                ):
-                    state.connectivity = state_pb2.CONNECTIVITY_STALE
-                    changed = True
-                changes = self._evaluator.on_clock(state, now_ns)
-                return changes if changed or changes else None
+    async def _check_twin(self, twin_id: str, now_ns: int, fence: OwnerFence) -> None:
+        def mutate(state: state_pb2.TwinState) -> list[AlertChange] | None:
+            changed = False
+            if state.connectivity != state_pb2.CONNECTIVITY_STALE and is_stale(
+                state, now_ns, self._stale_periods.of(state.model_id)
+            ):
+                state.connectivity = state_pb2.CONNECTIVITY_STALE
+                changed = True
+            changes = self._evaluator.on_clock(state, now_ns)
+            return changes if changed or changes else None
 
-            written = await self._store.update(twin_id, mutate)
-            if written is not None:
-                await self.publish_alerts(*written)
+        written = await self._store.update(twin_id, mutate, fence)
+        if written is not None:
+            await self.publish_alerts(*written)

@@ -108,7 +108,7 @@ class RuleMemory(_message.Message):
     def __init__(self, last_value: _Optional[float] = ..., last_time_unix_ns: _Optional[int] = ..., mean: _Optional[float] = ..., variance: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class TwinState(_message.Message):
-    __slots__ = ("twin_id", "reported", "last_seen_time", "revision", "model_id", "desired", "delta", "connectivity", "last_received_time", "alerts", "rule_memory")
+    __slots__ = ("twin_id", "reported", "last_seen_time", "revision", "model_id", "desired", "delta", "connectivity", "last_received_time", "alerts", "rule_memory", "owner_epoch")
     class ReportedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class TwinState(_message.Message):
     LAST_RECEIVED_TIME_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     RULE_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     twin_id: str
     reported: _containers.MessageMap[str, ReportedField]
     last_seen_time: _timestamp_pb2.Timestamp
@@ -166,7 +167,8 @@ class TwinState(_message.Message):
     last_received_time: _timestamp_pb2.Timestamp
     alerts: _containers.MessageMap[str, Alert]
     rule_memory: _containers.MessageMap[str, RuleMemory]
-    def __init__(self, twin_id: _Optional[str] = ..., reported: _Optional[_Mapping[str, ReportedField]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., model_id: _Optional[str] = ..., desired: _Optional[_Mapping[str, DesiredField]] = ..., delta: _Optional[_Mapping[str, _types_pb2.Value]] = ..., connectivity: _Optional[_Union[Connectivity, str]] = ..., last_received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Mapping[str, Alert]] = ..., rule_memory: _Optional[_Mapping[str, RuleMemory]] = ...) -> None: ...
+    owner_epoch: int
+    def __init__(self, twin_id: _Optional[str] = ..., reported: _Optional[_Mapping[str, ReportedField]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., model_id: _Optional[str] = ..., desired: _Optional[_Mapping[str, DesiredField]] = ..., delta: _Optional[_Mapping[str, _types_pb2.Value]] = ..., connectivity: _Optional[_Union[Connectivity, str]] = ..., last_received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alerts: _Optional[_Mapping[str, Alert]] = ..., rule_memory: _Optional[_Mapping[str, RuleMemory]] = ..., owner_epoch: _Optional[int] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
     __slots__ = ("twin_id",)
