@@ -22,7 +22,7 @@ from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.nats import Backbone
 from twinstack.common.server import GrpcServer, Service
 from twinstack.common.settings import ServiceSettings
-from twinstack.devstack import InfluxServer, NatsServer
+from twinstack.devstack import InfluxServer, NatsCluster, NatsServer
 from twinstack.devstack.ray_cluster import RayCluster
 from twinstack.sdk.models import example_model_sources, model_sources
 
@@ -54,6 +54,33 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-servers routed into one JetStream cluster on loopback."""
+    cluster = NatsCluster(tmp_path / "nats-cluster")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_settings(
+    nats_cluster: NatsCluster, influxd: InfluxServer, influx_database: str
+) -> dict[str, Any]:
+    """Settings fields that point a service at this test's NATS cluster, with every stream
+    and bucket replicated three times."""
+    return {
+        "grpc_host": "127.0.0.1",
+        "grpc_port": 0,
+        "nats_url": nats_cluster.url,
+        "nats_replicas": 3,
+        "influx_url": influxd.url,
+        "influx_database": influx_database,
+        "log_format": "console",
+        "auth_mode": "disabled",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,11 @@ NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+# A server that stops answering without closing the connection (a stalled or paused machine)
+# is given up after this many unanswered pings this far apart, and another member of the
+# cluster is tried; the client's defaults (2 minutes apart) would stall every call that long.
+_PING_INTERVAL_S = 2
+_MAX_OUTSTANDING_PINGS = 3
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_CONFIG_CONFLICT = 10058
 _DAY_S = 24 * 3600.0
@@ -305,6 +310,8 @@ async def connect_nats(connection: NatsConnection | str, name: str) -> NatsClien
         user_credentials=connection.credentials_file,
         tls=connection.tls_context(),
         connect_timeout=connection.connect_timeout_s,
+        ping_interval=_PING_INTERVAL_S,
+        max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,

@@ -7,7 +7,7 @@ then SIGKILL.
 """
 
 from twinstack.devstack.credentials import LocalCertificateAuthority, LocalIssuer
-from twinstack.devstack.infra import InfluxServer, NatsServer, ensure_influxd
+from twinstack.devstack.infra import InfluxServer, NatsCluster, NatsServer, ensure_influxd
 from twinstack.devstack.platform import SERVICES, LocalPlatform, ServiceProcess
 from twinstack.devstack.processes import ManagedProcess, free_port, wait_until
 from twinstack.devstack.ray_cluster import RayCluster
@@ -19,6 +19,7 @@ __all__ = [
     "LocalIssuer",
     "LocalPlatform",
     "ManagedProcess",
+    "NatsCluster",
     "NatsServer",
     "RayCluster",
     "ServiceProcess",

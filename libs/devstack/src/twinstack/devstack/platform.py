@@ -14,12 +14,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from twinstack.common.nats_permissions import authorization_block
 from twinstack.devstack.credentials import LocalIssuer, local_secret
-from twinstack.devstack.infra import InfluxServer, NatsServer
+from twinstack.devstack.infra import InfluxServer, NatsCluster, NatsServer
 from twinstack.devstack.processes import ManagedProcess, free_port
 from twinstack.devstack.ray_cluster import RayCluster
 
 SERVICES = ("registry", "ingestion", "state", "simulation")
 DEFAULT_SERVICE_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, "simulation": 50054}
+# In the highly available layout, replica n (from 0) of a service listens on its port + 10 n.
+HA_REPLICAS = 2
+HA_PORT_STRIDE = 10
+HA_NATS_NODES = 3
 
 
 def grpc_serving(target: str, service: str = "", *, timeout_s: float = 1.0) -> bool:
@@ -36,11 +40,13 @@ def grpc_serving(target: str, service: str = "", *, timeout_s: float = 1.0) -> b
 
 @dataclass
 class ServiceProcess:
-    """One twinstack service running as ``python -m twinstack.<name>``."""
+    """One replica of a twinstack service running as ``python -m twinstack.<service>``."""
 
     name: str
     port: int
     process: ManagedProcess
+    # The service it is a replica of (``name`` is the replica's, e.g. ``state-2``).
+    service: str = ""
 
     @property
     def target(self) -> str:
@@ -61,6 +67,9 @@ class LocalPlatform:
             issuer's keys under ``data_dir/auth`` (``TWINSTACK_AUTH_MODE=disabled`` turns it
             off).
         services: Which services to run (all four by default), started in this order.
+        ha: The highly available layout: a 3-node NATS cluster (client ports ``nats_port``
+            and the next two) with every stream and bucket at 3 replicas, and two replicas of
+            each service (the second on its port + 10).
     """
 
     def __init__(
@@ -72,21 +81,30 @@ class LocalPlatform:
         service_ports: Mapping[str, int] | None = None,
         service_env: Mapping[str, str] | None = None,
         services: Sequence[str] = SERVICES,
+        ha: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.ha = ha
         auth_dir = data_dir / "auth"
         # Each service connects to NATS as its own user, limited to what it needs.
         self.nats_passwords = {
             name: local_secret(auth_dir / f"nats-{name}.password") for name in SERVICES
         }
         self.nats_admin_password = local_secret(auth_dir / "nats-admin.password")
-        self.nats = NatsServer(
-            data_dir / "nats",
-            port=nats_port,
-            authorization=authorization_block(self.nats_passwords, self.nats_admin_password),
+        authorization = authorization_block(self.nats_passwords, self.nats_admin_password)
+        self.nats: NatsServer | NatsCluster = (
+            NatsCluster(
+                data_dir / "nats-cluster",
+                size=HA_NATS_NODES,
+                ports=[nats_port + i if nats_port else 0 for i in range(HA_NATS_NODES)],
+                authorization=authorization,
+            )
+            if ha
+            else NatsServer(data_dir / "nats", port=nats_port, authorization=authorization)
         )
         self.influx = InfluxServer(data_dir / "influxdb", port=influx_port, auth=True)
-        ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
+        given_ports = dict(service_ports or {})
+        ports = {**DEFAULT_SERVICE_PORTS, **given_ports}
         ports = {name: ports[name] or free_port() for name in SERVICES}
         # The simulation service asks the registry to resolve graph queries.
         wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
@@ -99,33 +117,76 @@ class LocalPlatform:
                 "TWINSTACK_RAY_JOBS_ADDRESS": self.ray.jobs_address,
                 "TWINSTACK_RAY_AUTH_TOKEN_FILE": str(self.ray.token_path),
             }
-        self.services = {
-            name: self._service(name, ports[name], {**wiring, **(service_env or {})})
+        replica_count = HA_REPLICAS if ha else 1
+        if ha:
+            wiring["TWINSTACK_NATS_REPLICAS"] = str(HA_NATS_NODES)
+            # Ports asked to be free (0) are free ones for every replica.
+            replica_ports = {
+                name: [ports[name]]
+                + [
+                    ports[name] + HA_PORT_STRIDE * n if given_ports.get(name, 1) else free_port()
+                    for n in range(1, replica_count)
+                ]
+                for name in SERVICES
+            }
+            wiring["TWINSTACK_REGISTRY_TARGET"] = ",".join(
+                f"127.0.0.1:{port}" for port in replica_ports["registry"]
+            )
+        else:
+            replica_ports = {name: [ports[name]] for name in SERVICES}
+        self.replicas: dict[str, list[ServiceProcess]] = {
+            name: [
+                self._service(
+                    name,
+                    n,
+                    replica_ports[name][n],
+                    {**wiring, **(service_env or {})},
+                )
+                for n in range(replica_count)
+            ]
             for name in services
         }
+        # The first replica of each service.
+        self.services = {name: replicas[0] for name, replicas in self.replicas.items()}
 
-    def _service(self, name: str, port: int, extra_env: Mapping[str, str]) -> ServiceProcess:
+    def _service(
+        self, service: str, index: int, port: int, extra_env: Mapping[str, str]
+    ) -> ServiceProcess:
+        name = service if index == 0 else f"{service}-{index + 1}"
         env = {
             "TWINSTACK_GRPC_HOST": "127.0.0.1",
             "TWINSTACK_GRPC_PORT": str(port),
             "TWINSTACK_NATS_URL": self.nats.url,
-            "TWINSTACK_NATS_USER": name,
-            "TWINSTACK_NATS_PASSWORD": self.nats_passwords[name],
+            "TWINSTACK_NATS_USER": service,
+            "TWINSTACK_NATS_PASSWORD": self.nats_passwords[service],
             "TWINSTACK_INFLUX_URL": self.influx.url,
             "TWINSTACK_INFLUX_USERNAME": self.influx.credentials["username"],
             "TWINSTACK_INFLUX_PASSWORD": self.influx.credentials["password"],
             "TWINSTACK_LOG_FORMAT": "json",
+            **({"TWINSTACK_STATE_MEMBER": name} if service == "state" else {}),
             **extra_env,
         }
         target = f"127.0.0.1:{port}"
         process = ManagedProcess(
             name,
-            [sys.executable, "-m", f"twinstack.{name}"],
+            [sys.executable, "-m", f"twinstack.{service}"],
             log_path=self.data_dir / "logs" / f"{name}.log",
             env=env,
             ready=lambda: grpc_serving(target),
         )
-        return ServiceProcess(name, port, process)
+        return ServiceProcess(name, port, process, service)
+
+    @property
+    def all_replicas(self) -> list[ServiceProcess]:
+        """Every replica of every service, in start order."""
+        return [replica for replicas in self.replicas.values() for replica in replicas]
+
+    def targets(self) -> dict[str, str]:
+        """Service to the addresses of its replicas (comma-separated, as the SDK takes them)."""
+        return {
+            name: ",".join(replica.target for replica in replicas)
+            for name, replicas in self.replicas.items()
+        }
 
     def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Starts nats-server and influxd, then the services together; stops what started if
@@ -145,9 +206,9 @@ class LocalPlatform:
                     progress(f"ray did not start ({error}); sweeps are unavailable until it does")
             # Together, as on a cluster: a service's start is mostly importing its code on one
             # core, so started one after another they would leave the other cores idle.
-            for service in self.services.values():
+            for service in self.all_replicas:
                 service.process.launch()
-            for service in self.services.values():
+            for service in self.all_replicas:
                 progress(f"{service.name} on {service.target}")
                 service.process.wait_ready(timeout_s=180.0)
         except BaseException:
@@ -156,7 +217,7 @@ class LocalPlatform:
 
     def stop(self) -> None:
         """Stops the services, then influxd and nats-server."""
-        for service in reversed(self.services.values()):
+        for service in reversed(self.all_replicas):
             service.process.stop()
         if self.ray is not None:
             self.ray.stop()
@@ -176,7 +237,7 @@ class LocalPlatform:
     def client_env(self) -> dict[str, str]:
         """The environment a CLI or SDK user of this platform sets."""
         return {
-            **{f"TWINSTACK_{n.upper()}_ADDR": s.target for n, s in self.services.items()},
+            **{f"TWINSTACK_{n.upper()}_ADDR": t for n, t in self.targets().items()},
             "TWINSTACK_AUTH_TOKEN": self.admin_token,
             "TWINSTACK_DATA_DIR": str(self.data_dir),
         }
@@ -184,7 +245,7 @@ class LocalPlatform:
     def endpoints(self) -> dict[str, str]:
         """Name to address of every part of the platform."""
         parts = {
-            **{name: service.target for name, service in self.services.items()},
+            **self.targets(),
             "nats": self.nats.url,
             "influxdb": self.influx.url,
         }

@@ -139,6 +139,8 @@ class ManagedProcess:
         code = None
         if process is not None:
             if process.poll() is None:
+                # A paused process would not act on SIGTERM until resumed.
+                process.send_signal(signal.SIGCONT)
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(timeout_s)
@@ -158,6 +160,16 @@ class ManagedProcess:
                 self._process.kill()
             self._process.wait()
             self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: alive but unresponsive (a stalled machine), for fault tests."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def tail(self, lines: int = 30) -> str:
         """The last lines of the log."""
