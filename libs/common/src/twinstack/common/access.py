@@ -108,6 +108,8 @@ _SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
         "DeleteAlertRule": Verb.RULES_WRITE,
         "ListAlerts": Verb.STATE_READ,
         "AcknowledgeAlert": Verb.ALERTS_ACKNOWLEDGE,
+        # Only the default tenant's admins (checked in the call): it shows the whole platform.
+        "GetClusterStatus": Verb.ADMIN,
     },
     "twinstack.api.simulation.v1.SimulationService": {
         "ListBuiltinModels": Verb.MODELS_READ,

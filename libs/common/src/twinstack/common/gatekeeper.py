@@ -121,6 +121,20 @@ def current_principal() -> Principal:
     return _current.get((ANONYMOUS, EVERY_TWIN))[0]
 
 
+def require_platform_admin(caller: Principal, what: str) -> None:
+    """Refuses ``what`` to anyone but the platform's administrators: principals of the default
+    tenant holding the admin verb (the gatekeeper checked the verb).
+
+    Raises:
+        PermissionDeniedError: The caller belongs to another tenant.
+    """
+    if caller.tenant != DEFAULT_TENANT:
+        raise PermissionDeniedError(
+            f"{what} is for admins of the default tenant",
+            metadata={"verb": str(Verb.ADMIN), "subject": caller.subject},
+        )
+
+
 def current_ids() -> TenantIds:
     """The id translation of the current caller's tenant."""
     return ids_of(current_principal().tenant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import time
@@ -107,11 +108,17 @@ def up(
         Path, typer.Option(envvar=DATA_DIR_VARIABLE, help="Where all data and logs live.")
     ] = Path(".local/twinstack"),
     feed: Annotated[bool, typer.Option(help="Create the example twins and feed them.")] = True,
+    ha: Annotated[
+        bool,
+        typer.Option(help="Highly available: 3 NATS nodes (R3) and two replicas of each service."),
+    ] = False,
 ) -> None:
     """Run the whole platform locally; Ctrl-C stops it.
 
     Starts nats-server, influxd, the four services and Ray, then creates the example twins and
-    feeds them from simulated sensors."""
+    feeds them from simulated sensors. With --ha: a 3-node NATS cluster on ports 4222-4224
+    with every stream replicated 3 times, and a second replica of each service on its port +
+    10 (50061-50064)."""
     # Imported here, as the other heavy imports of single commands are, to keep the start of
     # every other command quick.
     try:
@@ -122,7 +129,7 @@ def up(
             "missing): clone the repository and run `make up`"
         ) from None
 
-    platform = LocalPlatform(data_dir.resolve())
+    platform = LocalPlatform(data_dir.resolve(), ha=ha)
     with console.status("starting twinstack") as status:
         platform.start(progress=lambda step: status.update(f"starting {step}"))
     table = Table(title="twinstack is up", show_lines=False)
@@ -134,7 +141,7 @@ def up(
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
     feeder: SensorFeeder | None = None
-    endpoints = Endpoints(**{name: service.target for name, service in platform.services.items()})
+    endpoints = Endpoints(**platform.targets())
     client = Client(ConnectConfig(endpoints, token=platform.admin_token))
     try:
         if feed:
@@ -166,24 +173,89 @@ def up(
         console.print("stopped")
 
 
+def _replica_health(config: ConnectConfig) -> dict[str, dict[str, str]]:
+    """Service to the health of each of its replicas (each address of its list on its own)."""
+    found: dict[str, dict[str, str]] = {}
+    for service, addresses in config.endpoints.items():
+        found[service] = {}
+        for address in (a.strip() for a in addresses.split(",") if a.strip()):
+            single = dataclasses.replace(
+                config.endpoints, **{name: address for name, _ in config.endpoints.items()}
+            )
+            with Client(dataclasses.replace(config, endpoints=single, retry=None)) as client:
+                found[service][address] = client.health()[service]
+    return found
+
+
+def _follower_state(peer: Any) -> str:
+    if peer.offline:
+        return "offline"
+    return "current" if peer.current else f"lag {peer.lag}"
+
+
+def _cluster_tables(cluster: Any) -> list[Table]:
+    nats = Table(title=f"NATS (connected to {cluster.nats_connected_url})")
+    nats.add_column("server")
+    for server in cluster.nats_servers:
+        nats.add_row(server)
+    streams = Table(title="streams")
+    for column in ("stream", "replicas", "leader", "followers", "messages"):
+        streams.add_column(column, justify="right" if column == "messages" else "left")
+    for stream in cluster.streams:
+        followers = ", ".join(f"{peer.name} ({_follower_state(peer)})" for peer in stream.peers)
+        leader = stream.leader or ("[red]none[/red]" if stream.replicas > 1 else "-")
+        streams.add_row(
+            stream.name, str(stream.replicas), leader, followers, f"{stream.messages:,}"
+        )
+    partitions = Table(
+        title=f"telemetry partitions (state replicas: {', '.join(cluster.state_members)})"
+    )
+    partitions.add_column("partition", justify="right")
+    partitions.add_column("owner")
+    for owner in cluster.partitions:
+        partitions.add_row(str(owner.partition), owner.member or "[red]none (moving)[/red]")
+    return [nats, streams, partitions]
+
+
 @app.command()
 def status() -> None:
-    """Health of each service; exits 1 unless all four are serving."""
+    """Health of each service replica, and for platform admins the cluster: NATS servers, each
+    stream's leader and followers, and the owner of each telemetry partition. Exits 1 unless
+    every replica is serving."""
     with open_client() as client:
-        health = client.health()
-        addresses: dict[str, str] = dict(client.config.endpoints.items())
+        config = client.config
+    health = _replica_health(config)
+    cluster: Any = None
+    cluster_note = ""
+    with open_client() as client:
+        try:
+            cluster = client.state.cluster_status()
+        except ApiError as error:
+            cluster_note = f"cluster status not shown: {error}"
 
     def human() -> None:
         table = Table(title="twinstack services")
         for column in ("service", "address", "health"):
             table.add_column(column)
-        for name, state in health.items():
-            color = "green" if state == "SERVING" else "red"
-            table.add_row(name, addresses[name], f"[{color}]{state}[/{color}]")
+        for name, replicas in health.items():
+            for address, state in replicas.items():
+                color = "green" if state == "SERVING" else "red"
+                table.add_row(name, address, f"[{color}]{state}[/{color}]")
         console.print(table)
+        if cluster is not None:
+            for part in _cluster_tables(cluster):
+                console.print(part)
+        else:
+            console.print(cluster_note)
 
-    emit({name: {"address": addresses[name], "health": h} for name, h in health.items()}, human)
-    if any(state != "SERVING" for state in health.values()):
+    emit(
+        {
+            "services": health,
+            "cluster": MessageToDict(cluster) if cluster is not None else None,
+        },
+        human,
+    )
+    if any(state != "SERVING" for replicas in health.values() for state in replicas.values()):
         raise typer.Exit(1)
 
 

@@ -192,6 +192,12 @@ def acknowledge_alert(
     return Unary("state", "AcknowledgeAlert", request, lambda r: r.alert)
 
 
+def cluster_status() -> Unary[state_pb2.GetClusterStatusResponse]:
+    """The cluster as a state replica sees it: NATS servers, each stream's leader and
+    replicas, and the owner of each telemetry partition (platform administrators only)."""
+    return Unary("state", "GetClusterStatus", state_pb2.GetClusterStatusRequest(), lambda r: r)
+
+
 def _watch_request(
     twin_ids: Sequence[str], model_id: str, all_twins: bool, after_revision: int
 ) -> state_pb2.WatchRequest:
@@ -244,6 +250,7 @@ class State(SyncArea):
     delete_alert_rule = sync_call(delete_alert_rule)
     list_alerts = sync_pages(list_alerts)
     acknowledge_alert = sync_call(acknowledge_alert)
+    cluster_status = sync_call(cluster_status)
 
     def watch(
         self,
@@ -308,6 +315,7 @@ class AsyncState(AsyncArea):
     delete_alert_rule = async_call(delete_alert_rule)
     list_alerts = async_pages(list_alerts)
     acknowledge_alert = async_call(acknowledge_alert)
+    cluster_status = async_call(cluster_status)
 
     async def watch(
         self,

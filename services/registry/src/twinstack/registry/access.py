@@ -50,6 +50,7 @@ from twinstack.common.gatekeeper import (
     StoredApiKey,
     api_key_key,
     binding_key,
+    require_platform_admin,
     tenant_key,
 )
 from twinstack.common.identity import new_api_key
@@ -212,7 +213,7 @@ class AccessAdmin:
     async def create_tenant(
         self, caller: Principal, request: access_pb2.CreateTenantRequest
     ) -> access_pb2.CreateTenantResponse:
-        _require_platform_admin(caller)
+        require_platform_admin(caller, "tenant administration")
         tenant = access_pb2.Tenant(
             name=request.tenant.name,
             display_name=request.tenant.display_name,
@@ -249,7 +250,7 @@ class AccessAdmin:
     async def create_tenant_admin_key(
         self, caller: Principal, name: str
     ) -> access_pb2.CreateTenantAdminKeyResponse:
-        _require_platform_admin(caller)
+        require_platform_admin(caller, "tenant administration")
         tenant = self.get_tenant(caller, name)
         created = await self._new_key(
             tenant.name,
@@ -261,20 +262,20 @@ class AccessAdmin:
     def get_tenant(self, caller: Principal, name: str) -> access_pb2.Tenant:
         name = name or caller.tenant
         if name != caller.tenant:
-            _require_platform_admin(caller)
+            require_platform_admin(caller, "tenant administration")
         found = self._directory.tenant(name)
         if found is None:
             raise NotFoundError(TENANT_RESOURCE, name[:64], f"no tenant {name[:64]!r}")
         return found
 
     def list_tenants(self, caller: Principal) -> list[access_pb2.Tenant]:
-        _require_platform_admin(caller)
+        require_platform_admin(caller, "tenant administration")
         return self._directory.tenants()
 
     async def update_tenant(
         self, caller: Principal, request: access_pb2.UpdateTenantRequest
     ) -> access_pb2.Tenant:
-        _require_platform_admin(caller)
+        require_platform_admin(caller, "tenant administration")
         current = self.get_tenant(caller, request.name or DEFAULT_TENANT)
         updated = access_pb2.Tenant()
         updated.CopyFrom(current)
@@ -432,16 +433,6 @@ class AccessAdmin:
             raise UnavailableError(
                 f"the change is stored (revision {revision}) but not yet in force here"
             ) from None
-
-
-def _require_platform_admin(caller: Principal) -> None:
-    """Refuses tenant administration to anyone but the platform's administrators: principals of
-    the default tenant holding the admin verb (the gatekeeper checked the verb)."""
-    if caller.tenant != DEFAULT_TENANT:
-        raise PermissionDeniedError(
-            "tenants are administered by admins of the default tenant",
-            metadata={"verb": str(Verb.ADMIN), "subject": caller.subject},
-        )
 
 
 def _tenant_violations(tenant: access_pb2.Tenant, path: str) -> list[FieldViolation]:

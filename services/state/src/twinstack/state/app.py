@@ -105,8 +105,9 @@ class StateApp(ServiceApp[StateSettings]):
         )
         await updater.start()
         resources.push_async_callback(updater.stop)
+        ownership_bucket = await key_value(backbone.js, STATE_OWNERSHIP_BUCKET)
         ownership = PartitionOwnership(
-            await key_value(backbone.js, STATE_OWNERSHIP_BUCKET),
+            ownership_bucket,
             member_name(settings.state_member),
             settings.telemetry_partitions,
             lease_ttl_s=STATE_LEASE_TTL_S,
@@ -119,6 +120,14 @@ class StateApp(ServiceApp[StateSettings]):
         resources.push_async_callback(ownership.stop)
         retirement.decide()
         servicer = StateServicer(
-            settings, backbone, store, catalog, rules, alerts, influx, self.quota_overrides
+            settings,
+            backbone,
+            store,
+            catalog,
+            rules,
+            alerts,
+            influx,
+            ownership_bucket,
+            self.quota_overrides,
         )
         return lambda server: state_pb2_grpc.add_StateServiceServicer_to_server(servicer, server)

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+from nats.js.kv import KeyValue
 
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.catalog import ModelCatalog
@@ -24,18 +25,18 @@ from twinstack.common.gatekeeper import (
     current_principal,
     current_scope,
     require_in_scope,
+    require_platform_admin,
 )
 from twinstack.common.ids import require_twin_id, twin_id_violation
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.limits import ConcurrencyLimit, caller_of
-from twinstack.common.nats import (
-    Backbone,
-)
+from twinstack.common.nats import Backbone, JetStreamLayout
 from twinstack.common.pagination import next_page, requested_page
 from twinstack.common.quotas import QuotaOverrides, no_overrides
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alert_index import AlertIndex, alert_key
+from twinstack.state.cluster import cluster_status, layout_streams
 from twinstack.state.desired import DesiredValues
 from twinstack.state.history import plan, series_messages
 from twinstack.state.rules import RULE_RESOURCE, RuleBook
@@ -63,9 +64,11 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         rules: RuleBook,
         alerts: AlertIndex,
         influx: InfluxStore,
+        ownership: KeyValue,
         quotas: QuotaOverrides = no_overrides,
     ) -> None:
         self._settings = settings
+        self._ownership = ownership
         self._watches = ConcurrencyLimit(
             "Watches",
             per_caller=(settings.max_watches_per_caller, "TWINSTACK_MAX_WATCHES_PER_CALLER"),
@@ -281,6 +284,18 @@ class StateServicer(state_pb2_grpc.StateServiceServicer):
         if not scope.every_twin:
             alerts = [a for a in alerts if await scope.admits(self._catalog, a.twin_id)]
         return state_pb2.ListAlertsResponse(alerts=alerts, page=next_page(last))
+
+    async def GetClusterStatus(
+        self, request: state_pb2.GetClusterStatusRequest, context: Context[object, object]
+    ) -> state_pb2.GetClusterStatusResponse:
+        require_platform_admin(current_principal(), "the cluster status")
+        return await cluster_status(
+            self._backbone.client,
+            self._backbone.js,
+            self._ownership,
+            layout_streams(JetStreamLayout.from_settings(self._settings)),
+            self._settings.telemetry_partitions,
+        )
 
     async def AcknowledgeAlert(
         self, request: state_pb2.AcknowledgeAlertRequest, context: Context[object, object]

@@ -426,3 +426,57 @@ class AcknowledgeAlertResponse(_message.Message):
     ALERT_FIELD_NUMBER: _ClassVar[int]
     alert: Alert
     def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class GetClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetClusterStatusResponse(_message.Message):
+    __slots__ = ("nats_connected_url", "nats_servers", "streams", "partitions", "state_members")
+    NATS_CONNECTED_URL_FIELD_NUMBER: _ClassVar[int]
+    NATS_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    STATE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    nats_connected_url: str
+    nats_servers: _containers.RepeatedScalarFieldContainer[str]
+    streams: _containers.RepeatedCompositeFieldContainer[StreamStatus]
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionOwner]
+    state_members: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nats_connected_url: _Optional[str] = ..., nats_servers: _Optional[_Iterable[str]] = ..., streams: _Optional[_Iterable[_Union[StreamStatus, _Mapping]]] = ..., partitions: _Optional[_Iterable[_Union[PartitionOwner, _Mapping]]] = ..., state_members: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamStatus(_message.Message):
+    __slots__ = ("name", "replicas", "leader", "peers", "messages", "bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    replicas: int
+    leader: str
+    peers: _containers.RepeatedCompositeFieldContainer[StreamPeer]
+    messages: int
+    bytes: int
+    def __init__(self, name: _Optional[str] = ..., replicas: _Optional[int] = ..., leader: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[StreamPeer, _Mapping]]] = ..., messages: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class StreamPeer(_message.Message):
+    __slots__ = ("name", "current", "offline", "lag")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    current: bool
+    offline: bool
+    lag: int
+    def __init__(self, name: _Optional[str] = ..., current: _Optional[bool] = ..., offline: _Optional[bool] = ..., lag: _Optional[int] = ...) -> None: ...
+
+class PartitionOwner(_message.Message):
+    __slots__ = ("partition", "member")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    member: str
+    def __init__(self, partition: _Optional[int] = ..., member: _Optional[str] = ...) -> None: ...

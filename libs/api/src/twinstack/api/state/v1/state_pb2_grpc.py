@@ -86,6 +86,11 @@ class StateServiceStub:
                 request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.SerializeToString,
                 response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.FromString,
                 _registered_method=True)
+        self.GetClusterStatus = channel.unary_unary(
+                '/twinstack.api.state.v1.StateService/GetClusterStatus',
+                request_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusRequest.SerializeToString,
+                response_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusResponse.FromString,
+                _registered_method=True)
 
 
 class StateServiceServicer:
@@ -165,6 +170,15 @@ class StateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClusterStatus(self, request, context):
+        """The cluster as the serving replica sees it: the NATS servers, each stream's leader and
+        replicas, and which state replica owns each telemetry partition. For the platform's
+        administrators (admins of the default tenant) only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +231,11 @@ def add_StateServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeAlert,
                     request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.FromString,
                     response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'GetClusterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterStatus,
+                    request_deserializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusRequest.FromString,
+                    response_serializer=twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +510,33 @@ class StateService:
             '/twinstack.api.state.v1.StateService/AcknowledgeAlert',
             twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertRequest.SerializeToString,
             twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinstack.api.state.v1.StateService/GetClusterStatus',
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusRequest.SerializeToString,
+            twinstack_dot_api_dot_state_dot_v1_dot_state__pb2.GetClusterStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

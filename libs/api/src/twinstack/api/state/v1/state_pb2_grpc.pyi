@@ -60,6 +60,11 @@ class StateServiceStub:
     """Lists alerts, active ones first."""
     AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_state_pb2.AcknowledgeAlertRequest, _state_pb2.AcknowledgeAlertResponse]
     """Marks an alert as seen by someone; it stays active until its condition clears."""
+    GetClusterStatus: _grpc.UnaryUnaryMultiCallable[_state_pb2.GetClusterStatusRequest, _state_pb2.GetClusterStatusResponse]
+    """The cluster as the serving replica sees it: the NATS servers, each stream's leader and
+    replicas, and which state replica owns each telemetry partition. For the platform's
+    administrators (admins of the default tenant) only.
+    """
 
 @_typing.type_check_only
 class StateServiceAsyncStub(StateServiceStub):
@@ -93,6 +98,11 @@ class StateServiceAsyncStub(StateServiceStub):
     """Lists alerts, active ones first."""
     AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_state_pb2.AcknowledgeAlertRequest, _state_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
     """Marks an alert as seen by someone; it stays active until its condition clears."""
+    GetClusterStatus: _aio.UnaryUnaryMultiCallable[_state_pb2.GetClusterStatusRequest, _state_pb2.GetClusterStatusResponse]  # type: ignore[assignment]
+    """The cluster as the serving replica sees it: the NATS servers, each stream's leader and
+    replicas, and which state replica owns each telemetry partition. For the platform's
+    administrators (admins of the default tenant) only.
+    """
 
 class StateServiceServicer(metaclass=_abc_1.ABCMeta):
     """Live state of twins, kept current from the TELEMETRY stream; their history in InfluxDB;
@@ -183,5 +193,16 @@ class StateServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_state_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_state_pb2.AcknowledgeAlertResponse]]:
         """Marks an alert as seen by someone; it stays active until its condition clears."""
+
+    @_abc_1.abstractmethod
+    def GetClusterStatus(
+        self,
+        request: _state_pb2.GetClusterStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_state_pb2.GetClusterStatusResponse, _abc.Awaitable[_state_pb2.GetClusterStatusResponse]]:
+        """The cluster as the serving replica sees it: the NATS servers, each stream's leader and
+        replicas, and which state replica owns each telemetry partition. For the platform's
+        administrators (admins of the default tenant) only.
+        """
 
 def add_StateServiceServicer_to_server(servicer: StateServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
