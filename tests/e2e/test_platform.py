@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +34,11 @@ ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
 
 
 def start_platform(
-    data_dir: Path, ray_env: dict[str, str], extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    ray_env: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+    *,
+    ha: bool = False,
 ) -> LocalPlatform:
     platform = LocalPlatform(
         data_dir,
@@ -45,14 +50,16 @@ def start_platform(
             "TWINSTACK_LOG_FORMAT": "console",
             **(extra_env or {}),
         },
+        ha=ha,
     )
     platform.start()
     return platform
 
 
 def client_for(platform: LocalPlatform) -> Client:
-    targets = {name: service.target for name, service in platform.services.items()}
-    return Client(ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=30))
+    return Client(
+        ConnectConfig(Endpoints(**platform.targets()), token=platform.admin_token, timeout_s=30)
+    )
 
 
 def influx_count(influx: InfluxServer, twin_id: str) -> int:
@@ -326,22 +333,140 @@ def test_skeleton_path_through_all_four_services(data_dir: Path, ray_env: dict[s
         restarted.stop()
 
 
-def test_sigterm_stops_each_service_cleanly(data_dir: Path, ray_env: dict[str, str]) -> None:
-    """Even with traces and metrics going to a collector that is down: its export timeout
-    bounds the shutdown, so no service outlives the stop and is killed (exit code -9)."""
+class SteadyIngest:
+    """Ingests one batch after another from a thread, each until it is acknowledged, and counts
+    what the platform answered."""
+
+    BATCH = 10
+
+    def __init__(self, client: Client, twin_id: str) -> None:
+        self._client = client
+        self._twin_id = twin_id
+        self.acknowledged = 0
+        self.refusals: list[str] = []
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start_ns = time.time_ns() - 3600 * 10**9
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @staticmethod
+    def value(seq: int) -> float:
+        """The temperature sent as sample ``seq`` (within the model's range)."""
+        return 20.0 + seq % 100
+
+    def _run(self) -> None:
+        try:
+            self._produce()
+        except BaseException as error:
+            self.failure = error
+            raise
+
+    def _produce(self) -> None:
+        while not self._stop.is_set():
+            first = self.acknowledged * self.BATCH
+            points = [
+                Point(
+                    self._twin_id, {"temperature_c": self.value(seq)}, self._start_ns + seq * 10**7
+                )
+                for seq in range(first, first + self.BATCH)
+            ]
+            try:
+                self._client.telemetry.ingest(points)
+            except ApiError as error:
+                self.refusals.append(f"{error.code.name}: {error}"[:300])
+                time.sleep(0.2)  # a careful client's pause before sending the batch again
+                continue
+            self.acknowledged += 1
+            time.sleep(0.05)  # the producer's pace, not a synchronisation
+
+    def progressed(self, batches: int) -> None:
+        goal = self.acknowledged + batches
+
+        def reached() -> bool:
+            if self.failure is not None:
+                raise AssertionError(f"the producer failed: {self.failure!r}")
+            return self.acknowledged >= goal
+
+        wait_until(
+            reached,
+            timeout_s=60,
+            what=f"ingest progress ({self.acknowledged} batches, refusals {self.refusals[-5:]})",
+        )
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        return self.acknowledged * self.BATCH
+
+
+def test_ha_platform_rolling_restart_under_ingest(data_dir: Path, ray_env: dict[str, str]) -> None:
+    """The highly available layout (3 NATS nodes at R3, two replicas of each service) with every
+    replica sent SIGTERM and started again, one replica of each service at a time, under steady
+    ingest: the client sees at most UNAVAILABLE, which it retries, and nothing acknowledged is
+    lost. Each replica stops cleanly
+    even with traces and metrics going to a collector that is down: its export timeout bounds
+    the shutdown, so no service outlives the stop and is killed (exit code -9)."""
     unreachable_collector = f"http://127.0.0.1:{free_port()}"
     platform = start_platform(
-        data_dir, ray_env, {"TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": unreachable_collector}
+        data_dir, ray_env, {"TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": unreachable_collector}, ha=True
     )
     try:
-        codes = {name: service.process.stop() for name, service in platform.services.items()}
+        cli_env = {**platform.client_env(), "COLUMNS": "250"}
+        status = CliRunner().invoke(app, ["--json", "status"], env=cli_env)
+        assert status.exit_code == 0, status.output
+        shown = json.loads(status.output)
+        assert {name: len(replicas) for name, replicas in shown["services"].items()} == {
+            name: 2 for name in platform.replicas
+        }
+        cluster = shown["cluster"]
+        assert len(cluster["natsServers"]) == 3
+        telemetry = next(s for s in cluster["streams"] if s["name"] == "TELEMETRY")
+        assert telemetry["replicas"] == 3
+        assert telemetry["leader"].startswith("twinstack-")
+        assert {p["member"] for p in cluster["partitions"]} == {"state", "state-2"}
+        table = CliRunner().invoke(app, ["status"], env=cli_env)
+        assert "telemetry partitions" in table.output, table.output
+
+        with client_for(platform) as client:
+            client.registry.create_models(example_model_sources())
+            client.registry.create_twin("roll-1", f"{EX}Pump;1", {"rated_power_kw": 30.0})
+            ingest = SteadyIngest(client, "roll-1")
+            ingest.start()
+            ingest.progressed(5)
+            # As a rollout of every Deployment does: the services roll together, each one
+            # replica at a time.
+            for index in range(2):
+                rolling = [replicas[index] for replicas in platform.replicas.values()]
+                for replica in rolling:
+                    code = replica.process.stop()
+                    assert code == 0, f"{replica.name} exited with {code}"
+                    log = (data_dir / "logs" / f"{replica.name}.log").read_text()
+                    assert "twinstack.common.server: stopped" in log, replica.name
+                ingest.progressed(3)
+                for replica in rolling:
+                    replica.process.launch()
+                for replica in rolling:
+                    replica.process.wait_ready(timeout_s=120)
+                ingest.progressed(3)
+            points = ingest.stop()
+            assert {r.split(":")[0] for r in ingest.refusals} <= {"UNAVAILABLE"}, ingest.refusals
+            wait_until(
+                lambda: influx_count(platform.influx, "roll-1") == points,
+                timeout_s=60,
+                what="every acknowledged point in InfluxDB",
+            )
+            wait_until(
+                lambda: state_of(client, "roll-1") == SteadyIngest.value(points - 1),
+                timeout_s=30,
+                what="live state of the last point",
+            )
     finally:
         platform.stop()
-    assert codes == {name: 0 for name in platform.services}
-    logs = {name: (data_dir / "logs" / f"{name}.log").read_text() for name in platform.services}
-    for name, log in logs.items():
-        assert "shutdown requested" in log, name
-        assert "twinstack.common.server: stopped" in log, f"{name} did not finish its shutdown"
+    for replica in platform.all_replicas:
+        assert not replica.process.running()
 
 
 def forecast_points(influx: InfluxServer, forecast_id: str) -> int:

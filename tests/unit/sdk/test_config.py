@@ -37,7 +37,7 @@ def test_only_idempotent_calls_are_retried_and_calls_spread_over_replicas() -> N
     ingestion = json.loads(config.service_config("ingestion"))["methodConfig"][0]["name"]
     assert {entry["method"] for entry in ingestion} == {"IngestBatch", "Check"}
     assert method_config["retryPolicy"]["maxAttempts"] == 3
-    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
 
 
 def test_retries_can_be_turned_off_and_mutual_tls_needs_both_halves(tmp_path: Path) -> None:

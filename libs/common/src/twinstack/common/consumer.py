@@ -31,6 +31,7 @@ from twinstack.common.events import EventPublisher, EventType
 from twinstack.common.nats import (
     NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
+    retried_at_start,
     telemetry_partition_filter,
 )
 from twinstack.common.tracing import context_from_headers
@@ -115,16 +116,20 @@ class PullConsumer:
 
     async def start(self) -> None:
         settings = self._settings
-        subscription = await self._js.pull_subscribe(
-            settings.subject,
-            durable=settings.durable,
-            stream=settings.stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=settings.ack_wait_s,
-                max_ack_pending=settings.fetch_messages * max(8, 2 * settings.batches_in_flight),
+        subscription = await retried_at_start(
+            lambda: self._js.pull_subscribe(
+                settings.subject,
+                durable=settings.durable,
+                stream=settings.stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=settings.ack_wait_s,
+                    max_ack_pending=settings.fetch_messages
+                    * max(8, 2 * settings.batches_in_flight),
+                ),
             ),
+            f"binding consumer {settings.durable}",
         )
         self._task = asyncio.create_task(self._run(subscription), name=settings.durable)
 

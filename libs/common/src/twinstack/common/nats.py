@@ -7,10 +7,13 @@ updating the stream in place.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -89,6 +92,30 @@ _MAX_OUTSTANDING_PINGS = 3
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_CONFIG_CONFLICT = 10058
 _DAY_S = 24 * 3600.0
+
+
+# How long a service keeps retrying the JetStream calls of its start (provisioning, binding its
+# consumers) while the cluster cannot answer: a leader election, a member restarting, a
+# starved machine. Beyond it the start fails, and the supervisor restarts the process.
+STARTUP_RETRY_S = 60.0
+_STARTUP_RETRY_PAUSE_S = 0.5
+
+ResultT = TypeVar("ResultT")
+
+
+async def retried_at_start(
+    call: Callable[[], Awaitable[ResultT]], what: str, *, budget_s: float = STARTUP_RETRY_S
+) -> ResultT:
+    """``call()``, tried again while NATS is unavailable, for up to ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            return await call()
+        except NATS_UNAVAILABLE_ERRORS as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("%s: NATS did not answer (%r); trying again", what, error)
+            await asyncio.sleep(_STARTUP_RETRY_PAUSE_S)
 
 
 def telemetry_subject(twin_id: str, partitions: int) -> str:
@@ -398,7 +425,8 @@ class Backbone:
     async def connect(cls, settings: ServiceSettings, name: str) -> Backbone:
         client = await connect_nats(NatsConnection.from_settings(settings), name)
         js = client.jetstream(timeout=settings.nats_request_timeout_s)
-        await provision_jetstream(js, JetStreamLayout.from_settings(settings))
+        layout = JetStreamLayout.from_settings(settings)
+        await retried_at_start(lambda: provision_jetstream(js, layout), "provisioning JetStream")
         return cls(client, js)
 
     async def close(self, *, flush_timeout_s: float = 5.0) -> None:

@@ -173,7 +173,9 @@ class RetryPolicy:
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
     backoff_multiplier: float = 2.0
-    retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
+    # CANCELLED too: a replica that stops cancels the calls it could not finish (gRPC never
+    # retries a cancellation the caller made itself).
+    retryable_codes: tuple[str, ...] = ("UNAVAILABLE", "CANCELLED")
 
     def method_config(self, service: ServiceName) -> dict[str, Any]:
         """The gRPC method config that applies this policy to ``service``'s idempotent
