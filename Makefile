@@ -4,8 +4,9 @@ SHELL := /bin/bash
 UV := uv
 PYTEST_ARGS ?=
 UP_ARGS ?=
+SOAK_MINUTES ?= 30
 
-.PHONY: help deps up up-ha test test-unit test-integration test-e2e bench lint fmt proto proto-check deploy-check
+.PHONY: help deps up up-ha test test-unit test-integration test-e2e bench soak lint fmt proto proto-check deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,6 +34,9 @@ test-e2e: deps ## End-to-end tests only
 
 bench: deps ## Benchmarks: ratios against baselines measured in the same run
 	$(UV) run python -m bench
+
+soak: deps ## The HA platform under mixed load and a fault every 3 minutes (SOAK_MINUTES=30)
+	$(UV) run python -m bench.soak --minutes $(SOAK_MINUTES)
 
 lint: deps ## ruff (format check + lint), mypy strict, buf lint
 	$(UV) run ruff format --check .

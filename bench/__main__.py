@@ -1,9 +1,10 @@
 """``python -m bench`` (``make bench``): every benchmark, each with its in-run baselines."""
 
-from bench import access, pipeline, registry, simulation
+from bench import access, cluster, pipeline, registry, simulation
 
 if __name__ == "__main__":
     registry.run()
     pipeline.run()
     simulation.run()
     access.run()
+    cluster.run()

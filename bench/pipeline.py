@@ -102,11 +102,15 @@ async def raw_influx(influx: InfluxServer, batches: list[list[types_pb2.Telemetr
 
 
 async def raw_nats(
-    url: str, admin: dict[str, str], batches: list[list[types_pb2.TelemetryFrame]]
+    url: str,
+    admin: dict[str, str],
+    batches: list[list[types_pb2.TelemetryFrame]],
+    *,
+    replicas: int = 1,
 ) -> float:
     client = await connect_nats(NatsConnection(url, admin["user"], admin["password"]), "bench-raw")
     js = client.jetstream()
-    await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
+    await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"], num_replicas=replicas))
     messages = [
         [
             (
