@@ -42,7 +42,8 @@ from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 from twinstack.registry.app import RegistryApp
 from twinstack.registry.settings import RegistrySettings
-from twinstack.sdk import AsyncClient, ConnectConfig, Endpoints
+from twinstack.sdk import AsyncClient, ConnectConfig, Endpoints, Point
+from twinstack.sdk.models import example_model_sources, model_sources
 from twinstack.state.app import StateApp
 from twinstack.state.cluster import layout_streams
 from twinstack.state.ownership import PARTITION_KEY_PREFIX
@@ -478,3 +479,61 @@ async def test_a_killed_state_replica_hands_its_partitions_to_the_other(
         replica_a.stop()
         replica_b.stop()
         await backbone.close()
+
+
+async def test_a_watch_outlives_the_servers_connection_age(infra_settings: dict[str, Any]) -> None:
+    """Servers close every connection after its maximum age (so clients spread over new
+    replicas); an SDK watch opens again after the last change it delivered."""
+    settings = {**infra_settings, "grpc_max_connection_age_s": 1.0}
+    registry_settings = RegistrySettings(**settings)
+    ingestion_settings = IngestionSettings(**settings)
+    state_settings = StateSettings(
+        **settings, grpc_max_connection_age_grace_s=0.5, watch_fetch_timeout_s=0.5
+    )
+    async with (
+        serving(registry_settings, RegistryApp(registry_settings)) as registry_target,
+        serving(ingestion_settings, IngestionApp(ingestion_settings)) as ingestion_target,
+        serving(state_settings, StateApp(state_settings)) as state_target,
+        AsyncClient(
+            ConnectConfig(
+                Endpoints(registry=registry_target, ingestion=ingestion_target, state=state_target)
+            )
+        ) as client,
+    ):
+        tests_models = Path(__file__).parents[1] / "models"
+        await client.registry.create_models(
+            [*example_model_sources(), *model_sources([tests_models])]
+        )
+        await client.registry.create_twin("aged-1", DEVICE)
+        seen: list[int] = []
+        last_sent: list[int] = []
+        caught_up = asyncio.Event()
+
+        async def watch() -> None:
+            async for change in client.state.watch(["aged-1"]):
+                if "seq" in change.state.reported:
+                    seen.append(change.state.reported["seq"].value.int_value)
+                    if seen[-1:] == last_sent:
+                        caught_up.set()
+
+        watcher = asyncio.create_task(watch())
+        started = time.monotonic()
+        seq = 0
+        # Longer than three connection lifetimes (age plus grace).
+        while time.monotonic() - started < 5.0:
+            await client.telemetry.ingest([Point("aged-1", {"seq": seq}, T0_NS + seq * 10**6)])
+            seq += 1
+            await asyncio.sleep(0.1)
+        last = seq - 1
+        last_sent.append(last)
+        if seen[-1:] == last_sent:
+            caught_up.set()
+        waiting = asyncio.create_task(caught_up.wait())
+        await asyncio.wait({watcher, waiting}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        assert not watcher.done(), f"the watch ended: {watcher.exception()!r}"
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        assert seen[-1] == last, "the watch kept up through every reconnection"
+        assert seen == sorted(set(seen)), "no change twice, none out of order"

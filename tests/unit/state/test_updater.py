@@ -57,3 +57,17 @@ async def test_a_failed_removal_is_logged_not_raised(caplog: pytest.LogCaptureFi
     retirement.retire("mine-2")
     await retirement.stop()
     assert "could not remove the state of deleted twin mine-2" in caplog.text
+
+
+async def test_deletions_reported_before_the_partitions_are_known_wait_for_them() -> None:
+    store = Deleted()
+    held: set[str] | None = None
+    retirement = Retirement(store, owns=lambda t: None if held is None else t in held)
+    retirement.retire("mine-3")
+    retirement.retire("theirs-3")
+    await retirement.stop()
+    assert store.deleted == [], "nothing is decided before ownership is known"
+    held = {"mine-3"}
+    retirement.decide()
+    await retirement.stop()
+    assert store.deleted == ["mine-3"]

@@ -108,8 +108,8 @@ class PartitionOwnership:
         partitions: Telemetry partitions in all.
         lease_ttl_s: The bucket's entry lifetime.
         renew_interval_s: Time between rounds (renewals, claims and releases).
-        on_taken: Called with partition to epoch of newly held partitions, before they count
-            as held by :meth:`holds`' callers' writes.
+        on_taken: Called with partition to epoch of the partitions just claimed (they count
+            as held already): starts their work.
         on_given: Called with partitions about to be released or already lost; returns once
             nothing of theirs is in flight.
     """
@@ -130,7 +130,6 @@ class PartitionOwnership:
         self._bucket = bucket
         self.member = member
         self._partitions = partitions
-        self._ttl_s = lease_ttl_s
         self._trusted_s = lease_ttl_s * (1 - _LEASE_SAFETY_MARGIN)
         self._interval_s = renew_interval_s
         self._on_taken = on_taken
@@ -139,7 +138,6 @@ class PartitionOwnership:
         # Partitions lost whose work has yet to be stopped.
         self._revoked: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
 
     @property
     def held(self) -> dict[int, int]:
@@ -194,12 +192,6 @@ class PartitionOwnership:
         with contextlib.suppress(Exception):
             await self._bucket.delete(f"{MEMBER_KEY_PREFIX}{self.member}")
 
-    async def wait_changed(self, timeout_s: float) -> None:
-        """Waits until the held set changes (or ``timeout_s``); for tests and status."""
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
-
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
@@ -234,7 +226,6 @@ class PartitionOwnership:
         if taken:
             logger.info("partitions taken", extra={"partitions": sorted(taken)})
             await self._on_taken(taken)
-            self._changed.set()
 
     async def _announce(self) -> None:
         key = f"{MEMBER_KEY_PREFIX}{self.member}"
@@ -242,17 +233,36 @@ class PartitionOwnership:
         await self._bucket.put(key, value)
 
     async def _claim(self, partition: int) -> Lease | None:
+        key = f"{PARTITION_KEY_PREFIX}{partition}"
         sent = time.monotonic()
+        revision: int | None
         try:
-            revision = await self._bucket.create(
-                f"{PARTITION_KEY_PREFIX}{partition}", self.member.encode()
-            )
+            revision = await self._bucket.create(key, self.member.encode())
         except KeyWrongLastSequenceError:
+            revision = await self._readopt(key)
+        if revision is None:
             return None  # held by another, until it releases it or its lease expires
         return Lease(epoch=revision, revision=revision, valid_until=sent + self._trusted_s)
 
+    async def _readopt(self, key: str) -> int | None:
+        """Takes back a lease still stored as this member's (given up when renewals failed
+        for a while, as NATS elected a leader): waiting for it to expire would leave the
+        partition unserved. The new revision is a fresh epoch, above every other."""
+        try:
+            entry = await self._bucket.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value != self.member.encode() or entry.revision is None:
+            return None
+        try:
+            return await self._bucket.update(key, self.member.encode(), last=entry.revision)
+        except KeyWrongLastSequenceError:
+            return None
+
     async def _renew(self, partition: int) -> None:
-        lease = self._leases[partition]
+        lease = self._leases.get(partition)
+        if lease is None:
+            return  # lost meanwhile (a write found a newer owner)
         key = f"{PARTITION_KEY_PREFIX}{partition}"
         sent = time.monotonic()
         try:
@@ -292,7 +302,6 @@ class PartitionOwnership:
             revoked = sorted(self._revoked)
             self._revoked.clear()
             await self._on_given(revoked)
-            self._changed.set()
 
     async def _release(self, partitions: list[int]) -> None:
         if not partitions:
@@ -300,8 +309,9 @@ class PartitionOwnership:
         # Stop first: the next owner starts where this one's acknowledgements ended.
         await self._on_given(partitions)
         for partition in partitions:
-            lease = self._leases.pop(partition)
+            lease = self._leases.pop(partition, None)
+            if lease is None:
+                continue  # lost meanwhile: not this replica's to delete
             with contextlib.suppress(Exception):
                 await self._bucket.delete(f"{PARTITION_KEY_PREFIX}{partition}", last=lease.revision)
         logger.info("partitions released", extra={"partitions": partitions})
-        self._changed.set()

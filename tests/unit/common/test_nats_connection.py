@@ -1,0 +1,55 @@
+"""How a service reaches NATS: seed lists, TLS and credentials from its settings."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from twinstack.common.nats import NatsConnection
+from twinstack.common.settings import ServiceSettings, nats_seeds
+
+
+def local(**fields: object) -> ServiceSettings:
+    """Settings of a local run (no identity provider needed) with ``fields``."""
+    return ServiceSettings.model_validate({"auth_mode": "disabled", **fields})
+
+
+def test_a_cluster_is_given_as_several_seeds() -> None:
+    seeds = "nats://nats-0.nats-headless:4222, nats://nats-1.nats-headless:4222,tls://n2:4222"
+    assert nats_seeds(seeds) == [
+        "nats://nats-0.nats-headless:4222",
+        "nats://nats-1.nats-headless:4222",
+        "tls://n2:4222",
+    ]
+    settings = local(nats_url=seeds)
+    assert NatsConnection.from_settings(settings).urls == seeds
+
+
+@pytest.mark.parametrize("bad", ["", " , ", "nats-0:4222", "http://nats:4222", "nats://:4222"])
+def test_what_is_not_a_nats_url_is_refused_at_start(bad: str) -> None:
+    with pytest.raises(ValidationError, match="TWINSTACK_NATS_URL"):
+        local(nats_url=bad)
+
+
+def test_tls_and_credentials_settings_must_be_whole(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        local(nats_tls_cert_file=tmp_path / "c.pem")
+    with pytest.raises(ValidationError, match="set one"):
+        local(nats_user="state", nats_credentials_file=tmp_path / "s.creds")
+
+
+def test_tls_is_used_for_tls_seeds_or_when_a_ca_is_given(tmp_path: Path) -> None:
+    assert NatsConnection("nats://a:4222").tls_context() is None
+    context = NatsConnection("tls://a:4222").tls_context()
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    missing = NatsConnection("nats://a:4222", tls_ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(FileNotFoundError):
+        missing.tls_context()
+
+
+def test_the_password_is_not_in_the_connections_repr() -> None:
+    assert "s3cret" not in repr(NatsConnection("nats://a:4222", "state", "s3cret"))
