@@ -129,8 +129,16 @@ def leader_loss_recovery_s(platform: LocalPlatform, client: Client) -> float:
 def state_replica_loss_s(platform: LocalPlatform, client: Client) -> tuple[float, float]:
     """From SIGKILL of one of two state replicas to every partition held by the other, and to
     a sample of a twin of a moved partition being live."""
-    owners = {p.partition: p.member for p in client.state.cluster_status().partitions}
     victim = platform.replicas["state"][1]
+    # After the previous fault the replicas may still be sharing the partitions out again.
+    wait_until(
+        lambda: {p.member for p in client.state.cluster_status().partitions}
+        == {replica.name for replica in platform.replicas["state"]},
+        timeout_s=60,
+        interval_s=0.2,
+        what="the partitions shared by both state replicas",
+    )
+    owners = {p.partition: p.member for p in client.state.cluster_status().partitions}
     moved = [p for p, member in owners.items() if member == victim.name]
     twin_number = next(
         n for n in range(1000) if partition_of(f"moved-{n:03d}", PARTITIONS) in moved
