@@ -156,7 +156,11 @@ class RayCluster:
         response = self._api("/api/v0/nodes?detail=false&limit=100")
         if response is None or response.status_code != 200:
             return 0
-        nodes = response.json().get("data", {}).get("result", {}).get("result", [])
+        try:
+            nodes = response.json().get("data", {}).get("result", {}).get("result", [])
+        except ValueError:
+            return 0  # the dashboard answers before its state API is up
+
         return sum(1 for node in nodes if node.get("state") == "ALIVE")
 
     def start(self, *, timeout_s: float = 120.0) -> None:
