@@ -236,3 +236,26 @@ def test_every_service_has_the_console_script_the_image_runs(service: str) -> No
     project = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
     scripts = project["project"]["scripts"]
     assert scripts[f"twinstack-{service}"] == f"twinstack.{service}.__main__:main"
+
+
+def test_every_image_is_pinned_to_a_release(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    images = set()
+    for doc in docs:
+        for found in _images(doc):
+            images.add(found)
+    assert any(image.startswith("nats:") for image in images)
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name, f"{image} has no tag"
+        assert tag not in {"latest", "alpine"}, f"{image} is not pinned to a release"
+        assert any(c.isdigit() for c in tag), image
+
+
+def _images(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["image"]] if isinstance(node.get("image"), str) else []
+        return found + [image for value in node.values() for image in _images(value)]
+    if isinstance(node, list):
+        return [image for item in node for image in _images(item)]
+    return []
