@@ -132,8 +132,10 @@ def state_replica_loss_s(platform: LocalPlatform, client: Client) -> tuple[float
     victim = platform.replicas["state"][1]
     # After the previous fault the replicas may still be sharing the partitions out again.
     wait_until(
-        lambda: {p.member for p in client.state.cluster_status().partitions}
-        == {replica.name for replica in platform.replicas["state"]},
+        lambda: (
+            {p.member for p in client.state.cluster_status().partitions}
+            == {replica.name for replica in platform.replicas["state"]}
+        ),
         timeout_s=60,
         interval_s=0.2,
         what="the partitions shared by both state replicas",

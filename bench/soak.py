@@ -338,7 +338,7 @@ def plot(per_minute: list[dict[str, Any]], faults: list[dict[str, Any]], path: P
     figure.savefig(path)
 
 
-def run(minutes: float, fault_interval_s: float) -> dict[str, Any]:
+def run(minutes: float, fault_interval_s: float, name: str = "soak") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="twinstack-soak-") as scratch:
         platform = LocalPlatform(
             Path(scratch),
@@ -405,8 +405,8 @@ def run(minutes: float, fault_interval_s: float) -> dict[str, Any]:
         "per_minute": per_minute,
         "rss": slopes,
     }
-    path = save("soak", results)
-    plot(per_minute, faults.injected, RESULTS / "soak.png")
+    path = save(name, results)
+    plot(per_minute, faults.injected, RESULTS / f"{name}.png")
     worst = {
         kind: max((r.get(f"{kind}_p99_ms") or 0.0) for r in per_minute)
         for kind in ("ingest", "update", "state_lag")
@@ -428,7 +428,7 @@ def run(minutes: float, fault_interval_s: float) -> dict[str, Any]:
              steepest[0] if steepest else ""),
         ],
     )  # fmt: skip
-    console.print(f"written: {path} and {RESULTS / 'soak.png'}")
+    console.print(f"written: {path} and {RESULTS / f'{name}.png'}")
     return results
 
 
@@ -436,8 +436,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--fault-interval-s", type=float, default=180.0)
+    parser.add_argument("--name", default="soak", help="bench/results/<name>.json and .png")
     arguments = parser.parse_args()
-    results = run(arguments.minutes, arguments.fault_interval_s)
+    results = run(arguments.minutes, arguments.fault_interval_s, arguments.name)
     if results["lost_points"] or results["load_failures"]:
         raise SystemExit(1)
 

@@ -27,14 +27,22 @@ PARTITIONS = 8
 
 
 class Consumers:
-    """What the updater would consume: the partitions given to it and not taken back."""
+    """What the updater would consume: the partitions given to it and not taken back.
 
-    def __init__(self) -> None:
+    Args:
+        failures: Starts that fail (NATS unavailable) before they succeed.
+    """
+
+    def __init__(self, failures: int = 0) -> None:
         self.partitions: set[int] = set()
+        self.failures = failures
 
     async def take(self, epochs: Mapping[int, int]) -> None:
         assert not self.partitions & set(epochs), "a partition taken twice"
         self.partitions |= set(epochs)
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("the consumers could not be bound")
 
     async def give(self, partitions: list[int]) -> None:
         self.partitions -= set(partitions)
@@ -78,6 +86,30 @@ async def test_replicas_share_the_partitions_and_a_leaving_one_hands_its_share_o
         # b stopped: it released its leases, so a takes them within a round or two.
         await eventually(lambda: _held(a), lambda held: held[0] == set(range(PARTITIONS)))
         assert consumed_b.partitions == set(), "b consumes nothing after it stopped"
+
+
+async def test_partitions_whose_work_failed_to_start_are_let_go_and_claimed_again(
+    backbone: Backbone, eventually: Any
+) -> None:
+    consumers = Consumers(failures=1)
+    ownership = PartitionOwnership(
+        await key_value(backbone.js, STATE_OWNERSHIP_BUCKET),
+        "state-a",
+        PARTITIONS,
+        lease_ttl_s=STATE_LEASE_TTL_S,
+        renew_interval_s=0.2,
+        on_taken=consumers.take,
+        on_given=consumers.give,
+    )
+    await ownership.start()
+    try:
+        assert ownership.held == {}, "nothing is held without its consumers"
+        assert consumers.partitions == set()
+        await eventually(lambda: _held(ownership), lambda held: held[0] == set(range(PARTITIONS)))
+        assert consumers.partitions == set(range(PARTITIONS))
+        assert consumers.failures == 0
+    finally:
+        await ownership.stop()
 
 
 async def _held(*replicas: PartitionOwnership) -> list[set[int]]:

@@ -177,8 +177,13 @@ class PartitionOwnership:
             raise FencedError(f"partition {partition} moved away from {self.member}")
 
     async def start(self) -> None:
-        """Joins, claims this replica's share once, and keeps going in the background."""
-        await self._round()
+        """Joins, claims this replica's share once, and keeps going in the background (a
+        first round that fails, NATS being away, is tried again there)."""
+        try:
+            async with asyncio.timeout(self._trusted_s):
+                await self._round()
+        except Exception:
+            logger.exception("first partition ownership round failed; trying again")
         self._task = asyncio.create_task(self._run(), name="partition-ownership")
 
     async def stop(self) -> None:
@@ -196,7 +201,10 @@ class PartitionOwnership:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                await self._round()
+                # Bounded: a call that hangs (a stalled member) must not hold back renewals
+                # and the dropping of lapsed leases; the next round tries again.
+                async with asyncio.timeout(self._trusted_s):
+                    await self._round()
             except TRANSIENT_ERRORS as error:
                 logger.warning("partition ownership round failed: %r", error)
             except Exception:
@@ -225,7 +233,13 @@ class PartitionOwnership:
                 self._leases[partition] = lease
         if taken:
             logger.info("partitions taken", extra={"partitions": sorted(taken)})
-            await self._on_taken(taken)
+            try:
+                await self._on_taken(taken)
+            except BaseException:
+                # Held without their work started they would never be served: let them go,
+                # so that a later round claims them again and starts over.
+                await self._release(sorted(taken))
+                raise
 
     async def _announce(self) -> None:
         key = f"{MEMBER_KEY_PREFIX}{self.member}"

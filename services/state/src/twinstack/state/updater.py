@@ -125,6 +125,7 @@ class StateUpdater:
         self._known_twins = known_twins
         # Twins of each held partition, for the staleness check.
         self._known: dict[int, set[str]] = {}
+        self._learning: set[asyncio.Task[None]] = set()
         self._clock_task: asyncio.Task[None] | None = None
 
     @property
@@ -136,20 +137,23 @@ class StateUpdater:
         self._clock_task = asyncio.create_task(self._watch_clock(), name="staleness")
 
     async def stop(self) -> None:
-        if self._clock_task is not None:
-            self._clock_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._clock_task
+        for task in [self._clock_task, *self._learning]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.give(list(self._consumers))
 
     async def take(self, epochs: Mapping[int, int]) -> None:
         """Starts consuming newly held partitions; their staleness state comes with their
-        documents (the alert memory is in each twin's state)."""
-        known = await self._known_twins()
+        documents (the alert memory is in each twin's state). Their twins are listed for the
+        staleness check in the background: a listing of every state document can take longer
+        than an ownership round may."""
         for partition in epochs:
-            self._known[partition] = {
-                t for t in known if partition_of(t, self._partition_count) == partition
-            }
+            self._known[partition] = set()
+        learning = asyncio.create_task(self._learn_known(list(epochs)), name="known-twins")
+        self._learning.add(learning)
+        learning.add_done_callback(self._learning.discard)
         for partition in epochs:
             settings = self._consumer_settings(partition)
             consumer = PullConsumer(
@@ -161,6 +165,18 @@ class StateUpdater:
             )
             await consumer.start()
             self._consumers[partition] = consumer
+
+    async def _learn_known(self, partitions: list[int]) -> None:
+        try:
+            known = await self._known_twins()
+        except Exception:
+            # Twins of these partitions are still checked once telemetry names them.
+            logger.warning("could not list the twins of partitions %s", partitions, exc_info=True)
+            return
+        for twin_id in known:
+            held = self._known.get(partition_of(twin_id, self._partition_count))
+            if held is not None and partition_of(twin_id, self._partition_count) in partitions:
+                held.add(twin_id)
 
     async def give(self, partitions: Sequence[int]) -> None:
         """Stops consuming partitions, each after its batch in hand."""
