@@ -368,10 +368,10 @@ def run(minutes: float, fault_interval_s: float, name: str = "soak") -> dict[str
                 while time.monotonic() < end:
                     if time.monotonic() >= next_rss:
                         now = time.monotonic() - clock.started
-                        for name, process in processes(platform).items():
+                        for process_name, process in processes(platform).items():
                             value = rss_mb(process)
                             if value is not None and process.pid is not None:
-                                rss[(name, process.pid)].append((now, value))
+                                rss[(process_name, process.pid)].append((now, value))
                         next_rss += RSS_PERIOD_S
                     if time.monotonic() >= next_fault and time.monotonic() < end - 60:
                         faults.next()
