@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import statistics
 import tempfile
 import threading
@@ -320,10 +321,10 @@ def plot(per_minute: list[dict[str, Any]], faults: list[dict[str, Any]], path: P
 
     figure, axis = plt.subplots(figsize=(10, 4))
     for kind in ("ingest", "update", "state_lag"):
-        points = [(r["minute"], r.get(f"{kind}_p99_ms")) for r in per_minute]
+        # A minute without a value is a gap in the line (NaN), not a line drawn across it.
         axis.plot(
-            [m for m, v in points if v is not None],
-            [v for _, v in points if v is not None],
+            [r["minute"] for r in per_minute],
+            [r.get(f"{kind}_p99_ms") or math.nan for r in per_minute],
             marker=".",
             label=f"{kind} p99",
         )
@@ -339,54 +340,53 @@ def plot(per_minute: list[dict[str, Any]], faults: list[dict[str, Any]], path: P
 
 
 def run(minutes: float, fault_interval_s: float, name: str = "soak") -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="twinstack-soak-") as scratch:
-        platform = LocalPlatform(
-            Path(scratch),
-            nats_port=0,
-            influx_port=0,
-            service_ports=dict.fromkeys(("registry", "ingestion", "state", "simulation"), 0),
-            ha=True,
-        )
-        console.print("[bold]soak[/bold]: starting the HA platform")
-        platform.start()
-        clock = Minutes()
-        rss: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
-        try:
-            endpoints = Endpoints(**platform.targets())
-            with Client(
-                ConnectConfig(endpoints, token=platform.admin_token, timeout_s=60)
-            ) as client:
-                client.registry.create_models(example_model_sources())
-                for t in range(TWINS):
-                    client.registry.create_twin(f"soak-{t:03d}", MODEL, {"rated_power_kw": 10.0})
-                load = Load(client, clock)
-                faults = Faults(platform, clock)
-                load.start()
-                end = time.monotonic() + minutes * 60
-                next_fault = time.monotonic() + fault_interval_s
-                next_rss = time.monotonic()
-                while time.monotonic() < end:
-                    if time.monotonic() >= next_rss:
-                        now = time.monotonic() - clock.started
-                        for process_name, process in processes(platform).items():
-                            value = rss_mb(process)
-                            if value is not None and process.pid is not None:
-                                rss[(process_name, process.pid)].append((now, value))
-                        next_rss += RSS_PERIOD_S
-                    if time.monotonic() >= next_fault and time.monotonic() < end - 60:
-                        faults.next()
-                        next_fault = time.monotonic() + fault_interval_s
-                    time.sleep(1.0)
-                load.stop()
-                acknowledged = load.acknowledged_points
-                deadline = time.monotonic() + 300
+    # Kept afterwards: every process's log is there for whoever reads the results.
+    scratch = tempfile.mkdtemp(prefix="twinstack-soak-")
+    platform = LocalPlatform(
+        Path(scratch),
+        nats_port=0,
+        influx_port=0,
+        service_ports=dict.fromkeys(("registry", "ingestion", "state", "simulation"), 0),
+        ha=True,
+    )
+    console.print("[bold]soak[/bold]: starting the HA platform")
+    platform.start()
+    clock = Minutes()
+    rss: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    try:
+        endpoints = Endpoints(**platform.targets())
+        with Client(ConnectConfig(endpoints, token=platform.admin_token, timeout_s=60)) as client:
+            client.registry.create_models(example_model_sources())
+            for t in range(TWINS):
+                client.registry.create_twin(f"soak-{t:03d}", MODEL, {"rated_power_kw": 10.0})
+            load = Load(client, clock)
+            faults = Faults(platform, clock)
+            load.start()
+            end = time.monotonic() + minutes * 60
+            next_fault = time.monotonic() + fault_interval_s
+            next_rss = time.monotonic()
+            while time.monotonic() < end:
+                if time.monotonic() >= next_rss:
+                    now = time.monotonic() - clock.started
+                    for process_name, process in processes(platform).items():
+                        value = rss_mb(process)
+                        if value is not None and process.pid is not None:
+                            rss[(process_name, process.pid)].append((now, value))
+                    next_rss += RSS_PERIOD_S
+                if time.monotonic() >= next_fault and time.monotonic() < end - 60:
+                    faults.next()
+                    next_fault = time.monotonic() + fault_interval_s
+                time.sleep(1.0)
+            load.stop()
+            acknowledged = load.acknowledged_points
+            deadline = time.monotonic() + 300
+            stored = asyncio.run(stored_points(platform))
+            while stored != acknowledged and time.monotonic() < deadline:
+                time.sleep(2.0)
                 stored = asyncio.run(stored_points(platform))
-                while stored != acknowledged and time.monotonic() < deadline:
-                    time.sleep(2.0)
-                    stored = asyncio.run(stored_points(platform))
-        finally:
-            with contextlib.suppress(Exception):
-                platform.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            platform.stop()
 
     per_minute = clock.table()
     slopes = rss_slopes(rss)
@@ -428,7 +428,7 @@ def run(minutes: float, fault_interval_s: float, name: str = "soak") -> dict[str
              steepest[0] if steepest else ""),
         ],
     )  # fmt: skip
-    console.print(f"written: {path} and {RESULTS / f'{name}.png'}")
+    console.print(f"written: {path} and {RESULTS / f'{name}.png'}; logs in {scratch}/logs")
     return results
 
 
