@@ -119,6 +119,8 @@ class Producer:
         self.acknowledged = 0
         self.refusals: Counter[grpc.StatusCode] = Counter()
         self._stop = asyncio.Event()
+        # Notified on every acknowledgement, so waiting for progress is not polling.
+        self._acknowledged = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -133,20 +135,24 @@ class Producer:
                     break
                 except grpc.aio.AioRpcError as error:
                     self.refusals[error.code()] += 1
-                    await asyncio.sleep(0.1)
-            self.acknowledged += 1
-            await asyncio.sleep(PRODUCER_PAUSE_S)
+                    await asyncio.sleep(0.1)  # a careful client's pause before resending
+            async with self._acknowledged:
+                self.acknowledged += 1
+                self._acknowledged.notify_all()
+            await asyncio.sleep(PRODUCER_PAUSE_S)  # the load's pace, not a synchronisation
 
     async def progressed(self, batches: int, *, timeout_s: float = 60.0) -> None:
         """Waits until ``batches`` more batches are acknowledged."""
+        assert self._task is not None
+        assert not self._task.done(), "the producer never gives up"
         goal = self.acknowledged + batches
-        deadline = time.monotonic() + timeout_s
-        while self.acknowledged < goal:
-            assert self._task is not None
-            assert not self._task.done(), "the producer never gives up"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ingest stalled at {self.acknowledged} batches")
-            await asyncio.sleep(0.05)
+        try:
+            async with self._acknowledged:
+                await asyncio.wait_for(
+                    self._acknowledged.wait_for(lambda: self.acknowledged >= goal), timeout_s
+                )
+        except TimeoutError:
+            raise TimeoutError(f"ingest stalled at {self.acknowledged} batches") from None
 
     async def stop(self) -> int:
         self._stop.set()
@@ -205,7 +211,7 @@ async def test_ingest_and_watch_survive_a_killed_leader_a_paused_node_and_a_roll
         try:
             await producer.progressed(5)
             # The fault lasts its full time, however quickly the others took over.
-            await asyncio.sleep(max(0.0, PAUSE_S - (time.monotonic() - paused_at)))
+            await asyncio.sleep(max(0.0, PAUSE_S - (time.monotonic() - paused_at)))  # the fault
         finally:
             paused.process.resume()
         await producer.progressed(5)
