@@ -82,6 +82,11 @@ _SERVICE_VERBS: Mapping[str, Mapping[str, Verb]] = {
         "IngestBatch": Verb.TELEMETRY_WRITE,
         "IngestStream": Verb.TELEMETRY_WRITE,
     },
+    "twinstack.api.devices.v1.DeviceService": {
+        "ListDevices": Verb.STATE_READ,
+        # A command acts on the asset, as desired values do.
+        "InvokeCommand": Verb.DESIRED_WRITE,
+    },
     "twinstack.api.registry.v1.RegistryService": {
         "CreateModels": Verb.MODELS_WRITE,
         "GetModel": Verb.MODELS_READ,
@@ -232,6 +237,8 @@ SCOPED_METHODS = frozenset(
         "/twinstack.api.simulation.v1.SweepService/ReadSweepResults",
         "/twinstack.api.ingestion.v1.IngestionService/IngestBatch",
         "/twinstack.api.ingestion.v1.IngestionService/IngestStream",
+        "/twinstack.api.devices.v1.DeviceService/ListDevices",
+        "/twinstack.api.devices.v1.DeviceService/InvokeCommand",
     }
 )
 

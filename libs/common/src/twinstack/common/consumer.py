@@ -213,9 +213,10 @@ class DeadLetters:
         self._event = event
         self._settings = settings
 
-    async def park(self, message: Msg, reason: str) -> None:
-        """Parks ``message`` now (a failure that no retry can mend)."""
-        key = message.subject.rsplit(".", 1)[-1] or "unknown"
+    async def park(self, message: Msg, reason: str, *, key: str | None = None) -> None:
+        """Parks ``message`` now (a failure that no retry can mend), under ``key`` (by
+        default the last token of its subject: the twin id of a telemetry subject)."""
+        key = key or message.subject.rsplit(".", 1)[-1] or "unknown"
         await self._events.publish(
             self._event,
             (key,),

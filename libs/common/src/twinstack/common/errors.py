@@ -22,6 +22,7 @@ from twinstack.sdk.errors import ERROR_DOMAIN
 
 __all__ = [
     "AlreadyExistsError",
+    "DeadlineExceededError",
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
@@ -275,6 +276,14 @@ class _RetryableError(TwinstackError):
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(self.retry_after_s * 1e9))
         return [error_details_pb2.RetryInfo(retry_delay=delay)]
+
+
+class DeadlineExceededError(TwinstackError):
+    """Something the call waits for outside the platform (a device's answer) did not come in
+    time; what was asked may still have happened."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
 
 
 class UnavailableError(_RetryableError):

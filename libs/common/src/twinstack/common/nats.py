@@ -34,6 +34,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from twinstack.common.device_topics import DEVICE_INGRESS_SUBJECTS
 from twinstack.common.ids import partition_of
 from twinstack.common.settings import ServiceSettings, nats_seeds, revealed
 from twinstack.common.tracing import inject_trace_headers
@@ -44,6 +45,9 @@ MessageT = TypeVar("MessageT", bound=Message)
 
 TELEMETRY_STREAM = "TELEMETRY"
 EVENTS_STREAM = "EVENTS"
+# What devices publish over MQTT (nats-server's listener), until the device gateway has turned
+# it into telemetry: a work queue, so a message stays exactly until the gateway acknowledged it.
+DEVICES_STREAM = "DEVICES"
 # One bucket for twins, models and relationships, so one revision sequence orders every
 # registry change and read-your-write works across them. Keys: twins.<twin id>,
 # models.<model key> and relationships.<source twin id>.
@@ -66,6 +70,11 @@ SWEEP_CHUNKS_BUCKET = "sweep_chunks"
 SWEEP_DRIVERS_BUCKET = "sweep_drivers"
 # API keys (hashed) and role bindings: written by the registry, read by every service.
 ACCESS_BUCKET = "access"
+# The device gateway's leader lease (one key, expiring unless renewed), and the devices it has
+# heard from (one document per device).
+DEVICE_GATEWAY_BUCKET = "device_gateway"
+DEVICE_GATEWAY_LEASE_TTL_S = 10.0
+DEVICES_BUCKET = "devices"
 SWEEP_DRIVER_LEASE_TTL_S = 60.0
 # The embedded results store: sweep jobs and result parts (Parquet).
 SWEEP_RESULTS_STORE = "sweep_results"
@@ -146,6 +155,10 @@ class JetStreamLayout:
     dedup_window_s: float = 120.0
     telemetry_retention_s: float = 7 * _DAY_S
     events_retention_s: float = 7 * _DAY_S
+    # Device messages not yet taken by the gateway: kept this long and up to this size (the
+    # gateway down for longer loses the oldest; operations.md says how to size it).
+    devices_retention_s: float = 7 * _DAY_S
+    devices_max_bytes: int = 10 * 1024**3
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> JetStreamLayout:
@@ -166,6 +179,17 @@ class JetStreamLayout:
                 "Registry, state, alert and simulation events",
                 "evt.>",
                 self.events_retention_s,
+            ),
+            StreamConfig(
+                name=DEVICES_STREAM,
+                description="Device readings (MQTT, Sparkplug B) until the gateway took them",
+                subjects=list(DEVICE_INGRESS_SUBJECTS),
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=self.dedup_window_s,
+                max_age=self.devices_retention_s,
+                max_bytes=self.devices_max_bytes,
             ),
         ]
 
@@ -234,6 +258,21 @@ class JetStreamLayout:
                 description="Leases of running sweep drivers (simulation)",
                 history=1,
                 ttl=SWEEP_DRIVER_LEASE_TTL_S,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=DEVICE_GATEWAY_BUCKET,
+                description="The device gateway's leader lease (ingestion)",
+                history=1,
+                ttl=DEVICE_GATEWAY_LEASE_TTL_S,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+            KeyValueConfig(
+                bucket=DEVICES_BUCKET,
+                description="Devices the gateway has heard from, and their connections (ingestion)",
+                history=1,
                 replicas=self.replicas,
                 storage=StorageType.FILE,
             ),

@@ -16,9 +16,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from twinstack.common.device_topics import (
+    COMMANDS,
+    DESIRED,
+    ERRORS,
+    SPARKPLUG_SUBJECT_ROOT,
+)
 from twinstack.common.nats import (
     ACCESS_BUCKET,
     ALERT_RULES_BUCKET,
+    DEVICE_GATEWAY_BUCKET,
+    DEVICES_BUCKET,
+    DEVICES_STREAM,
     EVENTS_STREAM,
     REGISTRY_BUCKET,
     STATE_OWNERSHIP_BUCKET,
@@ -41,7 +50,17 @@ _WRITES: Mapping[str, Sequence[str]] = {
         "evt.registry.>",
         "evt.access.>",
     ),
-    "ingestion": ("tel.>", "evt.ingestion.>"),
+    "ingestion": (
+        "tel.>",
+        "evt.ingestion.>",
+        f"$KV.{DEVICE_GATEWAY_BUCKET}.>",
+        f"$KV.{DEVICES_BUCKET}.>",
+        # To devices: rejections, desired values, commands, Sparkplug commands.
+        *(f"{prefix}twins.*.{kind}" for prefix in ("", "tenants.*.") for kind in (ERRORS, DESIRED)),
+        *(f"{prefix}twins.*.{COMMANDS}.*" for prefix in ("", "tenants.*.")),
+        f"{SPARKPLUG_SUBJECT_ROOT}.*.NCMD.*",
+        f"{SPARKPLUG_SUBJECT_ROOT}.*.DCMD.*.*",
+    ),
     "state": (
         f"$KV.{STATE_TWINS_BUCKET}.>",
         f"$KV.{ALERT_RULES_BUCKET}.>",
@@ -62,13 +81,18 @@ _WRITES: Mapping[str, Sequence[str]] = {
 # and the access bucket, and audits into evt.audit).
 _READS: Mapping[str, Sequence[str]] = {
     "registry": (),
-    "ingestion": (f"KV_{REGISTRY_BUCKET}", TELEMETRY_STREAM),
+    "ingestion": (f"KV_{REGISTRY_BUCKET}", TELEMETRY_STREAM, DEVICES_STREAM),
     "state": (f"KV_{REGISTRY_BUCKET}", TELEMETRY_STREAM),
     "simulation": (f"KV_{REGISTRY_BUCKET}", f"KV_{STATE_TWINS_BUCKET}"),
 }
 _OWNED_STREAMS: Mapping[str, Sequence[str]] = {
     "registry": (f"KV_{REGISTRY_BUCKET}", f"KV_{ACCESS_BUCKET}"),
-    "ingestion": (TELEMETRY_STREAM,),
+    "ingestion": (
+        TELEMETRY_STREAM,
+        DEVICES_STREAM,
+        f"KV_{DEVICE_GATEWAY_BUCKET}",
+        f"KV_{DEVICES_BUCKET}",
+    ),
     "state": (
         f"KV_{STATE_TWINS_BUCKET}",
         f"KV_{ALERT_RULES_BUCKET}",

@@ -1,6 +1,10 @@
 """Ingestion settings (``TWINSTACK_*``)."""
 
-from pydantic import Field
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from twinstack.common.settings import ServiceSettings
 
@@ -36,3 +40,33 @@ class IngestionSettings(ServiceSettings):
     # Redelivery after a crash waits this long; an InfluxDB write is bounded by influx_timeout_s.
     historian_ack_wait_s: float = Field(default=30.0, gt=0)
     historian_retry_max_backoff_s: float = Field(default=30.0, gt=0)
+
+    # The device gateway (docs/devices.md). Its leader lease is held by one replica at a time,
+    # named by device_gateway_member.
+    device_gateway_enabled: bool = True
+    device_gateway_member: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1
+    )
+    device_gateway_renew_interval_s: float = Field(default=1.0, gt=0)
+    # nats-server's MQTT listener, where the gateway publishes retained desired values (as
+    # this service's NATS user); unset: desired values reach Sparkplug and OPC UA devices only.
+    mqtt_url: str | None = None
+    # Sparkplug B and OPC UA mappings (YAML).
+    device_mapping_file: Path | None = None
+    device_fetch_messages: int = Field(default=256, gt=0)
+    device_ack_wait_s: float = Field(default=30.0, gt=0)
+    # Readings in one device message.
+    max_readings_per_message: int = Field(default=10_000, gt=0)
+    # An MQTT device silent this long is listed offline.
+    device_silent_after_s: float = Field(default=60.0, gt=0)
+    device_directory_flush_interval_s: float = Field(default=2.0, gt=0)
+    # How long InvokeCommand waits for a device when the caller does not say, and at most.
+    command_timeout_s: float = Field(default=10.0, gt=0)
+    max_command_timeout_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_valid(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("TWINSTACK_MQTT_URL is mqtt://host:port or mqtts://host:port")
+        return value

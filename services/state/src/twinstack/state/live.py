@@ -30,8 +30,12 @@ def merge(state: state_pb2.TwinState, batch: events_pb2.TelemetryBatch) -> bool:
     received_ns = batch.ingest_time.ToNanoseconds()
     if received_ns > state.last_received_time.ToNanoseconds():
         state.last_received_time.FromNanoseconds(received_ns)
-        if state.connectivity != state_pb2.CONNECTIVITY_ONLINE:
-            state.connectivity = state_pb2.CONNECTIVITY_ONLINE
+        # A device's death (Sparkplug) makes the twin stale at once; anything else from it
+        # says it is online.
+        died = batch.connection.change == events_pb2.DeviceConnection.CHANGE_DIED
+        connectivity = state_pb2.CONNECTIVITY_STALE if died else state_pb2.CONNECTIVITY_ONLINE
+        if state.connectivity != connectivity:
+            state.connectivity = connectivity
             changed = True
     if batch.model_id and state.model_id != batch.model_id:
         state.model_id = batch.model_id

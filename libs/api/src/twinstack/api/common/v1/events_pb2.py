@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from twinstack.api.common.v1 import types_pb2 as twinstack_dot_api_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$twinstack/api/common/v1/events.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#twinstack/api/common/v1/types.proto\"\xa9\x01\n\x0eTelemetryBatch\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12/\n\x0bingest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05\x66rame\x18\x05 \x01(\x0b\x32\'.twinstack.api.common.v1.TelemetryFrameJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04R\x07twin_idR\x07samples\"\xdb\x01\n\x10TwinChangedEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63hanged_properties\x18\x06 \x03(\t\x12\x19\n\x11previous_model_id\x18\x07 \x01(\t\"\x94\x01\n\x11ModelChangedEvent\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x31\n\x04kind\x18\x02 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x18RelationshipChangedEvent\x12\x17\n\x0frelationship_id\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\ttarget_id\x18\x04 \x01(\t\x12\x31\n\x04kind\x18\x05 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\nAlertEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x33\n\x08severity\x18\x04 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12\r\n\x05value\x18\x06 \x01(\x01\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x16\n\x0estate_revision\x18\t \x01(\x04\"\x9a\x02\n\x13\x44\x65siredChangedEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12J\n\x07\x64\x65sired\x18\x02 \x03(\x0b\x32\x39.twinstack.api.common.v1.DesiredChangedEvent.DesiredEntry\x12\x14\n\x0c\x64\x65lta_fields\x18\x03 \x03(\t\x12\x16\n\x0estate_revision\x18\x04 \x01(\x04\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aN\n\x0c\x44\x65siredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"\xb5\x02\n\x13PredictedAlertEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\x12\x33\n\x08severity\x18\x04 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0bprobability\x18\x06 \x01(\x01\x12\x1d\n\x15time_to_failure_p50_s\x18\x07 \x01(\x01\x12\x11\n\thorizon_s\x18\x08 \x01(\x01\x12\x13\n\x0b\x66orecast_id\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estate_revision\x18\x0b \x01(\x04*t\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HANGE_KIND_CREATED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$twinstack/api/common/v1/events.proto\x12\x17twinstack.api.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#twinstack/api/common/v1/types.proto\"\xe8\x01\n\x0eTelemetryBatch\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12/\n\x0bingest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x05\x66rame\x18\x05 \x01(\x0b\x32\'.twinstack.api.common.v1.TelemetryFrame\x12=\n\nconnection\x18\x06 \x01(\x0b\x32).twinstack.api.common.v1.DeviceConnectionJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04R\x07twin_idR\x07samples\"\xc2\x01\n\x10\x44\x65viceConnection\x12@\n\x06\x63hange\x18\x01 \x01(\x0e\x32\x30.twinstack.api.common.v1.DeviceConnection.Change\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANGE_BORN\x10\x01\x12\x0f\n\x0b\x43HANGE_DIED\x10\x02\"\xdb\x01\n\x10TwinChangedEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x31\n\x04kind\x18\x03 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63hanged_properties\x18\x06 \x03(\t\x12\x19\n\x11previous_model_id\x18\x07 \x01(\t\"\x94\x01\n\x11ModelChangedEvent\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x31\n\x04kind\x18\x02 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x18RelationshipChangedEvent\x12\x17\n\x0frelationship_id\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\ttarget_id\x18\x04 \x01(\t\x12\x31\n\x04kind\x18\x05 \x01(\x0e\x32#.twinstack.api.common.v1.ChangeKind\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\nAlertEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x33\n\x08severity\x18\x04 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12\r\n\x05value\x18\x06 \x01(\x01\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x16\n\x0estate_revision\x18\t \x01(\x04\"\x9a\x02\n\x13\x44\x65siredChangedEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12J\n\x07\x64\x65sired\x18\x02 \x03(\x0b\x32\x39.twinstack.api.common.v1.DesiredChangedEvent.DesiredEntry\x12\x14\n\x0c\x64\x65lta_fields\x18\x03 \x03(\t\x12\x16\n\x0estate_revision\x18\x04 \x01(\x04\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aN\n\x0c\x44\x65siredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.twinstack.api.common.v1.Value:\x02\x38\x01\"\xb5\x02\n\x13PredictedAlertEvent\x12\x0f\n\x07twin_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x11\n\tcondition\x18\x03 \x01(\t\x12\x33\n\x08severity\x18\x04 \x01(\x0e\x32!.twinstack.api.common.v1.Severity\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x13\n\x0bprobability\x18\x06 \x01(\x01\x12\x1d\n\x15time_to_failure_p50_s\x18\x07 \x01(\x01\x12\x11\n\thorizon_s\x18\x08 \x01(\x01\x12\x13\n\x0b\x66orecast_id\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0estate_revision\x18\x0b \x01(\x04*t\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HANGE_KIND_CREATED\x10\x01\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x03*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._loaded_options = None
   _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._serialized_options = b'8\001'
-  _globals['_CHANGEKIND']._serialized_start=1725
-  _globals['_CHANGEKIND']._serialized_end=1841
-  _globals['_SEVERITY']._serialized_start=1843
-  _globals['_SEVERITY']._serialized_end=1943
+  _globals['_CHANGEKIND']._serialized_start=1985
+  _globals['_CHANGEKIND']._serialized_end=2101
+  _globals['_SEVERITY']._serialized_start=2103
+  _globals['_SEVERITY']._serialized_end=2203
   _globals['_TELEMETRYBATCH']._serialized_start=136
-  _globals['_TELEMETRYBATCH']._serialized_end=305
-  _globals['_TWINCHANGEDEVENT']._serialized_start=308
-  _globals['_TWINCHANGEDEVENT']._serialized_end=527
-  _globals['_MODELCHANGEDEVENT']._serialized_start=530
-  _globals['_MODELCHANGEDEVENT']._serialized_end=678
-  _globals['_RELATIONSHIPCHANGEDEVENT']._serialized_start=681
-  _globals['_RELATIONSHIPCHANGEDEVENT']._serialized_end=895
-  _globals['_ALERTEVENT']._serialized_start=898
-  _globals['_ALERTEVENT']._serialized_end=1126
-  _globals['_DESIREDCHANGEDEVENT']._serialized_start=1129
-  _globals['_DESIREDCHANGEDEVENT']._serialized_end=1411
-  _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._serialized_start=1333
-  _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._serialized_end=1411
-  _globals['_PREDICTEDALERTEVENT']._serialized_start=1414
-  _globals['_PREDICTEDALERTEVENT']._serialized_end=1723
+  _globals['_TELEMETRYBATCH']._serialized_end=368
+  _globals['_DEVICECONNECTION']._serialized_start=371
+  _globals['_DEVICECONNECTION']._serialized_end=565
+  _globals['_DEVICECONNECTION_CHANGE']._serialized_start=499
+  _globals['_DEVICECONNECTION_CHANGE']._serialized_end=565
+  _globals['_TWINCHANGEDEVENT']._serialized_start=568
+  _globals['_TWINCHANGEDEVENT']._serialized_end=787
+  _globals['_MODELCHANGEDEVENT']._serialized_start=790
+  _globals['_MODELCHANGEDEVENT']._serialized_end=938
+  _globals['_RELATIONSHIPCHANGEDEVENT']._serialized_start=941
+  _globals['_RELATIONSHIPCHANGEDEVENT']._serialized_end=1155
+  _globals['_ALERTEVENT']._serialized_start=1158
+  _globals['_ALERTEVENT']._serialized_end=1386
+  _globals['_DESIREDCHANGEDEVENT']._serialized_start=1389
+  _globals['_DESIREDCHANGEDEVENT']._serialized_end=1671
+  _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._serialized_start=1593
+  _globals['_DESIREDCHANGEDEVENT_DESIREDENTRY']._serialized_end=1671
+  _globals['_PREDICTEDALERTEVENT']._serialized_start=1674
+  _globals['_PREDICTEDALERTEVENT']._serialized_end=1983
 # @@protoc_insertion_point(module_scope)

@@ -34,14 +34,32 @@ SEVERITY_WARNING: Severity
 SEVERITY_CRITICAL: Severity
 
 class TelemetryBatch(_message.Message):
-    __slots__ = ("model_id", "ingest_time", "frame")
+    __slots__ = ("model_id", "ingest_time", "frame", "connection")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     INGEST_TIME_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     ingest_time: _timestamp_pb2.Timestamp
     frame: _types_pb2.TelemetryFrame
-    def __init__(self, model_id: _Optional[str] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frame: _Optional[_Union[_types_pb2.TelemetryFrame, _Mapping]] = ...) -> None: ...
+    connection: DeviceConnection
+    def __init__(self, model_id: _Optional[str] = ..., ingest_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frame: _Optional[_Union[_types_pb2.TelemetryFrame, _Mapping]] = ..., connection: _Optional[_Union[DeviceConnection, _Mapping]] = ...) -> None: ...
+
+class DeviceConnection(_message.Message):
+    __slots__ = ("change", "time")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[DeviceConnection.Change]
+        CHANGE_BORN: _ClassVar[DeviceConnection.Change]
+        CHANGE_DIED: _ClassVar[DeviceConnection.Change]
+    CHANGE_UNSPECIFIED: DeviceConnection.Change
+    CHANGE_BORN: DeviceConnection.Change
+    CHANGE_DIED: DeviceConnection.Change
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    change: DeviceConnection.Change
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, change: _Optional[_Union[DeviceConnection.Change, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TwinChangedEvent(_message.Message):
     __slots__ = ("twin_id", "model_id", "kind", "revision", "time", "changed_properties", "previous_model_id")
