@@ -12,15 +12,20 @@ if ! command -v uv >/dev/null 2>&1; then
   hash -r
 fi
 
-if ! command -v influxd >/dev/null 2>&1; then
+# influxd, and Debian's MQTT clients (mosquitto_pub/mosquitto_sub: the stock clients the device
+# tests and docs/devices.md use against the MQTT listener).
+missing=()
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: influxd is missing; install Debian's influxdb package as root" >&2
+    echo "bootstrap: missing ${missing[*]}; install these Debian packages as root" >&2
     exit 1
   fi
-  echo "bootstrap: installing influxdb (influxd)" >&2
+  echo "bootstrap: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq influxdb >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The package enables a system service; twinstack starts its own influxd with its own config.
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from twinstack.common.device_topics import (
     COMMANDS,
     DESIRED,
     ERRORS,
     SPARKPLUG_SUBJECT_ROOT,
+    device_permissions,
 )
 from twinstack.common.nats import (
     ACCESS_BUCKET,
@@ -144,12 +146,46 @@ def permissions(service: str) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def authorization_block(passwords: Mapping[str, str], admin_password: str) -> str:
-    """nats-server configuration: a user per service with its permissions, and an admin user
-    (for operators' tools) with every permission."""
+@dataclass(frozen=True)
+class DeviceUser:
+    """A device's NATS user (its MQTT user name and password), allowed the topics of its twins
+    only (:func:`twinstack.common.device_topics.device_permissions`).
+
+    Attributes:
+        name: The user name.
+        password: Its password.
+        tenant: The tenant of its twins.
+        twin_ids: Its twins, as the tenant names them (None: every twin of the tenant).
+        sparkplug: Whether it is a Sparkplug B edge node (the Sparkplug namespace is open to it).
+    """
+
+    name: str
+    password: str = field(repr=False)
+    tenant: str
+    twin_ids: tuple[str, ...] | None
+    sparkplug: bool = False
+
+
+def authorization_block(
+    passwords: Mapping[str, str],
+    admin_password: str,
+    devices: Sequence[DeviceUser] = (),
+) -> str:
+    """nats-server configuration: a user per service with its permissions, an admin user (for
+    operators' tools) with every permission, and a user per device."""
     users = [{"user": "admin", "password": admin_password}] + [
         {"user": service, "password": passwords[service], "permissions": permissions(service)}
         for service in SERVICES
+    ]
+    users += [
+        {
+            "user": device.name,
+            "password": device.password,
+            "permissions": device_permissions(
+                device.tenant, device.twin_ids, sparkplug=device.sparkplug
+            ),
+        }
+        for device in devices
     ]
     # JSON is valid nats-server configuration syntax.
     return "authorization " + json.dumps({"users": users}, indent=2) + "\n"

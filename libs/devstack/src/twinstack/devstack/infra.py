@@ -70,6 +70,9 @@ class NatsServer:
             permissions); None: anyone may connect and do anything.
         server_name: The server's name (JetStream needs one unique per cluster member).
         cluster: Routes to the other members when this server is one of a cluster.
+        mqtt_port: The MQTT listener's port (0: a free one; None: no MQTT listener).
+        mqtt_no_auth_user: The user an MQTT client that logs on without credentials becomes
+            (None: such a client is refused).
     """
 
     def __init__(
@@ -81,21 +84,26 @@ class NatsServer:
         authorization: str | None = None,
         server_name: str = "twinstack-local",
         cluster: ClusterRoutes | None = None,
+        mqtt_port: int | None = None,
+        mqtt_no_auth_user: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
+        self.mqtt_port = None if mqtt_port is None else mqtt_port or free_port()
+        self.mqtt_no_auth_user = mqtt_no_auth_user
         self.authorization = authorization
         self.server_name = server_name
         self.config_path = data_dir / "nats-server.conf"
         self.cluster = cluster
         # Ports picked here may be taken by the time nats-server binds them: a first start
         # may pick again (a cluster's members pick together: NatsCluster).
-        self._may_repick = not port and not monitor_port and cluster is None
+        self._may_repick = not port and not monitor_port and not mqtt_port and cluster is None
         self.process = self._process()
 
     def _process(self) -> ManagedProcess:
-        config = ["--config", str(self.config_path)] if self.authorization else []
+        configured = self.authorization is not None or self.mqtt_port is not None
+        config = ["--config", str(self.config_path)] if configured else []
         cluster = self.cluster
         clustering = (
             [
@@ -135,6 +143,12 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def mqtt_url(self) -> str:
+        if self.mqtt_port is None:
+            raise RuntimeError("this nats-server has no MQTT listener")
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
     def start(self, *, timeout_s: float = 30.0) -> None:
         def start() -> None:
             self.write_config()
@@ -145,6 +159,8 @@ class NatsServer:
 
         def repick() -> None:
             self.port, self.monitor_port = free_port(), free_port()
+            if self.mqtt_port is not None:
+                self.mqtt_port = free_port()
             self.process = self._process()
 
         started_on_free_ports(start, stop, repick if self._may_repick else None)
@@ -160,11 +176,18 @@ class NatsServer:
     def write_config(self) -> None:
         """Writes the configuration file (before the process starts)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.authorization is not None:
+        text = self.authorization or ""
+        if self.mqtt_port is not None:
+            # nats-server's MQTT listener, backed by JetStream (docs/devices.md).
+            no_auth = (
+                f"  no_auth_user: {self.mqtt_no_auth_user}\n" if self.mqtt_no_auth_user else ""
+            )
+            text += f"mqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n{no_auth}}}\n"
+        if text:
             # The file holds passwords.
             descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w") as file:
-                file.write(self.authorization)
+                file.write(text)
 
 
 class NatsCluster:
@@ -175,6 +198,8 @@ class NatsCluster:
         size: Members (3 tolerates the loss of one).
         ports: Client ports of the members (free ones when empty).
         authorization: As for :class:`NatsServer`, on every member.
+        mqtt_ports: The members' MQTT ports (empty: free ones; None: no MQTT listeners).
+        mqtt_no_auth_user: As for :class:`NatsServer`.
     """
 
     def __init__(
@@ -184,11 +209,15 @@ class NatsCluster:
         size: int = 3,
         ports: Sequence[int] = (),
         authorization: str | None = None,
+        mqtt_ports: Sequence[int] | None = None,
+        mqtt_no_auth_user: str | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._size = size
         self._ports = list(ports)
         self._authorization = authorization
+        self._mqtt_ports = None if mqtt_ports is None else list(mqtt_ports)
+        self._mqtt_no_auth_user = mqtt_no_auth_user
         self.nodes = self._members()
 
     def _members(self) -> list[NatsServer]:
@@ -200,6 +229,10 @@ class NatsCluster:
                 monitor_port=free_port(),
                 authorization=self._authorization,
                 server_name=f"twinstack-{index}",
+                mqtt_port=None
+                if self._mqtt_ports is None
+                else (self._mqtt_ports[index] if self._mqtt_ports else free_port()),
+                mqtt_no_auth_user=self._mqtt_no_auth_user,
                 cluster=ClusterRoutes(
                     "twinstack",
                     route_ports[index],
@@ -213,6 +246,11 @@ class NatsCluster:
     def url(self) -> str:
         """Every member's URL, comma-separated (the seeds a service is given)."""
         return ",".join(node.url for node in self.nodes)
+
+    @property
+    def mqtt_url(self) -> str:
+        """The first member's MQTT listener (every member has one)."""
+        return self.nodes[0].mqtt_url
 
     def node(self, server_name: str) -> NatsServer:
         """The member called ``server_name`` (as JetStream names a stream's leader)."""

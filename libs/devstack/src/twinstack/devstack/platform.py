@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from twinstack.common.nats_permissions import authorization_block
+from twinstack.common.access import DEFAULT_TENANT
+from twinstack.common.nats_permissions import DeviceUser, authorization_block
 from twinstack.devstack.credentials import LocalIssuer, local_secret
 from twinstack.devstack.infra import InfluxServer, NatsCluster, NatsServer
 from twinstack.devstack.processes import ManagedProcess, free_port
@@ -24,6 +25,9 @@ DEFAULT_SERVICE_PORTS = {"registry": 50051, "ingestion": 50052, "state": 50053, 
 HA_REPLICAS = 2
 HA_PORT_STRIDE = 10
 HA_NATS_NODES = 3
+# The NATS user an MQTT client that logs on without a name becomes: a device of the default
+# tenant (the listener is on loopback only; docs/devices.md#credentials).
+LOCAL_DEVICES_USER = "devices"
 
 
 def grpc_serving(target: str, service: str = "", *, timeout_s: float = 1.0) -> bool:
@@ -66,6 +70,10 @@ class LocalPlatform:
             without it, the platform starts its own. Authentication is on, with a local
             issuer's keys under ``data_dir/auth`` (``TWINSTACK_AUTH_MODE=disabled`` turns it
             off).
+        mqtt_port: nats-server's MQTT listener (0: a free one); the HA layout's members listen
+            on it and the next two. A client without credentials acts as a device of the
+            default tenant.
+        device_mapping: The gateway's Sparkplug B and OPC UA mapping (YAML), if any.
         services: Which services to run (all four by default), started in this order.
         ha: The highly available layout: a 3-node NATS cluster (client ports ``nats_port``
             and the next two) with every stream and bucket at 3 replicas, and two replicas of
@@ -78,6 +86,8 @@ class LocalPlatform:
         *,
         nats_port: int = 4222,
         influx_port: int = 8086,
+        mqtt_port: int = 1883,
+        device_mapping: str | None = None,
         service_ports: Mapping[str, int] | None = None,
         service_env: Mapping[str, str] | None = None,
         services: Sequence[str] = SERVICES,
@@ -91,16 +101,33 @@ class LocalPlatform:
             name: local_secret(auth_dir / f"nats-{name}.password") for name in SERVICES
         }
         self.nats_admin_password = local_secret(auth_dir / "nats-admin.password")
-        authorization = authorization_block(self.nats_passwords, self.nats_admin_password)
+        devices = DeviceUser(
+            LOCAL_DEVICES_USER,
+            local_secret(auth_dir / "nats-devices.password"),
+            DEFAULT_TENANT,
+            None,
+            sparkplug=True,
+        )
+        authorization = authorization_block(
+            self.nats_passwords, self.nats_admin_password, [devices]
+        )
         self.nats: NatsServer | NatsCluster = (
             NatsCluster(
                 data_dir / "nats-cluster",
                 size=HA_NATS_NODES,
                 ports=[nats_port + i if nats_port else 0 for i in range(HA_NATS_NODES)],
                 authorization=authorization,
+                mqtt_ports=[mqtt_port + i if mqtt_port else 0 for i in range(HA_NATS_NODES)],
+                mqtt_no_auth_user=LOCAL_DEVICES_USER,
             )
             if ha
-            else NatsServer(data_dir / "nats", port=nats_port, authorization=authorization)
+            else NatsServer(
+                data_dir / "nats",
+                port=nats_port,
+                authorization=authorization,
+                mqtt_port=mqtt_port,
+                mqtt_no_auth_user=LOCAL_DEVICES_USER,
+            )
         )
         self.influx = InfluxServer(data_dir / "influxdb", port=influx_port, auth=True)
         given_ports = dict(service_ports or {})
@@ -110,6 +137,12 @@ class LocalPlatform:
         wiring = {"TWINSTACK_REGISTRY_TARGET": f"127.0.0.1:{ports['registry']}"}
         self.issuer = LocalIssuer(auth_dir)
         wiring |= self.issuer.service_env()
+        ingestion_env = {"TWINSTACK_MQTT_URL": self.nats.mqtt_url}
+        if device_mapping is not None:
+            mapping_path = data_dir / "devices.yaml"
+            mapping_path.parent.mkdir(parents=True, exist_ok=True)
+            mapping_path.write_text(device_mapping)
+            ingestion_env["TWINSTACK_DEVICE_MAPPING_FILE"] = str(mapping_path)
         self.ray: RayCluster | None = None
         if "simulation" in services and "TWINSTACK_RAY_JOBS_ADDRESS" not in (service_env or {}):
             self.ray = RayCluster(data_dir / "ray")
@@ -140,7 +173,11 @@ class LocalPlatform:
                     name,
                     n,
                     replica_ports[name][n],
-                    {**wiring, **(service_env or {})},
+                    {
+                        **wiring,
+                        **(ingestion_env if name == "ingestion" else {}),
+                        **(service_env or {}),
+                    },
                 )
                 for n in range(replica_count)
             ]
@@ -247,6 +284,7 @@ class LocalPlatform:
         parts = {
             **self.targets(),
             "nats": self.nats.url,
+            "mqtt": self.nats.mqtt_url,
             "influxdb": self.influx.url,
         }
         if self.ray is not None:

@@ -185,15 +185,16 @@ class DeviceBridge:
         bindings = self._sessions.bindings_of(topic)
         status = self._sessions.status(topic)
         if not bindings:
-            node_id = f"spb:{topic.group}/{topic.edge_node}" + (
-                f"/{topic.device}" if topic.device else ""
-            )
+            # The node of mapped devices is listed as what it is; anything else is unmapped.
+            unmapped = topic.device is not None or not self._sessions.has_devices(topic)
             self._directory.heard(
                 DEFAULT_TENANT,
-                node_id,
+                f"spb:{topic.group}/{topic.edge_node}"
+                + (f"/{topic.device}" if topic.device else ""),
                 devices_pb2.PROTOCOL_SPARKPLUG_B,
                 [],
-                rejected=outcome.problem or "no mapping names this node or device",
+                rejected=outcome.problem
+                or ("no mapping names this node or device" if unmapped else None),
                 online=status.online,
                 details=status.details,
             )

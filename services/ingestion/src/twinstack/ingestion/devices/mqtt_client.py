@@ -6,6 +6,7 @@ PUBACK."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
 import uuid
@@ -65,9 +66,12 @@ class MqttPublisher:
             await self.stop()
             raise UnavailableError(f"MQTT listener {self._endpoint.url} did not accept a login")
 
-    async def stop(self) -> None:
+    async def stop(self, *, timeout_s: float = 5.0) -> None:
+        # Disconnect first: paho's network thread ends once the connection is closed (or
+        # nothing awaits an acknowledgement any more).
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self._client.loop_stop), timeout_s)
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0

@@ -115,6 +115,10 @@ class SparkplugSessions:
             None,
         )
 
+    def has_devices(self, topic: SparkplugTopic) -> bool:
+        """Whether the mapping binds devices of the topic's node."""
+        return any(key[:2] == topic.node and key[2] for key in self._bindings)
+
     def bindings_of(self, topic: SparkplugTopic) -> list[SparkplugBinding]:
         """The bindings a message feeds: its device's, or for a node's death every binding of
         the node and of its devices."""
