@@ -10,6 +10,7 @@ import json
 import math
 import queue
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,7 +33,8 @@ from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER
 from twinstack.common.nats import EVENTS_STREAM, Backbone
-from twinstack.devstack import NatsServer
+from twinstack.devstack import ManagedProcess, NatsServer, free_port
+from twinstack.devstack.platform import grpc_serving
 from twinstack.ingestion.app import IngestionApp
 from twinstack.ingestion.settings import IngestionSettings
 from twinstack.registry.app import RegistryApp
@@ -78,6 +80,12 @@ class Devices:
             raise
 
     async def history(self, twin_id: str, field_name: str) -> list[float]:
+        return [float(v) for v in await self._history(twin_id, field_name, "double_values")]
+
+    async def history_ints(self, twin_id: str, field_name: str) -> list[int]:
+        return [int(v) for v in await self._history(twin_id, field_name, "int_values")]
+
+    async def _history(self, twin_id: str, field_name: str, kind: str) -> list[Any]:
         start = timestamp_pb2.Timestamp()
         start.FromNanoseconds(time.time_ns() - 3600 * S)
         end = timestamp_pb2.Timestamp()
@@ -85,10 +93,10 @@ class Devices:
         request = state_pb2.QueryHistoryRequest(
             twin_ids=[twin_id], fields=[field_name], start_time=start, end_time=end
         )
-        values: list[float] = []
+        values: list[Any] = []
         async for response in self.state.QueryHistory(request, timeout=10):
             for series in response.series:
-                values += list(series.double_values.values)
+                values += list(getattr(series, kind).values)
         return values
 
     def mqtt(self, client_id: str | None = None) -> MqttDevice:
@@ -530,8 +538,6 @@ async def test_opcua_subscriptions_feed_the_twin_survive_a_restart_and_take_desi
 ) -> None:
     from asyncua import ua
 
-    from twinstack.devstack import free_port
-
     port = free_port()
     server = await _opcua_server(port)
     mapping = {
@@ -595,3 +601,89 @@ async def test_opcua_subscriptions_feed_the_twin_survive_a_restart_and_take_desi
             assert list(device.twin_ids) == ["press-5"]
     finally:
         await server.stop()
+
+
+def _gateway_process(
+    name: str, settings: dict[str, Any], mqtt_url: str, data_dir: Path
+) -> ManagedProcess:
+    """An ingestion replica (the gateway's leader once it holds the lease) as its own process."""
+    port = free_port()
+    env = {
+        "TWINSTACK_GRPC_HOST": "127.0.0.1",
+        "TWINSTACK_GRPC_PORT": str(port),
+        "TWINSTACK_NATS_URL": settings["nats_url"],
+        "TWINSTACK_INFLUX_URL": settings["influx_url"],
+        "TWINSTACK_INFLUX_DATABASE": settings["influx_database"],
+        "TWINSTACK_AUTH_MODE": "disabled",
+        "TWINSTACK_LOG_FORMAT": "console",
+        "TWINSTACK_MQTT_URL": mqtt_url,
+        "TWINSTACK_DEVICE_ACK_WAIT_S": "5",
+    }
+    target = f"127.0.0.1:{port}"
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "twinstack.ingestion"],
+        log_path=data_dir / f"{name}.log",
+        env=env,
+        ready=lambda: grpc_serving(target),
+    )
+
+
+async def test_qos1_readings_survive_the_gateway_being_killed_mid_stream(
+    infra_settings: dict[str, Any],
+    nats_server: NatsServer,
+    serve_app: Any,
+    store_test_models: Any,
+    tmp_path: Path,
+    eventually: Any,
+) -> None:
+    registry_settings = RegistrySettings(**infra_settings)
+    state_settings = StateSettings(**infra_settings)
+    gateway = _gateway_process("gateway", infra_settings, nats_server.mqtt_url, tmp_path)
+    await asyncio.to_thread(gateway.start, timeout_s=120)
+    try:
+        async with (
+            serve_app(registry_settings, RegistryApp(registry_settings)) as registry_channel,
+            serve_app(state_settings, StateApp(state_settings)) as state_channel,
+        ):
+            registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)
+            await store_test_models(registry)
+            assert nats_server.mqtt_port is not None
+            platform = Devices(
+                registry,
+                state_pb2_grpc.StateServiceStub(state_channel),
+                devices_pb2_grpc.DeviceServiceStub(registry_channel),  # unused here
+                nats_server.mqtt_port,
+                nats_server,
+            )
+            await platform.twin("pump-11")
+            device = platform.mqtt()
+            acknowledged: list[int] = []
+            base_ms = time.time_ns() // 10**6 - 600_000
+
+            def send(first: int, count: int) -> None:
+                for number in range(first, first + count):
+                    reading = {"ts": base_ms + number, "values": {"cycles": number}}
+                    # Blocks until the PUBACK: only then is the reading the platform's.
+                    device.publish("twins/pump-11/telemetry", json.dumps(reading))
+                    acknowledged.append(number)
+
+            sender = asyncio.create_task(asyncio.to_thread(send, 0, 600))
+            await eventually(
+                lambda: platform.history_ints("pump-11", "cycles"), lambda v: len(v) > 50
+            )
+            gateway.kill()  # mid-stream: readings keep coming and are PUBACKed by NATS meanwhile
+            await sender
+            await asyncio.to_thread(send, 600, 200)
+            await asyncio.to_thread(gateway.start, timeout_s=120)
+            stored = await eventually(
+                lambda: platform.history_ints("pump-11", "cycles"),
+                lambda v: len(v) >= len(acknowledged),
+                timeout_s=60,
+            )
+            assert sorted(stored) == sorted(acknowledged), "every PUBACKed reading, once"
+            for client in platform.clients:
+                client.disconnect()
+                client.loop_stop()
+    finally:
+        gateway.stop()
