@@ -33,6 +33,7 @@ from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.api.state.v1 import state_pb2, state_pb2_grpc
 from twinstack.common.consumer import DEAD_LETTER_REASON_HEADER
 from twinstack.common.nats import EVENTS_STREAM, Backbone
+from twinstack.common.nats_permissions import SERVICES
 from twinstack.devstack import ManagedProcess, NatsServer, free_port
 from twinstack.devstack.platform import grpc_serving
 from twinstack.ingestion.app import IngestionApp
@@ -687,3 +688,66 @@ async def test_qos1_readings_survive_the_gateway_being_killed_mid_stream(
                 client.loop_stop()
     finally:
         gateway.stop()
+
+
+async def test_device_credentials_allow_only_the_devices_own_topics(tmp_path: Path) -> None:
+    import nats as nats_client
+
+    from twinstack.common.nats_permissions import DeviceUser, authorization_block
+
+    devices = [
+        DeviceUser("press-1", "press-secret", "default", ("press-1",)),
+        DeviceUser("acme-pump", "acme-secret", "acme", ("pump-1",)),
+    ]
+    server = NatsServer(
+        tmp_path / "nats",
+        authorization=authorization_block({s: s for s in SERVICES}, "adm1n", devices),
+        mqtt_port=0,
+    )
+    server.start()
+    admin = await nats_client.connect(server.url, user="admin", password="adm1n")
+    try:
+        seen = await admin.subscribe(">")
+        await admin.flush()
+
+        def device(user: str, password: str) -> paho.Client:
+            client = paho.Client(client_id=f"{user}-{uuid.uuid4().hex[:6]}")
+            client.username_pw_set(user, password)
+            answered: queue.Queue[int] = queue.Queue()
+            client.on_connect = lambda _c, _u, _f, rc: answered.put(rc)
+            assert server.mqtt_port is not None
+            client.connect("127.0.0.1", server.mqtt_port)
+            client.loop_start()
+            code = answered.get(timeout=10)
+            if code != 0:
+                client.loop_stop()
+                raise PermissionError(code)
+            return client
+
+        with pytest.raises(PermissionError):
+            device("press-1", "guess")
+        press = device("press-1", "press-secret")
+        acme = device("acme-pump", "acme-secret")
+        try:
+            # Refused ones go first: had nats-server let them through, they would arrive
+            # before the allowed one from the same connection.
+            for client, refused, allowed in (
+                (press, "twins/other-twin/telemetry", "twins/press-1/telemetry"),
+                (press, "twins/press-1/desired", "twins/press-1/telemetry"),
+                (acme, "twins/pump-1/telemetry", "tenants/acme/twins/pump-1/telemetry"),
+            ):
+                client.publish(refused, b'{"x": 1}', qos=0)
+                client.publish(allowed, b'{"x": 2}', qos=0).wait_for_publish(10)
+                while True:
+                    message = await seen.next_msg(timeout=10)
+                    if not message.subject.startswith("$"):
+                        break
+                assert message.subject == allowed.replace("/", ".")
+                assert message.data == b'{"x": 2}'
+        finally:
+            for client in (press, acme):
+                client.disconnect()
+                client.loop_stop()
+    finally:
+        await admin.close()
+        server.stop()

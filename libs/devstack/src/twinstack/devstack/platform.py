@@ -70,9 +70,9 @@ class LocalPlatform:
             without it, the platform starts its own. Authentication is on, with a local
             issuer's keys under ``data_dir/auth`` (``TWINSTACK_AUTH_MODE=disabled`` turns it
             off).
-        mqtt_port: nats-server's MQTT listener (0: a free one); the HA layout's members listen
-            on it and the next two. A client without credentials acts as a device of the
-            default tenant.
+        mqtt_port: nats-server's MQTT listener (0: a free one; None: 1883, or a free one when
+            ``nats_port`` is 0); the HA layout's members listen on it and the next two. A
+            client without credentials acts as a device of the default tenant.
         device_mapping: The gateway's Sparkplug B and OPC UA mapping (YAML), if any.
         services: Which services to run (all four by default), started in this order.
         ha: The highly available layout: a 3-node NATS cluster (client ports ``nats_port``
@@ -86,7 +86,7 @@ class LocalPlatform:
         *,
         nats_port: int = 4222,
         influx_port: int = 8086,
-        mqtt_port: int = 1883,
+        mqtt_port: int | None = None,
         device_mapping: str | None = None,
         service_ports: Mapping[str, int] | None = None,
         service_env: Mapping[str, str] | None = None,
@@ -101,6 +101,8 @@ class LocalPlatform:
             name: local_secret(auth_dir / f"nats-{name}.password") for name in SERVICES
         }
         self.nats_admin_password = local_secret(auth_dir / "nats-admin.password")
+        if mqtt_port is None:
+            mqtt_port = 1883 if nats_port else 0
         devices = DeviceUser(
             LOCAL_DEVICES_USER,
             local_secret(auth_dir / "nats-devices.password"),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from google.protobuf.json_format import MessageToDict
 from rich.table import Table
 from rich.tree import Tree
@@ -20,6 +21,7 @@ from rich.tree import Tree
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.cli.access import auth_app
+from twinstack.cli.devices import devices_app
 from twinstack.cli.shared import (
     DATA_DIR_VARIABLE,
     CliGroup,
@@ -43,7 +45,12 @@ from twinstack.sdk import (
     Point,
     sweep_spec,
 )
-from twinstack.sdk.examples import EXAMPLE_TWINS, SensorFeeder, ensure_example_twins
+from twinstack.sdk.examples import (
+    EXAMPLE_DEVICE_MAPPING,
+    EXAMPLE_TWINS,
+    SensorFeeder,
+    ensure_example_twins,
+)
 from twinstack.sdk.models import ModelFileError, example_model_sources, model_sources
 from twinstack.sdk.values import to_python
 
@@ -122,6 +129,7 @@ def up(
     # Imported here, as the other heavy imports of single commands are, to keep the start of
     # every other command quick.
     try:
+        from twinstack.cli.example_devices import ExampleDevices
         from twinstack.devstack import LocalPlatform
     except ImportError as error:
         raise UserError(
@@ -129,7 +137,9 @@ def up(
             "missing): clone the repository and run `make up`"
         ) from None
 
-    platform = LocalPlatform(data_dir.resolve(), ha=ha)
+    platform = LocalPlatform(
+        data_dir.resolve(), ha=ha, device_mapping=yaml.safe_dump(EXAMPLE_DEVICE_MAPPING)
+    )
     with console.status("starting twinstack") as status:
         platform.start(progress=lambda step: status.update(f"starting {step}"))
     table = Table(title="twinstack is up", show_lines=False)
@@ -141,6 +151,7 @@ def up(
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
     feeder: SensorFeeder | None = None
+    devices: ExampleDevices | None = None
     endpoints = Endpoints(**platform.targets())
     client = Client(ConnectConfig(endpoints, token=platform.admin_token))
     try:
@@ -148,7 +159,13 @@ def up(
             ensure_example_twins(client)
             feeder = SensorFeeder(client)
             feeder.start()
-            names = ", ".join(f"{t.twin_id} ({t.use_case})" for t in EXAMPLE_TWINS)
+            devices = ExampleDevices(platform.nats.mqtt_url)
+            devices.start()
+            names = ", ".join(
+                f"{t.twin_id} ({t.use_case}{'' if t.transport == 'grpc' else ', ' + t.transport})"
+                for t in EXAMPLE_TWINS
+                if t.signal is not None
+            )
             console.print(f"feeding example twins: {names}")
         console.print("[bold]Ctrl-C[/bold] stops everything.")
         stop = asyncio.Event()
@@ -167,6 +184,8 @@ def up(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if feeder is not None:
             feeder.stop()
+        if devices is not None:
+            devices.stop()
         client.close()
         with console.status("stopping twinstack"):
             platform.stop()
@@ -735,6 +754,7 @@ app.add_typer(state_app, name="state")
 app.command()(history)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(sim_app, name="sim")
+app.add_typer(devices_app, name="devices")
 app.add_typer(auth_app, name="auth")
 
 

@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.message import Message
 
 from twinstack.api.access.v1 import access_pb2_grpc
+from twinstack.api.devices.v1 import devices_pb2_grpc
 from twinstack.api.ingestion.v1 import ingestion_pb2_grpc
 from twinstack.api.registry.v1 import registry_pb2_grpc
 from twinstack.api.simulation.v1 import simulation_pb2_grpc, sweep_pb2_grpc
@@ -29,8 +30,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 # A gRPC service and the endpoint that serves it (sweeps are served by the simulation service,
-# access by the registry).
-StubName = ServiceName | Literal["sweeps", "access"]
+# access by the registry, devices by ingestion).
+StubName = ServiceName | Literal["sweeps", "access", "devices"]
 _STUBS: dict[StubName, tuple[ServiceName, Callable[[Any], Any]]] = {
     "registry": ("registry", registry_pb2_grpc.RegistryServiceStub),
     "ingestion": ("ingestion", ingestion_pb2_grpc.IngestionServiceStub),
@@ -38,6 +39,7 @@ _STUBS: dict[StubName, tuple[ServiceName, Callable[[Any], Any]]] = {
     "simulation": ("simulation", simulation_pb2_grpc.SimulationServiceStub),
     "sweeps": ("simulation", sweep_pb2_grpc.SweepServiceStub),
     "access": ("registry", access_pb2_grpc.AccessServiceStub),
+    "devices": ("ingestion", devices_pb2_grpc.DeviceServiceStub),
 }
 
 

@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from twinstack.sdk._access import Access, AsyncAccess
+from twinstack.sdk._devices import AsyncDevices, Devices
 from twinstack.sdk._registry import AsyncRegistry, Registry
 from twinstack.sdk._simulation import AsyncSimulation, Simulation
 from twinstack.sdk._state import AsyncState, State
@@ -45,6 +46,7 @@ class Client:
         simulation: Scenario runs, forecasts and calibration.
         sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
         access: Who the caller is and what it may do; API keys and role bindings.
+        devices: Devices feeding twins (MQTT, Sparkplug B, OPC UA) and commands to them.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -56,6 +58,7 @@ class Client:
         self.simulation = Simulation(self._transport)
         self.sweeps = Sweeps(self._transport)
         self.access = Access(self._transport)
+        self.devices = Devices(self._transport)
 
     def __enter__(self) -> Client:
         return self
@@ -101,6 +104,7 @@ class AsyncClient:
         simulation: Scenario runs, forecasts and calibration.
         sweeps: Sweeps as jobs on the cluster: submit, watch, cancel, results.
         access: Who the caller is and what it may do; API keys and role bindings.
+        devices: Devices feeding twins (MQTT, Sparkplug B, OPC UA) and commands to them.
     """
 
     def __init__(self, config: ConnectConfig | None = None) -> None:
@@ -112,6 +116,7 @@ class AsyncClient:
         self.simulation = AsyncSimulation(self._transport)
         self.sweeps = AsyncSweeps(self._transport)
         self.access = AsyncAccess(self._transport)
+        self.devices = AsyncDevices(self._transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self

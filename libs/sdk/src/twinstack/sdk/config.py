@@ -13,6 +13,7 @@ from typing import Any, Literal
 import grpc
 
 from twinstack.api.access.v1 import access_pb2
+from twinstack.api.devices.v1 import devices_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
@@ -33,7 +34,10 @@ _SERVICE_DESCRIPTORS = {
         registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
         access_pb2.DESCRIPTOR.services_by_name["AccessService"],
     ],
-    "ingestion": [ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"]],
+    "ingestion": [
+        ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
+        devices_pb2.DESCRIPTOR.services_by_name["DeviceService"],
+    ],
     "state": [state_pb2.DESCRIPTOR.services_by_name["StateService"]],
     "simulation": [
         simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"],

@@ -25,6 +25,9 @@ class ExampleTwin:
     # Seconds since start -> field values (deterministic shape plus sensor noise); None for
     # twins that report no telemetry (sites, wards, districts...).
     signal: Callable[[float, random.Random], dict[str, Scalar]] | None = None
+    # How its readings arrive: gRPC (the SDK), "mqtt" (JSON on twins/<id>/telemetry) or
+    # "sparkplug" (a Sparkplug B device; EXAMPLE_DEVICE_MAPPING binds it).
+    transport: str = "grpc"
 
 
 def _press(t: float, rng: random.Random) -> dict[str, Scalar]:
@@ -34,6 +37,16 @@ def _press(t: float, rng: random.Random) -> dict[str, Scalar]:
         "vibration_mm_s": 2.0 + 1.5 * load + abs(rng.gauss(0, 0.2)),
         "load": load,
         "cycles": int(t // 4),
+    }
+
+
+def _pump(t: float, rng: random.Random) -> dict[str, Scalar]:
+    load = 0.6 + 0.15 * math.sin(t / 40)
+    return {
+        "temperature_c": 38 + 25 * load + rng.gauss(0, 0.3),
+        "vibration_mm_s": 1.5 + 2.0 * load + abs(rng.gauss(0, 0.2)),
+        "load": load,
+        "cycles": int(t),
     }
 
 
@@ -75,7 +88,8 @@ EXAMPLE_TWINS = (
                  "serial_number": "HP-2291"}, _press),
     ExampleTwin("line1-pump-1", f"{_M}Pump;1", "manufacturing",
                 {"site": "plant-north", "rated_power_kw": 30.0, "rated_flow_m3_h": 90.0,
-                 "motor": {"rated_speed_rpm": 2950.0, "insulation_class": "F"}}),
+                 "motor": {"rated_speed_rpm": 2950.0, "insulation_class": "F"}},
+                _pump, transport="mqtt"),
     # healthcare: hospital -> ward -> device
     ExampleTwin("st-mary", f"{_M}Hospital;1", "healthcare", {"name": "St Mary"}),
     ExampleTwin("ward-3", f"{_M}Ward;1", "healthcare", {"beds": 24, "specialty": "icu"}),
@@ -97,7 +111,7 @@ EXAMPLE_TWINS = (
                 {"depot": "depot-2", "battery_kwh": 300.0,
                  "route": ["depot-2", "harbour", "old-town"]}, _truck),
     ExampleTwin("depot2-truck-18", f"{_M}ElectricTruck;1", "logistics",
-                {"depot": "depot-2", "battery_kwh": 400.0}),
+                {"depot": "depot-2", "battery_kwh": 400.0}, _truck, transport="sparkplug"),
 )  # fmt: skip
 
 # (source, relationship, target, properties)
@@ -117,7 +131,26 @@ EXAMPLE_RELATIONSHIPS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("depot-2", "houses", "depot2-truck-18", {}),
 )
 
-FED_TWINS = tuple(example for example in EXAMPLE_TWINS if example.signal is not None)
+FED_TWINS = tuple(
+    example
+    for example in EXAMPLE_TWINS
+    if example.signal is not None and example.transport == "grpc"
+)
+
+# The device gateway's mapping of the Sparkplug B example: truck 18's telematics unit, a
+# device behind the depot's edge node, with metric names of its own.
+SPARKPLUG_EXAMPLE: dict[str, Any] = {
+    "group": "depot-2",
+    "edge_node": "telematics-gw",
+    "device": "truck-18",
+    "twin": "depot2-truck-18",
+    "metrics": {
+        "Battery/SoC": "state_of_charge_pct",
+        "Drive/Speed": "speed_kmh",
+        "Load/Payload": "payload_kg",
+    },
+}
+EXAMPLE_DEVICE_MAPPING = {"sparkplug": [SPARKPLUG_EXAMPLE]}
 
 
 def ensure_example_twins(client: Client) -> None:
