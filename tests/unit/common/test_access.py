@@ -8,6 +8,7 @@ import pytest
 from google.protobuf import descriptor_pool
 
 from twinstack.api.access.v1 import access_pb2
+from twinstack.api.devices.v1 import devices_pb2
 from twinstack.api.ingestion.v1 import ingestion_pb2
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.api.simulation.v1 import simulation_pb2, sweep_pb2
@@ -34,7 +35,15 @@ from twinstack.common.identity import (
 from twinstack.devstack import LocalIssuer
 from twinstack.devstack.credentials import LOCAL_AUDIENCE, LOCAL_ISSUER
 
-FILES = (access_pb2, ingestion_pb2, registry_pb2, simulation_pb2, sweep_pb2, state_pb2)
+FILES = (
+    access_pb2,
+    devices_pb2,
+    ingestion_pb2,
+    registry_pb2,
+    simulation_pb2,
+    sweep_pb2,
+    state_pb2,
+)
 
 
 def test_every_method_of_every_service_has_a_verb() -> None:

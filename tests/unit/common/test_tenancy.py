@@ -36,6 +36,10 @@ UNQUALIFIED_IDS = {
     ("twinstack.api.access.v1.RevokeApiKeyRequest", "id"),
     ("twinstack.api.access.v1.RoleBinding", "id"),
     ("twinstack.api.access.v1.DeleteRoleBindingRequest", "id"),
+    # A device's id is its topic, node or endpoint, listed from the caller's tenant's records;
+    # a command's request id is a fresh UUID.
+    ("twinstack.api.devices.v1.Device", "device_id"),
+    ("twinstack.api.devices.v1.InvokeCommandResponse", "request_id"),
     # A relationship's id is unique under its source twin, which is qualified.
     ("twinstack.api.registry.v1.Relationship", "id"),
     ("twinstack.api.registry.v1.DeleteRelationshipRequest", "relationship_id"),

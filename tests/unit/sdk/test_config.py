@@ -35,7 +35,7 @@ def test_only_idempotent_calls_are_retried_and_calls_spread_over_replicas() -> N
     assert {"GetTwin", "ListTwins", "QueryTwins", "GetModel", "ListRelationships"} <= names
     assert names.isdisjoint({"CreateTwin", "UpdateTwin", "DeleteTwin", "CreateModels"})
     ingestion = json.loads(config.service_config("ingestion"))["methodConfig"][0]["name"]
-    assert {entry["method"] for entry in ingestion} == {"IngestBatch", "Check"}
+    assert {entry["method"] for entry in ingestion} == {"IngestBatch", "ListDevices", "Check"}
     assert method_config["retryPolicy"]["maxAttempts"] == 3
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
 

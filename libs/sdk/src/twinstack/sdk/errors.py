@@ -246,9 +246,11 @@ class PermissionDeniedError(ApiError):
 
 
 class DeadlineExceededError(ApiError):
-    """The call's deadline passed before the service answered."""
+    """The call's deadline passed before the service answered, or something the service waits
+    for outside the platform (a device's answer to a command) did not come in time."""
 
     codes = (grpc.StatusCode.DEADLINE_EXCEEDED,)
+    reasons = ("DEADLINE_EXCEEDED",)
 
 
 class CallCancelledError(ApiError):
