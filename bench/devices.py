@@ -40,10 +40,11 @@ IN_FLIGHT = 1_000
 class Publisher:
     """One paho client publishing QoS 1 and counting PUBACKs."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, user: str, password: str) -> None:
         self.acknowledged = 0
         self._done = threading.Condition()
         self.client = paho.Client(client_id=f"bench-{time.time_ns()}")
+        self.client.username_pw_set(user, password)
         self.client.max_inflight_messages_set(IN_FLIGHT)
         self.client.max_queued_messages_set(0)
         connected = threading.Event()
@@ -168,7 +169,8 @@ def run() -> dict[str, Any]:
         console.print("[bold]devices[/bold]: starting nats-server (MQTT), influxd, services")
         platform.start()
         mqtt_port = int(platform.nats.mqtt_url.rsplit(":", 1)[1])
-        publisher = Publisher(mqtt_port)
+        # As the NATS admin, so the raw baseline may publish outside the device topics.
+        publisher = Publisher(mqtt_port, **platform.nats_admin)
         try:
             targets = {n: s.target for n, s in platform.services.items()}
             endpoints = Endpoints(**targets, simulation="127.0.0.1:1")

@@ -6,10 +6,14 @@ message exactly as gRPC ingest validates a request (the same validator, acting f
 the topic names), publishes the accepted readings to TELEMETRY and waits for JetStream's
 acknowledgement, and only then acknowledges the device message. A message whose readings are
 rejected is answered on its twin's ``errors`` topic with the reasons and parked on the
-dead-letter subject; nothing is dropped without a trace. The TELEMETRY publishes are
-de-duplicated by their content, and a reading without its own time takes the time the DEVICES
-stream stored it, so a message delivered again after a crash publishes the same batches and
-is stored once.
+dead-letter subject; nothing is dropped without a trace. A reading without its own time takes
+the time the DEVICES stream stored it, so a message delivered again after a crash carries the
+same points, which InfluxDB stores once (one point per series and time) and live state
+ignores (not newer than what it holds).
+
+The messages of one twin in a fetched batch are validated together and published as one
+TELEMETRY message; only if that is refused are they taken one by one, so that exactly the bad
+ones are refused.
 
 Messages of one topic (one twin, or one Sparkplug edge node) are handled in order; different
 ones concurrently.
@@ -138,6 +142,15 @@ class DeviceBridge:
         await asyncio.gather(*(self._handle_in_order(batch) for batch in by_source.values()))
 
     async def _handle_in_order(self, messages: list[Msg]) -> None:
+        if not is_sparkplug(messages[0].subject) and len(messages) > 1:
+            try:
+                if await self._readings_together(messages):
+                    return
+            except _RETRYABLE as error:
+                logger.warning("device messages not taken now (%r); they come again", error)
+                for message in messages:
+                    await message.nak(delay=_REDELIVERY_DELAY_S)
+                return
         for index, message in enumerate(messages):
             try:
                 if is_sparkplug(message.subject):
@@ -150,6 +163,30 @@ class DeviceBridge:
                 for later in messages[index:]:
                     await later.nak(delay=_REDELIVERY_DELAY_S)
                 return
+
+    async def _readings_together(self, messages: list[Msg]) -> bool:
+        """Takes messages of one twin topic with one validation and one publish (per-message
+        costs dominate in Python); False, having taken none, if one of them is refused, so
+        that they are taken one by one and only the bad ones are refused."""
+        topic = parse_subject(messages[0].subject)
+        if topic is None:
+            return False
+        points = []
+        try:
+            telemetry = await self._declared(ids_of(topic.tenant).inner(topic.twin_id))
+            for message in messages:
+                readings = parse_readings(message.data, max_readings=self._limits.max_readings)
+                points += to_points(topic.twin_id, readings, telemetry, received_ns(message))
+            batches = await self._validated(topic.tenant, points)
+        except (ReadingError, InvalidArgumentError, LimitExceededError):
+            return False
+        await self._publisher.publish(batches)
+        device_id = f"mqtt:{mqtt_topic(messages[0].subject).rsplit('/', 1)[0]}"
+        internal_id = ids_of(topic.tenant).inner(topic.twin_id)
+        for message in messages:
+            self._directory.heard(topic.tenant, device_id, devices_pb2.PROTOCOL_MQTT, [internal_id])
+            await message.ack()
+        return True
 
     async def _readings(self, message: Msg) -> None:
         topic = parse_subject(message.subject)
@@ -265,7 +302,11 @@ class DeviceBridge:
             LimitExceededError: Too many readings.
         """
         telemetry = await self._declared(ids_of(tenant).inner(twin_id))
-        points = to_points(twin_id, readings, telemetry, received_ns)
+        return await self._validated(tenant, to_points(twin_id, readings, telemetry, received_ns))
+
+    async def _validated(
+        self, tenant: str, points: list[types_pb2.TelemetryPoint]
+    ) -> list[events_pb2.TelemetryBatch]:
         latest_allowed_ns = time.time_ns() + int(self._limits.max_future_skew_s * 1e9)
         with acting_as(gateway_principal(tenant)):
             return await self._validator.validate(points, [], latest_allowed_ns=latest_allowed_ns)
