@@ -209,81 +209,65 @@ class JetStreamLayout:
 
     def buckets(self) -> list[KeyValueConfig]:
         return [
-            KeyValueConfig(
-                bucket=REGISTRY_BUCKET,
-                description="Twin, model and relationship documents (registry)",
+            self._bucket(
+                REGISTRY_BUCKET,
+                "Twin, model and relationship documents (registry)",
                 history=5,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
             ),
-            KeyValueConfig(
-                bucket=STATE_TWINS_BUCKET,
-                description="Live twin state documents (state)",
+            self._bucket(
                 # One revision per twin: a watcher that lags behind skips to the latest state.
-                history=1,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+                STATE_TWINS_BUCKET,
+                "Live twin state documents (state)",
             ),
-            KeyValueConfig(
-                bucket=STATE_OWNERSHIP_BUCKET,
-                description="State replicas and their telemetry partition leases (state)",
-                history=1,
-                ttl=STATE_LEASE_TTL_S,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                STATE_OWNERSHIP_BUCKET,
+                "State replicas and their telemetry partition leases (state)",
+                ttl_s=STATE_LEASE_TTL_S,
             ),
-            KeyValueConfig(
-                bucket=ALERT_RULES_BUCKET,
-                description="Alert rules (state)",
-                history=1,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                ALERT_RULES_BUCKET,
+                "Alert rules (state)",
             ),
-            KeyValueConfig(
-                bucket=SWEEPS_BUCKET,
-                description="Sweep records and submission keys (simulation)",
-                history=1,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                SWEEPS_BUCKET,
+                "Sweep records and submission keys (simulation)",
             ),
-            KeyValueConfig(
-                bucket=SWEEP_CHUNKS_BUCKET,
-                description="Chunks of sweeps whose results are stored, with partial summaries",
-                history=1,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                SWEEP_CHUNKS_BUCKET,
+                "Chunks of sweeps whose results are stored, with partial summaries",
             ),
-            KeyValueConfig(
-                bucket=SWEEP_DRIVERS_BUCKET,
-                description="Leases of running sweep drivers (simulation)",
-                history=1,
-                ttl=SWEEP_DRIVER_LEASE_TTL_S,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                SWEEP_DRIVERS_BUCKET,
+                "Leases of running sweep drivers (simulation)",
+                ttl_s=SWEEP_DRIVER_LEASE_TTL_S,
             ),
-            KeyValueConfig(
-                bucket=DEVICE_GATEWAY_BUCKET,
-                description="The device gateway's leader lease (ingestion)",
-                history=1,
-                ttl=DEVICE_GATEWAY_LEASE_TTL_S,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                DEVICE_GATEWAY_BUCKET,
+                "The device gateway's leader lease (ingestion)",
+                ttl_s=DEVICE_GATEWAY_LEASE_TTL_S,
             ),
-            KeyValueConfig(
-                bucket=DEVICES_BUCKET,
-                description="Devices the gateway has heard from, and their connections (ingestion)",
-                history=1,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
+            self._bucket(
+                DEVICES_BUCKET,
+                "Devices the gateway has heard from, and their connections (ingestion)",
             ),
-            KeyValueConfig(
-                bucket=ACCESS_BUCKET,
-                description="API keys (hashed) and role bindings (registry; read by all)",
+            self._bucket(
+                ACCESS_BUCKET,
+                "API keys (hashed) and role bindings (registry; read by all)",
                 history=5,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
             ),
         ]
+
+    def _bucket(
+        self, bucket: str, description: str, *, history: int = 1, ttl_s: float | None = None
+    ) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=bucket,
+            description=description,
+            history=history,
+            ttl=ttl_s,
+            replicas=self.replicas,
+            storage=StorageType.FILE,
+        )
 
     def object_stores(self) -> list[ObjectStoreConfig]:
         return [
