@@ -58,13 +58,15 @@ class Leadership:
         self._on_gained = on_gained
         self._on_lost = on_lost
         self._revision: int | None = None
+        # Leading: the lease is held and on_gained finished.
+        self._leading = False
         self._trusted_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
 
     @property
     def leading(self) -> bool:
-        return self._revision is not None and time.monotonic() < self._trusted_until
+        return self._leading and time.monotonic() < self._trusted_until
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"leadership {self._key}")
@@ -84,7 +86,7 @@ class Leadership:
     async def wait_until(self, leading: bool, timeout_s: float) -> None:
         """Waits until this replica leads (or does not); TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: (self._revision is not None) == leading)
+            await self._changed.wait_for(lambda: self._leading == leading)
 
     async def _run(self) -> None:
         while True:
@@ -100,8 +102,16 @@ class Leadership:
                 logger.warning("leadership of %s: round failed", self._key, exc_info=True)
             if gained:
                 logger.info("leading %s", self._key, extra={"member": self._member})
-                await self._on_gained()
-                await self._notify()
+                try:
+                    await self._on_gained()
+                except Exception:
+                    # Stop what did start; the lease is still stored as ours, so the next
+                    # round takes it back and tries again.
+                    logger.exception("leading %s failed to start", self._key)
+                    await self._lose()
+                else:
+                    self._leading = True
+                    await self._notify()
             await asyncio.sleep(self._renew_interval_s)
 
     async def _round(self) -> bool:
@@ -147,6 +157,7 @@ class Leadership:
 
     async def _lose(self) -> None:
         self._revision = None
+        self._leading = False
         logger.warning("no longer leading %s", self._key, extra={"member": self._member})
         try:
             await self._on_lost()

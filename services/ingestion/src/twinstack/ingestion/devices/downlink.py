@@ -56,7 +56,7 @@ class DesiredDelivery:
     def __init__(
         self,
         nc: NatsClient,
-        mqtt: Callable[[], MqttPublisher | None],
+        mqtt: Callable[[], MqttPublisher | None] | None,
         sessions: SparkplugSessions,
         connectors: Sequence[OpcUaConnector],
         dead_letters: DeadLetters,
@@ -89,12 +89,13 @@ class DesiredDelivery:
 
     async def deliver(self, event: events_pb2.DesiredChangedEvent) -> None:
         tenant, twin = tenant_of(event.twin_id), external_id(event.twin_id)
-        mqtt = self._mqtt()
-        if mqtt is None:
-            raise UnavailableError("the gateway has no MQTT connection")
-        await mqtt.publish(
-            TwinTopic(tenant, twin, DESIRED).mqtt_topic(), desired_document(event), retain=True
-        )
+        if self._mqtt is not None:  # without TWINSTACK_MQTT_URL: Sparkplug and OPC UA only
+            mqtt = self._mqtt()
+            if mqtt is None:
+                raise UnavailableError("the gateway is not logged on to the MQTT listener yet")
+            await mqtt.publish(
+                TwinTopic(tenant, twin, DESIRED).mqtt_topic(), desired_document(event), retain=True
+            )
         pending = {
             name: event.desired[name] for name in event.delta_fields if name in event.desired
         }

@@ -126,7 +126,7 @@ class DeviceGateway:
         )
         delivery = DesiredDelivery(
             self._nc,
-            lambda: self._mqtt,
+            None if self._settings.mqtt is None else lambda: self._mqtt,
             self.sessions,
             self._connectors,
             DeadLetters(self._js, INGESTION_DEAD_LETTER, desired_settings),
