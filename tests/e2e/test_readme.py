@@ -1,9 +1,10 @@
 """The README walked as a new user would, on a fresh platform: every command of its shell
 blocks and every Python block, exactly as written, and the Python blocks of docs/ too.
 
-The platform runs as `make up` runs it (example twins, fed by simulated sensors), on free
-ports: the documented default ports are mapped to the platform's through the same
-TWINSTACK_<SERVICE>_ADDR variables a user would set, and in the grpcurl lines. `make` and
+The platform runs as `make up` runs it (example twins, fed by simulated sensors and example
+devices), on free ports: the documented default ports are mapped to the platform's through the
+same TWINSTACK_<SERVICE>_ADDR variables a user would set, and in the grpcurl and mosquitto
+lines. `make` and
 `kubectl` lines are not run here (`make test` is this run; there is no cluster).
 """
 
@@ -18,11 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from docs_blocks import DOCUMENTS, ROOT, blocks, shell_commands
 
+from twinstack.cli.example_devices import ExampleDevices
 from twinstack.devstack import LocalPlatform
 from twinstack.sdk import Client, ConnectConfig, Endpoints
-from twinstack.sdk.examples import SensorFeeder, ensure_example_twins
+from twinstack.sdk.examples import EXAMPLE_DEVICE_MAPPING, SensorFeeder, ensure_example_twins
 
 README = ROOT / "README.md"
 NOT_RUN_HERE = ("make ", "kubectl ", "docker ")
@@ -39,16 +42,21 @@ def platform(
         influx_port=0,
         service_ports=dict.fromkeys(DEFAULT_PORTS, 0),
         service_env={**ray_env, "TWINSTACK_LOG_FORMAT": "console"},
+        device_mapping=yaml.safe_dump(EXAMPLE_DEVICE_MAPPING),
     )
     platform.start()
     targets = {name: service.target for name, service in platform.services.items()}
     client = Client(ConnectConfig(Endpoints(**targets), token=platform.admin_token, timeout_s=30))
+    # As `make up` runs them: the sensor feed and the example devices (MQTT, Sparkplug B).
     feeder = SensorFeeder(client, period_s=0.5)
+    devices = ExampleDevices(platform.nats.mqtt_url, period_s=0.5)
     try:
         ensure_example_twins(client)
         feeder.start()
+        devices.start()
         yield platform
     finally:
+        devices.stop()
         feeder.stop()
         client.close()
         platform.stop()
@@ -75,6 +83,8 @@ def user(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> d
 def localised(command: str, platform: LocalPlatform) -> str:
     for name, port in DEFAULT_PORTS.items():
         command = command.replace(f"localhost:{port}", platform.services[name].target)
+    mqtt_port = platform.nats.mqtt_url.rsplit(":", 1)[1]
+    command = command.replace("-h localhost -p 1883", f"-h 127.0.0.1 -p {mqtt_port}")
     return command.replace(".local/twinstack/auth/", f"{platform.issuer.directory}/")
 
 
