@@ -100,10 +100,6 @@ class DeviceGateway:
             on_lost=self._follow,
         )
 
-    @property
-    def connectors(self) -> list[OpcUaConnector]:
-        return self._connectors
-
     async def start(self) -> None:
         await self.leadership.start()
 
@@ -158,6 +154,9 @@ class DeviceGateway:
             publisher = MqttPublisher(endpoint)
             try:
                 await publisher.start(timeout_s=10.0)
+            except asyncio.CancelledError:
+                await publisher.stop()  # its network thread would outlive the leadership
+                raise
             except (UnavailableError, OSError) as error:
                 logger.warning("MQTT listener %s: %s; trying again", endpoint.url, error)
                 await asyncio.sleep(_MQTT_RETRY_S)
