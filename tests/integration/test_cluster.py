@@ -105,7 +105,7 @@ async def test_every_stream_and_bucket_made_on_one_replica_is_raised_to_three(
         replicas = {name: (await js.stream_info(name)).config.num_replicas for name in names}
     finally:
         await client.close()
-    assert len(replicas) == 11
+    assert len(replicas) == 14
     assert set(replicas.values()) == {3}, replicas
 
 
