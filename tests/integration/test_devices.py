@@ -271,6 +271,12 @@ async def test_mosquitto_reading_reaches_live_state_and_history(
         ("twins/pump-8/telemetry", '{"temperature_c": 900}', "above the maximum 250"),
         ("twins/pump-8/telemetry", '{"temperature_c": null}', "null"),
         ("twins/pump-8/telemetry", "[]", "no readings"),
+        pytest.param(
+            "twins/pump-8/telemetry",
+            "[" * 50_000 + "]" * 50_000,
+            "nested too deeply",
+            id="deeply-nested",
+        ),
     ],
 )
 async def test_bad_readings_are_answered_on_the_error_topic_and_dead_lettered(

@@ -51,6 +51,8 @@ def test_readings_in_every_accepted_form() -> None:
         (b'{"ts": -1, "a": 1}', "no time"),
         (b'{"ts": Infinity, "a": 1}', "no time"),
         (b"[" + b",".join([b'{"a": 1}'] * 11) + b"]", "at most 10"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep"),
+        (b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}", "more than 32 levels"),
     ],
 )
 def test_what_is_not_a_reading_is_refused_saying_why(payload: bytes, says: str) -> None:

@@ -151,6 +151,8 @@ class DeviceBridge:
                 for message in messages:
                     await message.nak(delay=_REDELIVERY_DELAY_S)
                 return
+            except Exception:
+                logger.exception("device messages failed together; taking them one by one")
         for index, message in enumerate(messages):
             try:
                 if is_sparkplug(message.subject):
@@ -163,6 +165,11 @@ class DeviceBridge:
                 for later in messages[index:]:
                     await later.nak(delay=_REDELIVERY_DELAY_S)
                 return
+            except Exception as error:
+                # A message nothing above foresaw must not come back forever: after a few
+                # deliveries it is parked with the reason.
+                logger.exception("device message failed")
+                await self._dead_letters.retry_or_park(message, error, f"failed: {error!r}")
 
     async def _readings_together(self, messages: list[Msg]) -> bool:
         """Takes messages of one twin topic with one validation and one publish (per-message

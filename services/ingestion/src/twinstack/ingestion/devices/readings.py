@@ -18,8 +18,10 @@ from google.protobuf import timestamp_pb2
 
 from twinstack.api.common.v1 import types_pb2
 from twinstack.modeling.document import Telemetry
-from twinstack.modeling.values import from_json
+from twinstack.modeling.values import from_json, nests_deeper_than
 
+# Readings, their values and the values' own arrays and objects: far below what breaks a parser.
+MAX_NESTING = 32
 TIME_KEY = "ts"
 VALUES_KEY = "values"
 
@@ -46,6 +48,11 @@ def parse_readings(payload: bytes, *, max_readings: int) -> list[Reading]:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReadingError(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise ReadingError("JSON nested too deeply to read") from None
+    # Values are converted recursively further on: refuse hostile nesting here.
+    if nests_deeper_than(data, MAX_NESTING):
+        raise ReadingError(f"JSON nested more than {MAX_NESTING} levels deep")
     items = data if isinstance(data, list) else [data]
     if not items:
         raise ReadingError("an empty array holds no readings")

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pysparkplug as spb
-from google.protobuf.message import DecodeError
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.device_topics import SPARKPLUG_SUBJECT_ROOT
@@ -151,7 +150,8 @@ class SparkplugSessions:
         session = self._nodes[topic.node]
         try:
             return self._handle(topic, session, payload)
-        except (DecodeError, ValueError, KeyError, NotImplementedError) as error:
+        # Untrusted bytes: whatever the decoder raises on them is an unreadable message.
+        except Exception as error:
             reason = f"unreadable {topic.kind}: {error!r}"
             return SparkplugOutcome(rebirth=self._rebirth_due(session), problem=reason)
 
