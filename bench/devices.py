@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 import yaml
 from nats.js.api import StreamConfig
 
-from bench.pipeline import percentile, stored_points
+from bench.pipeline import CyclesWatch, percentile, stored_points
 from bench.report import console, save, show
 from twinstack.common.nats import NatsConnection, connect_nats
 from twinstack.devstack import LocalPlatform, wait_until
@@ -118,25 +118,9 @@ async def create_raw_stream(platform: LocalPlatform) -> None:
 def latency(client: Client, publisher: Publisher) -> list[float]:
     """Milliseconds from an MQTT publish to its reading visible in a Watch."""
     twin_ids = [f"mlat-{t:03d}" for t in range(TWINS)]
-    sent_at: dict[tuple[str, int], float] = {}
-    found: list[float] = []
-    ready = threading.Event()
-    stop = threading.Event()
-
-    def watch() -> None:
-        for response in client.state.watch(twin_ids, timeout_s=LATENCY_DURATION_S + 30):
-            ready.set()
-            state = response.state
-            cycles = state.reported["cycles"].value.int_value if "cycles" in state.reported else -1
-            sent = sent_at.pop((state.twin_id, cycles), None)
-            if sent is not None:
-                found.append((time.perf_counter() - sent) * 1000)
-            if stop.is_set() and not sent_at:
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    ready.wait(30)
+    watch = CyclesWatch(client, twin_ids, LATENCY_DURATION_S + 30)
+    sent_at = watch.sent_at
+    watch.start()
     interval_s = 1 / LATENCY_READINGS_PER_S
     next_at = time.perf_counter()
     end = next_at + LATENCY_DURATION_S
@@ -150,9 +134,7 @@ def latency(client: Client, publisher: Publisher) -> list[float]:
         next_at += interval_s
         # The publish pace (a device sending 1,000 readings a second), not a synchronisation.
         time.sleep(max(0.0, next_at - time.perf_counter()))
-    stop.set()
-    watcher.join(30)
-    return found
+    return watch.finish(30)
 
 
 def run() -> dict[str, Any]:

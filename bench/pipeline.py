@@ -162,29 +162,47 @@ def end_to_end(
     return acked_s, time.perf_counter() - started
 
 
+class CyclesWatch:
+    """Milliseconds from sending a ``cycles`` value of a twin to that value being visible in a
+    Watch (a watcher that lags behind skips to the latest state: not every send is seen)."""
+
+    def __init__(self, client: Client, twin_ids: list[str], timeout_s: float) -> None:
+        self.sent_at: dict[tuple[str, int], float] = {}
+        self.latencies: list[float] = []
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(client, twin_ids, timeout_s), daemon=True
+        )
+
+    def _watch(self, client: Client, twin_ids: list[str], timeout_s: float) -> None:
+        for response in client.state.watch(twin_ids, timeout_s=timeout_s):
+            self._ready.set()
+            state = response.state
+            cycles = state.reported["cycles"].value.int_value if "cycles" in state.reported else -1
+            sent = self.sent_at.pop((state.twin_id, cycles), None)
+            if sent is not None:
+                self.latencies.append((time.perf_counter() - sent) * 1000)
+            if self._stop.is_set() and not self.sent_at:
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(30)
+
+    def finish(self, timeout_s: float) -> list[float]:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return self.latencies
+
+
 def state_latency(client: Client) -> list[float]:
     """Milliseconds from sending a batch to its newest sample being visible in a Watch."""
     twin_ids = [f"lat-{t:03d}" for t in range(TWINS)]
-    sent_at: dict[tuple[str, int], float] = {}
-    latencies: list[float] = []
-    ready = threading.Event()
-    stop = threading.Event()
-
-    def watch() -> None:
-        for response in client.state.watch(twin_ids, timeout_s=LATENCY_DURATION_S + 15):
-            ready.set()
-            state = response.state
-            cycles = state.reported["cycles"].value.int_value if "cycles" in state.reported else -1
-            sent = sent_at.pop((state.twin_id, cycles), None)
-            if sent is not None:
-                latencies.append((time.perf_counter() - sent) * 1000)
-            if stop.is_set() and not sent_at:
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
+    watch = CyclesWatch(client, twin_ids, LATENCY_DURATION_S + 15)
+    sent_at = watch.sent_at
     client.telemetry.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in twin_ids])
-    watcher.start()
-    ready.wait(30)
+    watch.start()
     per_tick = int(LATENCY_POINTS_PER_S * LATENCY_TICK_S)
     rows = per_tick // TWINS
     sequence = 1
@@ -203,9 +221,7 @@ def state_latency(client: Client) -> list[float]:
         sequence += rows
         next_tick += LATENCY_TICK_S
         time.sleep(max(0.0, next_tick - time.perf_counter()))
-    stop.set()
-    watcher.join(15)
-    return latencies
+    return watch.finish(15)
 
 
 def percentile(values: list[float], p: float) -> float:
