@@ -9,20 +9,27 @@ against one process running the same kernel chunk by chunk).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from bench import sweeps
 from bench.report import console, save, show
 from twinstack.modeling.document import parse_model
-from twinstack.simulation.compiler import CompiledModel, FloatArray, RunPlan, kernel_spec
-from twinstack.simulation.kernels import PUMP_THERMAL
-from twinstack.simulation.rng import scenario_seeds
+from twinstack.simulation.compiler import (
+    FASTMATH_FLAGS,
+    CompiledModel,
+    FloatArray,
+    RunPlan,
+    kernel_spec,
+)
+from twinstack.simulation.kernels import SCENARIO_BLOCK
 from twinstack.simulation.sampling import Sampler
 from twinstack.simulation.sweep import (
     Limits,
@@ -102,6 +109,56 @@ def numpy_rk4(params: FloatArray, initial: FloatArray, steps: int, dt_s: float) 
         above_s += np.where(above, dt_s, 0.0)
         first_s = np.where(above & np.isnan(first_s), (k + 1) * dt_s, first_s)
     kpis: FloatArray = np.stack([temperature, low, high, total / steps, above_s, first_s])
+    return kpis
+
+
+# The compiled kernels' fastmath flags: "nnan" would delete the NaN test of the first crossing.
+@numba.njit(cache=True, fastmath=set(FASTMATH_FLAGS), error_model="numpy")
+def hand_written_rk4(
+    params: FloatArray, initial: FloatArray, steps: int, dt_s: float, alarm_c: float
+) -> FloatArray:
+    """The same model, integrator and 6 KPIs written by hand in numba, as a person who knows
+    numba would: loop invariants out of the time loop, blocks of scenarios kept in cache, the
+    scenario loop innermost so that it vectorises."""
+    n = params.shape[1]
+    kpis = np.empty((6, n))
+    half = 0.5 * dt_s
+    sixth = dt_s / 6.0
+    for start in range(0, n, SCENARIO_BLOCK):
+        stop = min(start + SCENARIO_BLOCK, n)
+        m = stop - start
+        heating_k_per_s = params[2, start:stop] * params[0, start:stop] / params[4, start:stop]
+        cooling_per_s = params[3, start:stop] / params[4, start:stop]
+        ambient_c = params[1, start:stop].copy()
+        temperature = initial[start:stop].copy()
+        low = temperature.copy()
+        high = temperature.copy()
+        total = np.zeros(m)
+        above_s = np.zeros(m)
+        first_s = np.where(temperature > alarm_c, 0.0, np.nan)
+        for k in range(steps):
+            elapsed_s = (k + 1) * dt_s
+            for i in range(m):
+                t = temperature[i]
+                k1 = heating_k_per_s[i] - cooling_per_s[i] * (t - ambient_c[i])
+                k2 = heating_k_per_s[i] - cooling_per_s[i] * (t + half * k1 - ambient_c[i])
+                k3 = heating_k_per_s[i] - cooling_per_s[i] * (t + half * k2 - ambient_c[i])
+                k4 = heating_k_per_s[i] - cooling_per_s[i] * (t + dt_s * k3 - ambient_c[i])
+                t = t + sixth * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+                temperature[i] = t
+                low[i] = min(low[i], t)
+                high[i] = max(high[i], t)
+                total[i] += t
+                above = t > alarm_c
+                above_s[i] += dt_s if above else 0.0
+                first = first_s[i]
+                first_s[i] = elapsed_s if (above and math.isnan(first)) else first
+        kpis[0, start:stop] = temperature
+        kpis[1, start:stop] = low
+        kpis[2, start:stop] = high
+        kpis[3, start:stop] = total / steps
+        kpis[4, start:stop] = above_s
+        kpis[5, start:stop] = first_s
     return kpis
 
 
@@ -191,21 +248,13 @@ def run() -> dict[str, Any]:
         rtol=1e-9,
     )
 
-    console.print("simulation: the hand-written numba kernel of the same model")
-    hand_params = np.array(
-        [
-            params[0],
-            params[1],
-            params[2],
-            params[3],
-            params[4],
-            initial[0],
-            np.full(KERNEL_SCENARIOS, ALARM_C),
-        ]
+    console.print("simulation: the hand-written numba kernel of the same model and KPIs")
+    hand_written_rk4(params[:, :64], initial[0, :64], 10, STEP_S, ALARM_C)
+    hand_s = best_of(3, lambda: hand_written_rk4(params, initial[0], STEPS, STEP_S, ALARM_C))
+    # Like for like: the same numbers, not only the same work.
+    np.testing.assert_allclose(
+        hand_written_rk4(params, initial[0], STEPS, STEP_S, ALARM_C), numba_kpis, rtol=1e-9
     )
-    seeds = scenario_seeds(1, KERNEL_SCENARIOS)
-    PUMP_THERMAL.run(hand_params[:, :64], seeds[:64], 10, STEP_S)
-    hand_s = best_of(3, lambda: PUMP_THERMAL.run(hand_params, seeds, STEPS, STEP_S))
 
     console.print(f"simulation: scipy solve_ivp on {SCIPY_SCENARIOS} scenarios")
     scipy_s = best_of(1, lambda: scipy_per_scenario(params[:, :SCIPY_SCENARIOS], initial[0]))
@@ -245,7 +294,7 @@ def run() -> dict[str, Any]:
             ("NumPy vectorised", f"{KERNEL_SCENARIOS / numpy_s:,.0f} scenarios/s",
              f"numba {numpy_s / numba_s:.1f}x (target >= 2x)"),
             ("hand-written numba", f"{KERNEL_SCENARIOS / hand_s:,.0f} scenarios/s",
-             f"compiled at {hand_s / numba_s:.0%} of its speed (3 KPIs, not 6)"),
+             f"compiled at {hand_s / numba_s:.0%} of its speed, same 6 KPIs (target >= 90%)"),
             ("scipy solve_ivp per scenario", f"{1 / scipy_per_scenario_s:,.0f} scenarios/s",
              f"numba {scipy_per_scenario_s / numba_per_scenario_s:,.0f}x (target >= 100x)"),
             ("kernel FP64", f"{kernel_gflops:.2f} GFLOP/s",

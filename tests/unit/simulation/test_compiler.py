@@ -93,6 +93,35 @@ def test_damped_oscillator_matches_the_closed_form() -> None:
     assert outcome.statistics[0, 1, 0] == pytest.approx(oscillator_x(math.pi / damped), abs=1e-4)
 
 
+RELAXATION = {
+    "states": {"x": {"initial": 1.0}},
+    "parameters": {
+        name: {"default": value}
+        for name, value in {"a": 2.0, "b": 3.0, "c": 0.5, "d": 4.0, "e": 2.0, "g": 2.0}.items()
+    },
+    "equations": {"x": "(a * b - c * (x - d)) / e"},
+    "outputs": {"y": "where(g > 1, x / e, x) + a / e"},
+    "conditions": {"high": "x > d / e and g > 0"},
+}
+
+
+def test_parts_that_depend_on_parameters_alone_leave_the_time_loop() -> None:
+    """``(a * b - c * (x - d)) / e`` is run as ``q0 - x * q1`` with both computed once per
+    scenario; truth values (``g > 1``) stay in the loop. The numbers are the closed form's."""
+    model = compiled(RELAXATION)
+    rk4 = model.spec.source.split("def run_rk4")[1].split("def run_euler")[0]
+    time_loop = rk4.split("for k in range(steps):")[1]
+    assert "/" not in time_loop.split("if record and")[0]
+    plan = RunPlan(steps=800, dt_s=0.01, record_every=800)
+    outcome = run(model, [[2.0], [3.0], [0.5], [4.0], [2.0], [2.0]], plan)
+    settled, rate = (2.0 * 3.0 + 0.5 * 4.0) / 0.5, 0.5 / 2.0
+    final = settled + (1.0 - settled) * math.exp(-rate * 8.0)
+    assert outcome.statistics[0, 0, 0] == pytest.approx(final, rel=1e-9)
+    assert outcome.statistics[1, 0, 0] == pytest.approx(final / 2.0 + 1.0, rel=1e-9)
+    crossing_s = -math.log((settled - 2.0) / (settled - 1.0)) / rate
+    assert outcome.first_true[0, 0] == pytest.approx(crossing_s, abs=0.01)
+
+
 @pytest.mark.parametrize(("integrator", "order"), [(Integrator.RK4, 4), (Integrator.EULER, 1)])
 def test_integrators_converge_at_their_order(integrator: Integrator, order: int) -> None:
     model = compiled(OSCILLATOR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import inspect
 import logging
 import signal
@@ -202,6 +203,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         }
         principal = ANONYMOUS
         scope = EVERY_TWIN
+        peer = context.peer() or ""
         try:
             principal = await gatekeeper.authenticate(metadata, context.auth_context)
             if method.startswith(_REFLECTION_PREFIX):
@@ -217,18 +219,13 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 resource=resource_of(request),
                 allowed=False,
                 status=error.code.name,
-                peer=context.peer() or "",
+                peer=peer,
             )
             raise
-        return _Admission(principal, verb, audited=verb.writes, scope=scope)
+        return _Admission(principal, verb, audited=verb.writes, scope=scope, peer=peer)
 
     def _audit(
-        self,
-        admission: _Admission,
-        method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        code: grpc.StatusCode,
+        self, admission: _Admission, method: str, request: Any, code: grpc.StatusCode
     ) -> None:
         if admission.audited:
             self._gatekeeper.audit(
@@ -238,7 +235,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 resource=resource_of(request),
                 allowed=True,
                 status=code.name,
-                peer=context.peer() or "",
+                peer=admission.peer,
             )
 
     def _wrap_unary(self, method: str, parent: otel_context.Context, handler: Handler) -> Behavior:
@@ -247,7 +244,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                call = _AuditedCall(self, method, request, context)
+                call = _AuditedCall(self, method, request)
                 async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)
                     budget = context.time_remaining()
@@ -277,7 +274,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
-                call = _AuditedCall(self, method, request, context)
+                call = _AuditedCall(self, method, request)
                 async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)
                     verb = admission.verb
@@ -322,6 +319,9 @@ class _Admission:
     verb: Verb | None
     audited: bool
     scope: TwinScope
+    # Read while the call is alive: gRPC's context.peer() on a call that the server's shutdown
+    # has already destroyed crashes the process (SIGSEGV inside cygrpc).
+    peer: str = ""
 
 
 @dataclass
@@ -331,7 +331,6 @@ class _AuditedCall:
     interceptor: _CallInterceptor
     method: str
     request: Any
-    context: grpc.aio.ServicerContext[Any, Any]
     admission: _Admission | None = None
 
     def tenant_ids(self) -> TenantIds:
@@ -340,7 +339,7 @@ class _AuditedCall:
 
     def done(self, code: grpc.StatusCode) -> None:
         if self.admission is not None:
-            self.interceptor._audit(self.admission, self.method, self.request, self.context, code)
+            self.interceptor._audit(self.admission, self.method, self.request, code)
 
 
 @contextlib.asynccontextmanager
@@ -501,6 +500,9 @@ class GrpcServer:
 
 async def serve(settings: ServiceSettings, service: Service, *, name: str) -> None:
     """Runs ``service`` until SIGTERM or SIGINT, then shuts it down gracefully."""
+    # A crash inside a C extension (gRPC core, numba, cryptography) would otherwise leave only
+    # an exit code behind: the Python stacks of every thread go to stderr, i.e. the pod's log.
+    faulthandler.enable()
     configure_logging(settings.log_level, settings.log_format, service=name)
     configure_tracing(
         name,

@@ -55,7 +55,7 @@ from twinstack.simulation.kernels import SCENARIO_BLOCK
 FloatArray = npt.NDArray[np.float64]
 
 # Part of every kernel's key: a change to the generated code must not reuse older kernels.
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"
 # Bounds that keep the generated source, and numba's compile time, reasonable.
 MAX_MODEL_NODES = 4000
 MAX_STATES = 64
@@ -267,23 +267,217 @@ def _violations(dynamics: Dynamics) -> list[FieldViolation]:
 # --- code generation ----------------------------------------------------------------------
 
 
-def _emit(node: Node, names: Mapping[str, str], *, wrap: bool = True) -> str:
+# Operations whose value is a number (not a truth value): only those can be computed ahead into
+# an array of floats.
+_NUMERIC_OPS = frozenset({"+", "-", "*", "/", "^"})
+
+
+def _numeric(node: Node) -> bool:
+    if isinstance(node, Binary):
+        return node.op in _NUMERIC_OPS
+    if isinstance(node, Unary):
+        return node.op != "not"
+    return isinstance(node, Call)
+
+
+@dataclass
+class _Ahead:
+    """Subtrees computed once per scenario before the time loop, by the identity of their node:
+    ``values`` maps a subtree to its identifier, ``reciprocals`` a divisor to the identifier of
+    one over it."""
+
+    values: dict[int, str] = field(default_factory=dict)
+    reciprocals: dict[int, str] = field(default_factory=dict)
+
+
+def _names_by_node(node: Node, into: dict[int, frozenset[str]]) -> frozenset[str]:
+    known = into.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, Number):
+        names: frozenset[str] = frozenset()
+    elif isinstance(node, Name):
+        names = frozenset((node.name,))
+    elif isinstance(node, Unary):
+        names = _names_by_node(node.operand, into)
+    elif isinstance(node, Binary):
+        names = _names_by_node(node.left, into) | _names_by_node(node.right, into)
+    else:
+        names = frozenset().union(*(_names_by_node(arg, into) for arg in node.args))
+    into[id(node)] = names
+    return names
+
+
+class _Distributor:
+    """Pushes factors that depend on parameters alone into the sums they scale:
+    ``(a - b * (x - c)) / d`` becomes ``a / d - b / d * (x - c)``, whose ``a / d`` and ``b / d``
+    are then computed once per scenario, leaving one fused multiply-add per term in the time
+    loop. fastmath's 'reassoc' lets LLVM do the same, but not across the time loop.
+    """
+
+    # A rewrite that would more than double an expression (a long sum scaled by a long factor)
+    # is not made: the source and numba's compile time would grow for little gain.
+    MAX_GROWTH = 2
+
+    def __init__(self, parameters: frozenset[str]) -> None:
+        self._parameters = parameters
+        self._names: dict[int, frozenset[str]] = {}
+        # Nodes made here stay referenced, so that no id in _names is reused by another node.
+        self._made: list[Node] = []
+
+    def invariant(self, node: Node) -> bool:
+        used = _names_by_node(node, self._names)
+        return bool(used) and used <= self._parameters
+
+    def _make(self, node: Node) -> Node:
+        self._made.append(node)
+        return node
+
+    def rewrite(self, node: Node) -> Node:
+        if isinstance(node, Number | Name):
+            return node
+        if isinstance(node, Unary):
+            return self._make(Unary(node.op, self.rewrite(node.operand)))
+        if isinstance(node, Call):
+            return self._make(Call(node.function, tuple(self.rewrite(a) for a in node.args)))
+        left, right = self.rewrite(node.left), self.rewrite(node.right)
+        plain = self._make(Binary(node.op, left, right))
+        if _is_sum(plain):
+            return self._regrouped(plain)
+        if node.op == "/" and _is_sum(left) and self.invariant(right):
+            scaled = self._scaled(left, right, "/")
+        elif node.op == "*" and _is_sum(left) and self.invariant(right):
+            scaled = self._scaled(left, right, "*")
+        elif node.op == "*" and _is_sum(right) and self.invariant(left):
+            scaled = self._scaled(right, left, "*")
+        else:
+            return plain
+        if sum(1 for _ in walk(scaled)) > self.MAX_GROWTH * sum(1 for _ in walk(plain)):
+            return plain
+        return self._regrouped(scaled)
+
+    def _terms(self, node: Node, negative: bool, into: list[tuple[bool, Node]]) -> None:
+        if isinstance(node, Binary) and node.op in {"+", "-"}:
+            self._terms(node.left, negative, into)
+            self._terms(node.right, negative != (node.op == "-"), into)
+        elif isinstance(node, Unary) and node.op == "-":
+            self._terms(node.operand, not negative, into)
+        else:
+            into.append((negative, node))
+
+    def _regrouped(self, node: Node) -> Node:
+        """A sum with its terms that depend on parameters alone added up as one subtree (then
+        computed once per scenario), after the others: ``x * a - b + c`` as ``x * a + (c - b)``."""
+        terms: list[tuple[bool, Node]] = []
+        self._terms(node, False, terms)
+        fixed = [term for term in terms if self.invariant(term[1])]
+        if len(fixed) < 2:
+            return node
+        varying = [term for term in terms if not self.invariant(term[1])]
+        if varying and varying[0][0]:  # a - x reads better, and costs less, than -x + a
+            return self._sum([(False, self._sum(fixed)), *varying])
+        return self._sum([*varying, (False, self._sum(fixed))])
+
+    def _sum(self, terms: list[tuple[bool, Node]]) -> Node:
+        negative, total = terms[0]
+        if negative:
+            total = self._make(Unary("-", total))
+        for negative, term in terms[1:]:
+            total = self._make(Binary("-" if negative else "+", total, term))
+        return total
+
+    def _scaled(self, node: Node, factor: Node, op: str) -> Node:
+        """``node op factor`` with the factor moved into the terms of sums."""
+        if isinstance(node, Binary) and node.op in {"+", "-"}:
+            return self._make(
+                Binary(
+                    node.op,
+                    self._scaled(node.left, factor, op),
+                    self._scaled(node.right, factor, op),
+                )
+            )
+        if isinstance(node, Unary) and node.op == "-":
+            return self._make(Unary("-", self._scaled(node.operand, factor, op)))
+        if isinstance(node, Binary) and node.op == "*" and self.invariant(node.left):
+            return self._make(Binary("*", self._make(Binary(op, node.left, factor)), node.right))
+        if isinstance(node, Binary) and node.op == "*" and self.invariant(node.right):
+            return self._make(Binary("*", node.left, self._make(Binary(op, node.right, factor))))
+        return self._make(Binary(op, node, factor))
+
+
+def _is_sum(node: Node) -> bool:
+    return isinstance(node, Binary) and node.op in {"+", "-"}
+
+
+def _invariants(roots: list[Node], parameters: frozenset[str]) -> tuple[list[Node], list[Node]]:
+    """The largest subtrees of ``roots`` that depend on parameters alone, and the divisors that
+    do, each in first-seen order.
+
+    They are the same at every time step of a scenario, and LLVM cannot move them out of the
+    time loop (the scenario loop inside it reads them from memory), so the generated kernel
+    computes them once per scenario before the loop: a model's ``k / capacity`` costs a
+    division per equation and RK4 stage otherwise, several times the rest of a step.
+    """
+    names: dict[int, frozenset[str]] = {}
+    for root in roots:
+        _names_by_node(root, names)
+    values: list[Node] = []
+    divisors: list[Node] = []
+
+    def invariant(node: Node) -> bool:
+        used = names[id(node)]
+        return bool(used) and used <= parameters
+
+    def visit(node: Node) -> None:
+        if invariant(node) and _numeric(node):
+            values.append(node)
+            return
+        if isinstance(node, Binary):
+            visit(node.left)
+            visit(node.right)
+            # fastmath's 'arcp' already lets LLVM turn a / b into a * (1 / b).
+            if node.op == "/" and invariant(node.right):
+                divisors.append(node.right)
+        elif isinstance(node, Unary):
+            visit(node.operand)
+        elif isinstance(node, Call):
+            for arg in node.args:
+                visit(arg)
+
+    for root in roots:
+        visit(root)
+    return values, divisors
+
+
+def _emit(
+    node: Node,
+    names: Mapping[str, str],
+    *,
+    wrap: bool = True,
+    ahead: _Ahead | None = None,
+) -> str:
     """Python source for ``node`` with user names replaced by generated identifiers.
 
     Every operation is written in parentheses but the left operand of a chain of one precedence
     (``a + b - c``), so that long sums nest no deeper than short ones; ``wrap`` False leaves off
-    the parentheses of ``node`` itself.
+    the parentheses of ``node`` itself. Subtrees in ``ahead`` were computed before; their
+    identifier stands for them.
     """
+    if ahead is not None and id(node) in ahead.values:
+        return ahead.values[id(node)]
     if isinstance(node, Number):
         return repr(float(node.value))
     if isinstance(node, Name):
         return names[node.name]
     if isinstance(node, Unary):
-        operand = _emit(node.operand, names)
+        operand = _emit(node.operand, names, ahead=ahead)
         return f"(not {operand})" if node.op == "not" else f"({node.op}{operand})"
     if isinstance(node, Binary):
-        left = _emit(node.left, names, wrap=not continues_chain(node))
-        right = _emit(node.right, names)
+        left = _emit(node.left, names, wrap=not continues_chain(node), ahead=ahead)
+        if node.op == "/" and ahead is not None and id(node.right) in ahead.reciprocals:
+            product = f"{left} * {ahead.reciprocals[id(node.right)]}"
+            return f"({product})" if wrap else product
+        right = _emit(node.right, names, ahead=ahead)
         if node.op == "^":
             exponent = node.right.value if isinstance(node.right, Number) else None
             # Squares of names and numbers as products; a squared subexpression stays a power,
@@ -293,7 +487,7 @@ def _emit(node: Node, names: Mapping[str, str], *, wrap: bool = True) -> str:
             return f"({left} ** {right})"
         op = {"and": "&", "or": "|"}.get(node.op, node.op)
         return f"({left} {op} {right})" if wrap else f"{left} {op} {right}"
-    return call_source(node.function, [_emit(arg, names) for arg in node.args])
+    return call_source(node.function, [_emit(arg, names, ahead=ahead) for arg in node.args])
 
 
 class _Writer:
@@ -317,6 +511,22 @@ def _generate(dynamics: Dynamics) -> str:
 
     def at(state_prefix: str, time: str) -> dict[str, str]:
         return base | {n: f"{state_prefix}{j}" for j, n in enumerate(states)} | {TIME_NAME: time}
+
+    distributor = _Distributor(frozenset(params))
+    equations = {name: distributor.rewrite(node) for name, node in equations.items()}
+    output_nodes = [distributor.rewrite(o.node) for o in dynamics.outputs]
+    condition_nodes = [distributor.rewrite(c.node) for c in dynamics.conditions]
+    values, divisors = _invariants(
+        list(equations.values()) + output_nodes + condition_nodes, frozenset(params)
+    )
+    ahead = _Ahead()
+    computed_ahead: dict[str, str] = {}  # source -> identifier: equal subtrees computed once
+    for node in values:
+        text = _emit(node, base)
+        ahead.values[id(node)] = computed_ahead.setdefault(text, f"q{len(computed_ahead)}")
+    for node in divisors:
+        text = f"1.0 / {_emit(node, base, ahead=ahead)}"
+        ahead.reciprocals[id(node)] = computed_ahead.setdefault(text, f"q{len(computed_ahead)}")
 
     source = [
         f"# Generated by twinstack.simulation.compiler {COMPILER_VERSION}; do not edit.",
@@ -361,14 +571,22 @@ def _generate(dynamics: Dynamics) -> str:
             w(2, f"U{j} = inputs[{j}, start:stop]")
         for j in range(len(outputs)):
             w(2, f"O{j} = np.empty(m)")
+        # The block's accumulators are arrays of its own rather than views of the outputs: LLVM
+        # vectorises the scenario loop only where it can rule out that stores alias the loads.
         for o in range(len(observables)):
-            w(2, f"MIN{o} = stats[{o}, 1, start:stop]")
-            w(2, f"MAX{o} = stats[{o}, 2, start:stop]")
-            w(2, f"MEAN{o} = stats[{o}, 3, start:stop]")
-            w(2, f"TA{o} = crossings[{o}, 0, start:stop]")
-            w(2, f"FC{o} = crossings[{o}, 1, start:stop]")
+            for accumulator in ("MIN", "MAX", "MEAN", "TA", "FC"):
+                w(2, f"{accumulator}{o} = np.empty(m)")
         for c in range(len(dynamics.conditions)):
-            w(2, f"CF{c} = first_true[{c}, start:stop]")
+            w(2, f"CF{c} = np.empty(m)")
+        for q in range(len(computed_ahead)):
+            w(2, f"Q{q} = np.empty(m)")
+        if computed_ahead:
+            w(2, "for i in range(m):")
+            for j in range(len(params)):
+                w(3, f"p{j} = P{j}[i]")
+            for text, identifier in computed_ahead.items():
+                w(3, f"{identifier} = {text}")
+                w(3, f"Q{identifier[1:]}[i] = {identifier}")
 
         def scheduled(depth: int, step: str) -> None:
             w(depth, f"while ptr + 1 < rows and sched_steps[ptr + 1] <= {step}:")
@@ -383,6 +601,8 @@ def _generate(dynamics: Dynamics) -> str:
                 w(depth, f"x{j} = X{j}[i]")
             for j in range(len(params)):
                 w(depth, f"p{j} = P{j}[i]")
+            for q in range(len(computed_ahead)):
+                w(depth, f"q{q} = Q{q}[i]")
             for j in range(len(inputs)):
                 w(depth, f"v{j} = s{j} if u{j} else U{j}[i]")
                 if with_noise:
@@ -391,8 +611,8 @@ def _generate(dynamics: Dynamics) -> str:
 
         def observe(depth: int, time: str, first: bool) -> None:
             names = at("x", time)
-            for j, output in enumerate(dynamics.outputs):
-                w(depth, f"o{j} = {_emit(output.node, names)}")
+            for j, output in enumerate(output_nodes):
+                w(depth, f"o{j} = {_emit(output, names, ahead=ahead)}")
                 w(depth, f"O{j}[i] = o{j}")
             values = [f"x{j}" for j in range(len(states))] + [f"o{j}" for j in range(len(outputs))]
             elapsed = "0.0" if first else "tn - t0"
@@ -411,8 +631,8 @@ def _generate(dynamics: Dynamics) -> str:
                     w(depth, f"TA{o}[i] += dt if above else 0.0")
                     w(depth, f"fc = FC{o}[i]")
                     w(depth, f"FC{o}[i] = {elapsed} if (above and fc != fc) else fc")
-            for c, condition in enumerate(dynamics.conditions):
-                holds = _emit(condition.node, names)
+            for c, condition in enumerate(condition_nodes):
+                holds = _emit(condition, names, ahead=ahead)
                 if first:
                     w(depth, f"CF{c}[i] = 0.0 if {holds} else np.nan")
                 else:
@@ -454,13 +674,13 @@ def _generate(dynamics: Dynamics) -> str:
                         w(4, f"y{j} = x{j} + {step} * {before}{j}")
                 names = at(prefix, time)
                 for j, state in enumerate(states):
-                    w(4, f"{slope}{j} = {_emit(equations[state], names)}")
+                    w(4, f"{slope}{j} = {_emit(equations[state], names, ahead=ahead)}")
             for j in range(len(states)):
                 w(4, f"x{j} = x{j} + h6 * (k1_{j} + 2.0 * k2_{j} + 2.0 * k3_{j} + k4_{j})")
         else:
             names = at("x", "tt")
             for j, state in enumerate(states):
-                w(4, f"d{j} = {_emit(equations[state], names)}")
+                w(4, f"d{j} = {_emit(equations[state], names, ahead=ahead)}")
             for j in range(len(states)):
                 w(4, f"x{j} = x{j} + dt * d{j}")
         for j in range(len(states)):
@@ -472,6 +692,13 @@ def _generate(dynamics: Dynamics) -> str:
         for o, array in enumerate(observables):
             w(3, f"stats[{o}, 0, start + i] = {array}[i]")
             w(3, f"MEAN{o}[i] = MEAN{o}[i] / steps if steps > 0 else {array}[i]")
+        for o in range(len(observables)):
+            for row, accumulator in enumerate(("MIN", "MAX", "MEAN"), start=1):
+                w(2, f"stats[{o}, {row}, start:stop] = {accumulator}{o}")
+            w(2, f"crossings[{o}, 0, start:stop] = TA{o}")
+            w(2, f"crossings[{o}, 1, start:stop] = FC{o}")
+        for c in range(len(dynamics.conditions)):
+            w(2, f"first_true[{c}, start:stop] = CF{c}")
     return "\n".join(source + w.lines) + "\n"
 
 
