@@ -78,7 +78,7 @@ def measure_pipeline(platform: LocalPlatform, *, replicas: int) -> dict[str, flo
             for twin in range(TWINS):
                 client.registry.create_twin(f"{prefix}-{twin:03d}", MODEL)
         requests = [IngestBatchRequest(frames=batch) for batch in frames]
-        _, stored_s = end_to_end(client, platform.influx, "frames", requests)
+        _, stored_s = end_to_end(client, platform, "frames", requests)
         latencies = state_latency(client)
     return {
         "raw_nats_points_per_s": total / nats_s,
