@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.pipeline import MODEL, TWINS, make_frames, percentile, state_latency
+from bench.pipeline import LATENCY_TWINS, MODEL, TWINS, make_frames, percentile, state_latency
 from bench.registry import CONCURRENCY, registry_updates
 from bench.report import console, save, show
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
@@ -106,7 +106,7 @@ def measure() -> dict[str, list[dict[str, float]]]:
         for mode in MODES:
             for twin in range(TWINS):
                 clients[mode].registry.create_twin(f"lat-{twin:03d}", MODEL)
-            watch = state_latency(clients[mode])
+            watch = state_latency(clients[mode], LATENCY_TWINS)
             rounds[mode].append(
                 {"watch_p50_ms": percentile(watch, 50), "watch_p99_ms": percentile(watch, 99)}
             )

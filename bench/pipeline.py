@@ -22,16 +22,19 @@ from typing import Any
 import httpx
 from nats.js.api import StreamConfig
 
-from bench.report import console, save, show
+from bench.report import console, curve, save, show
 from twinstack.api.common.v1 import events_pb2, types_pb2
 from twinstack.api.ingestion.v1.ingestion_pb2 import IngestBatchRequest
+from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxStore
 from twinstack.common.nats import (
+    REGISTRY_BUCKET,
     TELEMETRY_STREAM,
     NatsConnection,
     connect_nats,
     message_headers,
+    twin_key,
 )
 from twinstack.common.series import (
     ALL_MEASUREMENTS,
@@ -56,6 +59,13 @@ START_NS = (time.time_ns() // 10**9 - 86_400) * 10**9
 LATENCY_POINTS_PER_S = 10_000
 LATENCY_TICK_S = 0.02
 LATENCY_DURATION_S = 6.0
+# Cost curve against distinct twins: the same points over 1, 100 and 10,000 twins; the Watch
+# follows at most CURVE_WATCHED of them.
+CURVE_TWINS = [1, 100, 10_000]
+CURVE_POINTS = 100_000
+CURVE_BATCH_POINTS = 5_000
+CURVE_WATCHED = 100
+LATENCY_TWINS = [f"lat-{t:03d}" for t in range(TWINS)]
 
 
 def make_frames(twin_prefix: str) -> list[list[types_pb2.TelemetryFrame]]:
@@ -225,32 +235,114 @@ class CyclesWatch:
         return self.latencies
 
 
-def state_latency(client: Client) -> list[float]:
-    """Milliseconds from sending a batch to its newest sample being visible in a Watch."""
-    twin_ids = [f"lat-{t:03d}" for t in range(TWINS)]
-    watch = CyclesWatch(client, twin_ids, LATENCY_DURATION_S + 15)
+def state_latency(
+    client: Client, twin_ids: list[str], watched: list[str] | None = None
+) -> list[float]:
+    """Milliseconds from sending a batch to its newest sample being visible in a Watch of
+    ``watched`` (all of ``twin_ids`` by default). LATENCY_POINTS_PER_S points a second go to
+    ``twin_ids``: to each of them every tick, or, when there are more twins than points in a
+    tick, to the next ones in turn."""
+    watched = watched or twin_ids
+    watch = CyclesWatch(client, watched, LATENCY_DURATION_S + 15)
     sent_at = watch.sent_at
-    client.telemetry.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in twin_ids])
+    watched_set = set(watched)
+    client.telemetry.ingest(frames=[make_frame(t, [START_NS], {"cycles": [0]}) for t in watched])
     watch.start()
     per_tick = int(LATENCY_POINTS_PER_S * LATENCY_TICK_S)
-    rows = per_tick // TWINS
+    twins_per_tick = min(len(twin_ids), per_tick)
+    rows = per_tick // twins_per_tick
     sequence = 1
+    turn = 0
     next_tick = time.perf_counter()
     end = next_tick + LATENCY_DURATION_S
     while next_tick < end:
-        frames = []
-        for twin_id in twin_ids:
-            cycles = list(range(sequence, sequence + rows))
-            times = [START_NS + c * 10**6 for c in cycles]
-            frames.append(make_frame(twin_id, times, {"cycles": cycles}))
+        tick_twins = [twin_ids[(turn + j) % len(twin_ids)] for j in range(twins_per_tick)]
+        turn = (turn + twins_per_tick) % len(twin_ids)
+        cycles = list(range(sequence, sequence + rows))
+        times = [START_NS + c * 10**6 for c in cycles]
+        frames = [make_frame(twin_id, times, {"cycles": cycles}) for twin_id in tick_twins]
         now = time.perf_counter()
-        for twin_id in twin_ids:
-            sent_at[(twin_id, sequence + rows - 1)] = now
+        for twin_id in tick_twins:
+            if twin_id in watched_set:
+                sent_at[(twin_id, sequence + rows - 1)] = now
         client.telemetry.ingest(frames=frames)
         sequence += rows
         next_tick += LATENCY_TICK_S
         time.sleep(max(0.0, next_tick - time.perf_counter()))
     return watch.finish(15)
+
+
+async def register_twins(nats_url: str, admin: dict[str, str], twin_ids: list[str]) -> int:
+    """Twin documents written straight into the registry bucket (as an import would); returns
+    the last revision."""
+    client = await connect_nats(NatsConnection(nats_url, admin["user"], admin["password"]), "bench")
+    try:
+        kv = await client.jetstream().key_value(REGISTRY_BUCKET)
+        last = 0
+        for start in range(0, len(twin_ids), 1000):
+            revisions = await asyncio.gather(
+                *(
+                    kv.put(twin_key(t), registry_pb2.Twin(id=t, model_id=MODEL).SerializeToString())
+                    for t in twin_ids[start : start + 1000]
+                )
+            )
+            last = max(last, *revisions)
+        return last
+    finally:
+        await client.close()
+
+
+def spread_over_twins(prefix: str, twins: int) -> list[IngestBatchRequest]:
+    """CURVE_POINTS points in batches of CURVE_BATCH_POINTS, spread evenly over ``twins``: a
+    frame per twin per batch, or, with more twins than points in a batch, one row for each of
+    the next twins in turn."""
+    twins_per_batch = min(twins, CURVE_BATCH_POINTS)
+    rows_per_twin = CURVE_BATCH_POINTS // twins_per_batch
+    sequence = [0] * twins
+    turn = 0
+    requests = []
+    for _ in range(CURVE_POINTS // CURVE_BATCH_POINTS):
+        frames = []
+        for j in range(twins_per_batch):
+            twin = (turn + j) % twins
+            rows = range(sequence[twin], sequence[twin] + rows_per_twin)
+            sequence[twin] += rows_per_twin
+            columns: dict[str, list[Any]] = {
+                "temperature_c": [40.0 + n % 50 / 7 for n in rows],
+                "vibration_mm_s": [2.5 + n % 13 / 10 for n in rows],
+                "cycles": list(rows),
+            }
+            times = [START_NS + n * 10**6 for n in rows]
+            frames.append(make_frame(f"{prefix}-{twin:05d}", times, columns))
+        turn = (turn + twins_per_batch) % twins
+        requests.append(IngestBatchRequest(frames=frames))
+    return requests
+
+
+def twins_curve(client: Client, platform: LocalPlatform) -> dict[str, Any]:
+    """Ingest (stored) and telemetry-to-state latency against the number of distinct twins."""
+    ids = {n: [f"curve{n}-{t:05d}" for t in range(n)] for n in CURVE_TWINS}
+    last = asyncio.run(
+        register_twins(platform.nats.url, platform.nats_admin, [t for n in ids.values() for t in n])
+    )
+    # Read-your-write: the registry's index holds them all (ingest reads the bucket on a miss).
+    next(iter(client.registry.list_twins(min_revision=last, page_size=1)), None)
+    per_point_us, p99_ms = [], []
+    for n in CURVE_TWINS:
+        console.print(f"pipeline: cost curve, {n:,} distinct twins")
+        _, stored_s = end_to_end(client, platform, f"curve{n}", spread_over_twins(f"curve{n}", n))
+        per_point_us.append(stored_s / CURVE_POINTS * 1e6)
+        step = max(1, n // CURVE_WATCHED)
+        latencies = state_latency(client, ids[n], ids[n][::step][:CURVE_WATCHED])
+        p99_ms.append(percentile(latencies, 99))
+    return curve(
+        f"cost curve: ingest of {CURVE_POINTS:,} points (frames, stored) and telemetry -> state "
+        f"at {LATENCY_POINTS_PER_S:,} points/s, against distinct twins",
+        "twins",
+        CURVE_TWINS,
+        {"ingest time per point": per_point_us, "state p99": p99_ms},
+        "us, ms",
+    )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -301,7 +393,8 @@ def run() -> dict[str, Any]:
                 console.print(
                     f"pipeline: telemetry to live state at {LATENCY_POINTS_PER_S:,} points/s"
                 )
-                latencies = state_latency(client)
+                latencies = state_latency(client, LATENCY_TWINS)
+                twins_cost = twins_curve(client, platform)
         finally:
             platform.stop()
 
@@ -330,6 +423,7 @@ def run() -> dict[str, Any]:
         "state_latency_p50_ms": p50,
         "state_latency_p99_ms": p99,
         "state_latency_mean_ms": statistics.fmean(latencies),
+        "curve_vs_twins": twins_cost,
     }
     show(
         f"pipeline: {total_points:,} points of {values_per_point} values, {batch_points:,} a batch",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from nats.js.api import KeyValueConfig
 
-from bench.report import authorized_channel, console, save, show
+from bench.report import authorized_channel, console, curve, save, show
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.registry.v1 import registry_pb2, registry_pb2_grpc
 from twinstack.common.nats import (
@@ -43,17 +43,20 @@ OPERATIONS = 6000
 TARGET_PER_S = 2000
 TARGET_P99_MS = 20.0
 AZURE_DIGITAL_TWINS_PATCHES_PER_S = 1000
-LINES = 2000
 MACHINES_PER_LINE = 49
+# The query data set at 10,000, 100,000 and 1,000,000 twins (a line and its 49 machines each).
+CURVE_LINES = [200, 2000, 20000]
+FULL_SCAN = "property filter, few matches (full scan)"
+WHOLE_SCAN = "full scan, every page"
 QUERY_RUNS = 40
 QUERIES = {
     "model + property filter (page of 100)": (
         "WHERE IS_OF_MODEL('dtmi:twinstack:examples:Machine;1') AND rated_power_kw > 4000"
     ),
-    "exact id ($id = ..., looked up)": "WHERE $id = 'machine-01999-48'",
+    "exact id ($id = ..., looked up)": "WHERE $id = 'machine-00199-48'",
     "property filter, few matches (full scan)": "WHERE rated_power_kw > 4999.5",
     "traversal: line -> 49 machines -> feeds chain, depth 3": (
-        "FROM 'line-01000' FOLLOW contains, feeds DEPTH 3 WHERE rated_power_kw > 0"
+        "FROM 'line-00100' FOLLOW contains, feeds DEPTH 3 WHERE rated_power_kw > 0"
     ),
 }
 _EXAMPLES = "dtmi:twinstack:examples:"
@@ -129,8 +132,9 @@ async def registry_updates(
         return await measure(conditional_update)
 
 
-async def write_graph(url: str, admin: dict[str, str]) -> int:
-    """Writes the query data set straight into the registry bucket; returns the last revision."""
+async def write_graph(url: str, admin: dict[str, str], lines: range) -> int:
+    """Writes ``lines`` of the query data set straight into the registry bucket; returns the
+    last revision."""
     client = await connect_nats(
         NatsConnection(url, admin["user"], admin["password"]), "bench-graph"
     )
@@ -144,7 +148,7 @@ async def write_graph(url: str, admin: dict[str, str]) -> int:
         last = max([last, *await asyncio.gather(*pending)])
         pending = []
 
-    for line in range(LINES):
+    for line in lines:
         line_id = f"line-{line:05d}"
         pending.append(kv.put(twin_key(line_id), registry_pb2.Twin(
             id=line_id, model_id=f"{_EXAMPLES}ProductionLine;1",
@@ -184,58 +188,83 @@ async def write_graph(url: str, admin: dict[str, str]) -> int:
     return last
 
 
-async def query_latencies(
-    target: str, url: str, token: str, admin: dict[str, str]
-) -> dict[str, Any]:
-    async with authorized_channel(target, token) as channel:
-        stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
-        started = time.perf_counter()
-        last = await write_graph(url, admin)
-        # Read-your-write: the first query waits until the index holds every document.
-        await stub.ListTwins(registry_pb2.ListTwinsRequest(min_revision=last), timeout=600)
-        indexed_s = time.perf_counter() - started
-        results: dict[str, Any] = {"twins": LINES * (MACHINES_PER_LINE + 1), "load_s": indexed_s}
-        for name, query in QUERIES.items():
-            latencies = []
-            matched = 0
-            for _ in range(QUERY_RUNS):
-                began = time.perf_counter()
-                response = await stub.QueryTwins(
-                    registry_pb2.QueryTwinsRequest(
-                        query=query, page=types_pb2.PageRequest(page_size=100)
-                    ),
-                    timeout=60,
-                )
-                latencies.append((time.perf_counter() - began) * 1000)
-                matched = len(response.twins)
-            results[name] = {
-                "query": query,
-                "page_matches": matched,
-                "p50_ms": float(np.percentile(latencies, 50)),
-                "p99_ms": float(np.percentile(latencies, 99)),
-            }
-        # A filter no index narrows is read in pages of a bounded scan: the whole answer.
-        began = time.perf_counter()
-        pages, token, found = 0, "", 0
-        while True:
+async def query_latencies(stub: Any) -> dict[str, Any]:
+    """QUERY_RUNS runs of each query, and one full scan read page by page to its end."""
+    results: dict[str, Any] = {}
+    for name, query in QUERIES.items():
+        latencies = []
+        matched = 0
+        for _ in range(QUERY_RUNS):
+            began = time.perf_counter()
             response = await stub.QueryTwins(
                 registry_pb2.QueryTwinsRequest(
-                    query=QUERIES["property filter, few matches (full scan)"],
-                    page=types_pb2.PageRequest(page_size=100, page_token=token),
+                    query=query, page=types_pb2.PageRequest(page_size=100)
                 ),
                 timeout=60,
             )
-            pages, found = pages + 1, found + len(response.twins)
-            token = response.page.next_page_token
-            if not token:
-                break
-        results["full scan, every page"] = {
-            "query": f"{pages} pages",
-            "page_matches": found,
-            "p50_ms": (time.perf_counter() - began) * 1000,
-            "p99_ms": (time.perf_counter() - began) * 1000,
+            latencies.append((time.perf_counter() - began) * 1000)
+            matched = len(response.twins)
+        results[name] = {
+            "query": query,
+            "page_matches": matched,
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)),
         }
-        return results
+    # A filter no index narrows is read in pages of a bounded scan: the whole answer.
+    began = time.perf_counter()
+    pages, token, found = 0, "", 0
+    while True:
+        response = await stub.QueryTwins(
+            registry_pb2.QueryTwinsRequest(
+                query=QUERIES[FULL_SCAN],
+                page=types_pb2.PageRequest(page_size=100, page_token=token),
+            ),
+            timeout=60,
+        )
+        pages, found = pages + 1, found + len(response.twins)
+        token = response.page.next_page_token
+        if not token:
+            break
+    elapsed_ms = (time.perf_counter() - began) * 1000
+    results[WHOLE_SCAN] = {
+        "query": f"{pages} pages",
+        "page_matches": found,
+        "p50_ms": elapsed_ms,
+        "p99_ms": elapsed_ms,
+    }
+    return results
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def queries_by_registry_size(
+    target: str, url: str, token: str, admin: dict[str, str], registry_pid: int
+) -> dict[str, Any]:
+    """The query data set grown to each of CURVE_LINES, the queries measured at each size, and
+    the registry's resident memory per twin indexed."""
+    by_size: dict[str, Any] = {}
+    async with authorized_channel(target, token) as channel:
+        stub: Any = registry_pb2_grpc.RegistryServiceStub(channel)
+        baseline_mb = rss_mb(registry_pid)
+        written = 0
+        for lines in CURVE_LINES:
+            started = time.perf_counter()
+            last = await write_graph(url, admin, range(written, lines))
+            written = lines
+            # Read-your-write: the first query waits until the index holds every document.
+            await stub.ListTwins(registry_pb2.ListTwinsRequest(min_revision=last), timeout=1800)
+            twins = lines * (MACHINES_PER_LINE + 1)
+            results = {"twins": twins, "load_s": time.perf_counter() - started}
+            results |= await query_latencies(stub)
+            results["index_mb"] = rss_mb(registry_pid) - baseline_mb
+            results["index_bytes_per_twin"] = results["index_mb"] * 2**20 / twins
+            by_size[str(twins)] = results
+    return by_size
 
 
 async def ontology_import(target: str, token: str) -> dict[str, float]:
@@ -280,15 +309,19 @@ def run() -> dict[str, Any]:
             twinstack = asyncio.run(
                 registry_updates(platform.services["registry"].target, platform.admin_token)
             )
-            console.print(f"registry: queries over {LINES * (MACHINES_PER_LINE + 1):,} twins")
-            queries = asyncio.run(
-                query_latencies(
+            console.print("registry: queries over 10,000, 100,000 and 1,000,000 twins")
+            registry_pid = platform.services["registry"].process.pid
+            assert registry_pid is not None
+            by_size = asyncio.run(
+                queries_by_registry_size(
                     platform.services["registry"].target,
                     platform.nats.url,
                     platform.admin_token,
                     platform.nats_admin,
+                    registry_pid,
                 )
             )
+            queries = by_size[str(100_000)]
             console.print("registry: validate_only of a 1,000-interface DTDL ontology")
             ontology = asyncio.run(
                 ontology_import(platform.services["registry"].target, platform.admin_token)
@@ -313,6 +346,7 @@ def run() -> dict[str, Any]:
         "vs_raw_put": updates["per_s"] / put["per_s"],
         "vs_raw_get_update": updates["per_s"] / get_update["per_s"],
         "queries": queries,
+        "queries_by_registry_size": by_size,
         "ontology": ontology,
     }
     show(
@@ -341,6 +375,27 @@ def run() -> dict[str, Any]:
             if isinstance(q, dict)
         ],
     )  # fmt: skip
+    sizes = [by_size[size]["twins"] for size in by_size]
+    results["curve_query_vs_registry_size"] = curve(
+        "cost curve: QueryTwins p50 against registry size",
+        "twins",
+        sizes,
+        {
+            name: [by_size[str(size)][name]["p50_ms"] for size in sizes]
+            for name in (*QUERIES, WHOLE_SCAN)
+        },
+        "ms",
+    )
+    results["curve_index_memory"] = curve(
+        "cost curve: the registry's resident memory over an empty registry",
+        "twins",
+        sizes,
+        {
+            "index memory": [by_size[str(size)]["index_mb"] for size in sizes],
+            "per twin": [by_size[str(size)]["index_bytes_per_twin"] / 2**10 for size in sizes],
+        },
+        "MB, KiB",
+    )
     show(
         "registry: CreateModels validate_only of a generated DTDL ontology",
         [

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import console, show
+from bench.report import console, curve, show
 from twinstack.api.simulation.v1 import sweep_pb2
 from twinstack.devstack import LocalPlatform
 from twinstack.sdk import Client, ConnectConfig, Endpoints, UnavailableError, sweep_spec
@@ -45,6 +45,10 @@ MEMORY_HORIZON_S = 60.0
 HUNDRED_MILLION = 100_000_000
 HUNDRED_MILLION_HORIZON_S = 300.0
 STEP_S = 1.0
+# Cost curves: sweep time against scenarios (at the 100 M sweep's steps), and against steps.
+CURVE_SCENARIOS = [1_000_000, 10_000_000, HUNDRED_MILLION]
+CURVE_STEPS_SCENARIOS = 1_000_000
+CURVE_STEPS = [300, 1200, 4800]
 RANGES = {"load": (0.5, 1.0), "ambient_c": (15.0, 35.0)}
 
 
@@ -203,13 +207,24 @@ def run() -> dict[str, Any]:
             hundred = timed_sweep(
                 client, spec(HUNDRED_MILLION, HUNDRED_MILLION_HORIZON_S, summaries_only=True)
             )
+            console.print("sweeps: cost curves in scenarios and in steps")
+            by_scenarios = {HUNDRED_MILLION: hundred["elapsed_s"]}
+            for scenarios in CURVE_SCENARIOS[:-1]:
+                by_scenarios[scenarios] = timed_sweep(
+                    client, spec(scenarios, HUNDRED_MILLION_HORIZON_S, summaries_only=True)
+                )["elapsed_s"]
+            by_steps = {}
+            for steps in CURVE_STEPS:
+                by_steps[steps] = timed_sweep(
+                    client, spec(CURVE_STEPS_SCENARIOS, steps * STEP_S, summaries_only=True)
+                )["elapsed_s"]
         finally:
             client.close()
             platform.stop()
     efficiency = single_s / (cpus * efficiency_run["elapsed_s"])
     steps_100m = HUNDRED_MILLION * HUNDRED_MILLION_HORIZON_S / STEP_S
     per_core = steps_100m / hundred["elapsed_s"] / cpus
-    results = {
+    results: dict[str, Any] = {
         "cpus": cpus,
         "efficiency_scenarios": EFFICIENCY_SCENARIOS,
         "sweep_single_process_s": single_s,
@@ -226,6 +241,22 @@ def run() -> dict[str, Any]:
         "sweep_100m_s": hundred["elapsed_s"],
         "sweep_100m_scenario_steps_per_s_per_core": per_core,
     }
+    results["curve_sweep_vs_scenarios"] = curve(
+        f"cost curve: a summaries-only sweep, {HUNDRED_MILLION_HORIZON_S / STEP_S:.0f} steps, "
+        "job start included",
+        "scenarios",
+        CURVE_SCENARIOS,
+        {"sweep time": [by_scenarios[n] for n in CURVE_SCENARIOS]},
+        "s",
+    )
+    results["curve_sweep_vs_steps"] = curve(
+        f"cost curve: a summaries-only sweep of {CURVE_STEPS_SCENARIOS:,} scenarios, "
+        "job start included",
+        "steps",
+        CURVE_STEPS,
+        {"sweep time": [by_steps[n] for n in CURVE_STEPS]},
+        "s",
+    )
     show(
         f"sweeps as Ray jobs: built-in pump_thermal, {cpus} CPUs, results in the NATS object store",
         [

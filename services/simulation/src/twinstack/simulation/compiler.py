@@ -371,7 +371,7 @@ class _Distributor:
         terms: list[tuple[bool, Node]] = []
         self._terms(node, False, terms)
         fixed = [term for term in terms if self.invariant(term[1])]
-        if len(fixed) < 2:
+        if len(fixed) < 2:  # one alone: nothing to add up ahead
             return node
         varying = [term for term in terms if not self.invariant(term[1])]
         if varying and varying[0][0]:  # a - x reads better, and costs less, than -x + a
