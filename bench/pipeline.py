@@ -59,6 +59,8 @@ START_NS = (time.time_ns() // 10**9 - 86_400) * 10**9
 LATENCY_POINTS_PER_S = 10_000
 LATENCY_TICK_S = 0.02
 LATENCY_DURATION_S = 6.0
+# The latency target holds on every run: the bench reports the worst p99 of this many rounds.
+LATENCY_ROUNDS = 3
 # Cost curve against distinct twins: the same points over 1, 100 and 10,000 twins; the Watch
 # follows at most CURVE_WATCHED of them.
 CURVE_TWINS = [1, 100, 10_000]
@@ -393,7 +395,7 @@ def run() -> dict[str, Any]:
                 console.print(
                     f"pipeline: telemetry to live state at {LATENCY_POINTS_PER_S:,} points/s"
                 )
-                latencies = state_latency(client, LATENCY_TWINS)
+                rounds = [state_latency(client, LATENCY_TWINS) for _ in range(LATENCY_ROUNDS)]
                 twins_cost = twins_curve(client, platform)
         finally:
             platform.stop()
@@ -402,7 +404,10 @@ def run() -> dict[str, Any]:
     points_rate = total_points / points_s
     influx_rate = total_points / influx_s
     nats_rate = total_points / nats_s
-    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    latencies = [latency for measured in rounds for latency in measured]
+    p50 = percentile(latencies, 50)
+    round_p99s = [percentile(measured, 99) for measured in rounds]
+    p99 = max(round_p99s)
     results = {
         "points": total_points,
         "batch_points": batch_points,
@@ -422,6 +427,7 @@ def run() -> dict[str, Any]:
         "state_latency_samples": len(latencies),
         "state_latency_p50_ms": p50,
         "state_latency_p99_ms": p99,
+        "state_latency_p99_ms_by_round": round_p99s,
         "state_latency_mean_ms": statistics.fmean(latencies),
         "curve_vs_twins": twins_cost,
     }
@@ -439,10 +445,11 @@ def run() -> dict[str, Any]:
              f"{e2e_rate * values_per_point / THINGSBOARD_2VCPU_VALUES_PER_S:.1f}x ThingsBoard "
              "2-vCPU (target >= 6x)"),
             ("twinstack single points, stored", f"{points_rate:,.0f} points/s",
-             f"{points_rate / influx_rate:.0%} of raw InfluxDB"),
+             f"{points_rate / influx_rate:.0%} of raw InfluxDB (target >= 50%)"),
             (f"telemetry -> state at {LATENCY_POINTS_PER_S:,}/s, p50", f"{p50:.1f} ms", ""),
-            (f"telemetry -> state at {LATENCY_POINTS_PER_S:,}/s, p99", f"{p99:.1f} ms",
-             "target <= 50 ms"),
+            (f"telemetry -> state at {LATENCY_POINTS_PER_S:,}/s, p99, worst of {LATENCY_ROUNDS}",
+             f"{p99:.1f} ms",
+             f"rounds {' / '.join(f'{r:.0f}' for r in round_p99s)} ms (target <= 50 ms)"),
         ],
     )  # fmt: skip
     save("pipeline", results)

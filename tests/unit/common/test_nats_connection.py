@@ -1,14 +1,17 @@
-"""How a service reaches NATS: seed lists, TLS and credentials from its settings."""
+"""How a service reaches NATS: seed lists, TLS and credentials from its settings; which of its
+errors mean "try again"."""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
 
+import nats.errors
+import nats.js.errors
 import pytest
 from pydantic import ValidationError
 
-from twinstack.common.nats import NatsConnection
+from twinstack.common.nats import NatsConnection, nats_unavailable
 from twinstack.common.settings import ServiceSettings, nats_seeds
 
 
@@ -53,3 +56,27 @@ def test_tls_is_used_for_tls_seeds_or_when_a_ca_is_given(tmp_path: Path) -> None
 
 def test_the_password_is_not_in_the_connections_repr() -> None:
     assert "s3cret" not in repr(NatsConnection("nats://a:4222", "state", "s3cret"))
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (nats.errors.TimeoutError(), True),
+        (nats.js.errors.ServiceUnavailableError(), True),
+        (
+            nats.js.errors.APIError(code=500, err_code=10039, description="raft proposal failed"),
+            True,
+        ),
+        (
+            nats.js.errors.APIError(code=409, err_code=10158, description="duplicate in process"),
+            True,
+        ),
+        (nats.js.errors.KeyWrongLastSequenceError("wrong last sequence: 7"), False),
+        (nats.js.errors.APIError(code=400, err_code=10054, description="message too large"), False),
+        (ValueError("a bug of ours"), False),
+    ],
+)
+def test_a_cluster_in_flux_is_unavailable_and_a_refusal_is_not(
+    error: BaseException, unavailable: bool
+) -> None:
+    assert nats_unavailable(error) is unavailable

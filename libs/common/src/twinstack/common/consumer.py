@@ -31,6 +31,7 @@ from twinstack.common.events import EventPublisher, EventType
 from twinstack.common.nats import (
     NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
+    nats_unavailable,
     retried_at_start,
     telemetry_partition_filter,
 )
@@ -240,10 +241,12 @@ class DeadLetters:
 
     async def retry_or_park(self, message: Msg, error: BaseException, reason: str) -> None:
         """Asks for a redelivery after a growing pause, or parks ``message`` once it has been
-        delivered ``max_deliver`` times, unless ``error`` is transient (:data:`TRANSIENT_ERRORS`):
-        then it is redelivered however often it takes."""
+        delivered ``max_deliver`` times, unless ``error`` is transient (:data:`TRANSIENT_ERRORS`,
+        or a cluster in flux: :func:`nats_unavailable`): then it is redelivered however often it
+        takes."""
         delivered = message.metadata.num_delivered or 1
-        if delivered >= self._settings.max_deliver and not isinstance(error, TRANSIENT_ERRORS):
+        transient = isinstance(error, TRANSIENT_ERRORS) or nats_unavailable(error)
+        if delivered >= self._settings.max_deliver and not transient:
             await self.park(message, f"{reason} (after {delivered} deliveries)")
             return
         delay_s = min(30.0, self._settings.redelivery_backoff_s * 2 ** (delivered - 1))

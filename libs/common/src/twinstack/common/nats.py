@@ -92,6 +92,27 @@ NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     nats.js.errors.ServiceUnavailableError,
 )
 
+# JetStream's answer to a publish whose message id is that of a copy still being stored (a
+# retry that overtook its original while a stream leader changed).
+_DUPLICATE_IN_PROCESS = 10158
+_FIRST_SERVER_ERROR = 500
+
+
+def nats_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says NATS could not serve a request now, rather than refused it: no
+    answer (:data:`NATS_UNAVAILABLE_ERRORS`), a server-side error of a cluster in flux (a
+    stream or bucket without a leader, a raft proposal that failed: 5xx), or an original still
+    being stored. The same request succeeds once the cluster settles."""
+    if isinstance(error, NATS_UNAVAILABLE_ERRORS):
+        return True
+    if isinstance(error, nats.js.errors.APIError):
+        # Some subclasses (KeyWrongLastSequenceError) never set these attributes.
+        code = getattr(error, "code", None) or 0
+        server_side = code >= _FIRST_SERVER_ERROR
+        return server_side or getattr(error, "err_code", None) == _DUPLICATE_IN_PROCESS
+    return False
+
+
 MSG_ID_HEADER = "Nats-Msg-Id"
 # A server that stops answering without closing the connection (a stalled or paused machine)
 # is given up after this many unanswered pings this far apart, and another member of the

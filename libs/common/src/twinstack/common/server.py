@@ -46,7 +46,7 @@ from twinstack.common.gatekeeper import (
     resource_of,
 )
 from twinstack.common.logs import configure_logging
-from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
+from twinstack.common.nats import nats_unavailable
 from twinstack.common.settings import ServiceSettings
 from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, TenantIds, ids_of, stripped_status
 from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
@@ -359,17 +359,20 @@ async def _rich_statuses(
         code = error.code
         status = stripped_status(error.to_status(), tenant_ids())
         await context.abort_with_status(to_grpc_status(status))
-    except NATS_UNAVAILABLE_ERRORS as error:
-        unavailable = UnavailableError(f"NATS is unavailable ({type(error).__name__}); retry later")
-        code = unavailable.code
-        await context.abort_with_status(to_grpc_status(unavailable.to_status()))
     except grpc.aio.AbortError:
         code = context.code() or grpc.StatusCode.UNKNOWN
         raise
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
         raise
-    except Exception:
+    except Exception as error:
+        if nats_unavailable(error):
+            unavailable = UnavailableError(
+                f"NATS is unavailable ({type(error).__name__}); retry later"
+            )
+            code = unavailable.code
+            await context.abort_with_status(to_grpc_status(unavailable.to_status()))
+            return
         code = grpc.StatusCode.INTERNAL
         logger.exception("unhandled error in %s", method)
         await context.abort_with_status(
@@ -494,8 +497,35 @@ class GrpcServer:
             await asyncio.sleep(self._settings.shutdown_not_serving_delay_s)
         await self._server.stop(self._settings.shutdown_grace_s)
         await self.gatekeeper.close()
-        await self._service.stop()
+        await _reporting_if_slow(self._service.stop(), "stopping the service")
         logger.info("stopped")
+
+
+# A shutdown that takes longer than this says what it is still waiting for (a pod would be
+# killed before it ends, and a hung one otherwise leaves nothing to go on).
+_SLOW_SHUTDOWN_S = 20.0
+
+
+async def _reporting_if_slow(work: Awaitable[None], what: str) -> None:
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_SLOW_SHUTDOWN_S)
+        if done:
+            task.result()
+            return
+        waiting = [
+            f"{other.get_name()}: {frame.f_code.co_name} "
+            f"({frame.f_code.co_filename}:{frame.f_lineno})"
+            for other in asyncio.all_tasks()
+            if other is not asyncio.current_task()
+            for frame in other.get_stack()[-1:]
+        ]
+        logger.warning(
+            "%s has taken over %.0f s; tasks still waiting: %s",
+            what,
+            _SLOW_SHUTDOWN_S,
+            "; ".join(waiting) or "none",
+        )
 
 
 async def serve(settings: ServiceSettings, service: Service, *, name: str) -> None:

@@ -206,11 +206,12 @@ def _watch_request(
     )
 
 
-# A watch whose connection is lost (a replica restarting, a server's maximum connection age)
-# opens again after the last change it delivered; it gives up after this many losses in a
-# row with no change delivered in between.
-_WATCH_RESUMES = 5
+# A watch whose connection is lost (a replica restarting, a server's maximum connection age, a
+# NATS cluster electing leaders during a rolling restart) opens again after the last change it
+# delivered, with growing pauses, until it has failed to open for this long in a row.
+_WATCH_OUTAGE_S = 60.0
 _WATCH_RESUME_FIRST_PAUSE_S = 0.25
+_WATCH_RESUME_MAX_PAUSE_S = 2.0
 
 
 class _WatchCursor:
@@ -220,6 +221,7 @@ class _WatchCursor:
         self.request = request
         self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._losses = 0
+        self._first_loss_at = 0.0
 
     def remaining_s(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
@@ -230,10 +232,17 @@ class _WatchCursor:
 
     def pause_before_resuming(self, error: grpc.RpcError) -> float | None:
         """Seconds to wait before opening the watch again, or None to raise ``error``."""
-        if error.code() != grpc.StatusCode.UNAVAILABLE or self._losses >= _WATCH_RESUMES:
+        if error.code() != grpc.StatusCode.UNAVAILABLE:
+            return None
+        now = time.monotonic()
+        if self._losses == 0:
+            self._first_loss_at = now
+        elif now - self._first_loss_at > _WATCH_OUTAGE_S:
             return None
         self._losses += 1
-        pause = _WATCH_RESUME_FIRST_PAUSE_S * 2 ** (self._losses - 1)
+        pause = min(
+            _WATCH_RESUME_MAX_PAUSE_S, _WATCH_RESUME_FIRST_PAUSE_S * 2 ** (self._losses - 1)
+        )
         remaining = self.remaining_s()
         return pause if remaining is None or pause < remaining else None
 
@@ -274,7 +283,8 @@ class State(SyncArea):
             timeout_s: End after this long (None: run until stopped).
 
         A watch whose connection is lost (UNAVAILABLE: a replica restarting or rotating its
-        connections) opens again after the last change it delivered, up to 5 losses in a row.
+        connections, a NATS cluster electing leaders) opens again after the last change it
+        delivered, through outages of up to a minute.
         """
         cursor = _WatchCursor(
             _watch_request(twin_ids, model_id, all_twins, after_revision), timeout_s

@@ -12,9 +12,9 @@ from opentelemetry import metrics
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.errors import ResourceExhaustedError, UnavailableError
 from twinstack.common.nats import (
-    NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
     message_headers,
+    nats_unavailable,
     telemetry_subject,
 )
 
@@ -88,8 +88,12 @@ class TelemetryPublisher:
                 stream=TELEMETRY_STREAM,
                 headers=message_headers(msg_id),
             )
-        except NATS_UNAVAILABLE_ERRORS as error:
-            raise UnavailableError(f"telemetry stream did not acknowledge: {error!r}") from error
+        except Exception as error:
+            if nats_unavailable(error):
+                raise UnavailableError(
+                    f"telemetry stream did not acknowledge: {error!r}"
+                ) from error
+            raise
         finally:
             self._slots.release()
         return bool(ack.duplicate)

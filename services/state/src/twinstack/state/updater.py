@@ -225,7 +225,10 @@ class StateUpdater:
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancelled: everything unacknowledged is redelivered
                 logger.warning(
-                    "state update failed", extra={"twin_id": twin_id, "error": repr(outcome)}
+                    "state update of %s failed: %r",
+                    twin_id,
+                    outcome,
+                    extra={"twin_id": twin_id, "error": repr(outcome)},
                 )
                 for message in twin_messages[twin_id]:
                     await dead_letters.retry_or_park(
