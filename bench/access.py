@@ -106,7 +106,7 @@ def measure() -> dict[str, list[dict[str, float]]]:
         for mode in MODES:
             for twin in range(TWINS):
                 clients[mode].registry.create_twin(f"lat-{twin:03d}", MODEL)
-            watch = state_latency(clients[mode], LATENCY_TWINS)
+            watch = state_latency(clients[mode], platforms[mode], LATENCY_TWINS)
             rounds[mode].append(
                 {"watch_p50_ms": percentile(watch, 50), "watch_p99_ms": percentile(watch, 99)}
             )

@@ -80,7 +80,7 @@ def measure_pipeline(platform: LocalPlatform, *, replicas: int) -> dict[str, flo
                 client.registry.create_twin(f"{prefix}-{twin:03d}", MODEL)
         requests = [IngestBatchRequest(frames=batch) for batch in frames]
         _, stored_s = end_to_end(client, platform, "frames", requests)
-        latencies = state_latency(client, LATENCY_TWINS)
+        latencies = state_latency(client, platform, LATENCY_TWINS)
     return {
         "raw_nats_points_per_s": total / nats_s,
         "e2e_stored_points_per_s": total / stored_s,

@@ -381,20 +381,20 @@ def run() -> dict[str, Any]:
         "twins",
         sizes,
         {
-            name: [by_size[str(size)][name]["p50_ms"] for size in sizes]
+            f"{name} (ms)": [by_size[str(size)][name]["p50_ms"] for size in sizes]
             for name in (*QUERIES, WHOLE_SCAN)
         },
-        "ms",
     )
     results["curve_index_memory"] = curve(
         "cost curve: the registry's resident memory over an empty registry",
         "twins",
         sizes,
         {
-            "index memory": [by_size[str(size)]["index_mb"] for size in sizes],
-            "per twin": [by_size[str(size)]["index_bytes_per_twin"] / 2**10 for size in sizes],
+            "index memory (MB)": [by_size[str(size)]["index_mb"] for size in sizes],
+            "per twin (KiB)": [
+                by_size[str(size)]["index_bytes_per_twin"] / 2**10 for size in sizes
+            ],
         },
-        "MB, KiB",
     )
     show(
         "registry: CreateModels validate_only of a generated DTDL ontology",

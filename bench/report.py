@@ -90,14 +90,14 @@ def growth_verdict(exponent: float) -> str:
 
 
 def curve(
-    title: str, size_name: str, sizes: list[int], columns: dict[str, list[float]], unit: str
+    title: str, size_name: str, sizes: list[int], columns: dict[str, list[float]]
 ) -> dict[str, Any]:
-    """Prints one cost curve (a row per size, a column per cost, a last row with each cost's
-    growth) and returns it for the JSON results."""
+    """Prints one cost curve (a row per size, a column per cost named with its unit, a last
+    row with each cost's growth) and returns it for the JSON results."""
     table = Table(title=title, title_justify="left")
     table.add_column(size_name, justify="right")
     for name in columns:
-        table.add_column(f"{name} ({unit})", justify="right")
+        table.add_column(name, justify="right")
     for i, size in enumerate(sizes):
         table.add_row(f"{size:,}", *(f"{values[i]:,.3g}" for values in columns.values()))
     exponents = {name: growth_exponent(list(map(float, sizes)), v) for name, v in columns.items()}
@@ -105,7 +105,6 @@ def curve(
     console.print(table)
     return {
         "sizes": sizes,
-        "unit": unit,
         "costs": columns,
         "exponents": exponents,
         "linear_or_better": all(k <= LINEAR_WITHIN for k in exponents.values()),
