@@ -371,13 +371,12 @@ async def _rich_statuses(
                 f"NATS is unavailable ({type(error).__name__}); retry later"
             )
             code = unavailable.code
-            await context.abort_with_status(to_grpc_status(unavailable.to_status()))
-            return
-        code = grpc.StatusCode.INTERNAL
-        logger.exception("unhandled error in %s", method)
-        await context.abort_with_status(
-            to_grpc_status(internal_status(f"internal error in {method}"))
-        )
+            status = unavailable.to_status()
+        else:
+            code = grpc.StatusCode.INTERNAL
+            logger.exception("unhandled error in %s", method)
+            status = internal_status(f"internal error in {method}")
+        await context.abort_with_status(to_grpc_status(status))
     finally:
         _CALL_DURATION.record(
             (time.perf_counter() - started) * 1000,
@@ -509,7 +508,11 @@ _SLOW_SHUTDOWN_S = 20.0
 async def _reporting_if_slow(work: Awaitable[None], what: str) -> None:
     task = asyncio.ensure_future(work)
     while True:
-        done, _ = await asyncio.wait({task}, timeout=_SLOW_SHUTDOWN_S)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=_SLOW_SHUTDOWN_S)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         if done:
             task.result()
             return
