@@ -530,7 +530,7 @@ async def test_a_watch_outlives_the_servers_connection_age(infra_settings: dict[
         while time.monotonic() - started < 5.0:
             await client.telemetry.ingest([Point("aged-1", {"seq": seq}, T0_NS + seq * 10**6)])
             seq += 1
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the load's pace over the connection lifetimes, not a wait
         last = seq - 1
         last_sent.append(last)
         if seen[-1:] == last_sent:
