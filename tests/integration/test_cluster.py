@@ -333,6 +333,7 @@ def state_replica(
     env = {
         "TWINSTACK_GRPC_HOST": "127.0.0.1",
         "TWINSTACK_GRPC_PORT": str(port),
+        "TWINSTACK_METRICS_PORT": "0",
         "TWINSTACK_NATS_URL": settings["nats_url"],
         "TWINSTACK_NATS_REPLICAS": "3",
         "TWINSTACK_INFLUX_URL": settings["influx_url"],

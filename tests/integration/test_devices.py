@@ -618,6 +618,7 @@ def _gateway_process(
     env = {
         "TWINSTACK_GRPC_HOST": "127.0.0.1",
         "TWINSTACK_GRPC_PORT": str(port),
+        "TWINSTACK_METRICS_PORT": "0",
         "TWINSTACK_NATS_URL": settings["nats_url"],
         "TWINSTACK_INFLUX_URL": settings["influx_url"],
         "TWINSTACK_INFLUX_DATABASE": settings["influx_database"],

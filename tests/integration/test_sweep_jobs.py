@@ -138,6 +138,7 @@ def replica_process(
     env = {
         "TWINSTACK_GRPC_HOST": "127.0.0.1",
         "TWINSTACK_GRPC_PORT": str(port),
+        "TWINSTACK_METRICS_PORT": "0",
         "TWINSTACK_NATS_URL": infra_settings["nats_url"],
         "TWINSTACK_INFLUX_URL": infra_settings["influx_url"],
         "TWINSTACK_INFLUX_DATABASE": infra_settings["influx_database"],

@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StreamInfo
 from opentelemetry import metrics, trace
 
 from twinstack.common.events import EventPublisher, EventType
+from twinstack.common.metrics import Attributes, gauge
 from twinstack.common.nats import (
     NATS_UNAVAILABLE_ERRORS,
     TELEMETRY_STREAM,
@@ -54,6 +56,97 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 _DEAD_LETTERS = metrics.get_meter("twinstack.consumer").create_counter(
     "twinstack.consumer.dead_letters",
     description="Messages parked on a dead-letter subject, by consumer",
+)
+# How often a consumer reads its own and its stream's state from the server for the gauges
+# below: lag is a trend over minutes, and each read is a JetStream API request.
+STATE_READ_INTERVAL_S = 5.0
+# The last read of each consumer of this process (by durable) and of their streams.
+_CONSUMERS: dict[str, ConsumerInfo] = {}
+_STREAMS: dict[str, StreamInfo] = {}
+_STREAM_READS: dict[str, float] = {}
+
+
+def _of_consumers(
+    value: Callable[[ConsumerInfo], int | None],
+) -> Callable[[], Iterable[tuple[float, Attributes]]]:
+    def read() -> Iterable[tuple[float, Attributes]]:
+        return [
+            (float(value(info) or 0), {"consumer": durable, "stream": info.stream_name})
+            for durable, info in list(_CONSUMERS.items())
+        ]
+
+    return read
+
+
+def _replicas_current(info: StreamInfo) -> int:
+    """Copies of the stream that are up to date: the leader's and every current follower's."""
+    cluster = info.cluster
+    if cluster is None:
+        return 1
+    followers = cluster.replicas or []
+    leader = 1 if cluster.leader else 0
+    return leader + sum(1 for peer in followers if peer.current and not peer.offline)
+
+
+def _of_streams(
+    value: Callable[[StreamInfo], Iterable[tuple[float, dict[str, str]]]],
+) -> Callable[[], Iterable[tuple[float, Attributes]]]:
+    def read() -> Iterable[tuple[float, Attributes]]:
+        return [
+            (reading, {"stream": name, **labels})
+            for name, info in list(_STREAMS.items())
+            for reading, labels in value(info)
+        ]
+
+    return read
+
+
+gauge(
+    "twinstack.consumer",
+    "twinstack.consumer.pending",
+    "Messages of the stream not yet delivered to the consumer: its lag",
+    _of_consumers(lambda info: info.num_pending),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.consumer.ack_pending",
+    "Messages delivered to the consumer and not yet acknowledged",
+    _of_consumers(lambda info: info.num_ack_pending),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.consumer.redelivered",
+    "Messages delivered more than once and not yet acknowledged",
+    _of_consumers(lambda info: info.num_redelivered),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.nats.stream.replicas",
+    "Replicas the stream is configured with",
+    _of_streams(lambda info: [(float(info.config.num_replicas or 1), {})]),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.nats.stream.replicas_current",
+    "Replicas of the stream that are up to date (the leader's included)",
+    _of_streams(lambda info: [(float(_replicas_current(info)), {})]),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.nats.stream.replica_lag",
+    "Operations a follower of the stream is behind its leader",
+    _of_streams(
+        lambda info: [
+            (float(peer.lag or 0), {"replica": peer.name or ""})
+            for peer in ((info.cluster.replicas or []) if info.cluster else [])
+        ]
+    ),
+)
+gauge(
+    "twinstack.consumer",
+    "twinstack.nats.stream.messages",
+    "Messages stored in the stream",
+    _of_streams(lambda info: [(float(info.state.messages or 0), {})]),
 )
 
 
@@ -114,6 +207,7 @@ class PullConsumer:
         self._handle = handle
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._state_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self._settings
@@ -133,10 +227,18 @@ class PullConsumer:
             f"binding consumer {settings.durable}",
         )
         self._task = asyncio.create_task(self._run(subscription), name=settings.durable)
+        self._state_task = asyncio.create_task(
+            self._read_state(subscription), name=f"{settings.durable}-state"
+        )
 
     async def stop(self) -> None:
         """Lets the batch in hand finish (up to ``ack_wait_s``), then stops."""
         self._stopping.set()
+        if self._state_task is not None:
+            self._state_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._state_task
+            _CONSUMERS.pop(self._settings.durable, None)
         if self._task is None:
             return
         try:
@@ -150,6 +252,24 @@ class PullConsumer:
         """Waits ``seconds``, or less if the consumer is being stopped."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _read_state(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """Keeps the consumer's and its stream's last state for the lag and replica gauges."""
+        settings = self._settings
+        while True:
+            try:
+                _CONSUMERS[settings.durable] = await subscription.consumer_info()
+                now = time.monotonic()
+                # Several consumers of one stream (state partitions) share one read.
+                if now - _STREAM_READS.get(settings.stream, 0.0) >= STATE_READ_INTERVAL_S:
+                    _STREAM_READS[settings.stream] = now
+                    _STREAMS[settings.stream] = await self._js.stream_info(settings.stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # The gauges keep their last values; the fetch loop reports the outage itself.
+                logger.debug("%s: state not read: %r", settings.durable, error)
+            await asyncio.sleep(STATE_READ_INTERVAL_S)
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         settings = self._settings
@@ -213,6 +333,8 @@ class DeadLetters:
         self._events = EventPublisher(js)
         self._event = event
         self._settings = settings
+        # The series exists from the start: "no dead letters" is a 0, not an absent metric.
+        _DEAD_LETTERS.add(0, {"consumer": settings.durable})
 
     async def park(self, message: Msg, reason: str, *, key: str | None = None) -> None:
         """Parks ``message`` now (a failure that no retry can mend), under ``key`` (by

@@ -46,6 +46,7 @@ from twinstack.common.gatekeeper import (
     resource_of,
 )
 from twinstack.common.logs import configure_logging
+from twinstack.common.metrics import MetricsEndpoint, configure_metrics, serve_metrics
 from twinstack.common.nats import nats_unavailable
 from twinstack.common.settings import ServiceSettings
 from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, TenantIds, ids_of, stripped_status
@@ -54,7 +55,7 @@ from twinstack.common.tracing import configure_tracing, context_from_headers, sh
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("twinstack.grpc")
 _CALL_DURATION = metrics.get_meter("twinstack.grpc").create_histogram(
-    "rpc.server.duration", unit="ms", description="Duration of gRPC calls handled"
+    "rpc.server.duration", unit="s", description="Duration of gRPC calls handled"
 )
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -379,7 +380,7 @@ async def _rich_statuses(
         await context.abort_with_status(to_grpc_status(status))
     finally:
         _CALL_DURATION.record(
-            (time.perf_counter() - started) * 1000,
+            time.perf_counter() - started,
             {"rpc.method": method, "rpc.grpc.status_code": getattr(code, "name", str(code))},
         )
         done(code)
@@ -542,9 +543,21 @@ async def serve(settings: ServiceSettings, service: Service, *, name: str) -> No
         settings.otel_exporter_otlp_endpoint,
         export_timeout_s=settings.otel_export_timeout_s,
     )
+    configure_metrics(
+        name,
+        prometheus=settings.metrics_port is not None,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        export_timeout_s=settings.otel_export_timeout_s,
+    )
     server = GrpcServer(settings, service)
     stopping = asyncio.Event()
+    metrics_endpoint: MetricsEndpoint | None = None
     try:
+        if settings.metrics_port is not None:
+            metrics_endpoint = await serve_metrics(settings.metrics_host, settings.metrics_port)
+            logger.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_host, metrics_endpoint.port
+            )
         await server.start()
         # Installed after start: dependencies such as Ray install signal handlers of their own
         # when they connect, and the graceful path must be the one that runs.
@@ -555,4 +568,7 @@ async def serve(settings: ServiceSettings, service: Service, *, name: str) -> No
         logger.info("shutdown requested")
     finally:
         await server.stop()
+        # Scraped until the end: the last scrape sees the drain.
+        if metrics_endpoint is not None:
+            await metrics_endpoint.stop()
         shutdown_tracing()

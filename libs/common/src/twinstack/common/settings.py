@@ -87,6 +87,9 @@ class ServiceSettings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # Prometheus metrics on http://<metrics_host>:<metrics_port>/metrics; no port: none.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
     otel_exporter_otlp_endpoint: str | None = None
     otel_export_timeout_s: float = Field(default=2.0, gt=0)
 

@@ -1,4 +1,4 @@
-"""OpenTelemetry traces and metrics, and W3C trace context carried in NATS headers.
+"""OpenTelemetry traces, and W3C trace context carried in NATS headers (metrics: ``metrics``).
 
 With no OTLP endpoint configured nothing is installed and the OpenTelemetry API stays the
 no-op default, which costs next to nothing on the hot path.
@@ -14,17 +14,14 @@ from opentelemetry import context, metrics, propagate, trace
 def configure_tracing(
     service_name: str, otlp_endpoint: str | None, *, export_timeout_s: float = 2.0
 ) -> None:
-    """Installs OTLP exporting trace and meter providers when an endpoint is given.
+    """Installs an OTLP exporting trace provider when an endpoint is given.
 
     ``export_timeout_s`` bounds every export, retries included, so that a collector that is
     down can delay a service's shutdown by that much and no more.
     """
     if not otlp_endpoint:
         return
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -35,14 +32,11 @@ def configure_tracing(
         BatchSpanProcessor(OTLPSpanExporter(otlp_endpoint, timeout=export_timeout_s))
     )
     trace.set_tracer_provider(tracer_provider)
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(otlp_endpoint, timeout=export_timeout_s)
-    )
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
 def shutdown_tracing() -> None:
-    """Flushes and stops the SDK providers, if :func:`configure_tracing` installed them."""
+    """Flushes and stops the SDK providers, if :func:`configure_tracing` or
+    :func:`twinstack.common.metrics.configure_metrics` installed them."""
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
         shutdown = getattr(provider, "shutdown", None)
         if shutdown is not None:

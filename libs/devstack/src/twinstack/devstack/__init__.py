@@ -8,6 +8,7 @@ then SIGKILL.
 
 from twinstack.devstack.credentials import LocalCertificateAuthority, LocalIssuer
 from twinstack.devstack.infra import InfluxServer, NatsCluster, NatsServer, ensure_influxd
+from twinstack.devstack.observe import PrometheusServer, ScrapeTarget
 from twinstack.devstack.platform import SERVICES, LocalPlatform, ServiceProcess
 from twinstack.devstack.processes import ManagedProcess, free_port, wait_until
 from twinstack.devstack.ray_cluster import RayCluster
@@ -21,7 +22,9 @@ __all__ = [
     "ManagedProcess",
     "NatsCluster",
     "NatsServer",
+    "PrometheusServer",
     "RayCluster",
+    "ScrapeTarget",
     "ServiceProcess",
     "ensure_influxd",
     "free_port",

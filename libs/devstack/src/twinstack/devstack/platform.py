@@ -16,6 +16,7 @@ from twinstack.common.access import DEFAULT_TENANT
 from twinstack.common.nats_permissions import DeviceUser, authorization_block
 from twinstack.devstack.credentials import LocalIssuer, local_secret
 from twinstack.devstack.infra import InfluxServer, NatsCluster, NatsServer
+from twinstack.devstack.observe import ScrapeTarget
 from twinstack.devstack.processes import ManagedProcess, free_port
 from twinstack.devstack.ray_cluster import RayCluster
 
@@ -51,6 +52,8 @@ class ServiceProcess:
     process: ManagedProcess
     # The service it is a replica of (``name`` is the replica's, e.g. ``state-2``).
     service: str = ""
+    # Where Prometheus scrapes it: http://127.0.0.1:<metrics_port>/metrics.
+    metrics_port: int = 0
 
     @property
     def target(self) -> str:
@@ -192,9 +195,12 @@ class LocalPlatform:
         self, service: str, index: int, port: int, extra_env: Mapping[str, str]
     ) -> ServiceProcess:
         name = service if index == 0 else f"{service}-{index + 1}"
+        metrics_port = free_port()
         env = {
             "TWINSTACK_GRPC_HOST": "127.0.0.1",
             "TWINSTACK_GRPC_PORT": str(port),
+            "TWINSTACK_METRICS_HOST": "127.0.0.1",
+            "TWINSTACK_METRICS_PORT": str(metrics_port),
             "TWINSTACK_NATS_URL": self.nats.url,
             "TWINSTACK_NATS_USER": service,
             "TWINSTACK_NATS_PASSWORD": self.nats_passwords[service],
@@ -213,12 +219,19 @@ class LocalPlatform:
             env=env,
             ready=lambda: grpc_serving(target),
         )
-        return ServiceProcess(name, port, process, service)
+        return ServiceProcess(name, port, process, service, metrics_port)
 
     @property
     def all_replicas(self) -> list[ServiceProcess]:
         """Every replica of every service, in start order."""
         return [replica for replicas in self.replicas.values() for replica in replicas]
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every replica's ``/metrics``, labelled as the PodMonitor labels them on Kubernetes."""
+        return [
+            ScrapeTarget(f"127.0.0.1:{replica.metrics_port}", replica.service, replica.name)
+            for replica in self.all_replicas
+        ]
 
     def targets(self) -> dict[str, str]:
         """Service to the addresses of its replicas (comma-separated, as the SDK takes them)."""

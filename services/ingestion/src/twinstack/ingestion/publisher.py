@@ -59,6 +59,7 @@ class TelemetryPublisher:
         self._partitions = partitions
         self._slots = asyncio.Semaphore(max_in_flight)
         self._slot_wait_s = slot_wait_s
+        _POINTS_PUBLISHED.add(0)  # present from the start: 0, not an absent series
 
     async def publish(self, batches: list[events_pb2.TelemetryBatch]) -> PublishResult:
         """Publishes all batches; raises if any was not acknowledged.

@@ -12,6 +12,7 @@ order for paging, and relationships both ways.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -19,9 +20,25 @@ from nats.js.kv import KeyValue
 
 from twinstack.api.registry.v1 import registry_pb2
 from twinstack.common.catalog import ModelCatalog
+from twinstack.common.metrics import gauge
 from twinstack.common.tenancy import tenant_of
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.modeling.values import to_json
+
+# Every index of this process (one outside tests), for the size gauges.
+_INDEXES: weakref.WeakSet[RegistryIndex] = weakref.WeakSet()
+gauge(
+    "twinstack.registry",
+    "twinstack.registry.index.twins",
+    "Twins in this replica's in-memory index (every tenant)",
+    lambda: [(float(len(index.plain_properties)), {}) for index in list(_INDEXES)],
+)
+gauge(
+    "twinstack.registry",
+    "twinstack.registry.index.models",
+    "Models in this replica's in-memory index (every tenant)",
+    lambda: [(float(len(index.models)), {}) for index in list(_INDEXES)],
+)
 
 
 class RegistryIndex:
@@ -44,6 +61,7 @@ class RegistryIndex:
         self._sorted_ids: dict[str, list[str]] = {}
         self._twins.change_listeners.append(self._twin_changed)
         self._view.when_lost(self._drop)
+        _INDEXES.add(self)
 
     async def start(self) -> None:
         await self.catalog.start()

@@ -17,14 +17,17 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from nats.js.kv import KeyValue
+from opentelemetry import metrics
 
 from twinstack.common.errors import UnavailableError
 from twinstack.common.kv_view import KvView
+from twinstack.common.metrics import Attributes, gauge
 from twinstack.simulation.ray_jobs import RayJobs
 from twinstack.simulation.records import (
     SWEEP_KEY_PREFIX,
@@ -46,6 +49,42 @@ class QueuePolicy:
     lease_timeout_s: float
     driver_start_timeout_s: float
     max_driver_attempts: int
+
+
+# Every replica follows every sweep, so each counts all progress: aggregate with max, not sum.
+_meter = metrics.get_meter("twinstack.simulation")
+_SCENARIOS = _meter.create_counter(
+    "twinstack.simulation.scenarios",
+    description="Scenarios computed by sweeps (as their progress is recorded)",
+)
+_SWEEPS_ENDED = _meter.create_counter(
+    "twinstack.simulation.sweeps_ended", description="Sweeps that ended, by final state"
+)
+_SCHEDULERS: weakref.WeakSet[SweepScheduler] = weakref.WeakSet()
+gauge(
+    "twinstack.simulation",
+    "twinstack.simulation.sweeps",
+    "Sweeps queued and running on the cluster, by state",
+    lambda: [reading for s in list(_SCHEDULERS)[:1] for reading in s.queue_readings()],
+)
+gauge(
+    "twinstack.simulation",
+    "twinstack.simulation.queue.oldest_age",
+    "How long the oldest queued sweep has waited to start (0 with none queued)",
+    lambda: [(s.oldest_queued_age_s(), {}) for s in list(_SCHEDULERS)[:1]],
+    unit="s",
+)
+
+
+def _count_progress(before: Stored | None, after: SweepRecord) -> None:
+    # A sweep first seen (at start, or from the bucket's history) is the baseline: its past
+    # progress was counted by whoever followed it then.
+    if before is None:
+        return
+    if after.scenarios_done > before.record.scenarios_done:
+        _SCENARIOS.add(after.scenarios_done - before.record.scenarios_done)
+    if after.state.terminal:
+        _SWEEPS_ENDED.add(1, {"state": after.state.name.lower()})
 
 
 class SweepScheduler:
@@ -81,6 +120,24 @@ class SweepScheduler:
         self._view = KvView(records.bucket, SWEEP_KEY_PREFIX + "*")
         self._view.subscribe(self._follow, on_lost=self._active.clear)
 
+        _SCHEDULERS.add(self)
+
+    def queue_readings(self) -> list[tuple[float, Attributes]]:
+        """Sweeps queued and running (for the gauges)."""
+        states = Counter(s.record.state for s in self._active.values())
+        return [
+            (float(states[state]), {"state": state.name.lower()})
+            for state in (SweepState.QUEUED, SweepState.RUNNING)
+        ]
+
+    def oldest_queued_age_s(self) -> float:
+        created = [
+            s.record.created_at
+            for s in self._active.values()
+            if s.record.state is SweepState.QUEUED
+        ]
+        return max(0.0, time.time() - min(created)) if created else 0.0
+
     def _follow(self, entry: KeyValue.Entry) -> None:
         sweep_id = entry.key.removeprefix(SWEEP_KEY_PREFIX)
         if not entry.value:
@@ -88,6 +145,7 @@ class SweepScheduler:
             return
         stored = Stored(SweepRecord.from_bytes(entry.value), entry.revision or 0)
         before = self._active.get(sweep_id)
+        _count_progress(before, stored.record)
         if stored.record.state.terminal:
             self._active.pop(sweep_id, None)
         else:
@@ -98,6 +156,11 @@ class SweepScheduler:
             self._wake.set()
 
     async def start(self) -> None:
+        # Present from the start: dashboards see 0, not an absent series.
+        _SCENARIOS.add(0)
+        for state in SweepState:
+            if state.terminal:
+                _SWEEPS_ENDED.add(0, {"state": state.name.lower()})
         await self._report_ray(False)
         await self._view.start()
         self._task = asyncio.create_task(self._loop(), name="sweep-scheduler")

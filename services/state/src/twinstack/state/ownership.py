@@ -33,6 +33,7 @@ import re
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.common.consumer import TRANSIENT_ERRORS
 from twinstack.common.kv_watch import scan
+from twinstack.common.metrics import gauge
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,10 @@ PartitionsTaken = Callable[[Mapping[int, int]], Awaitable[None]]
 PartitionsGiven = Callable[[list[int]], Awaitable[None]]
 
 
+# Every ownership of this process (one outside tests), for the partition gauges.
+_OWNERSHIPS: weakref.WeakSet[PartitionOwnership] = weakref.WeakSet()
+
+
 class PartitionOwnership:
     """Claims, renews and releases this replica's share of the telemetry partitions.
 
@@ -138,6 +144,11 @@ class PartitionOwnership:
         # Partitions lost whose work has yet to be stopped.
         self._revoked: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        _OWNERSHIPS.add(self)
+
+    @property
+    def partition_count(self) -> int:
+        return self._partitions
 
     @property
     def held(self) -> dict[int, int]:
@@ -329,3 +340,17 @@ class PartitionOwnership:
             with contextlib.suppress(Exception):
                 await self._bucket.delete(f"{PARTITION_KEY_PREFIX}{partition}", last=lease.revision)
         logger.info("partitions released", extra={"partitions": partitions})
+
+
+gauge(
+    "twinstack.state",
+    "twinstack.state.partitions_held",
+    "Telemetry partitions this replica holds a valid lease on",
+    lambda: [(float(len(o.held)), {"member": o.member}) for o in list(_OWNERSHIPS)],
+)
+gauge(
+    "twinstack.state",
+    "twinstack.state.partitions",
+    "Telemetry partitions in all; summed over replicas, the held ones should equal it",
+    lambda: [(float(o.partition_count), {}) for o in list(_OWNERSHIPS)][:1],
+)

@@ -43,8 +43,8 @@ from twinstack.state.store import OwnerFence, StateStore
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.state")
 _LATENCY = _meter.create_histogram(
-    "twinstack.state.ingest_to_state_ms",
-    unit="ms",
+    "twinstack.state.ingest_to_state",
+    unit="s",
     description="From ingestion accepting a batch to its state being stored",
 )
 
@@ -258,7 +258,7 @@ class StateUpdater:
         written = await self._store.update(twin_id, mutate, fence)
         now_ns = time.time_ns()
         for batch in batches:
-            _LATENCY.record((now_ns - batch.ingest_time.ToNanoseconds()) / 1e6)
+            _LATENCY.record((now_ns - batch.ingest_time.ToNanoseconds()) / 1e9)
         if written is not None:
             await self.publish_alerts(written[0], written[1])
 

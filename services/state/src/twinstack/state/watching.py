@@ -19,10 +19,19 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from twinstack.api.state.v1 import state_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
+from twinstack.common.metrics import gauge
 from twinstack.common.nats import STATE_TWINS_BUCKET
 
 KV_STREAM = f"KV_{STATE_TWINS_BUCKET}"
 KV_SUBJECT_PREFIX = f"$KV.{STATE_TWINS_BUCKET}."
+
+_open_watches = 0
+gauge(
+    "twinstack.state",
+    "twinstack.state.watches",
+    "Watches open now (each holds a consumer)",
+    lambda: [(float(_open_watches), {})],
+)
 
 
 async def watch_states(
@@ -74,6 +83,8 @@ async def watch_states(
         config.deliver_policy = DeliverPolicy.LAST_PER_SUBJECT
     info = await js.add_consumer(KV_STREAM, config)
     subscription = await js.pull_subscribe_bind(consumer=info.name, stream=KV_STREAM)
+    global _open_watches  # noqa: PLW0603 - one count per process, read by the gauge
+    _open_watches += 1
     try:
         while not caller_gone():
             try:
@@ -89,6 +100,7 @@ async def watch_states(
                 if wanted(state):
                     yield state, metadata.sequence.stream <= stored_up_to
     finally:
+        _open_watches -= 1
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
         with contextlib.suppress(Exception):

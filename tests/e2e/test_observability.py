@@ -1,0 +1,269 @@
+"""A real Prometheus scrapes the real platform under load.
+
+Every query of the shipped Grafana dashboards is executed (Prometheus panels against the
+Prometheus, InfluxDB panels and variables against the platform's InfluxDB) and must return
+series; every alert rule's expression must evaluate, and every metric it reads must have series.
+Then InfluxDB is stopped and the historian's alert must fire.
+
+The rules Prometheus loads here are the shipped file with every ``for`` set to 0: the
+expressions are the shipped ones, only the wait before firing is shortened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+
+from twinstack.common.influx import InfluxStore
+from twinstack.devstack import LocalPlatform, PrometheusServer, wait_until
+from twinstack.devstack.observe import DASHBOARDS_DIR, RULES_FILE
+from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints
+from twinstack.sdk.examples import FED_TWINS, SensorFeeder, ensure_example_twins
+
+ALL_FREE_PORTS = {"registry": 0, "ingestion": 0, "state": 0, "simulation": 0}
+# What Grafana puts in place of its global variables, for a scrape every second.
+GRAFANA_GLOBALS = {
+    "$__rate_interval": "30s",
+    "$__interval": "10s",
+    "$timeFilter": "time > now() - 1h",
+}
+# Names of the metrics an expression reads: ours, gRPC's, the process's and `up`.
+METRIC_NAME = re.compile(r"\b(?:twinstack_\w+|rpc_server_\w+|process_\w+|up)\b(?=\s*[{\[)\s])")
+HISTORIAN_ALERT = "TwinstackHistorianRetryStorm"
+
+
+@dataclass
+class Observed:
+    platform: LocalPlatform
+    prometheus: PrometheusServer
+    client: Client
+    twin: str
+    field: str
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))
+    }
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(where, datasource type, query) of every panel target and template variable."""
+    found = []
+    for name, board in dashboards().items():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                kind = target["datasource"]["type"]
+                query = target["expr"] if kind == "prometheus" else target["query"]
+                found.append((f"{name}: {panel['title']}", kind, query))
+        for variable in board["templating"]["list"]:
+            found.append(
+                (f"{name}: ${variable['name']}", variable["datasource"]["type"], variable["query"])
+            )
+    return found
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def with_variables(query: str, variables: dict[str, str]) -> str:
+    for name, value in {**GRAFANA_GLOBALS, **variables}.items():
+        query = query.replace(name, value)
+    return query
+
+
+def influx_query(platform: LocalPlatform, query: str) -> list[Any]:
+    async def run() -> list[Any]:
+        store = InfluxStore(platform.influx.url, "twinstack", **platform.influx.credentials)
+        try:
+            return list(await store.query(query))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def observed(
+    tmp_path_factory: pytest.TempPathFactory, ray_env: dict[str, str]
+) -> Iterator[Observed]:
+    directory = tmp_path_factory.mktemp("observed")
+    platform = LocalPlatform(
+        directory / "platform",
+        nats_port=0,
+        influx_port=0,
+        service_ports=ALL_FREE_PORTS,
+        service_env={**ray_env, "TWINSTACK_LOG_FORMAT": "console"},
+    )
+    platform.start()
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "0s"
+    quick_rules = directory / "rules.yml"
+    quick_rules.write_text(yaml.safe_dump(rules))
+    prometheus = PrometheusServer(
+        directory / "prometheus",
+        platform.scrape_targets(),
+        rule_files=[quick_rules],
+        scrape_interval_s=1.0,
+    )
+    client = Client(
+        ConnectConfig(Endpoints(**platform.targets()), token=platform.admin_token, timeout_s=30)
+    )
+    feeder = SensorFeeder(client, period_s=0.2)
+    watching = threading.Event()
+    closing = threading.Event()
+
+    def watch() -> None:
+        try:
+            for _ in client.state.watch(all_twins=True):
+                watching.set()
+        except ApiError:
+            if not closing.is_set():
+                raise  # the watch is ended by closing the client, and only so
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        prometheus.start()
+        ensure_example_twins(client)
+        feeder.start()
+        watcher.start()
+        wait_until(watching.is_set, timeout_s=30, what="a watch open")
+        fed = FED_TWINS[0]
+        assert fed.signal is not None
+        field = next(iter(fed.signal(0.0, random.Random(1))))
+        yield Observed(platform, prometheus, client, fed.twin_id, field)
+    finally:
+        closing.set()
+        feeder.stop()
+        client.close()
+        prometheus.stop()
+        platform.stop()
+
+
+def empty_queries(observed: Observed) -> list[str]:
+    """The dashboard queries that return no series now."""
+    variables = {"$twin": observed.twin, "$field": observed.field}
+    empty = []
+    for where, kind, query in dashboard_queries():
+        concrete = with_variables(query, variables)
+        if kind == "prometheus":
+            result = observed.prometheus.query(concrete)
+        else:
+            result = influx_query(observed.platform, concrete)
+        if not result:
+            empty.append(f"{where}: {concrete}")
+    return empty
+
+
+def test_every_target_is_scraped(observed: Observed) -> None:
+    targets = {t.address for t in observed.platform.scrape_targets()}
+    assert len(targets) == 4
+    wait_until(
+        lambda: (
+            set(observed.prometheus.target_health().values()) == {"up"}
+            and set(observed.prometheus.target_health()) == targets
+        ),
+        timeout_s=30,
+        what="every service scraped",
+    )
+
+
+def test_every_dashboard_query_returns_series(observed: Observed) -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 30
+    assert {kind for _, kind, _ in queries} == {"prometheus", "influxdb"}
+    # Rates need two scrapes of a counter that moved, histograms a sample in the window.
+    empty: list[str] = []
+
+    def none_empty() -> bool:
+        empty[:] = empty_queries(observed)
+        return not empty
+
+    try:
+        wait_until(none_empty, timeout_s=90, interval_s=2.0, what="every query answering")
+    except TimeoutError:
+        pytest.fail("queries without series:\n" + "\n".join(empty))
+
+
+def test_every_alert_rule_evaluates_on_metrics_that_exist(observed: Observed) -> None:
+    rules = alert_rules()
+    loaded = {rule["alert"]: rule for rule in alert_rules()}
+    assert len(rules) >= 8
+    answer = observed.prometheus.rules()
+    evaluated = {
+        rule["name"]: rule
+        for group in answer
+        for rule in group["rules"]
+        if rule["type"] == "alerting"
+    }
+    assert set(evaluated) == set(loaded)
+    missing = []
+    for rule in rules:
+        assert evaluated[rule["alert"]]["health"] == "ok", evaluated[rule["alert"]]
+        observed.prometheus.query(rule["expr"])  # raises if Prometheus refuses it
+        names = set(METRIC_NAME.findall(rule["expr"]))
+        assert names, rule["alert"]
+        for name in names:
+            if not observed.prometheus.query(name):
+                missing.append(f"{rule['alert']}: {name}")
+        assert rule["annotations"]["runbook"].startswith("docs/operations.md#")
+    assert not missing, f"alert rules read metrics that have no series: {missing}"
+
+
+def test_a_healthy_platform_fires_no_alert(observed: Observed) -> None:
+    firing = [
+        a["labels"]["alertname"] for a in observed.prometheus.alerts() if a["state"] == "firing"
+    ]
+    assert firing == []
+
+
+def test_influxdb_stopped_fires_the_historian_alert(observed: Observed) -> None:
+    platform = observed.platform
+    platform.influx.stop()
+    try:
+
+        def historian_alert() -> dict[str, Any] | None:
+            return next(
+                (
+                    a
+                    for a in observed.prometheus.alerts()
+                    if a["labels"]["alertname"] == HISTORIAN_ALERT and a["state"] == "firing"
+                ),
+                None,
+            )
+
+        wait_until(
+            lambda: historian_alert() is not None,
+            timeout_s=120,
+            interval_s=1.0,
+            what=HISTORIAN_ALERT,
+        )
+        alert = historian_alert()
+        assert alert is not None
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["labels"]["service"] == "ingestion"
+    finally:
+        platform.influx.start()
+    # Once InfluxDB is back the historian stores again.
+    wait_until(
+        lambda: bool(
+            observed.prometheus.query("sum(rate(twinstack_historian_points_written_total[5s])) > 0")
+        ),
+        timeout_s=120,
+        interval_s=1.0,
+        what="the historian storing again",
+    )
