@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 UP_ARGS ?=
 SOAK_MINUTES ?= 30
 
-.PHONY: help deps up up-ha test test-unit test-integration test-e2e bench soak lint fmt proto proto-check deploy-check
+.PHONY: help deps up up-ha up-observe observability test test-unit test-integration test-e2e bench soak lint fmt proto proto-check deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ up: deps ## Run the whole platform locally (nats-server, influxd, 4 services, Ra
 
 up-ha: deps ## The same, highly available: 3 NATS nodes (R3), two replicas of each service
 	$(UV) run twinstack up --ha $(UP_ARGS)
+
+up-observe: deps ## make up, plus a Prometheus on :9090 scraping every service with the alert rules
+	$(UV) run twinstack up --observe $(UP_ARGS)
 
 test: deps proto-check ## Run unit, integration and e2e tests against real servers
 	$(UV) run pytest $(PYTEST_ARGS)
@@ -53,6 +56,9 @@ proto: deps ## Regenerate libs/api from protos/
 
 proto-check: deps ## Fail if libs/api is not what protos/ generate
 	$(UV) run python tools/protogen.py --check
+
+observability: deps ## Regenerate the Grafana dashboards and the PrometheusRule (deploy/k8s/base/observability)
+	$(UV) run python tools/observability.py
 
 deploy-check: deps ## Render every kustomize overlay and validate it against Kubernetes schemas
 	$(UV) run pytest tests/unit/deploy/test_manifests.py $(PYTEST_ARGS)

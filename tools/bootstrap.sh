@@ -17,6 +17,8 @@ fi
 missing=()
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+# Prometheus (and promtool): `make up-observe` and the observability tests scrape the services.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: missing ${missing[*]}; install these Debian packages as root" >&2

@@ -1,8 +1,9 @@
 """Every kustomize overlay renders, validates against the Kubernetes schemas, and keeps the
 operational rules: native gRPC probes, non-root, read-only root filesystem, requests and limits.
 
-KubeRay's RayCluster is a custom resource whose schema kubernetes-validate does not carry; its
-essential fields are checked by hand.
+KubeRay's RayCluster and the Prometheus Operator's PodMonitor and PrometheusRule are custom
+resources whose schemas kubernetes-validate does not carry; their essential fields are checked
+by hand.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def test_every_object_validates_against_kubernetes_schemas(
 ) -> None:
     _, docs = rendered
     for doc in docs:
-        if doc["apiVersion"].startswith("ray.io/"):
+        if doc["apiVersion"].startswith(("ray.io/", "monitoring.coreos.com/")):
             continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -65,7 +66,7 @@ def test_each_service_is_deployed_with_probes_limits_and_a_locked_down_pod(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
     _, docs = rendered
-    deployments = by_kind(docs, "Deployment")
+    deployments = {n: d for n, d in by_kind(docs, "Deployment").items() if n in SERVICES}
     assert set(deployments) == set(SERVICES)
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert set(SERVICES) <= set(by_kind(docs, kind)), kind
@@ -88,7 +89,8 @@ def test_every_service_requires_a_principal_and_credentials_come_from_secrets(
     overlay, docs = rendered
     config = next(d for d in docs if d["metadata"]["name"].startswith("twinstack-config"))
     assert config["data"]["TWINSTACK_AUTH_MODE"] == "required"
-    for name, deployment in by_kind(docs, "Deployment").items():
+    for name in SERVICES:
+        deployment = by_kind(docs, "Deployment")[name]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         sources = [s["configMapRef"]["name"] for s in container["envFrom"]]
         assert any(s.startswith("twinstack-auth") for s in sources), name
@@ -259,3 +261,67 @@ def _images(node: Any) -> list[str]:
     if isinstance(node, list):
         return [image for item in node for image in _images(item)]
     return []
+
+
+def test_every_service_is_scraped_and_prometheus_may_reach_it(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    deployments = by_kind(docs, "Deployment")
+    for service in SERVICES:
+        (container,) = deployments[service]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == 9464, service
+    config = next(
+        d
+        for d in by_kind(docs, "ConfigMap").values()
+        if d["metadata"]["name"].startswith("twinstack-config")
+    )
+    assert config["data"]["TWINSTACK_METRICS_PORT"] == "9464"
+    assert config["data"]["TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    monitors = by_kind(docs, "PodMonitor")
+    services = monitors["twinstack"]["spec"]
+    assert services["selector"]["matchExpressions"][0]["values"] == sorted(
+        SERVICES, key=list(SERVICES).index
+    )
+    (endpoint,) = services["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"service", "replica"}
+    nats_exporter = next(
+        c
+        for c in by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "exporter"
+    )
+    assert monitors["twinstack-nats"]["spec"]["podMetricsEndpoints"][0]["port"] in {
+        p["name"] for p in nats_exporter["ports"]
+    }
+    scraping = by_kind(docs, "NetworkPolicy")["twinstack-metrics"]["spec"]
+    assert set(scraping["podSelector"]["matchExpressions"][0]["values"]) == {*SERVICES, "nats"}
+    assert scraping["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+
+
+def test_rules_dashboards_and_collector_are_deployed(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    observability = ROOT / "deploy/k8s/base/observability"
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    assert rule["spec"] == yaml.safe_load((observability / "rules.yml").read_text())
+    config_maps = {
+        d["metadata"]["name"].rsplit("-", 1)[0]: d for d in by_kind(docs, "ConfigMap").values()
+    }
+    dashboards = config_maps["twinstack-dashboards"]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert set(dashboards["data"]) == {
+        p.name for p in (observability / "dashboards").glob("*.json")
+    }
+    assert (
+        config_maps["twinstack-grafana-datasources"]["metadata"]["labels"]["grafana_datasource"]
+        == "1"
+    )
+    collector = by_kind(docs, "Deployment")["otel-collector"]["spec"]["template"]["spec"]
+    (container,) = collector["containers"]
+    assert {p["containerPort"] for p in container["ports"]} >= {4317, 4318}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    collector_config = yaml.safe_load(config_maps["otel-collector-config"]["data"]["config.yaml"])
+    assert collector_config["service"]["pipelines"]["traces"]["receivers"] == ["otlp"]

@@ -545,15 +545,17 @@ async def serve(settings: ServiceSettings, service: Service, *, name: str) -> No
     )
     configure_metrics(
         name,
-        prometheus=settings.metrics_port is not None,
-        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        prometheus=settings.metrics_enabled,
+        otlp_endpoint=(
+            settings.otel_exporter_otlp_endpoint if settings.otel_export_metrics else None
+        ),
         export_timeout_s=settings.otel_export_timeout_s,
     )
     server = GrpcServer(settings, service)
     stopping = asyncio.Event()
     metrics_endpoint: MetricsEndpoint | None = None
     try:
-        if settings.metrics_port is not None:
+        if settings.metrics_enabled:
             metrics_endpoint = await serve_metrics(settings.metrics_host, settings.metrics_port)
             logger.info(
                 "metrics on http://%s:%d/metrics", settings.metrics_host, metrics_endpoint.port

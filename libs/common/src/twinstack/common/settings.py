@@ -87,10 +87,14 @@ class ServiceSettings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    # Prometheus metrics on http://<metrics_host>:<metrics_port>/metrics; no port: none.
+    # Prometheus metrics on http://<metrics_host>:<metrics_port>/metrics (port 0: a free one).
+    metrics_enabled: bool = True
     metrics_host: str = "0.0.0.0"
-    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
     otel_exporter_otlp_endpoint: str | None = None
+    # Metrics also pushed over OTLP (traces always are, given an endpoint). Off where
+    # Prometheus scrapes /metrics, so that no metric is collected twice.
+    otel_export_metrics: bool = True
     otel_export_timeout_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")

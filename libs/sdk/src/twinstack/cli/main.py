@@ -119,18 +119,25 @@ def up(
         bool,
         typer.Option(help="Highly available: 3 NATS nodes (R3) and two replicas of each service."),
     ] = False,
+    observe: Annotated[
+        bool,
+        typer.Option(
+            help="Also run Prometheus (port 9090) scraping every service, with the alert rules."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform locally; Ctrl-C stops it.
 
     Starts nats-server, influxd, the four services and Ray, then creates the example twins and
     feeds them from simulated sensors. With --ha: a 3-node NATS cluster on ports 4222-4224
     with every stream replicated 3 times, and a second replica of each service on its port +
-    10 (50061-50064)."""
+    10 (50061-50064). With --observe: a Prometheus on http://127.0.0.1:9090 scraping every
+    service's metrics and evaluating the platform's alert rules (docs/operations.md)."""
     # Imported here, as the other heavy imports of single commands are, to keep the start of
     # every other command quick.
     try:
         from twinstack.cli.example_devices import ExampleDevices
-        from twinstack.devstack import LocalPlatform
+        from twinstack.devstack import LocalPlatform, PrometheusServer
     except ImportError as error:
         raise UserError(
             f"`twinstack up` runs the services from the twinstack workspace ({error.name} is "
@@ -140,13 +147,28 @@ def up(
     platform = LocalPlatform(
         data_dir.resolve(), ha=ha, device_mapping=yaml.safe_dump(EXAMPLE_DEVICE_MAPPING)
     )
+    prometheus: PrometheusServer | None = None
     with console.status("starting twinstack") as status:
         platform.start(progress=lambda step: status.update(f"starting {step}"))
+        if observe:
+            status.update("starting prometheus")
+            prometheus = PrometheusServer(
+                data_dir.resolve() / "prometheus", platform.scrape_targets(), port=9090
+            )
+            try:
+                prometheus.start()
+            except BaseException:
+                platform.stop()
+                raise
     table = Table(title="twinstack is up", show_lines=False)
     table.add_column("part")
     table.add_column("endpoint")
     for name, endpoint in platform.endpoints().items():
         table.add_row(name, endpoint)
+    for target in platform.scrape_targets():
+        table.add_row(f"{target.replica} metrics", f"http://{target.address}/metrics")
+    if prometheus is not None:
+        table.add_row("prometheus", prometheus.url)
     table.add_row("admin token", str(platform.issuer.admin_token_path))
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
@@ -188,6 +210,8 @@ def up(
             devices.stop()
         client.close()
         with console.status("stopping twinstack"):
+            if prometheus is not None:
+                prometheus.stop()
             platform.stop()
         console.print("stopped")
 
