@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 UP_ARGS ?=
 SOAK_MINUTES ?= 30
 
-.PHONY: help deps up up-ha up-observe observability test test-unit test-integration test-e2e bench soak lint fmt proto proto-check deploy-check
+.PHONY: help deps up up-ha up-observe observability images image-test test test-unit test-integration test-e2e bench soak lint fmt proto proto-check deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ proto-check: deps ## Fail if libs/api is not what protos/ generate
 
 observability: deps ## Regenerate the Grafana dashboards and the PrometheusRule (deploy/k8s/base/observability)
 	$(UV) run python tools/observability.py
+
+images: deps ## Build the four service images with podman (a Debian base made here if none can be pulled)
+	$(UV) run python -m twinstack.devstack.images
+
+image-test: images ## Run each image read-only, non-root, against local NATS and InfluxDB; SIGTERM
+	TWINSTACK_IMAGE_TEST=1 $(UV) run pytest tests/images $(PYTEST_ARGS)
 
 deploy-check: deps ## Render every kustomize overlay and validate it against Kubernetes schemas
 	$(UV) run pytest tests/unit/deploy/test_manifests.py $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ database), because they take seconds to start.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,6 +31,9 @@ from twinstack.sdk.models import example_model_sources, model_sources
 TEST_MODELS_DIR = Path(__file__).parent / "models"
 
 TESTS = Path(__file__).parent
+# The image tests run containers of images `make images` builds (minutes of work, and podman):
+# `make image-test` runs them; `make test` leaves them out.
+collect_ignore = [] if os.environ.get("TWINSTACK_IMAGE_TEST") else ["images"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

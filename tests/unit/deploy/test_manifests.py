@@ -233,6 +233,16 @@ def test_one_image_recipe_serves_every_service_as_non_root() -> None:
     assert "build_args={'SERVICE': name}" in tiltfile
 
 
+def test_the_dependency_layer_sees_every_workspace_member_and_nothing_else() -> None:
+    dockerfile = (ROOT / "services" / "Dockerfile").read_text()
+    members = sorted(p.parent.relative_to(ROOT) for p in ROOT.glob("*/*/pyproject.toml"))
+    assert len(members) >= 9
+    for member in members:
+        assert f"COPY {member}/pyproject.toml {member}/" in dockerfile, member
+    # The sources come after the dependencies are installed, in a later stage.
+    assert dockerfile.index("--no-install-workspace") < dockerfile.index("COPY libs libs")
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_every_service_has_the_console_script_the_image_runs(service: str) -> None:
     project = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())

@@ -172,31 +172,22 @@ class LocalPlatform:
             )
         else:
             replica_ports = {name: [ports[name]] for name in SERVICES}
+        self._wiring = wiring
+        self._ingestion_env = ingestion_env
+        self._extra_env = dict(service_env or {})
         self.replicas: dict[str, list[ServiceProcess]] = {
-            name: [
-                self._service(
-                    name,
-                    n,
-                    replica_ports[name][n],
-                    {
-                        **wiring,
-                        **(ingestion_env if name == "ingestion" else {}),
-                        **(service_env or {}),
-                    },
-                )
-                for n in range(replica_count)
-            ]
+            name: [self._service(name, n, replica_ports[name][n]) for n in range(replica_count)]
             for name in services
         }
         # The first replica of each service.
         self.services = {name: replicas[0] for name, replicas in self.replicas.items()}
 
-    def _service(
-        self, service: str, index: int, port: int, extra_env: Mapping[str, str]
-    ) -> ServiceProcess:
-        name = service if index == 0 else f"{service}-{index + 1}"
-        metrics_port = free_port()
-        env = {
+    def service_env(
+        self, service: str, replica: str, *, port: int, metrics_port: int
+    ) -> dict[str, str]:
+        """The environment a replica of ``service`` runs with here: NATS as its own user,
+        InfluxDB, the local identity provider, and its ports on 127.0.0.1."""
+        return {
             "TWINSTACK_GRPC_HOST": "127.0.0.1",
             "TWINSTACK_GRPC_PORT": str(port),
             "TWINSTACK_METRICS_HOST": "127.0.0.1",
@@ -208,9 +199,16 @@ class LocalPlatform:
             "TWINSTACK_INFLUX_USERNAME": self.influx.credentials["username"],
             "TWINSTACK_INFLUX_PASSWORD": self.influx.credentials["password"],
             "TWINSTACK_LOG_FORMAT": "json",
-            **({"TWINSTACK_STATE_MEMBER": name} if service == "state" else {}),
-            **extra_env,
+            **({"TWINSTACK_STATE_MEMBER": replica} if service == "state" else {}),
+            **self._wiring,
+            **(self._ingestion_env if service == "ingestion" else {}),
+            **self._extra_env,
         }
+
+    def _service(self, service: str, index: int, port: int) -> ServiceProcess:
+        name = service if index == 0 else f"{service}-{index + 1}"
+        metrics_port = free_port()
+        env = self.service_env(service, name, port=port, metrics_port=metrics_port)
         target = f"127.0.0.1:{port}"
         process = ManagedProcess(
             name,
