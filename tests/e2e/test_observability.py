@@ -3,7 +3,10 @@
 Every query of the shipped Grafana dashboards is executed (Prometheus panels against the
 Prometheus, InfluxDB panels and variables against the platform's InfluxDB) and must return
 series; every alert rule's expression must evaluate, and every metric it reads must have series.
-Then InfluxDB is stopped and the historian's alert must fire.
+Then InfluxDB is stopped and the historian's alert must fire. The services also send traces
+to the local OTLP receiver of `twinstack up --observe`: one ingest call's trace must show the
+gRPC call, its JetStream publish, and the historian's (with its InfluxDB write) and state's batch
+spans linked to it.
 
 The rules Prometheus loads here are the shipped file with every ``for`` set to 0: the
 expressions are the shipped ones, only the wait before firing is shortened.
@@ -15,17 +18,23 @@ import asyncio
 import json
 import random
 import re
+import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
+from twinstack.api.common.v1 import types_pb2
+from twinstack.api.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from twinstack.common.influx import InfluxStore
 from twinstack.devstack import LocalPlatform, PrometheusServer, wait_until
 from twinstack.devstack.observe import DASHBOARDS_DIR, RULES_FILE
+from twinstack.devstack.traces import TraceReceiver, TraceTree, read_spans, trace_tree
 from twinstack.sdk import ApiError, Client, ConnectConfig, Endpoints
 from twinstack.sdk.examples import FED_TWINS, SensorFeeder, ensure_example_twins
 
@@ -45,6 +54,7 @@ HISTORIAN_ALERT = "TwinstackHistorianRetryStorm"
 class Observed:
     platform: LocalPlatform
     prometheus: PrometheusServer
+    traces: TraceReceiver
     client: Client
     twin: str
     field: str
@@ -99,12 +109,19 @@ def observed(
     tmp_path_factory: pytest.TempPathFactory, ray_env: dict[str, str]
 ) -> Iterator[Observed]:
     directory = tmp_path_factory.mktemp("observed")
+    traces = TraceReceiver(directory / "traces.jsonl")
+    traces.start()
     platform = LocalPlatform(
         directory / "platform",
         nats_port=0,
         influx_port=0,
         service_ports=ALL_FREE_PORTS,
-        service_env={**ray_env, "TWINSTACK_LOG_FORMAT": "console"},
+        service_env={
+            **ray_env,
+            "TWINSTACK_LOG_FORMAT": "console",
+            "TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint,
+            "TWINSTACK_OTEL_EXPORT_METRICS": "false",
+        },
     )
     platform.start()
     rules = yaml.safe_load(RULES_FILE.read_text())
@@ -144,14 +161,17 @@ def observed(
         wait_until(watching.is_set, timeout_s=30, what="a watch open")
         fed = FED_TWINS[0]
         assert fed.signal is not None
-        field = next(iter(fed.signal(0.0, random.Random(1))))
-        yield Observed(platform, prometheus, client, fed.twin_id, field)
+        # A field stored as a double (the twins dashboard reads the "telemetry" measurement).
+        sample = fed.signal(0.0, random.Random(1))
+        field = next(name for name, value in sample.items() if isinstance(value, float))
+        yield Observed(platform, prometheus, traces, client, fed.twin_id, field)
     finally:
         closing.set()
         feeder.stop()
         client.close()
         prometheus.stop()
         platform.stop()
+        traces.stop()
 
 
 def empty_queries(observed: Observed) -> list[str]:
@@ -222,6 +242,56 @@ def test_every_alert_rule_evaluates_on_metrics_that_exist(observed: Observed) ->
                 missing.append(f"{rule['alert']}: {name}")
         assert rule["annotations"]["runbook"].startswith("docs/operations.md#")
     assert not missing, f"alert rules read metrics that have no series: {missing}"
+
+
+def test_an_ingest_call_is_traced_through_jetstream_to_influxdb_and_state(
+    observed: Observed,
+) -> None:
+    trace_id = secrets.token_hex(16)
+    point = types_pb2.TelemetryPoint(
+        twin_id=observed.twin, fields={observed.field: types_pb2.Value(double_value=1.5)}
+    )
+    point.time.FromNanoseconds(time.time_ns())
+    target = observed.platform.targets()["ingestion"]
+    with grpc.insecure_channel(target) as channel:
+        ingestion_pb2_grpc.IngestionServiceStub(channel).IngestBatch(
+            ingestion_pb2.IngestBatchRequest(points=[point]),
+            metadata=(
+                ("authorization", f"Bearer {observed.platform.admin_token}"),
+                ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),
+            ),
+            timeout=30,
+        )
+
+    def traced() -> TraceTree | None:
+        tree = trace_tree(read_spans(observed.traces.path), trace_id)
+        linked = [span.name for t in tree.linked for span in t.spans]
+        done = "influxdb write" in linked and any(n.startswith("state-p") for n in linked)
+        return tree if done else None
+
+    # Spans are exported in batches every few seconds.
+    wait_until(lambda: traced() is not None, timeout_s=60, interval_s=1.0, what="the trace")
+    tree = traced()
+    assert tree is not None
+    by_name = {span.name: span for span in tree.spans}
+    call = by_name["/twinstack.api.ingestion.v1.IngestionService/IngestBatch"]
+    assert (call.kind, call.service, call.parent_span_id) == (
+        "server",
+        "ingestion",
+        "00f067aa0ba902b7",
+    )
+    publish = by_name["TELEMETRY publish"]
+    assert (publish.kind, publish.parent_span_id) == ("producer", call.span_id)
+    linked = {span.name: span for t in tree.linked for span in t.spans}
+    historian = linked["historian process"]
+    assert historian.kind == "consumer"
+    assert any(link.span_id == publish.span_id for link in historian.links)
+    write = linked["influxdb write"]
+    assert (write.parent_span_id, write.kind) == (historian.span_id, "client")
+    state = next(span for name, span in linked.items() if name.startswith("state-p"))
+    assert state.service == "state"
+    assert any(link.span_id == publish.span_id for link in state.links)
+    assert "influxdb write" in "\n".join(tree.lines())
 
 
 def test_a_healthy_platform_fires_no_alert(observed: Observed) -> None:

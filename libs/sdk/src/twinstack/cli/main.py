@@ -122,7 +122,8 @@ def up(
     observe: Annotated[
         bool,
         typer.Option(
-            help="Also run Prometheus (port 9090) scraping every service, with the alert rules."
+            help="Also run Prometheus (port 9090) scraping every service, with the alert rules, "
+            "and receive the services' traces (OTLP on port 4317; `twinstack traces` shows them)."
         ),
     ] = False,
 ) -> None:
@@ -132,20 +133,37 @@ def up(
     feeds them from simulated sensors. With --ha: a 3-node NATS cluster on ports 4222-4224
     with every stream replicated 3 times, and a second replica of each service on its port +
     10 (50061-50064). With --observe: a Prometheus on http://127.0.0.1:9090 scraping every
-    service's metrics and evaluating the platform's alert rules (docs/operations.md)."""
+    service's metrics and evaluating the platform's alert rules, and a trace receiver on
+    127.0.0.1:4317 (`twinstack traces`); docs/operations.md."""
     # Imported here, as the other heavy imports of single commands are, to keep the start of
     # every other command quick.
     try:
         from twinstack.cli.example_devices import ExampleDevices
         from twinstack.devstack import LocalPlatform, PrometheusServer
+        from twinstack.devstack.traces import TRACES_FILE, TraceReceiver
     except ImportError as error:
         raise UserError(
             f"`twinstack up` runs the services from the twinstack workspace ({error.name} is "
             "missing): clone the repository and run `make up`"
         ) from None
 
+    receiver: TraceReceiver | None = None
+    if observe:
+        receiver = TraceReceiver(data_dir.resolve() / TRACES_FILE, port=4317)
+        receiver.start()
     platform = LocalPlatform(
-        data_dir.resolve(), ha=ha, device_mapping=yaml.safe_dump(EXAMPLE_DEVICE_MAPPING)
+        data_dir.resolve(),
+        ha=ha,
+        device_mapping=yaml.safe_dump(EXAMPLE_DEVICE_MAPPING),
+        service_env=(
+            {
+                "TWINSTACK_OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                # Prometheus scrapes the metrics; only traces are pushed.
+                "TWINSTACK_OTEL_EXPORT_METRICS": "false",
+            }
+            if receiver is not None
+            else None
+        ),
     )
     prometheus: PrometheusServer | None = None
     with console.status("starting twinstack") as status:
@@ -159,6 +177,8 @@ def up(
                 prometheus.start()
             except BaseException:
                 platform.stop()
+                if receiver is not None:
+                    receiver.stop()
                 raise
     table = Table(title="twinstack is up", show_lines=False)
     table.add_column("part")
@@ -169,6 +189,8 @@ def up(
         table.add_row(f"{target.replica} metrics", f"http://{target.address}/metrics")
     if prometheus is not None:
         table.add_row("prometheus", prometheus.url)
+    if receiver is not None:
+        table.add_row("traces (OTLP)", f"{receiver.endpoint}: twinstack traces")
     table.add_row("admin token", str(platform.issuer.admin_token_path))
     console.print(table)
     console.print(f"data and logs: {data_dir.resolve()}")
@@ -213,7 +235,65 @@ def up(
             if prometheus is not None:
                 prometheus.stop()
             platform.stop()
+            if receiver is not None:
+                receiver.stop()
         console.print("stopped")
+
+
+@app.command()
+def traces(
+    trace_id: Annotated[
+        str | None, typer.Argument(help="A trace id (hex); without it, the latest traces.")
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(envvar=DATA_DIR_VARIABLE, help="The data directory of `twinstack up`.")
+    ] = Path(".local/twinstack"),
+    last: Annotated[int, typer.Option(min=1, help="How many of the latest traces to list.")] = 20,
+) -> None:
+    """Traces the services sent to `twinstack up --observe`: the latest, or one as a tree.
+
+    A tree shows the trace's spans and, under `~>`, the traces that link to it: the historian's
+    and state's batch spans (each batch links to the publish span of every message in it), with
+    the InfluxDB write under the historian's.
+
+    Example: twinstack traces 4bf92f3577b34da6a3ce929d0e0e4736"""
+    try:
+        from twinstack.devstack.traces import TRACES_FILE, read_spans, trace_tree
+    except ImportError as error:
+        raise UserError(
+            f"`twinstack traces` reads what `twinstack up --observe` received ({error.name} is "
+            "missing): run it from the twinstack workspace"
+        ) from None
+    spans = read_spans(data_dir.resolve() / TRACES_FILE)
+    if not spans:
+        raise UserError(f"no traces in {data_dir / TRACES_FILE}: run `twinstack up --observe`")
+    if trace_id is not None:
+        tree = trace_tree(spans, trace_id.lower())
+        if not tree.spans:
+            raise UserError(f"no trace {trace_id} in {data_dir / TRACES_FILE}")
+        console.print("\n".join(tree.lines()), highlight=False, markup=False)
+        return
+    roots = sorted(
+        (s for s in spans if not s.parent_span_id and s.kind == "server"),
+        key=lambda s: s.start_ns,
+    )[-last:]
+    counts: dict[str, int] = {}
+    for span in spans:
+        counts[span.trace_id] = counts.get(span.trace_id, 0) + 1
+    table = Table(title=f"latest {len(roots)} traces of calls")
+    for column in ("trace", "started (UTC)", "call", "service", "ms", "spans"):
+        table.add_column(column)
+    for root in roots:
+        started = datetime.fromtimestamp(root.start_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+        table.add_row(
+            root.trace_id,
+            started,
+            root.name.rsplit("/", 1)[-1],
+            root.service,
+            f"{root.duration_ms:.1f}",
+            str(counts[root.trace_id]),
+        )
+    console.print(table)
 
 
 def _replica_health(config: ConnectConfig) -> dict[str, dict[str, str]]:

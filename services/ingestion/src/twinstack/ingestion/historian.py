@@ -19,7 +19,7 @@ import time
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
@@ -30,6 +30,7 @@ from twinstack.common.series import MEASUREMENTS, TWIN_ID_TAG
 
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.historian")
+_tracer = trace.get_tracer("twinstack.historian")
 _POINTS_WRITTEN = _meter.create_counter(
     "twinstack.historian.points_written", description="Points stored in InfluxDB and acknowledged"
 )
@@ -102,8 +103,14 @@ class Historian:
         if not decoded:
             return
         started = time.perf_counter()
+        lines = [line for _, message_lines in decoded for line in message_lines]
         try:
-            await self._store.write_lines([line for _, lines in decoded for line in lines])
+            with _tracer.start_as_current_span(
+                "influxdb write",
+                kind=trace.SpanKind.CLIENT,
+                attributes={"db.system": "influxdb", "db.operation": "write", "points": len(lines)},
+            ):
+                await self._store.write_lines(lines)
         except InfluxError as error:
             outcome = "retry" if error.retryable else "rejected"
             _WRITE_DURATION.record(time.perf_counter() - started, {"outcome": outcome})

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 
 from twinstack.api.common.v1 import events_pb2
 from twinstack.common.errors import ResourceExhaustedError, UnavailableError
@@ -18,6 +18,7 @@ from twinstack.common.nats import (
     telemetry_subject,
 )
 
+_tracer = trace.get_tracer("twinstack.ingestion")
 _POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
     "twinstack.ingestion.points_published",
     description="Points acknowledged by the TELEMETRY stream (retried copies included)",
@@ -82,13 +83,21 @@ class TelemetryPublisher:
                 "ingestion is at its limit of publishes in flight; retry with backoff",
                 retry_after_s=self._slot_wait_s,
             ) from error
+        subject = telemetry_subject(batch.frame.twin_id, self._partitions)
         try:
-            ack = await self._js.publish(
-                telemetry_subject(batch.frame.twin_id, self._partitions),
-                batch.SerializeToString(),
-                stream=TELEMETRY_STREAM,
-                headers=message_headers(msg_id),
-            )
+            # The message carries this span's context: the historian's and state's batch spans
+            # link to it.
+            with _tracer.start_as_current_span(
+                f"{TELEMETRY_STREAM} publish",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+            ):
+                ack = await self._js.publish(
+                    subject,
+                    batch.SerializeToString(),
+                    stream=TELEMETRY_STREAM,
+                    headers=message_headers(msg_id),
+                )
         except Exception as error:
             if nats_unavailable(error):
                 raise UnavailableError(
