@@ -24,6 +24,15 @@ from twinstack.devstack.processes import ManagedProcess, free_port, installed_pr
 START_ATTEMPTS = 3
 
 
+def _dig(value: object, *keys: str) -> object:
+    """``value[k1][k2]...``, or None where a level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def ray_binary() -> str:
     """The ``ray`` script installed beside this Python, else on PATH."""
     return installed_program("ray", "ray[default]")
@@ -156,12 +165,16 @@ class RayCluster:
         response = self._api("/api/v0/nodes?detail=false&limit=100")
         if response is None or response.status_code != 200:
             return 0
+        # The dashboard answers before its state API is up: with a page that is not JSON, or
+        # JSON of another shape. Either is "not ready yet", never a crash of the start.
         try:
-            nodes = response.json().get("data", {}).get("result", {}).get("result", [])
+            body = response.json()
         except ValueError:
-            return 0  # the dashboard answers before its state API is up
-
-        return sum(1 for node in nodes if node.get("state") == "ALIVE")
+            return 0
+        nodes = _dig(body, "data", "result", "result")
+        if not isinstance(nodes, list):
+            return 0
+        return sum(1 for node in nodes if isinstance(node, dict) and node.get("state") == "ALIVE")
 
     def start(self, *, timeout_s: float = 120.0) -> None:
         """Starts the head; a start that times out or fails is retried (a fresh machine's first
