@@ -329,6 +329,8 @@ def test_rules_dashboards_and_collector_are_deployed(
         config_maps["twinstack-grafana-datasources"]["metadata"]["labels"]["grafana_datasource"]
         == "1"
     )
+    plain_rules = yaml.safe_load(config_maps["twinstack-prometheus-rules"]["data"]["rules.yml"])
+    assert plain_rules == rule["spec"]
     collector = by_kind(docs, "Deployment")["otel-collector"]["spec"]["template"]["spec"]
     (container,) = collector["containers"]
     assert {p["containerPort"] for p in container["ports"]} >= {4317, 4318}
