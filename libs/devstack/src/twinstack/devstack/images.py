@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from twinstack.devstack.processes import debian_program
+
 ROOT = Path(__file__).resolve().parents[5]
 DOCKERFILE = ROOT / "services/Dockerfile"
 SERVICES = ("registry", "ingestion", "state", "simulation")
@@ -40,21 +42,6 @@ BASE_IMAGE = "localhost/twinstack/python:3.11-bookworm"
 BASE_PACKAGES = ("python3", "ca-certificates")
 VERSION = "0.1.0"
 CONTAINER_PROCESSES = 4096
-
-
-def _tool(name: str, package: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise FileNotFoundError(f"{name} not found: apt-get install {package} (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} still not found after installing {package}")
-    return found
 
 
 @dataclass(frozen=True)
@@ -68,8 +55,8 @@ class Podman:
 
     @classmethod
     def here(cls) -> Podman:
-        podman = _tool("podman", "podman")
-        runtime = _tool("runc", "runc")
+        podman = debian_program("podman", "podman")
+        runtime = debian_program("runc", "runc")
         # Limits podman and every container get, as soft and hard limit: a raise of a hard limit
         # is refused here. Open files: this process's hard limit (a soft limit may be raised to
         # it without privilege). Processes: a fixed 4,096 per container user; the machine's
@@ -87,7 +74,7 @@ class Podman:
 
     def command(self, *args: str) -> list[str]:
         return [
-            _tool("prlimit", "util-linux"),
+            debian_program("prlimit", "util-linux"),
             f"--nofile={self.nofile}:{self.nofile}",
             f"--nproc={self.nproc}:{self.nproc}",
             self.podman,
@@ -116,7 +103,7 @@ def ensure_base_image(podman: Podman, *, rebuild: bool = False) -> str:
     """Makes the Debian bookworm Python base with mmdebstrap, unless it exists."""
     if podman.exists(BASE_IMAGE) and not rebuild:
         return BASE_IMAGE
-    mmdebstrap = _tool("mmdebstrap", "mmdebstrap")
+    mmdebstrap = debian_program("mmdebstrap", "mmdebstrap")
     with tempfile.TemporaryDirectory(prefix="twinstack-base-") as scratch:
         tarball = Path(scratch) / "base.tar"
         subprocess.run(

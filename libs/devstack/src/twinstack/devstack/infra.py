@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,12 @@ from typing import TypedDict
 
 import httpx
 
-from twinstack.devstack.processes import ManagedProcess, free_port, installed_program
+from twinstack.devstack.processes import (
+    ManagedProcess,
+    debian_program,
+    free_port,
+    installed_program,
+)
 
 
 def _http_ok(url: str, status: int = 200) -> bool:
@@ -306,20 +309,9 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 def ensure_influxd() -> str:
-    """The path of ``influxd``; installs Debian's influxdb package when it is missing and we
-    are root (the only InfluxDB these machines can install)."""
-    found = shutil.which("influxd")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise FileNotFoundError("influxd not found: apt-get install influxdb (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "influxdb"], check=True, env=env)
-    found = shutil.which("influxd")
-    if found is None:
-        raise FileNotFoundError("influxd still not found after installing influxdb")
-    return found
+    """The path of ``influxd``: Debian's influxdb package, the only InfluxDB these machines can
+    install."""
+    return debian_program("influxd", "influxdb")
 
 
 class InfluxCredentials(TypedDict, total=False):

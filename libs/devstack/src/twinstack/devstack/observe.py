@@ -3,9 +3,6 @@ alert rules loaded: what `twinstack up --observe` and the observability tests ru
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +12,7 @@ import httpx
 import yaml
 
 from twinstack.devstack.infra import started_on_free_ports
-from twinstack.devstack.processes import ManagedProcess, free_port
+from twinstack.devstack.processes import ManagedProcess, debian_program, free_port
 
 # The workspace's deploy tree: the rules and dashboards shipped to clusters are the ones run here.
 OBSERVABILITY_DIR = Path(__file__).resolve().parents[5] / "deploy/k8s/base/observability"
@@ -24,24 +21,8 @@ DASHBOARDS_DIR = OBSERVABILITY_DIR / "dashboards"
 
 
 def ensure_prometheus() -> str:
-    """The path of ``prometheus``; installs Debian's prometheus package when it is missing and
-    we are root."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise FileNotFoundError("prometheus not found: apt-get install prometheus (as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-        check=True,
-        env=env,
-    )
-    found = shutil.which("prometheus")
-    if found is None:
-        raise FileNotFoundError("prometheus still not found after installing it")
-    return found
+    """The path of ``prometheus`` (Debian's package, which brings promtool too)."""
+    return debian_program("prometheus", "prometheus")
 
 
 @dataclass(frozen=True)

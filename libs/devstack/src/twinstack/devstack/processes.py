@@ -38,6 +38,24 @@ def installed_program(name: str, package: str) -> str:
     return found
 
 
+def debian_program(name: str, package: str) -> str:
+    """The path of the program ``name``; installs Debian's ``package`` when it is missing and
+    we are root (these machines install servers and tools from Debian, not from their vendors).
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise FileNotFoundError(f"{name} not found: apt-get install {package} (as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} still not found after installing {package}")
+    return found
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
