@@ -3,11 +3,12 @@
 ``python -m twinstack.devstack.images [SERVICE...]`` (``make images``) builds
 ``localhost/twinstack/<service>:<version>`` from ``services/Dockerfile``:
 
-- the Python base is ``PYTHON_IMAGE`` if given (``python:3.11-slim-bookworm`` where registries
-  are reachable); otherwise one made here from Debian packages with mmdebstrap (bookworm's
-  python3 is 3.11, as the services need), imported once and reused;
-- uv comes from ``UV_IMAGE`` if given; otherwise from an image holding the host's uv binary,
-  which must be the release the Dockerfile names (the one that wrote uv.lock).
+- the Python base is ``PYTHON_IMAGE`` if given, else the Dockerfile's
+  (``python:3.11-slim-bookworm``) if it can be pulled, else one made here from Debian packages
+  with mmdebstrap (bookworm's python3 is 3.11, as the services need), imported once and reused;
+- uv comes from ``UV_IMAGE`` if given, else the Dockerfile's if it can be pulled, else from an
+  image holding the host's uv binary, which must be the release the Dockerfile names (the one
+  that wrote uv.lock).
 
 podman on these machines needs two things its defaults do not give (docs/operations.md,
 "Container images"): the runtime is runc, because crun refuses the cgroup v1/v2 hybrid layout
@@ -42,6 +43,7 @@ BASE_IMAGE = "localhost/twinstack/python:3.11-bookworm"
 BASE_PACKAGES = ("python3", "ca-certificates")
 VERSION = "0.1.0"
 CONTAINER_PROCESSES = 4096
+PULL_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,25 @@ class Podman:
     def run(self, *args: str, capture: bool = False) -> str:
         done = subprocess.run(self.command(*args), check=True, text=True, capture_output=capture)
         return done.stdout if capture else ""
+
+    def pulled(self, image: str) -> bool:
+        """Whether ``image`` is here or could be pulled (registries may be unreachable)."""
+        if self.exists(image):
+            return True
+        try:
+            pull = subprocess.run(
+                self.command("pull", "--quiet", image),
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=PULL_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        if pull.returncode != 0:
+            reason = (pull.stderr.strip().splitlines() or ["no reason given"])[-1]
+            print(f"{image} cannot be pulled, so it is made here: {reason}")
+        return pull.returncode == 0
 
     def exists(self, image: str) -> bool:
         return subprocess.run(self.command("image", "exists", image), check=False).returncode == 0
@@ -137,11 +158,16 @@ def ensure_base_image(podman: Podman, *, rebuild: bool = False) -> str:
     return BASE_IMAGE
 
 
-def dockerfile_uv_release() -> str:
-    found = re.search(r"ARG UV_IMAGE=ghcr.io/astral-sh/uv:([\w.]+)", DOCKERFILE.read_text())
+def dockerfile_default(argument: str) -> str:
+    """The default the Dockerfile gives a build argument (``PYTHON_IMAGE``, ``UV_IMAGE``)."""
+    found = re.search(rf"^ARG {argument}=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
     if found is None:
-        raise ValueError("services/Dockerfile does not name its uv release")
+        raise ValueError(f"services/Dockerfile gives {argument} no default")
     return found.group(1)
+
+
+def dockerfile_uv_release() -> str:
+    return dockerfile_default("UV_IMAGE").rpartition(":")[2]
 
 
 def ensure_uv_image(podman: Podman) -> str:
@@ -181,10 +207,19 @@ def service_image(service: str) -> str:
 def build(
     podman: Podman, services: Sequence[str], *, python_image: str | None, uv_image: str | None
 ) -> dict[str, str]:
-    """Builds each service's image; returns service to image."""
-    python_image = python_image or ensure_base_image(podman)
+    """Builds each service's image; returns service to image. Without a given base or uv
+    image, the Dockerfile's own are pulled, and made here when they cannot be."""
+    python_image = python_image or (
+        dockerfile_default("PYTHON_IMAGE")
+        if podman.pulled(dockerfile_default("PYTHON_IMAGE"))
+        else ensure_base_image(podman)
+    )
+    uv_image = uv_image or (
+        dockerfile_default("UV_IMAGE")
+        if podman.pulled(dockerfile_default("UV_IMAGE"))
+        else ensure_uv_image(podman)
+    )
     ca_bundle = host_ca_bundle()
-    uv_image = uv_image or ensure_uv_image(podman)
     built = {}
     for service in services:
         image = service_image(service)
