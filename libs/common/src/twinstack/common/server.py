@@ -472,9 +472,9 @@ class GrpcServer:
         handlers_only = _GenericHandlersOnly(self._server)
         self._service.register(handlers_only)  # type: ignore[arg-type]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, handlers_only)  # type: ignore[arg-type]
+        # Reflection answers from the server itself (its list of services): the real one.
         reflection.enable_server_reflection(
-            [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME],
-            handlers_only,  # type: ignore[arg-type]
+            [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
         )
         address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
         if self._settings.tls_cert_file and self._settings.tls_key_file:
