@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeAlias
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
@@ -472,9 +472,12 @@ class GrpcServer:
         handlers_only = _GenericHandlersOnly(self._server)
         self._service.register(handlers_only)  # type: ignore[arg-type]
         health_pb2_grpc.add_HealthServicer_to_server(self._health, handlers_only)  # type: ignore[arg-type]
-        # Reflection answers from the server itself (its list of services): the real one.
-        reflection.enable_server_reflection(
-            [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
+        # enable_server_reflection picks the asyncio servicer by the server's type: added here.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
+            reflection.aio.ReflectionServicer(
+                [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
+            ),
+            handlers_only,
         )
         address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
         if self._settings.tls_cert_file and self._settings.tls_key_file:
