@@ -236,8 +236,9 @@ class PullConsumer:
         self._stopping.set()
         if self._state_task is not None:
             self._state_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._state_task
+            # wait(), not `await task` under suppress(CancelledError): that would also swallow
+            # a cancellation of this stop itself.
+            await asyncio.wait({self._state_task})
             _CONSUMERS.pop(self._settings.durable, None)
         if self._task is None:
             return
