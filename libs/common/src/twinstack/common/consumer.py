@@ -37,6 +37,7 @@ from twinstack.common.nats import (
     retried_at_start,
     telemetry_partition_filter,
 )
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.common.tracing import context_from_headers
 
 logger = logging.getLogger(__name__)
@@ -235,19 +236,14 @@ class PullConsumer:
         """Lets the batch in hand finish (up to ``ack_wait_s``), then stops."""
         self._stopping.set()
         if self._state_task is not None:
-            self._state_task.cancel()
-            # wait(), not `await task` under suppress(CancelledError): that would also swallow
-            # a cancellation of this stop itself.
-            await asyncio.wait({self._state_task})
+            await cancel_and_wait(self._state_task)
             _CONSUMERS.pop(self._settings.durable, None)
         if self._task is None:
             return
         try:
             await asyncio.wait_for(self._task, self._settings.ack_wait_s)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def pause(self, seconds: float) -> None:
         """Waits ``seconds``, or less if the consumer is being stopped."""

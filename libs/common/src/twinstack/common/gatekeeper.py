@@ -54,6 +54,7 @@ from twinstack.common.identity import (
 )
 from twinstack.common.kv_view import KvView
 from twinstack.common.settings import ServiceSettings
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.common.tenancy import TenantIds, ids_of
 
 logger = logging.getLogger(__name__)
@@ -367,9 +368,7 @@ class Gatekeeper:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(AUDIT_DRAIN_S):
                 await self._audits.join()
-        self._publisher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._publisher
+        await cancel_and_wait(self._publisher)
         self._publisher = None
 
     @staticmethod

@@ -10,7 +10,6 @@ handlers are told to drop what they hold, which would go stale.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from nats.js.kv import KeyValue
 
 from twinstack.common.errors import UnavailableError
 from twinstack.common.kv_watch import KvWatch
+from twinstack.common.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ class KvView:
         self._task = asyncio.create_task(self._follow(watch), name="kv-view")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _follow(self, watch: KvWatch) -> None:
         try:

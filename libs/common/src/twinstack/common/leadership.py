@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
+from twinstack.common.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ class Leadership:
         self._task = asyncio.create_task(self._run(), name=f"leadership {self._key}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._revision is None:
             return
         await self._lose()

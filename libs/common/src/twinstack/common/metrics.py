@@ -12,7 +12,6 @@ Names follow Prometheus: seconds and bytes, ``_total`` on counters (added by the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from wsgiref.simple_server import WSGIServer
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
+
+from twinstack.common.tasks import cancel_and_wait
 
 # Seconds. Fine below 100 ms, where the platform's latency targets are, coarse beyond.
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -125,9 +126,7 @@ class MetricsEndpoint:
         return int(self.server.server_address[1])
 
     async def stop(self) -> None:
-        self.lag_probe.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.lag_probe
+        await cancel_and_wait(self.lag_probe)
         # shutdown() waits for the serving thread; a scrape in progress finishes first.
         await asyncio.to_thread(self.server.shutdown)
         self.server.server_close()

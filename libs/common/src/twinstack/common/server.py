@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeAlias
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
@@ -409,25 +409,6 @@ def _replace_behavior(handler: Handler, behavior: Behavior) -> Handler:
     )
 
 
-class _GenericHandlersOnly:
-    """The server as the generated ``add_*_to_server`` functions see it: their methods are
-    served through the generic handlers they also add, and "registered method" handlers are not
-    added. grpc.aio (1.8x) serves registered methods from a request loop of their own; with it,
-    an in-process server's event loop hung at shutdown with a grpc request-loop task and a NATS
-    read loop still pending in about 1 in 4 runs of a test that aborts calls, and in none of 8
-    runs without it. The generic path serves the same methods, through the interceptor, as the
-    servers did before grpcio added registered methods."""
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        """Not added: the generic handlers of the same methods serve them."""
-
-
 class GrpcServer:
     """A ``grpc.aio`` server around one :class:`Service`.
 
@@ -469,15 +450,10 @@ class GrpcServer:
         access = getattr(self._service, "access", None)
         if access is not None:
             self.gatekeeper.attach(*access)
-        handlers_only = _GenericHandlersOnly(self._server)
-        self._service.register(handlers_only)  # type: ignore[arg-type]
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, handlers_only)  # type: ignore[arg-type]
-        # enable_server_reflection picks the asyncio servicer by the server's type: added here.
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # type: ignore[no-untyped-call]
-            reflection.aio.ReflectionServicer(
-                [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
-            ),
-            handlers_only,
+        self._service.register(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*self._service.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
         )
         address = f"{self._settings.grpc_host}:{self._settings.grpc_port}"
         if self._settings.tls_cert_file and self._settings.tls_key_file:

@@ -39,6 +39,7 @@ from twinstack.common.nats import (
     connect_nats,
     key_value,
 )
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.simulation.compiler import use_cache_dir
 from twinstack.simulation.job import SweepJob
 from twinstack.simulation.records import (
@@ -216,12 +217,8 @@ class Driver:
             with contextlib.suppress(SupersededError):
                 await self._update(lambda r: r.ended(SweepState.FAILED, reason))
         finally:
-            heartbeat.cancel()
-            progress.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(asyncio.CancelledError):
-                await progress
+            await cancel_and_wait(heartbeat)
+            await cancel_and_wait(progress)
         return 0
 
     def _mine(self, record: SweepRecord) -> bool:

@@ -28,6 +28,7 @@ from opentelemetry import metrics
 from twinstack.common.errors import UnavailableError
 from twinstack.common.kv_view import KvView
 from twinstack.common.metrics import Attributes, gauge
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.simulation.ray_jobs import RayJobs
 from twinstack.simulation.records import (
     SWEEP_KEY_PREFIX,
@@ -166,10 +167,7 @@ class SweepScheduler:
         self._task = asyncio.create_task(self._loop(), name="sweep-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._view.stop()
 
     def wake(self) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from nats.js.kv import KeyValue
 
 from twinstack.common.kv_watch import KvWatch, deleted
+from twinstack.common.tasks import cancel_and_wait
 
 
 class BucketFollower:
@@ -29,10 +29,7 @@ class BucketFollower:
         await self._loaded.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _follow(self, watch: KvWatch) -> None:
         async for entry in watch:

@@ -43,6 +43,7 @@ from nats.js.kv import KeyValue
 from twinstack.common.consumer import TRANSIENT_ERRORS
 from twinstack.common.kv_watch import scan
 from twinstack.common.metrics import gauge
+from twinstack.common.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -200,10 +201,7 @@ class PartitionOwnership:
     async def stop(self) -> None:
         """Releases every partition (after its work in flight) and leaves, so that the other
         replicas take over at once instead of after the lease TTL."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._release(list(self._leases))
         with contextlib.suppress(Exception):
             await self._bucket.delete(f"{MEMBER_KEY_PREFIX}{self.member}")

@@ -15,7 +15,6 @@ never the alert, which stays in the state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -33,6 +32,7 @@ from twinstack.api.state.v1 import state_pb2
 from twinstack.common.consumer import DeadLetters, PullConsumer, PullConsumerSettings
 from twinstack.common.events import ALERT_CLEARED, ALERT_RAISED, STATE_DEAD_LETTER, EventPublisher
 from twinstack.common.ids import TWIN_ID_PATTERN, partition_of
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.modeling.document import ModelError
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.state.alerts import AlertChange, AlertEvaluator, alert_event
@@ -139,9 +139,7 @@ class StateUpdater:
     async def stop(self) -> None:
         for task in [self._clock_task, *self._learning]:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         await self.give(list(self._consumers))
 
     async def take(self, epochs: Mapping[int, int]) -> None:

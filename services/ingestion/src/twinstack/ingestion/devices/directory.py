@@ -15,6 +15,7 @@ from nats.js.kv import KeyValue
 from twinstack.api.devices.v1 import devices_pb2
 from twinstack.common.kv_watch import scan
 from twinstack.common.nats import NATS_UNAVAILABLE_ERRORS
+from twinstack.common.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class DeviceDirectory:
         self._task = asyncio.create_task(self._flush_periodically(), name="device directory")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(*NATS_UNAVAILABLE_ERRORS):
             await self.flush()
 

@@ -11,7 +11,6 @@ specification has a host application do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from twinstack.common.errors import UnavailableError
 from twinstack.common.events import DESIRED_CHANGED, INGESTION_DEAD_LETTER
 from twinstack.common.leadership import Leadership
 from twinstack.common.nats import DEVICE_GATEWAY_LEASE_TTL_S, DEVICES_STREAM, EVENTS_STREAM
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.ingestion.devices.bridge import DeviceBridge, RejectedError
 from twinstack.ingestion.devices.directory import DeviceDirectory
 from twinstack.ingestion.devices.downlink import DesiredDelivery
@@ -138,9 +138,7 @@ class DeviceGateway:
         for part in reversed(running):
             await part.stop()
         if self._mqtt_task is not None:
-            self._mqtt_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._mqtt_task
+            await cancel_and_wait(self._mqtt_task)
             self._mqtt_task = None
         if self._mqtt is not None:
             await self._mqtt.stop()

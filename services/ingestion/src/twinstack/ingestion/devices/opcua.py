@@ -26,6 +26,7 @@ from asyncua.ua.uaerrors import UaError
 from twinstack.api.common.v1 import types_pb2
 from twinstack.api.devices.v1 import devices_pb2
 from twinstack.common.errors import UnavailableError
+from twinstack.common.tasks import cancel_and_wait
 from twinstack.common.tenancy import ids_of
 from twinstack.ingestion.devices.directory import DeviceDirectory
 from twinstack.ingestion.devices.mapping import OpcUaEndpoint, OpcUaItem
@@ -105,10 +106,7 @@ class OpcUaConnector:
         self._task = asyncio.create_task(self._run(), name=f"opcua {self.endpoint.endpoint}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def writes(self, twin_id: str, field: str) -> bool:
         return (twin_id, field) in self._writable

@@ -1,0 +1,68 @@
+"""Stopping background tasks: a lost cancellation must not leave the stopper waiting for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from twinstack.common.tasks import cancel_and_wait
+
+
+async def test_a_task_that_lost_a_cancellation_is_cancelled_again() -> None:
+    # Stands for a loop around nats.py's requests on Python 3.11, whose wait_for drops a
+    # cancellation that arrives with the awaited result: the loop simply goes on.
+    cancellations_seen = 0
+
+    async def loop_that_drops_the_first_cancellation() -> None:
+        nonlocal cancellations_seen
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancellations_seen += 1
+                if cancellations_seen > 1:
+                    raise
+
+    task = asyncio.create_task(loop_that_drops_the_first_cancellation())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task), timeout=10)
+    assert task.cancelled()
+    assert cancellations_seen == 2
+
+
+async def test_a_failed_task_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def fails() -> None:
+        raise RuntimeError("lost the connection")
+
+    task = asyncio.create_task(fails(), name="reader")
+    await asyncio.wait({task})
+    with caplog.at_level(logging.WARNING, logger="twinstack.common.tasks"):
+        await cancel_and_wait(task)
+    assert "reader" in caplog.text
+    assert "lost the connection" in caplog.text
+
+
+async def test_a_cancellation_of_the_stopper_propagates() -> None:
+    released = False
+
+    async def ignores_cancellation_until_released() -> None:
+        while not released:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    stubborn = asyncio.create_task(ignores_cancellation_until_released())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(cancel_and_wait(stubborn))
+    await asyncio.sleep(0)
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    assert not stubborn.done()
+    released = True
+    stubborn.cancel()
+    await asyncio.wait({stubborn}, timeout=10)
+    assert stubborn.done()
