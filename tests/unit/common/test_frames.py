@@ -148,7 +148,7 @@ def test_line_protocol_escapes_keys_and_strings_and_keeps_types() -> None:
     # One measurement per value type: a field's type can never conflict with another model's.
     assert lines == [
         f"telemetry,twin_id=pump-1 temp=1.5,odd\\ key\\,\\==0.0 {NOW_NS}",
-        f"telemetry,twin_id=pump-1 temp=1e-07,odd\\ key\\,\\==1.0 {NOW_NS + 1}",
+        f"telemetry,twin_id=pump-1 temp=1e-7,odd\\ key\\,\\==1.0 {NOW_NS + 1}",
         f"telemetry_integer,twin_id=pump-1 count=3i {NOW_NS}",
         f"telemetry_integer,twin_id=pump-1 count=4i {NOW_NS + 1}",
         f"telemetry_boolean,twin_id=pump-1 ok=true {NOW_NS}",
@@ -156,6 +156,49 @@ def test_line_protocol_escapes_keys_and_strings_and_keeps_types() -> None:
         f'telemetry_string,twin_id=pump-1 label="a \\"b\\"" {NOW_NS}',
         f'telemetry_string,twin_id=pump-1 label="c\\\\d" {NOW_NS + 1}',
     ]
+
+
+def test_line_protocol_numbers_parse_back_to_the_same_values() -> None:
+    doubles = [
+        0.1,
+        1 / 3,
+        -0.0,
+        5e-324,
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+        1e-7,
+        6.02214076e23,
+        -1.2345678901234568e17,
+        9007199254740993.0,
+        123.0,
+    ]
+    integers = [0, -1, 2**63 - 1, -(2**63), 10**18]
+    times = [
+        1,
+        2**62,
+        NOW_NS,
+        NOW_NS + 1,
+        NOW_NS + 2,
+        NOW_NS + 3,
+        NOW_NS + 4,
+        NOW_NS + 5,
+        NOW_NS + 6,
+        NOW_NS + 7,
+        NOW_NS + 8,
+    ]
+    frame = make_frame("pump-1", times, {"x": doubles})
+    frame.columns.add(field="n").int_values.values.extend([*integers, *integers, 7])
+    lines = list(frame_lines(frame, MEASUREMENTS, "twin_id"))
+    parsed_doubles = [float(line.split(" ")[1].removeprefix("x=")) for line in lines[:11]]
+    parsed_integers = [
+        int(line.split(" ")[1].removeprefix("n=").removesuffix("i")) for line in lines[11:]
+    ]
+    parsed_times = [int(line.split(" ")[2]) for line in lines[:11]]
+    assert [math.copysign(1, d) for d in parsed_doubles] == [math.copysign(1, d) for d in doubles]
+    assert parsed_doubles == doubles
+    assert parsed_integers == [*integers, *integers, 7]
+    assert parsed_times == times
+    assert all(line.split(" ")[1].endswith("i") for line in lines[11:])
 
 
 def test_line_protocol_refuses_what_it_cannot_carry() -> None:

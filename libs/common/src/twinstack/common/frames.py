@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from twinstack.api.common.v1 import types_pb2
 from twinstack.common.ids import FIELD_NAME_PATTERN
@@ -332,31 +333,46 @@ def frame_lines(
     """
     tag = f",{escape_key(tag_key)}={escape_key(frame.twin_id)} "
     rows = frame_rows(frame)
+    if rows == 0:
+        return
     formats: dict[str, list[str]] = defaultdict(list)
-    columns: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    columns: dict[str, list[list[str]]] = defaultdict(list)
     for column in frame.columns:
         kind = column.WhichOneof("values")
         key = escape_key(column.field).replace("%", "%%")
         values: Sequence[Any] = column_values(column)
+        if len(values) != rows:
+            raise ValueError(f"field {column.field!r} has {len(values)} values for {rows} rows")
         if kind == "double_values":
             array = np.asarray(values, dtype=np.float64)
             if not np.isfinite(array).all():
                 raise ValueError(f"field {column.field!r} holds NaN or infinity")
-            formats[kind].append(f"{key}=%r")
+            formats[kind].append(f"{key}=%s")
+            texts = _number_texts(array)
         elif kind == "int_values":
-            formats[kind].append(f"{key}=%di")
+            formats[kind].append(f"{key}=%si")
+            texts = _number_texts(np.asarray(values, dtype=np.int64))
         elif kind in ("bool_values", "string_values"):
             formats[kind].append(f"{key}=%s")
-            values = [field_literal(v) for v in values]
+            texts = [field_literal(v) for v in values]
         else:
             raise ValueError(f"field {column.field!r} has no values")
-        if len(values) != rows:
-            raise ValueError(f"field {column.field!r} has {len(values)} values for {rows} rows")
-        columns[kind].append(values)
+        columns[kind].append(texts)
+    times = _number_texts(np.asarray(frame.time_unix_ns, dtype=np.int64))
     for kind, kind_formats in formats.items():
         head = escape_measurement(measurements[kind]) + tag
-        template = head.replace("%", "%%") + ",".join(kind_formats) + " %d"
-        yield from (template % row for row in zip(*columns[kind], frame.time_unix_ns, strict=True))
+        template = head.replace("%", "%%") + ",".join(kind_formats) + " %s"
+        yield from (template % row for row in zip(*columns[kind], times, strict=True))
+
+
+def _number_texts(array: np.ndarray[Any, Any]) -> list[str]:
+    """Each number of a non-empty array as line protocol writes it, in one pass of compiled code.
+
+    orjson writes a double as the shortest text that parses back to the same double (as
+    ``repr`` does, at a fifth of the cost per value, which was most of the historian's CPU);
+    the callers refuse NaN and infinity, which JSON has no text for.
+    """
+    return orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
 def latest_values(frame: types_pb2.TelemetryFrame) -> dict[str, tuple[int, types_pb2.Value]]:
