@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hard_numbers import DOUBLES
 
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxError, InfluxPoint, InfluxStore, WriteProtocol
@@ -167,19 +168,7 @@ def test_an_influxd_given_a_taken_port_says_so(tmp_path: Path) -> None:
 async def test_frame_lines_store_every_double_and_integer_exactly(store: InfluxStore) -> None:
     # The historian's formatter writes the shortest text of a double ("1e-7", not repr's
     # "1e-07"): InfluxDB must read each back as the very same number.
-    doubles = [
-        0.1,
-        1 / 3,
-        -0.0,
-        5e-324,
-        2.2250738585072014e-308,
-        1.7976931348623157e308,
-        1e-7,
-        -0.000019683967522378656,
-        6.02214076e23,
-        9007199254740993.0,
-        123.0,
-    ]
+    doubles = DOUBLES
     integers = [0, -1, 2**63 - 1, -(2**63) + 1, 10**18, 7, 8, 9, 10, 11, 12]
     start_ns = 1_700_000_000 * 10**9
     frame = make_frame("pump-x", [start_ns + i for i in range(11)], {"x": doubles})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from hard_numbers import DOUBLES
+
 from twinstack.api.common.v1 import types_pb2
 from twinstack.common.frames import (
     MAX_ISSUES_PER_COLUMN,
@@ -159,19 +161,7 @@ def test_line_protocol_escapes_keys_and_strings_and_keeps_types() -> None:
 
 
 def test_line_protocol_numbers_parse_back_to_the_same_values() -> None:
-    doubles = [
-        0.1,
-        1 / 3,
-        -0.0,
-        5e-324,
-        2.2250738585072014e-308,
-        1.7976931348623157e308,
-        1e-7,
-        6.02214076e23,
-        -1.2345678901234568e17,
-        9007199254740993.0,
-        123.0,
-    ]
+    doubles = DOUBLES
     integers = [0, -1, 2**63 - 1, -(2**63), 10**18]
     times = [
         1,
