@@ -14,19 +14,21 @@ async def test_a_task_that_lost_a_cancellation_is_cancelled_again() -> None:
     # Stands for a loop around nats.py's requests on Python 3.11, whose wait_for drops a
     # cancellation that arrives with the awaited result: the loop simply goes on.
     cancellations_seen = 0
+    waiting = asyncio.Event()
 
     async def loop_that_drops_the_first_cancellation() -> None:
         nonlocal cancellations_seen
         while True:
             try:
-                await asyncio.sleep(3600)
+                waiting.set()
+                await asyncio.Event().wait()  # ended only by a cancellation
             except asyncio.CancelledError:
                 cancellations_seen += 1
                 if cancellations_seen > 1:
                     raise
 
     task = asyncio.create_task(loop_that_drops_the_first_cancellation())
-    await asyncio.sleep(0)
+    await waiting.wait()
     await asyncio.wait_for(cancel_and_wait(task), timeout=10)
     assert task.cancelled()
     assert cancellations_seen == 2
@@ -46,18 +48,21 @@ async def test_a_failed_task_is_logged_not_raised(caplog: pytest.LogCaptureFixtu
 
 async def test_a_cancellation_of_the_stopper_propagates() -> None:
     released = False
+    waiting = asyncio.Event()
+    cancelled_once = asyncio.Event()
 
     async def ignores_cancellation_until_released() -> None:
         while not released:
             try:
-                await asyncio.sleep(3600)
+                waiting.set()
+                await asyncio.Event().wait()  # ended only by a cancellation
             except asyncio.CancelledError:
-                continue
+                cancelled_once.set()
 
     stubborn = asyncio.create_task(ignores_cancellation_until_released())
-    await asyncio.sleep(0)
+    await waiting.wait()
     stopper = asyncio.create_task(cancel_and_wait(stubborn))
-    await asyncio.sleep(0)
+    await cancelled_once.wait()  # the stopper is inside its wait now
     stopper.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopper
