@@ -498,12 +498,17 @@ async def test_sparkplug_births_data_with_aliases_deaths_and_rebirth_requests(
             lambda: platform.get("truck-18"),
             lambda s: s.connectivity == state_pb2.CONNECTIVITY_STALE,
         )
+        # The node and its device are both listed offline (the directory is written every
+        # 0.2 s here, so the listing may show the death a moment after the state does).
         listed = await eventually(
             lambda: platform.devices.ListDevices(
                 devices_pb2.ListDevicesRequest(protocol=devices_pb2.PROTOCOL_SPARKPLUG_B),
                 timeout=5,
             ),
-            lambda r: any(d.status == devices_pb2.DEVICE_STATUS_OFFLINE for d in r.devices),
+            lambda r: (
+                len(r.devices) == 2
+                and all(d.status == devices_pb2.DEVICE_STATUS_OFFLINE for d in r.devices)
+            ),
         )
         by_id = {d.device_id: d for d in listed.devices}
         assert set(by_id) == {"spb:depot.2/gw-1", "spb:depot.2/gw-1/truck-18"}
@@ -511,6 +516,10 @@ async def test_sparkplug_births_data_with_aliases_deaths_and_rebirth_requests(
         assert list(device.twin_ids) == ["truck-18"]
         assert device.details["bdSeq"] == "4"
         assert "older session" in device.last_error or "seq" in device.last_error
+        edge_node = by_id["spb:depot.2/gw-1"]
+        assert list(edge_node.twin_ids) == []
+        assert edge_node.details["bdSeq"] == "4"
+        assert "older session" in edge_node.last_error
 
 
 def test_non_finite_readings_are_refused_before_they_reach_influxdb() -> None:

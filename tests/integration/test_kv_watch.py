@@ -57,3 +57,39 @@ async def test_a_watch_of_nothing_is_loaded_at_once(backbone: Backbone) -> None:
         assert await asyncio.wait_for(anext(aiter(watch)), timeout=10) is None
     finally:
         await watch.stop()
+
+
+async def test_scans_and_stopped_watches_leave_no_consumer_behind(backbone: Backbone) -> None:
+    # nats.py leaves a stopped watch's consumer to expire after five minutes; a bucket scanned
+    # per request ran into the server's consumer limit (1,000) within minutes.
+    bucket = await filled_bucket(backbone, "tidy")
+    for _ in range(SCANS):
+        await scan(bucket, "item.*")
+    watch = await KvWatch.open(bucket, "item.*")
+    await watch.stop()
+    assert (await backbone.js.stream_info("KV_tidy")).state.consumer_count == 0
+
+
+async def test_a_scan_sees_every_key_while_another_is_rewritten(backbone: Backbone) -> None:
+    # As the device directory is scanned while it rewrites the devices that just sent.
+    bucket = await backbone.js.create_key_value(bucket="busy")
+    await bucket.put("node", b"written once")
+    writing = asyncio.Event()
+    done = asyncio.Event()
+
+    async def rewrite() -> int:
+        writes = 0
+        while not done.is_set():
+            await bucket.put("device", str(writes).encode())
+            writes += 1
+            writing.set()
+        return writes
+
+    writer = asyncio.create_task(rewrite())
+    await writing.wait()
+    try:
+        for _ in range(SCANS * 3):
+            assert {entry.key for entry in await scan(bucket)} == {"node", "device"}
+    finally:
+        done.set()
+    assert await writer > SCANS  # the writes did overlap the scans

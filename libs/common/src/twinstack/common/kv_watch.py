@@ -11,15 +11,26 @@ has sent ``delivered`` messages and has ``num_pending`` more to send, and the st
 when that many entries have been handed out. An entry that says nothing is pending after it
 also ends them once the server confirms that every message it sent has been handed out (the
 fixed count can fall short when a stored value expires before it is delivered).
+
+A stopped watch also deletes its consumer (:func:`stop_watcher`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import nats.errors
+import nats.js.errors
 from nats.js.api import ConsumerInfo
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+logger = logging.getLogger(__name__)
+
+# Deleting a stopped watch's consumer is tidying up: it may not hold up a caller for long.
+_CONSUMER_DELETE_TIMEOUT_S = 2.0
 
 
 def deleted(entry: KeyValue.Entry) -> bool:
@@ -44,12 +55,12 @@ class KvWatch:
         try:
             progress = await _progress(watcher)
         except BaseException:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            await stop_watcher(watcher)
             raise
         return cls(watcher, progress.sent + progress.pending)
 
     async def stop(self) -> None:
-        await self._watcher.stop()  # type: ignore[no-untyped-call]
+        await stop_watcher(self._watcher)
 
     async def __aiter__(self) -> AsyncIterator[KeyValue.Entry | None]:
         handed_out = 0
@@ -77,6 +88,28 @@ class KvWatch:
         """Whether the consumer has nothing left to send, and sent nothing past our last entry."""
         progress = await _progress(self._watcher)
         return progress.pending == 0 and progress.last_sent_revision <= highest_revision
+
+
+async def stop_watcher(watcher: KeyValue.KeyWatcher) -> None:
+    """Stops a nats.py KV watch and deletes its consumer.
+
+    nats.py only unsubscribes: the server keeps the watch's ordered consumer for its inactive
+    threshold (five minutes, nats.py's default), so a service that scans a bucket per request
+    (ListDevices, ListSweeps) piled up a consumer per call until the server refused new ones
+    ("maximum consumers limit reached", at 1,000 on a stock nats-server), and every KV read with
+    them. The threshold stays as the backstop for a process that dies mid-watch.
+    """
+    subscription = watcher._sub
+    await watcher.stop()  # type: ignore[no-untyped-call]
+    if subscription is None:
+        return
+    try:
+        async with asyncio.timeout(_CONSUMER_DELETE_TIMEOUT_S):
+            await subscription._js.delete_consumer(subscription._stream, subscription._consumer)
+    except nats.js.errors.NotFoundError:
+        pass  # gone already (its server restarted, or an ordered-consumer reset replaced it)
+    except (nats.errors.Error, TimeoutError):
+        logger.debug("consumer of a stopped KV watch left to expire", exc_info=True)
 
 
 @dataclass(frozen=True)

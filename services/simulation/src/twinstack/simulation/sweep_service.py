@@ -25,6 +25,7 @@ from twinstack.common.errors import (
 )
 from twinstack.common.events import SWEEP_CHANGED, EventPublisher
 from twinstack.common.gatekeeper import TwinScope, current_ids, current_principal, current_scope
+from twinstack.common.kv_watch import stop_watcher
 from twinstack.common.quotas import QuotaOverrides, no_overrides, quota_of, require_quota
 from twinstack.simulation.records import Stored, SweepRecord, SweepRecords, SweepState, sweep_key
 from twinstack.simulation.results_store import (
@@ -314,7 +315,7 @@ class SweepServicer(sweep_pb2_grpc.SweepServiceServicer):
                 if stored.record.state.terminal:
                     return
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            await stop_watcher(watcher)
 
     async def WatchSweep(
         self, request: sweep_pb2.WatchSweepRequest, context: Any

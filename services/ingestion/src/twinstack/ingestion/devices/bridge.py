@@ -228,13 +228,17 @@ class DeviceBridge:
             await self._nc.publish(command_subject(node), rebirth_request())
         bindings = self._sessions.bindings_of(topic)
         status = self._sessions.status(topic)
-        if not bindings:
-            # The node of mapped devices is listed as what it is; anything else is unmapped.
+        sender = f"spb:{topic.group}/{topic.edge_node}" + (
+            f"/{topic.device}" if topic.device else ""
+        )
+        if all(binding.device_id != sender for binding in bindings):
+            # A sender no binding names is listed too: the node of mapped devices as what it
+            # is (its death, which also ends its devices' sessions below, lists it offline),
+            # anything else as unmapped.
             unmapped = topic.device is not None or not self._sessions.has_devices(topic)
             self._directory.heard(
                 DEFAULT_TENANT,
-                f"spb:{topic.group}/{topic.edge_node}"
-                + (f"/{topic.device}" if topic.device else ""),
+                sender,
                 devices_pb2.PROTOCOL_SPARKPLUG_B,
                 [],
                 rejected=outcome.problem
@@ -242,6 +246,7 @@ class DeviceBridge:
                 online=status.online,
                 details=status.details,
             )
+        if not bindings:
             await message.ack()
             return
         stamp_ns = received_ns(message)
