@@ -24,6 +24,7 @@ from twinstack.common.metrics import gauge
 from twinstack.common.tenancy import tenant_of
 from twinstack.modeling.resolve import ResolvedModel
 from twinstack.modeling.values import to_json
+from twinstack.registry.property_index import PropertyIndexes
 
 # Every index of this process (one outside tests), for the size gauges.
 _INDEXES: weakref.WeakSet[RegistryIndex] = weakref.WeakSet()
@@ -57,6 +58,7 @@ class RegistryIndex:
         self.twins_of_model: defaultdict[str, set[str]] = defaultdict(set)
         # Property values as JSON data, decoded once per write rather than once per query.
         self.plain_properties: dict[str, dict[str, Any]] = {}
+        self.property_indexes = PropertyIndexes(self.plain_properties)
         self._sorted_of_model: dict[str, list[str]] = {}
         self._sorted_ids: dict[str, list[str]] = {}
         self._twins.change_listeners.append(self._twin_changed)
@@ -72,6 +74,7 @@ class RegistryIndex:
     def _drop(self) -> None:
         self.twins_of_model.clear()
         self.plain_properties.clear()
+        self.property_indexes.clear()
         self._sorted_of_model.clear()
         self._sorted_ids.clear()
 
@@ -141,10 +144,14 @@ class RegistryIndex:
         if after is not None and (before is None or before.model_id != after.model_id):
             self.twins_of_model[after.model_id].add(twin_id)
             self._sorted_of_model.pop(after.model_id, None)
-        if after is None:
+        plain = None if after is None else {k: to_json(v) for k, v in after.properties.items()}
+        self.property_indexes.twin_changed(
+            twin_id, self.plain_properties.get(twin_id, {}), plain or {}
+        )
+        if plain is None:
             self.plain_properties.pop(twin_id, None)
         else:
-            self.plain_properties[twin_id] = {k: to_json(v) for k, v in after.properties.items()}
+            self.plain_properties[twin_id] = plain
 
     def sorted_twins_of_model(self, model_id: str) -> list[str]:
         """Ids of the twins of exactly this model, sorted (cached until one comes or goes)."""

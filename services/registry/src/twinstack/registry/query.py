@@ -41,11 +41,14 @@ from twinstack.common.ids import LOCAL_ID_PATTERN
 from twinstack.common.tenancy import SEPARATOR, TenantIds, external_id
 from twinstack.modeling.lexing import Token, UnexpectedCharacterError, tokenize
 from twinstack.registry.index import RegistryIndex
+from twinstack.registry.property_index import PropertyCondition, indexable
 
 MAX_QUERY_CHARS = 4096
 MAX_TERMS = 200
 MAX_NESTING = 32
 MAX_DEPTH = 10
+# How much cheaper per twin reading an index's matches is than scanning (see _candidates).
+_INDEX_ADVANTAGE = 4
 _CLAUSE_KEYWORDS = frozenset({"INCOMING", "DEPTH", "WHERE"})
 METADATA = frozenset({"$id", "$model", "$revision", "$created", "$updated"})
 
@@ -78,7 +81,9 @@ class Narrowing:
     exact: bool = False
 
 
-ModelFilter = Narrowing | None
+# What a condition tells the planner: narrowings and property conditions that every match of
+# it satisfies (an AND collects those of its parts; OR and NOT promise nothing).
+Hints = tuple[Narrowing | PropertyCondition, ...]
 
 
 class QueryError(InvalidArgumentError):
@@ -101,8 +106,10 @@ class Query:
     traversal: Traversal | None
     start_only: str | None  # FROM without FOLLOW: just that twin
     predicate: Predicate | None
-    # Model ids named by a top-level IS_OF_MODEL, to narrow the candidates before filtering.
+    # A top-level IS_OF_MODEL or $id = / IN, to narrow the candidates before filtering.
     narrowing: Narrowing | None
+    # Top-level property comparisons a property index may answer (docs/models.md).
+    conditions: tuple[PropertyCondition, ...] = ()
 
 
 def _tokens(text: str) -> list[Token]:
@@ -193,13 +200,19 @@ class _Parser:
             else:
                 start_only = start
         predicate = None
-        narrowing = None
+        hints: Hints = ()
         if self.accept("WHERE"):
-            predicate, narrowing = self._or()
+            predicate, hints = self._or()
         token = self.peek()
         if token.kind != "end":
             raise QueryError(f"unexpected {token.text!r}", token.position)
-        return Query(traversal, start_only, predicate, narrowing)
+        narrowings = [h for h in hints if isinstance(h, Narrowing)]
+        # Named ids are the fewest candidates there can be.
+        narrowing = next((n for n in narrowings if n.kind == "id"), None) or next(
+            iter(narrowings), None
+        )
+        conditions = tuple(h for h in hints if isinstance(h, PropertyCondition))
+        return Query(traversal, start_only, predicate, narrowing, conditions)
 
     def _traversal(self, start: str) -> Traversal:
         names: list[str] = []
@@ -232,26 +245,27 @@ class _Parser:
         if self._terms > MAX_TERMS:
             raise QueryError(f"more than {MAX_TERMS} terms", position)
 
-    # Each level returns its predicate and a narrowing every match of it must satisfy, if any
-    # (an IS_OF_MODEL, or $id = / IN), so that such a query scans only those twins.
+    # Each level returns its predicate and the hints every match of it satisfies (an
+    # IS_OF_MODEL, $id = / IN, an indexable property comparison), so that such a query reads
+    # only those twins.
 
-    def _or(self) -> tuple[Predicate, ModelFilter]:
+    def _or(self) -> tuple[Predicate, Hints]:
         parts = [self._and()]
         while self.accept("OR"):
             parts.append(self._and())
         if len(parts) == 1:
             return parts[0]
         predicates = [p for p, _ in parts]
-        return lambda twin, props: any(p(twin, props) for p in predicates), None
+        return lambda twin, props: any(p(twin, props) for p in predicates), ()
 
-    def _and(self) -> tuple[Predicate, ModelFilter]:
+    def _and(self) -> tuple[Predicate, Hints]:
         parts = [self._not()]
         while self.accept("AND"):
             parts.append(self._not())
         if len(parts) == 1:
             return parts[0]
         predicates = [p for p, _ in parts]
-        implied = next((f for _, f in parts if f is not None), None)
+        implied = tuple(hint for _, hints in parts for hint in hints)
         return lambda twin, props: all(p(twin, props) for p in predicates), implied
 
     def _nest(self, position: int) -> None:
@@ -259,16 +273,16 @@ class _Parser:
         if self._nesting > MAX_NESTING:
             raise QueryError(f"nested deeper than {MAX_NESTING}", position)
 
-    def _not(self) -> tuple[Predicate, ModelFilter]:
+    def _not(self) -> tuple[Predicate, Hints]:
         token = self.peek()
         if self.accept("NOT"):
             self._nest(token.position)
             inner, _ = self._not()
             self._nesting -= 1
-            return lambda twin, props: not inner(twin, props), None
+            return lambda twin, props: not inner(twin, props), ()
         return self._primary()
 
-    def _primary(self) -> tuple[Predicate, ModelFilter]:
+    def _primary(self) -> tuple[Predicate, Hints]:
         token = self.next()
         self._count(token.position)
         if token.text == "(":
@@ -286,10 +300,10 @@ class _Parser:
         path = self._path(token)
         operator_token = self.peek()
         predicate, literals = self._comparison(path)
-        narrowing = None
         if path == "$id" and operator_token.word in ("=", "IN"):
-            narrowing = Narrowing("id", tuple(v for v in literals if isinstance(v, str)))
-        return predicate, narrowing
+            return predicate, (Narrowing("id", tuple(v for v in literals if isinstance(v, str))),)
+        condition = PropertyCondition(path, operator_token.word, tuple(literals))
+        return predicate, (condition,) if indexable(condition) else ()
 
     def _path(self, token: Token) -> str:
         if token.text.startswith("$") and token.text not in METADATA:
@@ -298,7 +312,7 @@ class _Parser:
             )
         return token.text
 
-    def _function(self, name: Token) -> tuple[Predicate, ModelFilter]:
+    def _function(self, name: Token) -> tuple[Predicate, Hints]:
         self.expect("(")
         word = name.word
         if word == "IS_OF_MODEL":
@@ -312,7 +326,7 @@ class _Parser:
                 self.expect("EXACT")
                 exact = True
             self.expect(")")
-            narrowing = Narrowing("model", (model_id,), exact)
+            narrowing = (Narrowing("model", (model_id,), exact),)
             if exact:
                 return (lambda twin, _: twin.model_id == model_id), narrowing
             index = self._index
@@ -320,7 +334,7 @@ class _Parser:
         if word == "IS_DEFINED":
             path = self._path(self.next())
             self.expect(")")
-            return (lambda twin, props: _value_at(twin, props, path) is not None), None
+            return (lambda twin, props: _value_at(twin, props, path) is not None), ()
         if word == "STARTS_WITH":
             path = self._path(self.next())
             self.expect(",")
@@ -331,7 +345,7 @@ class _Parser:
                 value = _value_at(twin, props, path)
                 return isinstance(value, str) and value.startswith(prefix)
 
-            return starts_with, None
+            return starts_with, ()
         raise QueryError(
             f"unknown function {name.text}; known: IS_OF_MODEL, IS_DEFINED, STARTS_WITH",
             name.position,
@@ -419,7 +433,14 @@ def traverse(index: RegistryIndex, traversal: Traversal, max_visited: int) -> se
 
 
 def _candidates(
-    index: RegistryIndex, query: Query, after: str, max_visited: int, ids: TenantIds
+    index: RegistryIndex,
+    query: Query,
+    after: str,
+    max_visited: int,
+    ids: TenantIds,
+    *,
+    page: int,
+    max_scanned: int,
 ) -> Iterator[str]:
     """Ids that may match, in id order, after ``after``: as few as the query allows."""
     narrowing = query.narrowing
@@ -440,11 +461,24 @@ def _candidates(
         )
         # Each model's ids are kept sorted; merging them lazily costs one page, not the model.
         lists = [index.sorted_twins_of_model(m) for m in models]
-        return heapq.merge(
+        scanned = sum(len(twin_ids) for twin_ids in lists)
+        scan: Iterator[str] = heapq.merge(
             *(itertools.islice(ids, bisect.bisect_right(ids, after), None) for ids in lists)
         )
-    every = index.twin_ids(ids.tenant)
-    return itertools.islice(every, bisect.bisect_right(every, after), None)
+    else:
+        every = index.twin_ids(ids.tenant)
+        scanned = len(every)
+        scan = itertools.islice(every, bisect.bisect_right(every, after), None)
+
+    def worth_it(matches: int) -> bool:
+        # A scan finds a page of a common value after about page * scanned / matches twins;
+        # the index reads every match and sorts them. It pays for the rare values.
+        return matches <= max_scanned and matches * matches <= _INDEX_ADVANTAGE * page * scanned
+
+    matching = index.property_indexes.candidates(query.conditions, worth_it)
+    if matching is None:
+        return scan
+    return iter(sorted(i for i in matching if i > after))
 
 
 def run_query(
@@ -467,7 +501,10 @@ def run_query(
     found: list[Twin] = []
     scanned = 0
     last_scanned = after
-    for twin_id in _candidates(index, query, after, max_visited, ids):
+    candidates = _candidates(
+        index, query, after, max_visited, ids, page=limit, max_scanned=max_scanned
+    )
+    for twin_id in candidates:
         if scanned == max_scanned:
             return found, last_scanned
         scanned += 1
