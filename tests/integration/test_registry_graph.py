@@ -430,3 +430,25 @@ async def test_a_second_replica_answers_from_its_own_index(
         assert await query(replica, "FROM 'depot' FOLLOW houses", written.revision) == ["truck"]
         truck = await replica.GetTwin(registry_pb2.GetTwinRequest(twin_id="truck"))
         assert truck.twin.properties["battery_kwh"].double_value == 300.0
+
+
+async def test_property_filters_follow_writes_after_their_index_is_made(registry: Stub) -> None:
+    """The first query of a property makes its index; later writes and deletions, seen through
+    the KV watch, change what the same query answers."""
+    for n in range(30):
+        await new_twin(registry, f"truck-{n:02d}", f"{EX}ElectricTruck;1", battery_kwh=100 + n)
+    assert await query(registry, "WHERE battery_kwh >= 128") == ["truck-28", "truck-29"]
+    updated = await registry.UpdateTwin(
+        registry_pb2.UpdateTwinRequest(
+            twin_id="truck-03", set_properties={"battery_kwh": from_python(500.0)}
+        )
+    )
+    await registry.DeleteTwin(registry_pb2.DeleteTwinRequest(twin_id="truck-29"))
+    created = await new_twin(registry, "truck-99", f"{EX}ElectricTruck;1", battery_kwh=130)
+    last = max(updated.twin.revision, created.revision)
+    assert await query(registry, "WHERE battery_kwh >= 128", last) == [
+        "truck-03",
+        "truck-28",
+        "truck-99",
+    ]
+    assert await query(registry, "WHERE battery_kwh IN (103, 500)", last) == ["truck-03"]
