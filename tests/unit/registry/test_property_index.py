@@ -197,3 +197,17 @@ def test_a_rare_value_is_read_from_the_index_not_scanned() -> None:
     assert [t.id for t in twins] == [f"m-{n:05d}" for n in range(20_000) if n % 500 == 7]
     assert after is None
     assert not math.isnan(twins[0].properties["power"].double_value)
+
+
+def test_a_query_makes_at_most_one_index_and_their_number_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Making an index reads every twin: a query of many terms, or many queries naming new
+    # properties, must not turn that into seconds of a blocked registry.
+    monkeypatch.setattr(property_index, "MAX_INDEXED_PROPERTIES", 3)
+    indexes = PropertyIndexes({"t1": {"a": 1, "b": 2}, "t2": {"a": 1, "b": 3}})
+    both = [PropertyCondition("a", "=", (1,)), PropertyCondition("b", "=", (2,))]
+    assert indexes.candidates(both, lambda _: True) == {"t1", "t2"}  # only a's index made
+    assert indexes.candidates(both, lambda _: True) == {"t1"}  # then b's, the narrower
+    assert indexes.candidates([PropertyCondition("c", "=", (1,))], lambda _: True) == set()
+    assert indexes.candidates([PropertyCondition("d", "=", (1,))], lambda _: True) is None

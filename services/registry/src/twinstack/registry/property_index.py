@@ -26,6 +26,8 @@ from typing import Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+# Most properties indexed (numbers and exact values counted apart); queries on others scan.
+MAX_INDEXED_PROPERTIES = 64
 # The numeric array is sorted again once this many twins, or this share of it, changed.
 _RESORT_MIN_CHANGED = 10_000
 _RESORT_SHARE = 0.25
@@ -213,22 +215,23 @@ class PropertyIndexes:
         every match satisfies), if ``worth_it`` says that many are worth reading in id
         order; None to scan as if there were no index."""
         best: tuple[int, _NumericIndex | _ExactIndex, PropertyCondition] | None = None
+        made = False
         for condition in conditions:
-            index = self._index(condition)
+            numeric = all(_is_number(literal) for literal in condition.literals)
+            indexes: dict[str, Any] = self._numeric if numeric else self._exact
+            index: _NumericIndex | _ExactIndex | None = indexes.get(condition.path)
+            if index is None:
+                # Making an index reads every twin on the event loop: a query (up to 200
+                # terms, naming any property) makes at most one, and there are at most
+                # MAX_INDEXED_PROPERTIES, or one request could stall the registry for seconds.
+                if made or len(self._numeric) + len(self._exact) >= MAX_INDEXED_PROPERTIES:
+                    continue
+                made = True
+                kind = _NumericIndex if numeric else _ExactIndex
+                index = indexes[condition.path] = kind(condition.path, self._properties)
             estimate = index.estimate(condition)
             if best is None or estimate < best[0]:
                 best = (estimate, index, condition)
         if best is None or not worth_it(best[0]):
             return None
         return best[1].matching(best[2])
-
-    def _index(self, condition: PropertyCondition) -> _NumericIndex | _ExactIndex:
-        numeric = all(_is_number(literal) for literal in condition.literals)
-        path = condition.path
-        if numeric:
-            if path not in self._numeric:
-                self._numeric[path] = _NumericIndex(path, self._properties)
-            return self._numeric[path]
-        if path not in self._exact:
-            self._exact[path] = _ExactIndex(path, self._properties)
-        return self._exact[path]
