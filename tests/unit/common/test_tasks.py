@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from twinstack.common.tasks import cancel_and_wait
+from twinstack.common.tasks import cancel_and_wait, raise_if_cancelled
 
 
 async def test_a_task_that_lost_a_cancellation_is_cancelled_again() -> None:
@@ -71,3 +71,26 @@ async def test_a_cancellation_of_the_stopper_propagates() -> None:
     stubborn.cancel()
     await asyncio.wait({stubborn}, timeout=10)
     assert stubborn.done()
+
+
+async def test_a_swallowed_cancellation_is_raised_at_the_next_check() -> None:
+    # As gRPC cancels a streaming handler once, and nats.py's wait_for may swallow it.
+    started = asyncio.Event()
+    outcome: list[str] = []
+
+    async def handler() -> None:
+        raise_if_cancelled()  # not cancelled: nothing happens
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcome.append("swallowed")
+        raise_if_cancelled()
+        outcome.append("served on")
+
+    task = asyncio.create_task(handler())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["swallowed"]

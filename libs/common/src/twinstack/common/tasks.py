@@ -38,3 +38,16 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
 
 def _name(task: asyncio.Future[Any]) -> str:
     return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+
+
+def raise_if_cancelled() -> None:
+    """Raises CancelledError if the current task was cancelled and an await swallowed it.
+
+    For loops that are cancelled once by someone who will not cancel again: gRPC cancels a
+    handler's task once when its caller goes away, and if nats.py's ``wait_for`` drops that
+    cancellation, a streaming handler would serve nobody for ever (its done callbacks, ``done()``
+    and ``cancelled()`` never change). The task still counts the request (``cancelling()``).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

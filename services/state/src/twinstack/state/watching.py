@@ -21,6 +21,7 @@ from twinstack.api.state.v1 import state_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.common.metrics import gauge
 from twinstack.common.nats import STATE_TWINS_BUCKET
+from twinstack.common.tasks import raise_if_cancelled
 
 KV_STREAM = f"KV_{STATE_TWINS_BUCKET}"
 KV_SUBJECT_PREFIX = f"$KV.{STATE_TWINS_BUCKET}."
@@ -90,7 +91,10 @@ async def watch_states(
             try:
                 messages = await subscription.fetch(fetch_messages, timeout=idle_timeout_s)
             except (NatsTimeoutError, TimeoutError):
+                raise_if_cancelled()
                 continue
+            # A caller who left cancelled this once; a fetch may have swallowed it.
+            raise_if_cancelled()
             for message in messages:
                 metadata = message.metadata
                 if not message.data:  # a delete marker
