@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,12 +57,54 @@ def debian_program(name: str, package: str) -> str:
     return found
 
 
+# Ray's workers listen on 10002-19999 by default; ports below are often taken by well-known
+# servers. free_port picks between this and the kernel's ephemeral range.
+FREE_PORT_LOWEST = 20000
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = _EPHEMERAL_RANGE_FILE.read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    # Without SO_REUSEADDR, so a port still in TIME_WAIT counts as taken too.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a server started next.
+
+    Not the kernel's pick (binding port 0): that comes from the ephemeral range, from which the
+    kernel also takes the local port of every outgoing connection, so between the pick and the
+    server's bind any process's connection (a service's to NATS, Ray's) could take it, which
+    made services fail with "address already in use". Ports are picked below the ephemeral
+    range instead, and not twice in one process (until half that range has been handed out).
+    """
+    ephemeral_low, _ = _ephemeral_range()
+    if ephemeral_low - FREE_PORT_LOWEST > 1000:
+        if len(_handed_out) > (ephemeral_low - FREE_PORT_LOWEST) // 2:
+            _handed_out.clear()  # a long session: the oldest servers are long gone
+        for _ in range(1000):
+            port = random.randrange(FREE_PORT_LOWEST, ephemeral_low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    # No room below the ephemeral range on this machine: the kernel's pick, race and all.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 def wait_until(
