@@ -4,7 +4,9 @@ latency on 100,000 twins.
 Each of CONCURRENCY clients patches its own twin over and over, each patch conditional on the
 revision the previous one returned (the optimistic-concurrency loop a real client runs). The
 baselines, on the same nats-server with the same concurrency: a raw KV ``put``, and a raw
-``get`` + ``update(last=revision)``, the compare-and-set the registry performs.
+``get`` + ``update(last=revision)``, the compare-and-set the registry performs; and the floor
+of gRPC itself: the registry's own health check (an empty unary call answered from memory,
+through the same grpc.aio server and client libraries), called the same way.
 
 For queries, 100,000 twin documents and their relationships are written straight into the
 registry bucket (2,000 lines, each containing 49 machines that feed one another in a chain);
@@ -21,7 +23,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js.api import KeyValueConfig
 
 from bench.report import authorized_channel, console, curve, save, show
@@ -106,6 +110,20 @@ async def raw_kv(url: str, admin: dict[str, str]) -> dict[str, tuple[float, np.n
     await js.delete_key_value("bench_raw")
     await client.close()
     return results
+
+
+async def empty_unary_calls(target: str) -> tuple[float, np.ndarray]:
+    """OPERATIONS calls of the registry's gRPC health check from CONCURRENCY workers: what a
+    unary call costs this machine's grpc.aio client and server before any work is done."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        # The published stubs of grpc_health declare no methods on HealthStub.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest()
+
+        async def check(_worker: int, _i: int) -> None:
+            await stub.Check(request, timeout=10)
+
+        return await measure(check)
 
 
 async def registry_updates(
@@ -312,6 +330,8 @@ def run() -> dict[str, Any]:
         try:
             console.print(f"registry: raw KV baselines, {OPERATIONS} operations x {CONCURRENCY}")
             raw = asyncio.run(raw_kv(platform.nats.url, platform.nats_admin))
+            console.print("registry: empty unary gRPC calls (health check)")
+            empty = asyncio.run(empty_unary_calls(platform.services["registry"].target))
             console.print("registry: conditional UpdateTwin through gRPC")
             twinstack = asyncio.run(
                 registry_updates(platform.services["registry"].target, platform.admin_token)
@@ -344,6 +364,7 @@ def run() -> dict[str, Any]:
         }
 
     put, get_update, updates = stats(*raw["put"]), stats(*raw["get_update"]), stats(*twinstack)
+    grpc_floor = stats(*empty)
     results = {
         "concurrency": CONCURRENCY,
         "operations": OPERATIONS,
@@ -352,6 +373,8 @@ def run() -> dict[str, Any]:
         "conditional_update": updates,
         "vs_raw_put": updates["per_s"] / put["per_s"],
         "vs_raw_get_update": updates["per_s"] / get_update["per_s"],
+        "grpc_empty_unary": grpc_floor,
+        "vs_grpc_empty_unary": updates["per_s"] / grpc_floor["per_s"],
         "queries": queries,
         "queries_by_registry_size": by_size,
         "ontology": ontology,
@@ -363,10 +386,13 @@ def run() -> dict[str, Any]:
              "baseline"),
             ("raw KV get + update(last)", f"{get_update['per_s']:,.0f}/s  p99 "
              f"{get_update['p99_ms']:.1f} ms", "baseline (the same compare-and-set)"),
+            ("empty unary gRPC call (health check)", f"{grpc_floor['per_s']:,.0f}/s  p99 "
+             f"{grpc_floor['p99_ms']:.1f} ms", "baseline (grpc.aio's floor here)"),
             ("UpdateTwin, conditional",
              f"{updates['per_s']:,.0f}/s  p50 {updates['p50_ms']:.1f} ms",
              f"{updates['per_s'] / put['per_s']:.0%} of raw put, "
-             f"{updates['per_s'] / get_update['per_s']:.0%} of raw get+update"),
+             f"{updates['per_s'] / get_update['per_s']:.0%} of raw get+update, "
+             f"{updates['per_s'] / grpc_floor['per_s']:.0%} of an empty call"),
             ("", f"p99 {updates['p99_ms']:.1f} ms",
              f"target >= {TARGET_PER_S}/s, p99 <= {TARGET_P99_MS:.0f} ms; "
              f"{updates['per_s'] / AZURE_DIGITAL_TWINS_PATCHES_PER_S:.1f}x ADT's default limit"),

@@ -51,6 +51,7 @@ from twinstack.common.nats import nats_unavailable
 from twinstack.common.settings import ServiceSettings
 from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, TenantIds, ids_of, stripped_status
 from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
+from twinstack.modeling import units
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("twinstack.grpc")
@@ -551,6 +552,9 @@ async def serve(settings: ServiceSettings, service: Service, *, name: str) -> No
         ),
         export_timeout_s=settings.otel_export_timeout_s,
     )
+    # Half a second of pint's work, done in a thread while the service starts and serves rather
+    # than on the event loop when the first model with units arrives.
+    asyncio.get_running_loop().run_in_executor(None, units.prepare)
     server = GrpcServer(settings, service)
     stopping = asyncio.Event()
     metrics_endpoint: MetricsEndpoint | None = None

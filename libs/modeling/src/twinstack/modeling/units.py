@@ -47,6 +47,12 @@ def _registry() -> Any:
     return registry
 
 
+def prepare() -> None:
+    """Builds pint's unit registry now, so that the first model with units is not the one to
+    wait for it (a service calls this in a thread while it starts)."""
+    _registry()
+
+
 # Bounded: unit strings come from callers.
 @functools.lru_cache(maxsize=4096)
 def dimensions_of(unit: str) -> tuple[tuple[str, float], ...]:
