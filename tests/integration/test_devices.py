@@ -329,15 +329,16 @@ async def test_desired_values_reach_the_device_which_clears_the_delta(
 ) -> None:
     async with device_platform() as platform:
         await platform.twin("pump-9")
+        # A device online when the value is set gets it as it is published...
+        device = platform.mqtt()
+        device.subscribe("twins/pump-9/desired")
         request = state_pb2.SetDesiredRequest(
             twin_id="pump-9", set={"load": types_pb2.Value(double_value=0.9)}
         )
         await platform.state.SetDesired(request, timeout=10)
-        device = platform.mqtt()
-        device.subscribe("twins/pump-9/desired")
         topic, payload, _ = await device.next("desired")
         assert topic == "twins/pump-9/desired"
-        # A device that subscribes later gets it too: the message is retained.
+        # ...and one that subscribes later gets it too: the message is retained.
         late = platform.mqtt()
         late.subscribe("twins/pump-9/desired")
         _, late_payload, retained = await late.next("desired")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -56,7 +56,7 @@ class DesiredDelivery:
     def __init__(
         self,
         nc: NatsClient,
-        mqtt: Callable[[], MqttPublisher | None] | None,
+        mqtt: Callable[[], Awaitable[MqttPublisher]] | None,
         sessions: SparkplugSessions,
         connectors: Sequence[OpcUaConnector],
         dead_letters: DeadLetters,
@@ -90,9 +90,7 @@ class DesiredDelivery:
     async def deliver(self, event: events_pb2.DesiredChangedEvent) -> None:
         tenant, twin = tenant_of(event.twin_id), external_id(event.twin_id)
         if self._mqtt is not None:  # without TWINSTACK_MQTT_URL: Sparkplug and OPC UA only
-            mqtt = self._mqtt()
-            if mqtt is None:
-                raise UnavailableError("the gateway is not logged on to the MQTT listener yet")
+            mqtt = await self._mqtt()  # UnavailableError: not logged on (yet)
             await mqtt.publish(
                 TwinTopic(tenant, twin, DESIRED).mqtt_topic(), desired_document(event), retain=True
             )

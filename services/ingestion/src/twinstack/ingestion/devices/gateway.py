@@ -39,6 +39,10 @@ LEASE_KEY = "leader"
 BRIDGE_DURABLE = "device-gateway"
 DESIRED_DURABLE = "device-desired"
 _MQTT_RETRY_S = 2.0
+# How long into a leadership term desired values wait for the gateway's MQTT logon instead of
+# failing: the consumer starts faster than the logon, and failed deliveries back off (1, 2, 4...
+# s) and are parked after a few. Later (the listener is down) they fail at once.
+_MQTT_LOGON_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class DeviceGateway:
             for endpoint in settings.mapping.opcua
         ]
         self._mqtt: MqttPublisher | None = None
+        self._mqtt_logged_on = asyncio.Event()
+        self._mqtt_logon_deadline = 0.0  # event loop time
         self._mqtt_task: asyncio.Task[None] | None = None
         self._running: list[PullConsumer | OpcUaConnector] = []
         self.leadership = Leadership(
@@ -111,6 +117,7 @@ class DeviceGateway:
         self.sessions.reset()
         await self._directory.start()
         if self._settings.mqtt is not None:
+            self._mqtt_logon_deadline = asyncio.get_running_loop().time() + _MQTT_LOGON_WAIT_S
             self._mqtt_task = asyncio.create_task(self._connect_mqtt(self._settings.mqtt))
         bridge = PullConsumer(self._js, self._settings.bridge_consumer, self._bridge.handle)
         desired_settings = PullConsumerSettings(
@@ -122,7 +129,7 @@ class DeviceGateway:
         )
         delivery = DesiredDelivery(
             self._nc,
-            None if self._settings.mqtt is None else lambda: self._mqtt,
+            None if self._settings.mqtt is None else self._logged_on_mqtt,
             self.sessions,
             self._connectors,
             DeadLetters(self._js, INGESTION_DEAD_LETTER, desired_settings),
@@ -140,10 +147,21 @@ class DeviceGateway:
         if self._mqtt_task is not None:
             await cancel_and_wait(self._mqtt_task)
             self._mqtt_task = None
+        self._mqtt_logged_on.clear()
         if self._mqtt is not None:
             await self._mqtt.stop()
             self._mqtt = None
         await self._directory.stop()
+
+    async def _logged_on_mqtt(self) -> MqttPublisher:
+        try:
+            async with asyncio.timeout_at(self._mqtt_logon_deadline):
+                await self._mqtt_logged_on.wait()
+        except TimeoutError:
+            pass
+        if self._mqtt is None:
+            raise UnavailableError("the gateway is not logged on to the MQTT listener yet")
+        return self._mqtt
 
     async def _connect_mqtt(self, endpoint: MqttEndpoint) -> None:
         """Logs on to the MQTT listener, trying again until it answers (it starts with
@@ -160,6 +178,7 @@ class DeviceGateway:
                 await asyncio.sleep(_MQTT_RETRY_S)
                 continue
             self._mqtt = publisher
+            self._mqtt_logged_on.set()
             return
 
     async def _from_opcua(self, tenant: str, twin_id: str, readings: list[Reading]) -> str | None:
