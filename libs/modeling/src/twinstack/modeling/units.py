@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,14 +38,24 @@ class UnitError(ValueError):
     """A unit string pint cannot read, or expressions whose dimensions do not agree."""
 
 
-@functools.cache
-def _registry() -> Any:
-    # pint is imported on first use: building its registry takes about half a second.
-    import pint
+_built: Any = None
+# A service builds the registry in a thread at start; a model arriving meanwhile waits for that
+# build instead of making a second one (functools.cache would let both run).
+_building = threading.Lock()
 
-    registry: Any = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
-    registry.define("percent_ = 0.01 = pct")
-    return registry
+
+def _registry() -> Any:
+    global _built  # noqa: PLW0603 - built once per process, on first use
+    if _built is None:
+        with _building:
+            if _built is None:
+                # pint is imported on first use: building its registry takes about half a second.
+                import pint
+
+                registry: Any = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+                registry.define("percent_ = 0.01 = pct")
+                _built = registry
+    return _built
 
 
 def prepare() -> None:
