@@ -10,6 +10,7 @@ from twinstack.common.influx import (
     InfluxPoint,
     InfluxStore,
     WriteProtocol,
+    proxy_from_environment,
     quote_identifier,
     write_protocol_for,
 )
@@ -97,3 +98,19 @@ async def test_v2_write_request_shape(recorder: str) -> None:
     assert "precision=ns" in path
     assert headers["Authorization"] == "Token tok"
     assert body.decode() == "telemetry,twin_id=p1 temp=1.5 42"
+
+
+def test_proxy_comes_from_the_environment_and_no_proxy_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy_from_environment("http://influx.example:8086") is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure-proxy.example:3128")
+    assert proxy_from_environment("http://influx.example:8086") == "http://proxy.example:3128"
+    assert proxy_from_environment("https://influx.example") == "http://secure-proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal")
+    assert proxy_from_environment("http://db.internal:8086") is None
+    assert proxy_from_environment("http://localhost:8086") is None
+    assert proxy_from_environment("http://influx.example:8086") == "http://proxy.example:3128"

@@ -37,8 +37,9 @@ from twinstack.common.nats import (
     retried_at_start,
     telemetry_partition_filter,
 )
+from twinstack.common.pull import fetch
 from twinstack.common.tasks import cancel_and_wait
-from twinstack.common.tracing import context_from_headers
+from twinstack.common.tracing import context_from_headers, span, tracing_enabled
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("twinstack.nats")
@@ -276,8 +277,8 @@ class PullConsumer:
             while not self._stopping.is_set():
                 await slots.acquire()
                 try:
-                    messages = await subscription.fetch(
-                        settings.fetch_messages, timeout=settings.fetch_timeout_s
+                    messages = await fetch(
+                        subscription, settings.fetch_messages, settings.fetch_timeout_s
                     )
                 except (NatsTimeoutError, TimeoutError):
                     slots.release()
@@ -298,7 +299,8 @@ class PullConsumer:
     async def _process(self, messages: list[Msg]) -> None:
         settings = self._settings
         # One span per batch, linked to the trace of every message's publisher.
-        with tracer.start_as_current_span(
+        with span(
+            tracer,
             f"{settings.durable} process",
             kind=trace.SpanKind.CONSUMER,
             links=_publisher_links(messages),
@@ -373,6 +375,8 @@ class DeadLetters:
 
 
 def _publisher_links(messages: list[Msg]) -> list[trace.Link]:
+    if not tracing_enabled():
+        return []
     links = []
     for message in messages:
         if not message.headers:

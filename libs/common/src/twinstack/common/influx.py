@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -321,8 +323,10 @@ class InfluxStore:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-                # As httpx did: proxies from the environment (HTTP(S)_PROXY, NO_PROXY).
-                trust_env=True,
+                # Proxies from the environment (HTTP(S)_PROXY, NO_PROXY), read once. Not
+                # trust_env: it reads ~/.netrc in a worker thread on every request, which was
+                # 13% of the ingestion process's CPU at 50 small historian writes a second.
+                proxy=proxy_from_environment(self.url),
             )
         try:
             async with self._session.request(
@@ -348,6 +352,14 @@ class _Response:
     @property
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
+
+
+def proxy_from_environment(url: str) -> str | None:
+    """The proxy that ``HTTP_PROXY``/``HTTPS_PROXY`` (and ``NO_PROXY``) name for ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _parse_results(response: _Response) -> list[QuerySeries]:

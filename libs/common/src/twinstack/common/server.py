@@ -50,7 +50,12 @@ from twinstack.common.metrics import MetricsEndpoint, configure_metrics, serve_m
 from twinstack.common.nats import nats_unavailable
 from twinstack.common.settings import ServiceSettings
 from twinstack.common.tenancy import DEFAULT_IDS, IdTranslator, TenantIds, ids_of, stripped_status
-from twinstack.common.tracing import configure_tracing, context_from_headers, shutdown_tracing
+from twinstack.common.tracing import (
+    configure_tracing,
+    context_from_headers,
+    shutdown_tracing,
+    span,
+)
 from twinstack.modeling import units
 
 logger = logging.getLogger(__name__)
@@ -245,7 +250,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         default_deadline_s = self._default_deadline_s
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+            with span(tracer, method, context=parent, kind=trace.SpanKind.SERVER):
                 call = _AuditedCall(self, method, request)
                 async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)
@@ -275,7 +280,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         gatekeeper = self._gatekeeper
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER):
+            with span(tracer, method, context=parent, kind=trace.SpanKind.SERVER):
                 call = _AuditedCall(self, method, request)
                 async with _rich_statuses(method, context, call.done, call.tenant_ids):
                     admission = call.admission = await self._admit(method, request, context)

@@ -1,12 +1,17 @@
 """OpenTelemetry traces, and W3C trace context carried in NATS headers (metrics: ``metrics``).
 
 With no OTLP endpoint configured nothing is installed and the OpenTelemetry API stays the
-no-op default, which costs next to nothing on the hot path.
+no-op default. Even a no-op span costs about 10 us (a context manager, a span object, a context
+attach and detach): at a thousand telemetry messages a second that was 5% of the ingestion
+process. So hot paths open spans through :func:`span`, which costs nothing while no provider is
+installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context, metrics, propagate, trace
 
@@ -43,12 +48,29 @@ def shutdown_tracing() -> None:
             shutdown()
 
 
+def tracing_enabled() -> bool:
+    """Whether a trace provider is installed (by :func:`configure_tracing`, or by a test)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def span(
+    tracer: trace.Tracer, name: str, **options: Any
+) -> contextlib.AbstractContextManager[object]:
+    """``tracer.start_as_current_span(name, **options)``, or nothing while tracing is off."""
+    if not tracing_enabled():
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(name, **options)
+
+
 def inject_trace_headers(headers: dict[str, str]) -> dict[str, str]:
     """Adds ``traceparent`` (and ``tracestate``) of the current span to message headers."""
-    propagate.inject(headers)
+    if tracing_enabled():
+        propagate.inject(headers)
     return headers
 
 
 def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
     """The trace context a publisher put in message or gRPC metadata headers."""
+    if not tracing_enabled():
+        return context.get_current()
     return propagate.extract(dict(headers or {}))

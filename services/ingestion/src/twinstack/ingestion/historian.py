@@ -27,6 +27,7 @@ from twinstack.common.events import INGESTION_DEAD_LETTER
 from twinstack.common.frames import frame_lines
 from twinstack.common.influx import InfluxError, InfluxStore
 from twinstack.common.series import MEASUREMENTS, TWIN_ID_TAG
+from twinstack.common.tracing import span
 
 logger = logging.getLogger(__name__)
 _meter = metrics.get_meter("twinstack.historian")
@@ -105,7 +106,8 @@ class Historian:
         started = time.perf_counter()
         lines = [line for _, message_lines in decoded for line in message_lines]
         try:
-            with _tracer.start_as_current_span(
+            with span(
+                _tracer,
                 "influxdb write",
                 kind=trace.SpanKind.CLIENT,
                 attributes={"db.system": "influxdb", "db.operation": "write", "points": len(lines)},

@@ -17,6 +17,7 @@ from twinstack.common.nats import (
     nats_unavailable,
     telemetry_subject,
 )
+from twinstack.common.tracing import span
 
 _tracer = trace.get_tracer("twinstack.ingestion")
 _POINTS_PUBLISHED = metrics.get_meter("twinstack.ingestion").create_counter(
@@ -87,7 +88,8 @@ class TelemetryPublisher:
         try:
             # The message carries this span's context: the historian's and state's batch spans
             # link to it.
-            with _tracer.start_as_current_span(
+            with span(
+                _tracer,
                 f"{TELEMETRY_STREAM} publish",
                 kind=trace.SpanKind.PRODUCER,
                 attributes={"messaging.system": "nats", "messaging.destination.name": subject},

@@ -21,6 +21,7 @@ from twinstack.api.state.v1 import state_pb2
 from twinstack.common.errors import FieldViolation, InvalidArgumentError
 from twinstack.common.metrics import gauge
 from twinstack.common.nats import STATE_TWINS_BUCKET
+from twinstack.common.pull import fetch
 from twinstack.common.tasks import raise_if_cancelled
 
 KV_STREAM = f"KV_{STATE_TWINS_BUCKET}"
@@ -89,7 +90,7 @@ async def watch_states(
     try:
         while not caller_gone():
             try:
-                messages = await subscription.fetch(fetch_messages, timeout=idle_timeout_s)
+                messages = await fetch(subscription, fetch_messages, idle_timeout_s)
             except (NatsTimeoutError, TimeoutError):
                 raise_if_cancelled()
                 continue

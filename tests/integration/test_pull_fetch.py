@@ -1,0 +1,87 @@
+"""``common.pull.fetch`` against a real nats-server: every message exactly once, waits that end
+with the first message, cancellations that are not swallowed, stale statuses ignored."""
+
+import asyncio
+import contextlib
+import itertools
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from twinstack.common.nats import Backbone
+from twinstack.common.pull import fetch
+
+_streams = itertools.count()
+
+
+async def pull_subscription(backbone: Backbone) -> tuple[str, JetStreamContext.PullSubscription]:
+    name = f"PULL{next(_streams)}"
+    await backbone.js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
+    subscription = await backbone.js.pull_subscribe(
+        f"{name.lower()}.>",
+        durable="reader",
+        stream=name,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000),
+    )
+    return name.lower(), subscription
+
+
+async def until_waiting(subscription: JetStreamContext.PullSubscription) -> None:
+    """Until the server holds a pull request of ``subscription``."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await subscription.consumer_info()).num_waiting == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the fetch never reached the server"
+        await asyncio.sleep(0.01)
+
+
+async def test_every_message_is_fetched_once_in_batches_of_at_most_the_size(
+    backbone: Backbone,
+) -> None:
+    prefix, subscription = await pull_subscription(backbone)
+    sent = 1_000
+    await asyncio.gather(
+        *(backbone.js.publish(f"{prefix}.{i % 7}", str(i).encode()) for i in range(sent))
+    )
+    received: list[int] = []
+    while len(received) < sent:
+        messages = await fetch(subscription, 13, 5.0)
+        assert 1 <= len(messages) <= 13
+        for message in messages:
+            received.append(int(message.data))
+            await message.ack()
+    assert sorted(received) == list(range(sent))
+    with pytest.raises(NatsTimeoutError):
+        await fetch(subscription, 13, 0.3)
+    # nats.py's slow-consumer accounting is kept: nothing is counted as pending.
+    assert subscription.pending_bytes == 0
+    assert subscription.pending_msgs == 0
+
+
+async def test_an_idle_fetch_returns_with_the_first_message_to_arrive(
+    backbone: Backbone,
+) -> None:
+    prefix, subscription = await pull_subscription(backbone)
+    # A fetch that timed out leaves the server's end-of-request status behind; the next
+    # fetches must not be confused by it.
+    with pytest.raises(NatsTimeoutError):
+        await fetch(subscription, 50, 0.2)
+    for value in range(5):
+        waiting = asyncio.create_task(fetch(subscription, 50, 30.0))
+        await until_waiting(subscription)
+        await backbone.js.publish(f"{prefix}.x", str(value).encode())
+        # A fetch that waited for the full batch would take the whole 30 s.
+        messages = await asyncio.wait_for(waiting, 10.0)
+        assert [int(m.data) for m in messages] == [value]
+        await messages[0].ack()
+
+
+async def test_a_waiting_fetch_is_cancelled_promptly(backbone: Backbone) -> None:
+    _, subscription = await pull_subscription(backbone)
+    waiting = asyncio.create_task(fetch(subscription, 10, 60.0))
+    await until_waiting(subscription)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 5.0)
+    assert waiting.cancelled()
