@@ -1,3 +1,4 @@
+import base64
 import math
 import threading
 from collections.abc import Iterator
@@ -60,6 +61,7 @@ class _Recorder(BaseHTTPRequestHandler):
     requests: ClassVar[list[tuple[str, str, dict[str, str], bytes]]] = []
 
     def do_GET(self) -> None:
+        self.requests.append(("GET", self.path, dict(self.headers), b""))
         self.send_response(204)
         self.send_header("X-Influxdb-Version", "v2.7.11")
         self.end_headers()
@@ -105,12 +107,34 @@ def test_proxy_comes_from_the_environment_and_no_proxy_bypasses_it(
 ) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    assert proxy_from_environment("http://influx.example:8086") is None
+    assert proxy_from_environment("http://influx.example:8086") == (None, None)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    monkeypatch.setenv("HTTPS_PROXY", "http://secure-proxy.example:3128")
-    assert proxy_from_environment("http://influx.example:8086") == "http://proxy.example:3128"
-    assert proxy_from_environment("https://influx.example") == "http://secure-proxy.example:3128"
+    monkeypatch.setenv("HTTPS_PROXY", "http://us%40er:p%3Ass@secure-proxy.example:3128")
+    assert proxy_from_environment("http://influx.example:8086") == (
+        "http://proxy.example:3128",
+        None,
+    )
+    # Credentials in the proxy's URL become the proxy's basic authentication.
+    assert proxy_from_environment("https://influx.example") == (
+        "http://secure-proxy.example:3128",
+        "Basic " + base64.b64encode(b"us@er:p:ss").decode(),
+    )
     monkeypatch.setenv("NO_PROXY", "localhost,.internal")
-    assert proxy_from_environment("http://db.internal:8086") is None
-    assert proxy_from_environment("http://localhost:8086") is None
-    assert proxy_from_environment("http://influx.example:8086") == "http://proxy.example:3128"
+    assert proxy_from_environment("http://db.internal:8086") == (None, None)
+    assert proxy_from_environment("http://localhost:8086") == (None, None)
+    assert proxy_from_environment("http://influx.example:8086")[0] == "http://proxy.example:3128"
+
+
+async def test_requests_go_through_the_proxy_with_its_credentials(
+    recorder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder stands in for a proxy: it is sent the absolute URL of InfluxDB."""
+    for name in ("http_proxy", "https_proxy", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", recorder.replace("http://", "http://alice:s3cret@"))
+    store = InfluxStore("http://influx.invalid:8086", "plant")
+    await store.connect()
+    await store.close()
+    method, path, headers, _ = _Recorder.requests[0]
+    assert (method, path) == ("GET", "http://influx.invalid:8086/ping")
+    assert headers["Proxy-Authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
