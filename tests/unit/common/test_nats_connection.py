@@ -11,7 +11,7 @@ import nats.js.errors
 import pytest
 from pydantic import ValidationError
 
-from twinstack.common.nats import NatsConnection, nats_unavailable
+from twinstack.common.nats import NatsConnection, nats_unavailable, retried_at_start
 from twinstack.common.settings import ServiceSettings, nats_seeds
 
 
@@ -71,6 +71,12 @@ def test_the_password_is_not_in_the_connections_repr() -> None:
             nats.js.errors.APIError(code=409, err_code=10158, description="duplicate in process"),
             True,
         ),
+        (
+            nats.js.errors.BadRequestError(
+                code=400, err_code=10005, description="no suitable peers for placement"
+            ),
+            True,
+        ),
         (nats.js.errors.KeyWrongLastSequenceError("wrong last sequence: 7"), False),
         (nats.js.errors.APIError(code=400, err_code=10054, description="message too large"), False),
         (ValueError("a bug of ours"), False),
@@ -80,3 +86,28 @@ def test_a_cluster_in_flux_is_unavailable_and_a_refusal_is_not(
     error: BaseException, unavailable: bool
 ) -> None:
     assert nats_unavailable(error) is unavailable
+
+
+async def test_the_start_waits_out_a_cluster_in_flux_but_not_a_refusal() -> None:
+    answers: list[BaseException | str] = [
+        nats.errors.TimeoutError(),
+        nats.js.errors.BadRequestError(
+            code=400, err_code=10005, description="no suitable peers for placement, peer offline"
+        ),
+        nats.js.errors.APIError(code=503, err_code=10008, description="JetStream not ready"),
+        "provisioned",
+    ]
+
+    async def provision() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    assert await retried_at_start(provision, "provisioning") == "provisioned"
+
+    async def refused() -> str:
+        raise nats.js.errors.BadRequestError(code=400, err_code=10058, description="conflict")
+
+    with pytest.raises(nats.js.errors.BadRequestError):
+        await retried_at_start(refused, "provisioning")

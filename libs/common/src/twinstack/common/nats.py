@@ -95,21 +95,28 @@ NATS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 # JetStream's answer to a publish whose message id is that of a copy still being stored (a
 # retry that overtook its original while a stream leader changed).
 _DUPLICATE_IN_PROCESS = 10158
+# JetStream's answer to creating a replicated stream or bucket while too few of the cluster's
+# members are online to place it: a member restarting, until it rejoins.
+_NO_PEERS_FOR_PLACEMENT = 10005
 _FIRST_SERVER_ERROR = 500
 
 
 def nats_unavailable(error: BaseException) -> bool:
     """Whether ``error`` says NATS could not serve a request now, rather than refused it: no
     answer (:data:`NATS_UNAVAILABLE_ERRORS`), a server-side error of a cluster in flux (a
-    stream or bucket without a leader, a raft proposal that failed: 5xx), or an original still
-    being stored. The same request succeeds once the cluster settles."""
+    stream or bucket without a leader, a raft proposal that failed: 5xx; no members online to
+    place a new one on), or an original still being stored. The same request succeeds once the
+    cluster settles."""
     if isinstance(error, NATS_UNAVAILABLE_ERRORS):
         return True
     if isinstance(error, nats.js.errors.APIError):
         # Some subclasses (KeyWrongLastSequenceError) never set these attributes.
         code = getattr(error, "code", None) or 0
         server_side = code >= _FIRST_SERVER_ERROR
-        return server_side or getattr(error, "err_code", None) == _DUPLICATE_IN_PROCESS
+        return server_side or getattr(error, "err_code", None) in (
+            _DUPLICATE_IN_PROCESS,
+            _NO_PEERS_FOR_PLACEMENT,
+        )
     return False
 
 
@@ -136,15 +143,16 @@ ResultT = TypeVar("ResultT")
 async def retried_at_start(
     call: Callable[[], Awaitable[ResultT]], what: str, *, budget_s: float = STARTUP_RETRY_S
 ) -> ResultT:
-    """``call()``, tried again while NATS is unavailable, for up to ``budget_s``."""
+    """``call()``, tried again while NATS is unavailable (:func:`nats_unavailable`: no answer,
+    or a cluster in flux), for up to ``budget_s``."""
     deadline = time.monotonic() + budget_s
     while True:
         try:
             return await call()
-        except NATS_UNAVAILABLE_ERRORS as error:
-            if time.monotonic() > deadline:
+        except Exception as error:
+            if not nats_unavailable(error) or time.monotonic() > deadline:
                 raise
-            logger.warning("%s: NATS did not answer (%r); trying again", what, error)
+            logger.warning("%s: NATS could not serve it now (%r); trying again", what, error)
             await asyncio.sleep(_STARTUP_RETRY_PAUSE_S)
 
 
