@@ -1,10 +1,10 @@
 """OpenTelemetry traces, and W3C trace context carried in NATS headers (metrics: ``metrics``).
 
 With no OTLP endpoint configured nothing is installed and the OpenTelemetry API stays the
-no-op default. Even a no-op span costs about 10 us (a context manager, a span object, a context
-attach and detach): at a thousand telemetry messages a second that was 5% of the ingestion
-process. So hot paths open spans through :func:`span`, which costs nothing while no provider is
-installed.
+no-op default. Even a no-op span costs about 6 us (a context manager, a span object, a context
+attach and detach): at a thousand telemetry messages a second that was about 5% of the ingestion
+process. So hot paths open spans through :func:`span`, which opens none while no provider is
+installed (about 1.7 us, mostly for the call's arguments).
 """
 
 from __future__ import annotations
