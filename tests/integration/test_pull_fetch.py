@@ -54,9 +54,9 @@ async def test_every_message_is_fetched_once_in_batches_of_at_most_the_size(
     assert sorted(received) == list(range(sent))
     with pytest.raises(NatsTimeoutError):
         await fetch(subscription, 13, 0.3)
-    # nats.py's slow-consumer accounting is kept: nothing is counted as pending.
+    # nats.py's slow-consumer accounting is kept: no message's bytes are counted as pending.
+    # (The server's end of the timed-out request may still arrive: a status without data.)
     assert subscription.pending_bytes == 0
-    assert subscription.pending_msgs == 0
 
 
 async def test_an_idle_fetch_returns_with_the_first_message_to_arrive(
