@@ -4,14 +4,15 @@ nats.py's ``PullSubscription.fetch`` waits for every message of a batch through
 ``Subscription.next_msg``, which makes a uuid4 task name, a task and an ``asyncio.wait_for``
 (a second task) per message. With a real server on loopback that is 40-50 us of CPU per
 message fetched and acknowledged in batches of 256, and 100-135 us in batches of 3, which is
-what a state partition's consumer gets at 10k points/s: a tenth of the state process. This
+what a state partition's consumer gets at 10k points/s: a tenth of a core there. This
 fetch speaks the same pull protocol (a ``no_wait`` request, lingering up to ``expires`` when
 nothing is ready; the server ends it with a 404 or 408 status) but reads the subscription's
 queue directly under one deadline: 11 us and 63 us in the same measurements.
 
 It reads attributes nats.py does not document (the subscription's queue, the request subject
-and inbox), so the nats-py version is pinned by ``uv.lock`` and the consumer, watch and
-historian tests exercise this against a real server.
+and inbox), so the nats-py version is pinned by ``uv.lock``;
+``tests/integration/test_pull_fetch.py`` checks this against a real server, and so do the
+tests of every consumer and of the Watch.
 """
 
 from __future__ import annotations
