@@ -336,7 +336,7 @@ class InfluxStore:
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 # Proxies from the environment (HTTP(S)_PROXY, NO_PROXY), read once. Not
                 # trust_env: it reads ~/.netrc in a worker thread on every request, which was
-                # 13% of the ingestion process's samples at about 70 small historian writes a second.
+                # 13% of the ingestion process's samples at ~70 historian writes a second.
                 proxy=proxy,
             )
         try:
