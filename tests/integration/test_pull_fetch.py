@@ -4,6 +4,7 @@ with the first message, cancellations that are not swallowed, stale statuses ign
 import asyncio
 import contextlib
 import itertools
+from typing import Any
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -28,12 +29,9 @@ async def pull_subscription(backbone: Backbone) -> tuple[str, JetStreamContext.P
     return name.lower(), subscription
 
 
-async def until_waiting(subscription: JetStreamContext.PullSubscription) -> None:
+async def fetch_waiting(subscription: JetStreamContext.PullSubscription, eventually: Any) -> None:
     """Until the server holds a pull request of ``subscription``."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await subscription.consumer_info()).num_waiting == 0:
-        assert asyncio.get_running_loop().time() < deadline, "the fetch never reached the server"
-        await asyncio.sleep(0.01)
+    await eventually(subscription.consumer_info, lambda info: info.num_waiting > 0)
 
 
 async def test_every_message_is_fetched_once_in_batches_of_at_most_the_size(
@@ -60,7 +58,7 @@ async def test_every_message_is_fetched_once_in_batches_of_at_most_the_size(
 
 
 async def test_an_idle_fetch_returns_with_the_first_message_to_arrive(
-    backbone: Backbone,
+    backbone: Backbone, eventually: Any
 ) -> None:
     prefix, subscription = await pull_subscription(backbone)
     # A fetch that timed out leaves the server's end-of-request status behind; the next
@@ -69,7 +67,7 @@ async def test_an_idle_fetch_returns_with_the_first_message_to_arrive(
         await fetch(subscription, 50, 0.2)
     for value in range(5):
         waiting = asyncio.create_task(fetch(subscription, 50, 30.0))
-        await until_waiting(subscription)
+        await fetch_waiting(subscription, eventually)
         await backbone.js.publish(f"{prefix}.x", str(value).encode())
         # A fetch that waited for the full batch would take the whole 30 s.
         messages = await asyncio.wait_for(waiting, 10.0)
@@ -77,10 +75,10 @@ async def test_an_idle_fetch_returns_with_the_first_message_to_arrive(
         await messages[0].ack()
 
 
-async def test_a_waiting_fetch_is_cancelled_promptly(backbone: Backbone) -> None:
+async def test_a_waiting_fetch_is_cancelled_promptly(backbone: Backbone, eventually: Any) -> None:
     _, subscription = await pull_subscription(backbone)
     waiting = asyncio.create_task(fetch(subscription, 10, 60.0))
-    await until_waiting(subscription)
+    await fetch_waiting(subscription, eventually)
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(waiting, 5.0)
