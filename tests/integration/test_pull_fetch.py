@@ -83,3 +83,14 @@ async def test_a_waiting_fetch_is_cancelled_promptly(backbone: Backbone, eventua
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(waiting, 5.0)
     assert waiting.cancelled()
+
+
+async def test_a_message_whose_own_headers_say_status_is_still_a_message(
+    backbone: Backbone,
+) -> None:
+    """Only the server's status messages (which carry no reply subject) end a request; a
+    publisher's ``Status`` header must not make its message vanish unacknowledged."""
+    prefix, subscription = await pull_subscription(backbone)
+    await backbone.js.publish(f"{prefix}.x", b"data", headers={"Status": "404"})
+    messages = await fetch(subscription, 10, 5.0)
+    assert [m.data for m in messages] == [b"data"]

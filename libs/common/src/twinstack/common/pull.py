@@ -57,7 +57,14 @@ async def fetch(
         """Takes ``message`` off the queue's books; returns its status, if it is one."""
         queue.task_done()
         inbox._pending_size -= len(message.data)  # nats.py's slow-consumer count
-        status: str | None = message.headers.get(api.Header.STATUS) if message.headers else None
+        # The server's statuses have no reply subject; a delivered message always has one (its
+        # ack subject), whatever headers its publisher gave it (nats.py's fetch drops a message
+        # with its own "Status" header, which then stays unacknowledged for ever).
+        status: str | None = (
+            message.headers.get(api.Header.STATUS)
+            if message.headers and not message.reply
+            else None
+        )
         if status is None:
             messages.append(message)
         return status
