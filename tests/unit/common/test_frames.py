@@ -115,8 +115,10 @@ def test_points_group_by_twin_and_field_shape_in_request_order() -> None:
         point("a", NOW_NS + 3, temp=3),  # an integer: another column kind, another frame
         point("a", NOW_NS + 4, temp=4.0, ok=True),
     ]
-    frames, problems = frames_from_points(points)
-    assert problems == []
+    grouped = frames_from_points(points)
+    frames = grouped.frames
+    assert grouped.issues == []
+    assert grouped.twin_ids == {"a", "b"}
     shapes = {(f.frame.twin_id, tuple(c.field for c in f.frame.columns)): f for f in frames}
     assert len(frames) == 4
     plain = [f for f in frames if f.frame.twin_id == "a" and len(f.frame.columns) == 1]
@@ -127,13 +129,39 @@ def test_points_group_by_twin_and_field_shape_in_request_order() -> None:
     assert shapes[("a", ("ok", "temp"))].point_indexes == [4]
 
 
+def test_each_value_of_a_point_lands_in_its_own_column_whatever_the_map_order() -> None:
+    names = [f"f{n:02d}" for n in range(40)]
+    forward = point("a", NOW_NS, **{name: float(n) for n, name in enumerate(names)})
+    backward = point(
+        "a", NOW_NS + 1, **{name: float(n) for n, name in reversed(list(enumerate(names)))}
+    )
+    grouped = frames_from_points([forward, backward])
+    assert grouped.issues == []
+    [only] = grouped.frames
+    assert [c.field for c in only.frame.columns] == names
+    assert [list(column_values(c)) for c in only.frame.columns] == [
+        [float(n)] * 2 for n in range(40)
+    ]
+    assert only.point_indexes == [0, 1]
+
+
+def test_an_invalid_time_is_an_issue_of_its_point() -> None:
+    late = point("a", NOW_NS, temp=1.0)
+    late.time.seconds = 10**12
+    grouped = frames_from_points([point("a", NOW_NS, temp=1.0), late])
+    assert grouped.frames == []
+    assert [(p.point_index, p.field, p.description) for p in grouped.issues] == [
+        (1, "", "not a valid timestamp")
+    ]
+
+
 def test_non_scalar_and_empty_values_are_issues_of_their_points() -> None:
     empty = point("a", NOW_NS, temp=None)
     listed = point("a", NOW_NS)
     listed.fields["temp"].list_value.values.add().double_value = 1.0
-    frames, problems = frames_from_points([point("a", NOW_NS, temp=1.0), empty, listed])
-    assert frames == []
-    assert [(p.point_index, p.field, p.description) for p in problems] == [
+    grouped = frames_from_points([point("a", NOW_NS, temp=1.0), empty, listed])
+    assert grouped.frames == []
+    assert [(p.point_index, p.field, p.description) for p in grouped.issues] == [
         (1, "temp", "value has no kind set"),
         (2, "temp", "telemetry values are numbers, booleans or strings"),
     ]

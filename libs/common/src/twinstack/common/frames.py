@@ -22,9 +22,9 @@ import orjson
 from twinstack.api.common.v1 import types_pb2
 from twinstack.common.ids import FIELD_NAME_PATTERN
 from twinstack.common.influx import escape_key, escape_measurement, field_literal
-from twinstack.common.times import timestamp_violation
 from twinstack.modeling.document import Telemetry
 from twinstack.modeling.names import RESERVED_SERIES_NAMES
+from twinstack.modeling.violations import checked_timestamp_ns
 from twinstack.sdk.values import Scalar
 
 # A validation names at most this many bad values per column; more would only bloat the answer.
@@ -32,6 +32,7 @@ MAX_ISSUES_PER_COLUMN = 10
 # The longest string reading, as for string properties.
 MAX_TELEMETRY_STRING_CHARS = 16_384
 
+_NOT_SCALAR = "telemetry values are numbers, booleans or strings"
 _KIND_OF_VALUE = {
     "double_value": "double_values",
     "int_value": "int_values",
@@ -79,65 +80,70 @@ class PointIssue:
     description: str
 
 
-def frames_from_points(
-    points: Sequence[types_pb2.TelemetryPoint],
-) -> tuple[list[PointFrame], list[PointIssue]]:
+@dataclass(frozen=True)
+class PointGroups:
+    """Points grouped into frames, or the issues that keep them from being grouped."""
+
+    frames: list[PointFrame]
+    issues: list[PointIssue]
+    twin_ids: set[str]
+
+
+def frames_from_points(points: Sequence[types_pb2.TelemetryPoint]) -> PointGroups:
     """Groups points into frames: one per twin and set of (field, value kind), rows in order.
 
     Points whose fields have the same names but other kinds of values go into other frames, so
     every column holds one kind and validation against the model speaks of the right points.
-    Values that are not scalars cannot be telemetry; they are returned as issues.
+    Values that are not scalars cannot be telemetry; they are returned as issues (and then no
+    frames).
     """
-    # One pass that reads each value once: a protobuf map's items() costs microseconds a point,
-    # and this loop is all of the per-point work of single-point ingest.
-    groups: dict[tuple[str, tuple[tuple[str, str], ...]], _PointGroup] = {}
-    issues = []
+    # This loop is all of the per-point work of single-point ingest, and reading upb maps from
+    # Python costs microseconds a point: each value is read once, and whatever depends only on
+    # a point's twin and field names and kinds (the frame, the column order, the issues) is
+    # worked out once per such shape in _route rather than per point.
+    routes: dict[tuple[str, tuple[str, ...], tuple[str | None, ...]], _Route] = {}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], _Rows] = {}
+    issues: list[PointIssue] = []
     for index, point in enumerate(points):
         fields = point.fields
-        shape: list[tuple[str, str, Any]] = []
-        for name in fields:
+        names = tuple(fields)
+        values = []
+        kinds = []
+        # A loop, not two comprehensions: a fifth faster on Python 3.11.
+        for name in names:
             value = fields[name]
-            kind = value.WhichOneof("kind")
-            if kind in _KIND_OF_VALUE:
-                shape.append((name, kind, getattr(value, kind)))
-                continue
-            reason = (
-                "value has no kind set"
-                if kind is None
-                else "telemetry values are numbers, booleans or strings"
-            )
-            issues.append(PointIssue(index, name, reason))
-            shape.append((name, kind or "", None))
-        shape.sort(key=_name_and_kind)
-        time_ns = 0
-        if point.HasField("time"):
-            when = point.time
-            if timestamp_violation(when, "time") is not None:
+            values.append(value)
+            kinds.append(value.WhichOneof("kind"))
+        key = (point.twin_id, names, tuple(kinds))
+        route = routes.get(key)
+        if route is None:
+            route = routes[key] = _route(groups, *key)
+        time_ns = checked_timestamp_ns(point.time)
+        if route.issues or time_ns is None:
+            issues += [PointIssue(index, name, reason) for name, reason in route.issues]
+            if time_ns is None:
                 issues.append(PointIssue(index, "", "not a valid timestamp"))
-            else:
-                time_ns = when.seconds * 1_000_000_000 + when.nanos
-        key = (point.twin_id, tuple((name, kind) for name, kind, _ in shape))
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _PointGroup([], [], [[] for _ in shape])
-        group.indexes.append(index)
-        group.times.append(time_ns)
-        for column, (_, _, value) in zip(group.columns, shape, strict=True):
-            column.append(value)
+            continue
+        rows = route.rows
+        rows.indexes.append(index)
+        rows.times.append(time_ns)
+        for column, position, kind in route.plan:
+            column.append(getattr(values[position], kind))
+    twin_ids = {twin_id for twin_id, _, _ in routes}
     if issues:
-        return [], issues
+        return PointGroups([], issues, twin_ids)
     built = []
-    for (twin_id, shape_key), group in groups.items():
+    for (twin_id, shape), rows in groups.items():
         frame = types_pb2.TelemetryFrame(twin_id=twin_id)
-        frame.time_unix_ns.extend(group.times)
-        for (name, kind), values in zip(shape_key, group.columns, strict=True):
-            getattr(frame.columns.add(field=name), _KIND_OF_VALUE[kind]).values.extend(values)
-        built.append(PointFrame(frame, group.indexes))
-    return built, []
+        frame.time_unix_ns.extend(rows.times)
+        for (name, kind), column in zip(shape, rows.columns, strict=True):
+            getattr(frame.columns.add(field=name), _KIND_OF_VALUE[kind]).values.extend(column)
+        built.append(PointFrame(frame, rows.indexes))
+    return PointGroups(built, [], twin_ids)
 
 
 @dataclass
-class _PointGroup:
+class _Rows:
     """The rows of one frame being built: point indexes, times, a value list per column."""
 
     indexes: list[int]
@@ -145,8 +151,43 @@ class _PointGroup:
     columns: list[list[Any]]
 
 
-def _name_and_kind(field: tuple[str, str, Any]) -> tuple[str, str]:
-    return field[0], field[1]
+@dataclass(frozen=True)
+class _Route:
+    """Where the points of one twin with one shape (field names and value kinds, in the order
+    the point's map yields them) go."""
+
+    rows: _Rows
+    # Per column of the frame: the column, where its value is among the point's values, and
+    # the value's kind.
+    plan: list[tuple[list[Any], int, str]]
+    # (field, reason) of each value that cannot be telemetry.
+    issues: list[tuple[str, str]]
+
+
+def _route(
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], _Rows],
+    twin_id: str,
+    names: tuple[str, ...],
+    kinds: tuple[str | None, ...],
+) -> _Route:
+    issues = [
+        (name, "value has no kind set" if kind is None else _NOT_SCALAR)
+        for name, kind in zip(names, kinds, strict=True)
+        if kind not in _KIND_OF_VALUE
+    ]
+    if issues:
+        return _Route(_Rows([], [], []), [], issues)
+    # Columns in name order: the same fields in another map order go into the same frame.
+    order = sorted(range(len(names)), key=lambda position: (names[position], kinds[position]))
+    shape = tuple((names[position], kinds[position] or "") for position in order)
+    rows = groups.get((twin_id, shape))
+    if rows is None:
+        rows = groups[twin_id, shape] = _Rows([], [], [[] for _ in shape])
+    plan = [
+        (column, position, kind)
+        for column, position, (_, kind) in zip(rows.columns, order, shape, strict=True)
+    ]
+    return _Route(rows, plan, [])
 
 
 def frame_issues(

@@ -20,15 +20,21 @@ class FieldViolation:
     description: str
 
 
+def checked_timestamp_ns(value: timestamp_pb2.Timestamp) -> int | None:
+    """``value`` in nanoseconds since the epoch, or None if it is no valid Timestamp."""
+    seconds = value.seconds
+    nanos = value.nanos
+    if MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS and 0 <= nanos < NANOS_PER_SECOND:
+        return seconds * NANOS_PER_SECOND + nanos
+    return None
+
+
 def timestamp_violation(value: timestamp_pb2.Timestamp, field: str) -> FieldViolation | None:
     """Why ``value`` is no valid Timestamp, or None.
 
     ``google.protobuf.Timestamp`` can carry any integers on the wire; converting one that is out
     of range raises deep inside a handler, so values are checked where they arrive.
     """
-    if (
-        MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
-        and 0 <= value.nanos < NANOS_PER_SECOND
-    ):
+    if checked_timestamp_ns(value) is not None:
         return None
     return FieldViolation(field, "not a valid timestamp (years 1 to 9999, nanos 0 to 999,999,999)")

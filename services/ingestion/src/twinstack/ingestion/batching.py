@@ -110,24 +110,24 @@ class BatchValidator:
             field="points",
             hint="send fewer points per request",
         )
+        grouped = frames_from_points(points)
         require_at_most(
-            len({p.twin_id for p in points} | {f.twin_id for f in frames}),
+            len(grouped.twin_ids | {f.twin_id for f in frames}),
             self._max_twins,
             limit="TWINSTACK_MAX_TWINS_PER_REQUEST",
             what="twins",
             field="points",
             hint="send fewer twins per request",
         )
-        point_frames, point_issues = frames_from_points(points)
         violations = [
             FieldViolation(
                 f"points[{issue.point_index}]"
                 + (f".fields[{issue.field!r}]" if issue.field else ".time"),
                 issue.description,
             )
-            for issue in point_issues
+            for issue in grouped.issues
         ]
-        located = [_Located(pf.frame, "", pf.point_indexes) for pf in point_frames]
+        located = [_Located(pf.frame, "", pf.point_indexes) for pf in grouped.frames]
         located += [_Located(frame, f"frames[{i}]") for i, frame in enumerate(frames)]
         # Telemetry ids are qualified with the caller's tenant here, once per twin, rather than
         # per point by the server bootstrap (twinstack.common.tenancy.SELF_QUALIFIED).
